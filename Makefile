@@ -1,0 +1,53 @@
+# LLM Server. `make dev` runs the whole stack natively; `make test` runs every test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := -e libs/domain -e services/chat_api -e services/monitor -e services/admin_ui
+
+.PHONY: install dev test test-fast lint migrate bench bench-compare up down clean system-packages
+
+$(STAMP): requirements/constraints.txt requirements/dev.txt libs/domain/pyproject.toml services/*/pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/dev.txt $(PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-packages:
+	@bash scripts/system-packages.sh
+
+migrate: install
+	$(BIN)/llmctl migrate
+
+dev: install
+	@bash scripts/dev.sh
+
+test: install system-packages
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/pytest -q -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install system-packages
+	$(BIN)/python bench/run.py
+
+bench-compare: install system-packages
+	@bash scripts/litellm-venv.sh
+	$(BIN)/python bench/run.py --compare
+
+up:
+	docker compose -f infra/docker-compose.yml --env-file .env up -d --build
+
+down:
+	docker compose -f infra/docker-compose.yml --env-file .env down
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,203 @@
+"""The upstream on the official ``openai`` async client.
+
+The SDK's own retries are off (``max_retries=0``): retries live here, in one place, so they
+can skip ``insufficient_quota``, stop at the first streamed byte, and be counted. Bodies go
+out as pre-serialised JSON and come back as raw HTTP responses, so what the client gets is
+what OpenAI sent, and no per-request pydantic models are built.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+
+from domain.errors import UpstreamError, UpstreamTimeout
+from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest
+from domain.usage import TokenUsage
+
+_PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/chat/completions"}
+_RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+
+
+def usage_from(api: UpstreamApi, usage: dict[str, Any] | None) -> TokenUsage | None:
+    if not usage:
+        return None
+    if api is UpstreamApi.RESPONSES:
+        inp, out = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
+        cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
+        reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    else:
+        inp, out = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return TokenUsage(input_tokens=inp, output_tokens=out, cached_input_tokens=min(cached, inp),
+                      reasoning_tokens=reasoning)
+
+
+def responses_text(body: dict[str, Any]) -> str:
+    if isinstance(body.get("output_text"), str):
+        return body["output_text"]
+    parts = []
+    for item in body.get("output") or []:
+        for content in (item.get("content") or []) if isinstance(item, dict) else []:
+            if isinstance(content, dict) and content.get("type") == "output_text":
+                parts.append(content.get("text") or "")
+    return "".join(parts)
+
+
+def chat_text(body: dict[str, Any]) -> str:
+    choices = body.get("choices") or []
+    return ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+
+
+def _upstream_error(status: int, body: Any, retry_after: float | None) -> UpstreamError:
+    err = body.get("error") if isinstance(body, dict) else None
+    err = err if isinstance(err, dict) else {}
+    code = err.get("code") or err.get("type")
+    message = str(err.get("message") or f"HTTP {status}")
+    return UpstreamError("upstream_error", f"OpenAI 오류 ({status}): {message}", f"OpenAI error ({status}): {message}",
+                         upstream_status=status, upstream_code=code, retry_after=retry_after)
+
+
+def _retry_after(response: httpx2.Response | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAiLlmProvider:
+    def __init__(self, *, api_base: str, timeout: float = 60.0, connect_timeout: float = 5.0,
+                 max_retries: int = 2, backoff_base: float = 0.25, max_backoff: float = 8.0,
+                 max_connections: int = 200, on_retry: Callable[[str], None] | None = None) -> None:
+        self._client = openai.AsyncOpenAI(
+            api_key="unused-placeholder",  # every request sends its own key (see _headers)
+            base_url=api_base, max_retries=0,
+            timeout=httpx2.Timeout(timeout, connect=connect_timeout),
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)))
+        self._max_retries, self._backoff_base, self._max_backoff = max_retries, backoff_base, max_backoff
+        self._on_retry = on_retry or (lambda reason: None)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    @staticmethod
+    def _headers(api_key: str) -> dict[str, Any]:
+        return {"headers": {"Authorization": f"Bearer {api_key}"}}
+
+    def _body(self, request: UpstreamRequest, stream: bool) -> bytes:
+        items = "input" if request.api is UpstreamApi.RESPONSES else "messages"
+        body: dict[str, Any] = {**request.params, "model": request.model, items: request.messages}
+        if stream:
+            body["stream"] = True
+            if request.api is UpstreamApi.CHAT_COMPLETIONS:
+                # Always ask for usage, so spend is exact even when the client did not ask.
+                body["stream_options"] = {**(request.params.get("stream_options") or {}), "include_usage": True}
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return orjson.dumps(body)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._max_backoff)
+        return min(self._max_backoff, self._backoff_base * 2**attempt) * (0.5 + random.random() / 2)
+
+    async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool) -> httpx2.Response:
+        """One request with bounded, jittered retries on 429/5xx/connection errors, honouring
+        Retry-After; never on ``insufficient_quota``."""
+        attempt = 0
+        while True:
+            try:
+                if method == "GET":
+                    return await self._client.get(path, cast_to=httpx2.Response, options=self._headers(api_key))
+                return await self._client.post(path, cast_to=httpx2.Response, content=content,
+                                               options=self._headers(api_key),
+                                               stream=stream)
+            except openai.APIStatusError as exc:
+                body = exc.body if isinstance(exc.body, dict) else {"error": exc.body}
+                error = _upstream_error(exc.status_code, body if "error" in body else {"error": body},
+                                        _retry_after(exc.response))
+                if exc.status_code not in _RETRYABLE or error.upstream_code == "insufficient_quota" \
+                        or attempt >= self._max_retries:
+                    raise error from None
+                reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
+            except openai.APITimeoutError:
+                raise UpstreamTimeout("upstream_timeout", "OpenAI 응답 시간이 초과되었습니다.",
+                                      "OpenAI did not answer in time.", upstream_status=504) from None
+            except openai.APIConnectionError:
+                if attempt >= self._max_retries:
+                    raise UpstreamError("upstream_unreachable", "OpenAI 서버에 연결할 수 없습니다.",
+                                        "Could not connect to OpenAI.", upstream_status=502) from None
+                reason, delay = "connection", self._delay(attempt, None)
+            attempt += 1
+            self._on_retry(reason)
+            await asyncio.sleep(delay)
+
+    async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
+        response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, False), False)
+        body = orjson.loads(response.content)
+        text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
+        usage = usage_from(request.api, body.get("usage")) or TokenUsage()
+        return UpstreamReply(body, str(body.get("model") or request.model), text, usage)
+
+    async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
+        response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, True), True)
+        usage: TokenUsage | None = None
+        model, response_id = request.model, None
+        responses_api = request.api is UpstreamApi.RESPONSES
+        try:
+            lines: list[str] = []
+            async for line in response.aiter_lines():
+                if line:
+                    lines.append(line)
+                    continue
+                if not lines:
+                    continue
+                raw = ("\n".join(lines) + "\n\n").encode()
+                data = next((ln[5:].lstrip() for ln in lines if ln.startswith("data:")), "")
+                lines = []
+                delta, usage_only = "", False
+                if data and data != "[DONE]":
+                    try:
+                        event = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        event = {}
+                    if responses_api:
+                        kind = event.get("type", "")
+                        if kind == "response.output_text.delta":
+                            delta = event.get("delta") or ""
+                        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                            done = event.get("response") or {}
+                            usage = usage_from(request.api, done.get("usage")) or usage
+                            model, response_id = done.get("model") or model, done.get("id") or response_id
+                    else:
+                        choices = event.get("choices") or []
+                        if choices:
+                            delta = (choices[0].get("delta") or {}).get("content") or ""
+                        model = event.get("model") or model
+                        response_id = event.get("id") or response_id
+                        if event.get("usage"):
+                            usage = usage_from(request.api, event["usage"])
+                            usage_only = not choices
+                yield StreamData(raw, delta, usage_only)
+            yield StreamDone(usage, model, response_id)
+        finally:
+            await response.aclose()
+
+    async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        response = await self._send("GET", f"/responses/{response_id}", api_key, None, False)
+        return orjson.loads(response.content)
+
+    async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        response = await self._send("POST", f"/responses/{response_id}/cancel", api_key, b"{}", False)
+        return orjson.loads(response.content)

@@ -1,0 +1,26 @@
+"""Loads the price catalogue from its JSON data file (the repo's, or the operator's)."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from domain.pricing import ModelPrice, PriceTable
+
+BUILTIN_CATALOG = Path(__file__).with_name("price_catalog.json")
+
+
+def load_price_catalog(path: str | Path | None = None) -> PriceTable:
+    """Reads ``{"version": ..., "models": {name: {input, cached_input, output, max_output_tokens}}}``.
+
+    Prices are decimal strings so that 0.075 stays 0.075 (a float would not).
+    """
+    data = json.loads(Path(path or BUILTIN_CATALOG).read_text(encoding="utf-8"))
+    prices = {}
+    for name, row in data["models"].items():
+        cached = row.get("cached_input")
+        prices[name] = ModelPrice(
+            input=Decimal(str(row["input"])), output=Decimal(str(row["output"])),
+            cached_input=None if cached is None else Decimal(str(cached)),
+            max_output_tokens=int(row.get("max_output_tokens", 16_384)))
+    return PriceTable(version=str(data["version"]), prices=prices)

@@ -1,0 +1,123 @@
+"""The tables. Alembic's env.py reads ``SQLModel.metadata`` from here.
+
+Money columns are BIGINT nano-USD (see ``domain.money``). Indexes serve the console's
+queries: by time, by conversation, by client key, by model.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _ts(**kw: object) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+class ClientKeyRow(SQLModel, table=True):
+    __tablename__ = "client_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    short_id: str = Field(max_length=16, index=True)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(max_length=64, unique=True)
+    daily_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    monthly_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    may_use_server_key: bool = True
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ConversationRow(SQLModel, table=True):
+    """A conversation is named by the caller (``request_id`` / ``X-Session-Id``) and scoped by
+    owner, so two clients using the same name never share history."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("owner", "external_id", name="uq_conversations_owner_external_id"),
+        Index("ix_conversations_updated_at", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=32)  # client key id, or "" for anonymous callers
+    external_id: str = Field(max_length=200)
+    turn_count: int = 0
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    updated_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class TurnRow(SQLModel, table=True):
+    __tablename__ = "turns"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "turn_index", name="uq_turns_conversation_turn_index"),
+        Index("ix_turns_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", ondelete="CASCADE")
+    turn_index: int
+    request_id: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    system_prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
+    prompt: str = Field(sa_column=Column(Text, nullable=False))
+    reply: str = Field(sa_column=Column(Text, nullable=False))
+    model: str = Field(max_length=100)
+
+
+class SpendRow(SQLModel, table=True):
+    """One row per request that reached (or tried) the upstream. ``request_id`` is unique so
+    a replayed spool never double-counts."""
+
+    __tablename__ = "spend_ledger"
+    __table_args__ = (
+        Index("ix_spend_created_at", "created_at"),
+        Index("ix_spend_client_created", "client_key_id", "created_at"),
+        Index("ix_spend_model_created", "model", "created_at"),
+        Index("ix_spend_conversation", "conversation_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=200, unique=True)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    client_key_id: str | None = Field(default=None, max_length=32)
+    conversation_id: int | None = Field(default=None)
+    route: str = Field(max_length=64)
+    model: str = Field(max_length=100)
+    key_source: str = Field(max_length=8)
+    fallback_reason: str | None = Field(default=None, max_length=32)
+    outcome: str = Field(default="ok", max_length=8)
+    error_code: str | None = Field(default=None, max_length=64)
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    charged_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    priced: bool = True
+    estimated: bool = False
+    catalog_version: str = Field(max_length=32)
+    latency_ms: int = 0
+
+
+class BudgetCounterRow(SQLModel, table=True):
+    """Spent and reserved nano-USD per scope ("key:<id>", "anonymous", "global") and period
+    ("d:YYYY-MM-DD", "m:YYYY-MM"). Reservations update these rows under a row lock."""
+
+    __tablename__ = "budget_counters"
+
+    scope: str = Field(primary_key=True, max_length=48)
+    period: str = Field(primary_key=True, max_length=16)
+    spent_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    reserved_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+class BudgetReservationRow(SQLModel, table=True):
+    """Open reservations, so that a crashed replica's holds can be released later."""
+
+    __tablename__ = "budget_reservations"
+
+    id: str = Field(primary_key=True, max_length=32)
+    lines: str = Field(sa_column=Column(Text, nullable=False))  # "scope|period;scope|period"
+    amount_nanos: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=_ts(nullable=False))

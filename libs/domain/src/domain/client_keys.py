@@ -1,0 +1,72 @@
+"""Client keys: how callers authenticate to the gateway.
+
+A key is shown once when issued. Only its keyed hash (HMAC-SHA-256 with a server secret) is
+stored, so a leaked database does not leak usable keys, and lookups compare hashes.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from domain.money import Money
+
+KEY_PREFIX = "llms-"
+SHORT_ID_LEN = 8
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimits:
+    """Caps in USD; None means uncapped."""
+
+    daily: Money | None = None
+    monthly: Money | None = None
+
+    @property
+    def applies(self) -> bool:
+        return self.daily is not None or self.monthly is not None
+
+
+@dataclass(slots=True)
+class ClientKey:
+    id: str
+    short_id: str
+    name: str
+    key_hash: str
+    created_at: datetime
+    limits: BudgetLimits = field(default_factory=BudgetLimits)
+    may_use_server_key: bool = True
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """Who is calling, as the use cases see it. ``key_id`` None is the anonymous caller."""
+
+    key_id: str | None
+    short_id: str
+    limits: BudgetLimits
+    may_use_server_key: bool = True
+
+    @property
+    def budget_scope(self) -> str:
+        return f"key:{self.key_id}" if self.key_id else "anonymous"
+
+
+def generate_client_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_client_key(secret: bytes, key: str) -> str:
+    return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def short_id_of(key: str) -> str:
+    """The part of a key that is safe to show: its first characters after the prefix."""
+    return key[len(KEY_PREFIX):][:SHORT_ID_LEN]

@@ -1,0 +1,67 @@
+"""Whose OpenAI key pays for a request."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from domain.errors import Forbidden, UpstreamError, no_api_key
+
+
+class KeySource(str, Enum):
+    USER = "user"
+    SERVER = "server"
+
+
+class FallbackReason(str, Enum):
+    USER_KEY_MISSING = "user_key_missing"
+    USER_KEY_REJECTED = "user_key_rejected"
+    USER_KEY_QUOTA = "user_key_quota_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChoice:
+    source: KeySource
+    api_key: str
+    fallback_reason: FallbackReason | None = None
+
+    def __repr__(self) -> str:  # the key itself must never reach a log line
+        return f"KeyChoice(source={self.source.value}, fallback_reason={self.fallback_reason})"
+
+
+class DefaultKeyPolicy:
+    """The rules (DESIGN.md "Key policy"):
+
+    1. The caller asks for its own key and gives one → the caller's key; the server's budget
+       is not charged.
+    2. Otherwise the server key, if one is configured and the client may use it. When the
+       caller asked for its own key but sent none, the answer says so (``user_key_missing``).
+    3. Otherwise: a configuration error (no key available), or Forbidden when a server key
+       exists but this client may not use it.
+
+    After the upstream rejects the caller's key (401/403/insufficient_quota), ``fallback``
+    switches to the server key under rule 2, or re-raises the upstream's error.
+    """
+
+    def __init__(self, server_key: str | None) -> None:
+        self._server_key = server_key or None
+
+    def choose(self, *, use_user_key: bool, user_key: str | None, may_use_server_key: bool) -> KeyChoice:
+        if use_user_key and user_key:
+            return KeyChoice(KeySource.USER, user_key)
+        reason = FallbackReason.USER_KEY_MISSING if use_user_key else None
+        return KeyChoice(KeySource.SERVER, self._server_key_for(may_use_server_key), reason)
+
+    def fallback(self, error: UpstreamError, *, may_use_server_key: bool) -> KeyChoice:
+        if not error.rejects_key or not self._server_key or not may_use_server_key:
+            raise error
+        reason = (FallbackReason.USER_KEY_QUOTA if error.upstream_code == "insufficient_quota"
+                  else FallbackReason.USER_KEY_REJECTED)
+        return KeyChoice(KeySource.SERVER, self._server_key, reason)
+
+    def _server_key_for(self, may_use_server_key: bool) -> str:
+        if not self._server_key:
+            raise no_api_key()
+        if not may_use_server_key:
+            raise Forbidden("server_key_not_allowed", "이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
+                            "This client key may not use the server's API key; send your own OpenAI key.")
+        return self._server_key

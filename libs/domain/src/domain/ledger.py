@@ -1,0 +1,57 @@
+"""What the spend ledger records for every request that reached (or tried to reach) the upstream."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from domain.budgets import Reservation
+from domain.conversations import Turn
+from domain.key_policy import FallbackReason, KeySource
+from domain.money import Money
+from domain.usage import TokenUsage
+
+
+class Outcome(str, Enum):
+    OK = "ok"
+    ERROR = "error"
+    ABORTED = "aborted"  # the client went away mid-stream
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One ledger row. ``cost`` None means the model is unpriced; ``estimated`` that the
+    usage was estimated because the upstream never reported it (a stream cut short).
+
+    Storing a record also settles its budget reservation and stores its turn, in one
+    transaction, so budgets, spend and history never disagree.
+    """
+
+    request_id: str
+    created_at: datetime
+    client_key_id: str | None
+    route: str
+    model: str
+    usage: TokenUsage
+    cost: Money | None
+    catalog_version: str
+    key_source: KeySource
+    outcome: Outcome = Outcome.OK
+    estimated: bool = False
+    latency_ms: int = 0
+    fallback_reason: FallbackReason | None = None
+    conversation_id: str | None = None
+    reservation: Reservation | None = None
+    turn: Turn | None = None
+    error_code: str | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.cost is not None
+
+    @property
+    def charged(self) -> Money:
+        """What the server's budget pays: nothing when the caller's own key paid."""
+        if self.key_source is KeySource.USER or self.cost is None:
+            return Money.zero()
+        return self.cost

@@ -1,0 +1,153 @@
+"""The core's ports: what the use cases need from the outside world, named by role.
+
+Adapters in ``domain.adapters`` implement them (``<Tech><Port>``); in-memory fakes implement
+them for unit tests.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from domain.budgets import BudgetLine, Reservation
+from domain.client_keys import BudgetLimits, ClientKey
+from domain.conversations import Turn
+from domain.ledger import UsageRecord
+from domain.money import Money
+from domain.pricing import ModelPrice
+from domain.usage import TokenUsage
+
+
+class UpstreamApi(str, Enum):
+    RESPONSES = "responses"
+    CHAT_COMPLETIONS = "chat.completions"
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """What to send upstream. ``messages`` become ``input`` (Responses) or ``messages`` (Chat
+    Completions); ``params`` are passed through as given (temperature, tools, ...)."""
+
+    api: UpstreamApi
+    model: str
+    messages: list[Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    body: dict[str, Any]
+    model: str
+    text: str
+    usage: TokenUsage
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """One upstream SSE event, as raw bytes to relay. ``usage_only`` marks the usage chunk the
+    gateway asked for on the client's behalf (relayed only if the client asked too)."""
+
+    raw: bytes
+    text_delta: str = ""
+    usage_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    usage: TokenUsage | None
+    model: str
+    response_id: str | None = None
+
+
+class LlmProvider(Protocol):
+    """An OpenAI-compatible upstream. Raises ``UpstreamError`` (with the upstream status and
+    code) for refusals and ``UpstreamTimeout`` when it does not answer in time. Retries, if
+    any, happen here and only here, and never after the first streamed byte."""
+
+    async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply: ...
+
+    def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]: ...
+
+    async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
+
+    async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
+
+
+class ConversationRepository(Protocol):
+    """Stored turns, scoped by owner: a client never reads another client's conversation."""
+
+    async def recent_turns(self, owner: str | None, conversation_id: str, limit: int) -> Sequence[Turn]: ...
+
+
+class SpendLedger(Protocol):
+    """Every request's usage and cost. Storing a record settles its reservation and stores
+    its turn atomically; a record is stored at most once per ``request_id``."""
+
+    def submit(self, record: UsageRecord) -> None:
+        """Hand over a record without waiting (safe inside a cancelled task); it is stored
+        later, or spooled while the database is away, never dropped."""
+
+    async def record(self, record: UsageRecord) -> int | None:
+        """Store now; returns the turn's index in its conversation when it has a turn."""
+
+
+class BudgetStore(Protocol):
+    """Spend counters per scope and period. ``reserve`` is atomic across processes: it adds
+    the amount to every line or to none, and refuses (``BudgetExceeded``) when any capped
+    line would exceed its cap counting what is spent plus what is reserved."""
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation: ...
+
+    async def settle(self, reservation: Reservation, actual: Money) -> None: ...
+
+    async def release(self, reservation: Reservation) -> None: ...
+
+    async def spent(self, scope: str, period: str) -> Money: ...
+
+
+class ClientKeyRepository(Protocol):
+    async def add(self, key: ClientKey) -> None: ...
+
+    async def by_hash(self, key_hash: str) -> ClientKey | None: ...
+
+    async def get(self, key_id: str) -> ClientKey | None: ...
+
+    async def list(self) -> Sequence[ClientKey]: ...
+
+    async def revoke(self, key_id: str, at: datetime) -> bool: ...
+
+    async def set_limits(self, key_id: str, limits: BudgetLimits) -> bool: ...
+
+
+class PriceCatalog(Protocol):
+    """Prices by model; snapshot names resolve to their family; unknown models are None."""
+
+    version: str
+
+    def price_of(self, model: str) -> ModelPrice | None: ...
+
+    def models(self) -> Iterable[str]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostSnapshot:
+    cpu_percent: float
+    memory_percent: float
+    memory_available_bytes: int
+
+
+class HostMetrics(Protocol):
+    """The monitor's view of the host (CPU sampled in the background, never per request)."""
+
+    def snapshot(self) -> HostSnapshot: ...
+
+    def info(self) -> dict[str, Any]: ...

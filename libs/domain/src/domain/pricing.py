@@ -1,0 +1,74 @@
+"""Prices and the price catalogue.
+
+A catalogue maps model families to USD-per-1M-token prices. Dated snapshot names that the
+upstream returns (``gpt-4o-mini-2024-07-18``) resolve to their family unless the snapshot is
+priced itself (``gpt-4o-2024-05-13``). A model the catalogue does not know is *unpriced*:
+never priced as another model.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from domain.money import NANOS_PER_USD, Money
+from domain.usage import TokenUsage
+
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+_PER = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per 1M tokens. ``cached_input`` None means the model has no cache discount, so
+    cached tokens (if any are ever reported) bill at the input rate."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    max_output_tokens: int = 16_384
+
+    def cost(self, usage: TokenUsage) -> Money:
+        """Exact cost of one request, rounded once to a nano-USD."""
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        usd_times_million = (
+            usage.uncached_input_tokens * self.input
+            + usage.cached_input_tokens * cached_rate
+            + usage.output_tokens * self.output
+        )
+        nanos = usd_times_million * NANOS_PER_USD / _PER
+        return Money(int(nanos.to_integral_value(rounding=ROUND_HALF_UP)))
+
+    def worst_case(self, input_tokens: int, max_output_tokens: int) -> Money:
+        """The most a request can cost: every input token uncached, every output token used."""
+        return self.cost(TokenUsage(input_tokens=input_tokens, output_tokens=max_output_tokens))
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """A versioned, immutable price catalogue (implements the ``PriceCatalog`` port)."""
+
+    version: str
+    prices: Mapping[str, ModelPrice]
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        if model in self.prices:
+            return self.prices[model]
+        family = _SNAPSHOT_SUFFIX.sub("", model)
+        if family != model:
+            return self.prices.get(family)
+        return None
+
+    def family_of(self, model: str) -> str | None:
+        if model in self.prices:
+            return model
+        family = _SNAPSHOT_SUFFIX.sub("", model)
+        return family if family in self.prices else None
+
+    def models(self) -> Iterable[str]:
+        return sorted(self.prices)
+
+    def cost(self, model: str, usage: TokenUsage) -> Money | None:
+        price = self.price_of(model)
+        return None if price is None else price.cost(usage)

@@ -1,0 +1,41 @@
+"""Korean-aware text handling: normalisation and token estimates for admission."""
+from __future__ import annotations
+
+import math
+import unicodedata
+
+# Per-message framing tokens OpenAI adds around each message (role markers etc.).
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def normalize(text: str) -> str:
+    """NFC, so a prompt typed on macOS (NFD jamo) and one typed on Windows compare and
+    count the same."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0xAC00 <= code <= 0xD7A3  # Hangul syllables
+        or 0x1100 <= code <= 0x11FF  # Hangul jamo
+        or 0x3130 <= code <= 0x318F  # compatibility jamo
+        or 0x4E00 <= code <= 0x9FFF  # CJK ideographs
+        or 0x3040 <= code <= 0x30FF  # kana
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """An upper-leaning estimate used only for budget admission.
+
+    BPE tokenisers spend roughly one token per Hangul syllable (often less with o200k) but
+    about one per four characters of English; counting Hangul at the Latin rate would
+    under-reserve Korean prompts four-fold.
+    """
+    cjk = sum(1 for ch in text if _is_cjk(ch))
+    other = len(text) - cjk
+    return cjk + math.ceil(other / 4)
+
+
+def contains_hangul(text: str) -> bool:
+    return any(0xAC00 <= ord(ch) <= 0xD7A3 for ch in text)

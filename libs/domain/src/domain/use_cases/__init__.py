@@ -1,0 +1,1 @@
+"""Use cases: one verb-noun class each, with a single ``execute``."""

@@ -1,0 +1,280 @@
+"""HandleChatTurn: one chat request from admission to the ledger."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from domain.budgets import Reservation, budget_lines
+from domain.client_keys import BudgetLimits, ClientIdentity
+from domain.conversations import Turn, trim_to_budget
+from domain.errors import InvalidInput, UpstreamError
+from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
+from domain.ledger import Outcome, UsageRecord
+from domain.money import Money
+from domain.ports import (
+    BudgetStore,
+    Clock,
+    ConversationRepository,
+    LlmProvider,
+    PriceCatalog,
+    SpendLedger,
+    StreamData,
+    StreamDone,
+    UpstreamApi,
+    UpstreamReply,
+    UpstreamRequest,
+)
+from domain.pricing import ModelPrice
+from domain.text import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from domain.usage import TokenUsage
+
+
+@dataclass(slots=True)
+class ChatTurnCommand:
+    """A chat request in dialect-neutral form.
+
+    ``system`` + context + ``new_messages`` is what the model sees. The context is
+    ``history`` when the caller sent one; otherwise, when the request names a conversation,
+    its stored turns (trimmed to the history token budget).
+    """
+
+    request_id: str
+    client: ClientIdentity
+    api: UpstreamApi
+    model: str
+    route: str
+    new_messages: list[Any]
+    prompt: str  # the user's text of this turn, as stored in history
+    system: list[Any] = field(default_factory=list)
+    history: list[Any] | None = None
+    conversation_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    max_output_tokens: int | None = None
+    use_user_key: bool = False
+    user_api_key: str | None = None
+
+    def __repr__(self) -> str:  # never print the caller's key
+        return f"ChatTurnCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurnResult:
+    reply: UpstreamReply | None
+    usage: TokenUsage
+    cost: Money | None
+    key_source: KeySource
+    fallback_reason: FallbackReason | None
+    turn_index: int | None
+    latency_ms: int
+    model: str
+    text: str
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    history_token_budget: int = 3000
+    history_max_turns: int = 50
+    global_limits: BudgetLimits = BudgetLimits()
+    allowed_models: frozenset[str] | None = None  # None: the catalogue's models only
+
+
+def _unknown_model(model: str) -> InvalidInput:
+    return InvalidInput("unknown_model", f"지원하지 않는 모델입니다: {model}", f"Unknown or disallowed model: {model}", field="model")
+
+
+def _unpriced_model(model: str) -> InvalidInput:
+    return InvalidInput("unpriced_model", f"가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
+                        f"Model {model} has no price, so it cannot be used on a budgeted server key.", field="model")
+
+
+class HandleChatTurn:
+    """The rules of one chat turn:
+
+    * the model must be allowed; an unpriced model may run on the caller's own key, or on
+      the server key only where no budget applies;
+    * the key policy picks whose key pays; server-key requests reserve their worst-case cost
+      in every budget line *before* the upstream is called, and never reach it when refused;
+    * when the upstream rejects the caller's key, the server key takes over if the policy
+      allows it (and the budget admits it); the result says which key paid and why;
+    * every request that reached the upstream leaves a ledger row, settled to the actual
+      cost (a stream cut short leaves an estimated row); turns of a named conversation are
+      stored with their row.
+    """
+
+    def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
+                 budgets: BudgetStore, prices: PriceCatalog, policy: DefaultKeyPolicy, clock: Clock,
+                 settings: ChatSettings = ChatSettings()) -> None:
+        self._provider, self._conversations, self._ledger = provider, conversations, ledger
+        self._budgets, self._prices, self._policy, self._clock = budgets, prices, policy, clock
+        self._settings = settings
+
+    # -- admission -------------------------------------------------------------------
+    def check_model(self, model: str) -> ModelPrice | None:
+        allowed = self._settings.allowed_models
+        price = self._prices.price_of(model)
+        if price is None and (allowed is None or model not in allowed):
+            raise _unknown_model(model)
+        if price is not None and allowed is not None and model not in allowed and self._family(model) not in allowed:
+            raise _unknown_model(model)
+        return price
+
+    def _family(self, model: str) -> str:
+        family_of = getattr(self._prices, "family_of", None)
+        return (family_of(model) if family_of else None) or model
+
+    async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
+        if cmd.history is not None or not cmd.conversation_id:
+            history = cmd.history or []
+        else:
+            turns = await self._conversations.recent_turns(cmd.client.key_id, cmd.conversation_id,
+                                                           self._settings.history_max_turns)
+            history = [m for t in trim_to_budget(turns, self._settings.history_token_budget) for m in t.as_messages()]
+        return [*cmd.system, *history, *cmd.new_messages]
+
+    async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
+                     messages: list[Any]) -> Reservation | None:
+        if choice.source is KeySource.USER:
+            return None
+        client = cmd.client
+        budgeted = client.limits.applies or self._settings.global_limits.applies
+        if price is None:
+            if budgeted:
+                raise _unpriced_model(cmd.model)
+            return None
+        prompt_tokens = sum(_message_tokens(m) for m in messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
+        worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
+        lines = budget_lines(client.budget_scope, client.limits, self._settings.global_limits, self._clock.now())
+        return await self._budgets.reserve(lines, worst)
+
+    # -- recording -------------------------------------------------------------------
+    def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
+        price = self._prices.price_of(upstream_model) or self._prices.price_of(cmd.model)
+        return None if price is None else price.cost(usage)
+
+    def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
+                model: str, text: str, started: float, reservation: Reservation | None,
+                outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None) -> UsageRecord:
+        now = self._clock.now()
+        turn = None
+        if cmd.conversation_id and outcome is not Outcome.ERROR:
+            system_text = " ".join(str(m.get("content", "")) for m in cmd.system if isinstance(m, dict))
+            turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt, text, model)
+        return UsageRecord(
+            request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
+            model=model, usage=usage, cost=cost, catalog_version=self._prices.version, key_source=choice.source,
+            outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
+            fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
+            turn=turn, error_code=error_code)
+
+    def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
+                        reservation: Reservation | None, error: UpstreamError) -> None:
+        self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=Money.zero(), model=cmd.model,
+                                         text="", started=started, reservation=reservation,
+                                         outcome=Outcome.ERROR, error_code=error.code))
+
+    # -- the turn ----------------------------------------------------------------------
+    async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
+        started = self._clock.monotonic()
+        price = self.check_model(cmd.model)
+        messages = await self._context(cmd)
+        choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
+                                     may_use_server_key=cmd.client.may_use_server_key)
+        request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params)
+        reservation = await self._admit(cmd, choice, price, messages)
+        try:
+            reply = await self._provider.complete(request, choice.api_key)
+        except UpstreamError as error:
+            self._record_failure(cmd, choice, started, reservation, error)
+            if choice.source is not KeySource.USER:
+                raise
+            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            reservation = await self._admit(cmd, choice, price, messages)
+            try:
+                reply = await self._provider.complete(request, choice.api_key)
+            except UpstreamError as second:
+                self._record_failure(replace(cmd, request_id=cmd.request_id + ":fallback"), choice, started, reservation, second)
+                raise
+        cost = self._cost(cmd, reply.model, reply.usage)
+        record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
+                              text=reply.text, started=started, reservation=reservation)
+        turn_index = await self._ledger.record(record) if record.turn else self._ledger.submit(record)
+        return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
+                              record.latency_ms, record.model, reply.text)
+
+    async def stream(self, cmd: ChatTurnCommand) -> AsyncIterator[StreamData | ChatTurnResult]:
+        """Yields the upstream's events as they come, then one ``ChatTurnResult``.
+
+        A fallback to the server key is possible only before the first byte. If the consumer
+        stops early, the ledger still gets a row: exact if the upstream had reported usage,
+        otherwise estimated from what was relayed and marked so.
+        """
+        started = self._clock.monotonic()
+        price = self.check_model(cmd.model)
+        messages = await self._context(cmd)
+        choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
+                                     may_use_server_key=cmd.client.may_use_server_key)
+        request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params)
+        reservation = await self._admit(cmd, choice, price, messages)
+        events = self._provider.stream(request, choice.api_key)
+        try:
+            first = await anext(events)
+        except UpstreamError as error:
+            self._record_failure(cmd, choice, started, reservation, error)
+            if choice.source is not KeySource.USER:
+                raise
+            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            reservation = await self._admit(cmd, choice, price, messages)
+            events = self._provider.stream(request, choice.api_key)
+            try:
+                first = await anext(events)
+            except UpstreamError as second:
+                self._record_failure(replace(cmd, request_id=cmd.request_id + ":fallback"), choice, started, reservation, second)
+                raise
+        except StopAsyncIteration:
+            first = StreamDone(None, cmd.model)
+
+        text: list[str] = []
+        done: StreamDone | None = None
+
+        def settle(outcome: Outcome) -> UsageRecord:
+            reply_text = "".join(text)
+            usage = done.usage if done and done.usage else None
+            model = (done.model if done else None) or cmd.model
+            estimated = usage is None
+            if usage is None:  # cut short before the upstream reported usage
+                prompt = sum(_message_tokens(m) for m in messages)
+                usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
+            return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage), model=model,
+                                text=reply_text, started=started, reservation=reservation, outcome=outcome,
+                                estimated=estimated)
+
+        try:
+            event: StreamData | StreamDone = first
+            while not isinstance(event, StreamDone):
+                text.append(event.text_delta)
+                yield event
+                event = await anext(events)
+            done = event
+        except StopAsyncIteration:
+            pass
+        except BaseException:
+            # The client went away (GeneratorExit / cancellation) or the upstream broke
+            # mid-stream. This path must not suspend inside a cancelled task: submit only.
+            self._ledger.submit(settle(Outcome.ABORTED))
+            raise
+        record = settle(Outcome.OK)
+        turn_index = await self._ledger.record(record) if record.turn else self._ledger.submit(record)
+        yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
+                             record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
+                             record.estimated)
+
+
+def _message_tokens(message: Any) -> int:
+    if isinstance(message, dict):
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+        return estimate_tokens(str(content or "")) + MESSAGE_OVERHEAD_TOKENS
+    return estimate_tokens(str(message)) + MESSAGE_OVERHEAD_TOKENS

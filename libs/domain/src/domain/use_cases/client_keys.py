@@ -1,0 +1,90 @@
+"""Issuing, authenticating and revoking client keys."""
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from domain.client_keys import (
+    BudgetLimits,
+    ClientIdentity,
+    ClientKey,
+    generate_client_key,
+    hash_client_key,
+    short_id_of,
+)
+from domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from domain.ports import ClientKeyRepository, Clock
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: ClientKey
+    secret: str  # shown to the operator once, never stored
+
+
+class IssueClientKey:
+    """A new key: random, stored only as its keyed hash, returned in clear exactly once."""
+
+    def __init__(self, keys: ClientKeyRepository, clock: Clock, hash_secret: bytes) -> None:
+        self._keys, self._clock, self._secret = keys, clock, hash_secret
+
+    async def execute(self, name: str, limits: BudgetLimits = BudgetLimits(), may_use_server_key: bool = True) -> IssuedKey:
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("invalid_key_name", "키 이름은 1~100자여야 합니다.", "A key name must be 1-100 characters.", field="name")
+        secret = generate_client_key()
+        key = ClientKey(id=uuid.uuid4().hex, short_id=short_id_of(secret), name=name,
+                        key_hash=hash_client_key(self._secret, secret), created_at=self._clock.now(),
+                        limits=limits, may_use_server_key=may_use_server_key)
+        await self._keys.add(key)
+        return IssuedKey(key, secret)
+
+
+def unauthorized() -> Unauthorized:
+    return Unauthorized("invalid_client_key", "클라이언트 키가 없거나 올바르지 않습니다.",
+                        "The client key is missing or invalid.")
+
+
+class AuthenticateClient:
+    """A bearer client key → the caller's identity. Unknown and revoked keys are refused
+    alike; with no key, the anonymous identity only if the operator enabled it."""
+
+    def __init__(self, keys: ClientKeyRepository, hash_secret: bytes, anonymous: ClientIdentity | None) -> None:
+        self._keys, self._secret, self._anonymous = keys, hash_secret, anonymous
+
+    async def execute(self, bearer: str | None) -> ClientIdentity:
+        if not bearer:
+            if self._anonymous is None:
+                raise unauthorized()
+            return self._anonymous
+        key_hash = hash_client_key(self._secret, bearer)
+        key = await self._keys.by_hash(key_hash)
+        # The lookup is by hash, so timing reveals nothing about stored keys; the final
+        # compare is constant-time anyway in case a repository matches loosely.
+        if key is None or not hmac.compare_digest(key.key_hash, key_hash):
+            raise unauthorized()
+        if key.revoked:
+            raise Forbidden("client_key_revoked", "폐기된 클라이언트 키입니다.", "This client key has been revoked.")
+        return ClientIdentity(key.id, key.short_id, key.limits, key.may_use_server_key)
+
+
+class RevokeClientKey:
+    def __init__(self, keys: ClientKeyRepository, clock: Clock) -> None:
+        self._keys, self._clock = keys, clock
+
+    async def execute(self, key_id: str) -> None:
+        if not await self._keys.revoke(key_id, self._clock.now()):
+            raise NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")
+
+
+class SetClientBudget:
+    def __init__(self, keys: ClientKeyRepository) -> None:
+        self._keys = keys
+
+    async def execute(self, key_id: str, limits: BudgetLimits) -> None:
+        for cap in (limits.daily, limits.monthly):
+            if cap is not None and cap.nanos < 0:
+                raise InvalidInput("invalid_budget", "예산은 0 이상이어야 합니다.", "A budget cannot be negative.", field="budget")
+        if not await self._keys.set_limits(key_id, limits):
+            raise NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")

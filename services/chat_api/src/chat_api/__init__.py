@@ -1,0 +1,1 @@
+"""The chat API service: HTTP ⇄ domain use cases."""

@@ -1,0 +1,44 @@
+"""Client-key authentication without a database round trip on the hot path."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from domain.client_keys import ClientIdentity
+from domain.errors import DomainError
+from domain.use_cases.client_keys import AuthenticateClient
+
+
+class CachedAuthenticator:
+    """Caches answers (including refusals) for ``ttl`` seconds in a bounded LRU, so a revoked
+    key stops working within ``ttl`` on every replica, and a flood of bad keys cannot grow
+    memory. ``invalidate`` makes a revocation immediate on this replica."""
+
+    def __init__(self, inner: AuthenticateClient, *, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self._inner, self._ttl, self._max = inner, ttl, max_entries
+        self._cache: OrderedDict[str, tuple[float, ClientIdentity | DomainError]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def execute(self, bearer: str | None) -> ClientIdentity:
+        token = bearer or ""
+        hit = self._cache.get(token)
+        now = time.monotonic()
+        if hit is None or hit[0] < now:
+            try:
+                answer: ClientIdentity | DomainError = await self._inner.execute(bearer)
+            except DomainError as exc:
+                answer = exc
+            self._cache[token] = (now + self._ttl, answer)
+            self._cache.move_to_end(token)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        else:
+            answer = hit[1]
+        if isinstance(answer, DomainError):
+            raise answer
+        return answer
+
+    def invalidate(self) -> None:
+        self._cache.clear()

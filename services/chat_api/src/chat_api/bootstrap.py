@@ -1,0 +1,93 @@
+"""The composition root: builds every adapter and use case from settings, once, at startup."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Engine
+
+from chat_api.auth_cache import CachedAuthenticator
+from chat_api.settings import ChatApiSettings, load_or_create_secret
+from domain.adapters.clock import SystemClock
+from domain.adapters.openai_provider import OpenAiLlmProvider
+from domain.adapters.prices import load_price_catalog
+from domain.adapters.sql.database import make_engine
+from domain.adapters.sql.ledger import SqlSpendLedger
+from domain.adapters.sql.repositories import (
+    SqlBudgetStore,
+    SqlClientKeyRepository,
+    SqlConversationRepository,
+)
+from domain.client_keys import BudgetLimits, ClientIdentity
+from domain.key_policy import DefaultKeyPolicy
+from domain.money import Money
+from domain.pricing import PriceTable
+from domain.use_cases.chat_turn import ChatSettings, HandleChatTurn
+from domain.use_cases.client_keys import AuthenticateClient, IssueClientKey, RevokeClientKey, SetClientBudget
+
+
+def _usd(value: Decimal | None) -> Money | None:
+    return None if value is None else Money.from_usd(value)
+
+
+@dataclass
+class Container:
+    settings: ChatApiSettings
+    engine: Engine
+    prices: PriceTable
+    clock: SystemClock
+    keys: SqlClientKeyRepository
+    budgets: SqlBudgetStore
+    conversations: SqlConversationRepository
+    ledger: SqlSpendLedger
+    provider: OpenAiLlmProvider
+    chat: HandleChatTurn
+    authenticate: CachedAuthenticator
+    issue_key: IssueClientKey
+    revoke_key: RevokeClientKey
+    set_budget: SetClientBudget
+    admin_token: str
+    usd_krw_rate: Decimal
+    executor: ThreadPoolExecutor
+
+    def start(self) -> None:
+        self.ledger.start()
+
+    async def aclose(self) -> None:
+        self.ledger.close()
+        await self.provider.aclose()
+        self.executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Container:  # type: ignore[no-untyped-def]
+    settings = settings or ChatApiSettings()
+    engine = make_engine(settings.database_url, pool_size=10)
+    executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="db")
+    prices = load_price_catalog(settings.price_catalog_path)
+    clock = SystemClock()
+    hash_secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret).encode()
+    admin_token = load_or_create_secret(settings.secret_file("admin_token"), settings.admin_token)
+    keys = SqlClientKeyRepository(engine, executor)
+    budgets = SqlBudgetStore(engine, executor)
+    conversations = SqlConversationRepository(engine, executor)
+    ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
+    provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
+                                 max_retries=settings.upstream_max_retries, on_retry=on_retry)
+    extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
+    chat = HandleChatTurn(
+        provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, prices=prices,
+        policy=DefaultKeyPolicy(settings.openai_api_key), clock=clock,
+        settings=ChatSettings(history_token_budget=settings.history_token_budget,
+                              global_limits=BudgetLimits(_usd(settings.global_daily_usd), _usd(settings.global_monthly_usd)),
+                              allowed_models=frozenset(prices.models()) | extra))
+    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd(settings.anonymous_daily_usd),
+                                                           _usd(settings.anonymous_monthly_usd)))
+                 if settings.allow_anonymous else None)
+    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+    return Container(settings=settings, engine=engine, prices=prices, clock=clock, keys=keys, budgets=budgets,
+                     conversations=conversations, ledger=ledger, provider=provider, chat=chat,
+                     authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
+                     revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
+                     admin_token=admin_token, usd_krw_rate=settings.usd_krw_rate, executor=executor)

@@ -1,0 +1,115 @@
+"""llmctl: operator commands (migrations, client keys, prices)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from chat_api.settings import ChatApiSettings, load_or_create_secret
+from domain.adapters.clock import SystemClock
+from domain.adapters.prices import load_price_catalog
+from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
+from domain.adapters.sql.repositories import SqlClientKeyRepository
+from domain.client_keys import BudgetLimits
+from domain.errors import DomainError
+from domain.money import Money
+from domain.use_cases.client_keys import IssueClientKey, RevokeClientKey
+
+
+def find_alembic_ini() -> Path:
+    """ALEMBIC_CONFIG, or alembic.ini in the working directory or above this package."""
+    if os.environ.get("ALEMBIC_CONFIG"):
+        return Path(os.environ["ALEMBIC_CONFIG"])
+    for base in (Path.cwd(), *Path(__file__).resolve().parents):
+        if (base / "alembic.ini").exists():
+            return base / "alembic.ini"
+    raise SystemExit("alembic.ini not found: run from the repository or set ALEMBIC_CONFIG")
+
+
+def migrate(url: str | None = None) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(find_alembic_ini()))
+    cfg.attributes["url"] = normalize_url(url or default_database_url())
+    command.upgrade(cfg, "head")
+
+
+def _usd(value: str | None) -> Money | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise SystemExit(f"not a USD amount: {value}") from None
+    if amount < 0:
+        raise SystemExit("a budget cannot be negative")
+    return Money.from_usd(amount)
+
+
+def _fmt(money: Money | None) -> str:
+    return "-" if money is None else f"${money.usd_rounded(6)}"
+
+
+async def _keys(args: argparse.Namespace, settings: ChatApiSettings) -> None:
+    engine = make_engine(settings.database_url)
+    repo = SqlClientKeyRepository(engine)
+    clock = SystemClock()
+    try:
+        if args.keys_cmd == "create":
+            secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret)
+            issued = await IssueClientKey(repo, clock, secret.encode()).execute(
+                args.name, BudgetLimits(_usd(args.daily_usd), _usd(args.monthly_usd)),
+                may_use_server_key=not args.no_server_key)
+            print(f"created client key {issued.key.short_id} ({issued.key.name}); it is shown once:")
+            print(issued.secret)
+        elif args.keys_cmd == "list":
+            print(f"{'id':<34}{'short_id':<10}{'name':<24}{'daily':>14}{'monthly':>14}  state")
+            for k in await repo.list():
+                state = "revoked" if k.revoked else "active"
+                print(f"{k.id:<34}{k.short_id:<10}{k.name[:23]:<24}{_fmt(k.limits.daily):>14}"
+                      f"{_fmt(k.limits.monthly):>14}  {state}")
+        elif args.keys_cmd == "revoke":
+            await RevokeClientKey(repo, clock).execute(args.key_id)
+            print(f"revoked {args.key_id}")
+    finally:
+        engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="llmctl", description="LLM Server operator commands")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    keys = sub.add_parser("keys", help="client keys")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
+    create = keys_sub.add_parser("create", help="issue a key (printed once, on the last line)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--daily-usd")
+    create.add_argument("--monthly-usd")
+    create.add_argument("--no-server-key", action="store_true", help="the key may only use callers' own OpenAI keys")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    sub.add_parser("prices", help="show the price catalogue in force")
+    args = parser.parse_args(argv)
+    settings = ChatApiSettings()
+    try:
+        if args.cmd == "migrate":
+            migrate(settings.database_url)
+            print("database at head")
+        elif args.cmd == "keys":
+            asyncio.run(_keys(args, settings))
+        elif args.cmd == "prices":
+            catalog = load_price_catalog(settings.price_catalog_path)
+            print(f"price catalogue {catalog.version} (USD per 1M tokens)")
+            print(f"{'model':<22}{'input':>10}{'cached':>10}{'output':>10}")
+            for name in catalog.models():
+                p = catalog.prices[name]
+                cached = "-" if p.cached_input is None else str(p.cached_input)
+                print(f"{name:<22}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+    except DomainError as exc:
+        print(f"error: {exc.en} ({exc.code})", file=sys.stderr)
+        raise SystemExit(2) from None

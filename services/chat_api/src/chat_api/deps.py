@@ -1,0 +1,36 @@
+"""FastAPI dependencies, as Annotated aliases."""
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from chat_api.bootstrap import Container
+from domain.errors import Unauthorized
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def require_admin(request: Request, container: ContainerDep) -> None:
+    """Every /admin/v1 route: the admin token, compared in constant time. Client keys are
+    never accepted here."""
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else ""
+    if not token or not hmac.compare_digest(token.encode(), container.admin_token.encode()):
+        raise Unauthorized("invalid_admin_token", "관리자 토큰이 없거나 올바르지 않습니다.",
+                           "The admin token is missing or invalid.")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def language(request: Request) -> str:
+    """Korean unless the caller prefers English."""
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "ko"

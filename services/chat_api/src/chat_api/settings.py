@@ -1,0 +1,73 @@
+"""Configuration from the environment (and .env). Read once, in the composition root."""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"your_api_key_here", "changeme", "change-me", "sk-your-api-key", "secret"}
+
+
+class ChatApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    openai_api_key: str | None = Field(default=None, repr=False)
+    openai_base_url: str = "https://api.openai.com/v1"
+    chat_api_host: str = "127.0.0.1"
+    chat_api_port: int = 8001
+    log_level: str = "INFO"
+    usd_krw_rate: Decimal = Decimal("1400")
+    # HMAC secret for client-key hashes; the admin token guards /admin/v1. Both are generated
+    # into ./data/ on first start when unset, so `make dev` works with no configuration.
+    key_hash_secret: str | None = Field(default=None, repr=False)
+    admin_token: str | None = Field(default=None, repr=False)
+    data_dir: Path = Path("data")
+    price_catalog_path: str | None = None
+    extra_models: str = ""  # comma-separated unpriced models the operator allows (e.g. fine-tunes)
+    allow_anonymous: bool = False
+    anonymous_daily_usd: Decimal | None = Decimal("1")
+    anonymous_monthly_usd: Decimal | None = Decimal("10")
+    global_daily_usd: Decimal | None = None
+    global_monthly_usd: Decimal | None = None
+    default_model: str = "gpt-4o-mini"
+    history_token_budget: int = 3000
+    upstream_timeout_seconds: float = 60.0
+    upstream_max_retries: int = 2
+    max_body_bytes: int = 1_000_000
+    max_messages: int = 500
+    max_prompt_chars: int = 200_000
+    rate_limit_per_minute: int = 600  # per client key; 0 disables
+    max_concurrent_streams: int = 20  # per client key
+    auth_cache_seconds: float = 5.0
+    reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
+    ledger_spool_path: Path | None = None
+
+    @field_validator("openai_api_key", "admin_token", "key_hash_secret")
+    @classmethod
+    def _reject_placeholders(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() in _PLACEHOLDERS:
+            raise ValueError("a placeholder is not a secret: set a real value or leave it unset")
+        return value or None
+
+    def secret_file(self, name: str) -> Path:
+        return self.data_dir / name
+
+
+def load_or_create_secret(path: Path, env_value: str | None) -> str:
+    """The configured secret, or one generated once and kept (0600) under data_dir."""
+    if env_value:
+        return env_value
+    import secrets
+
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value

@@ -1,0 +1,290 @@
+"""A fast stand-in for the OpenAI HTTP API, for benchmarks and black-box checks.
+
+Serves, on loopback:
+  POST /v1/chat/completions   (JSON, or SSE when "stream": true; usage chunk when
+                               stream_options.include_usage is true)
+  POST /v1/responses          (JSON, or SSE events when "stream": true)
+  GET  /v1/models
+  GET  /_fake/requests        the last 1000 requests seen (path, bearer key, body)
+  DELETE /_fake/requests      forget them
+
+Behaviour is deterministic so callers can assert on it:
+  * a bearer key must start with "sk-" and must not contain "invalid", else 401; a key
+    containing "quota" gets 429 insufficient_quota (no Retry-After)
+  * the reply text is "fake reply to: <first 40 chars of the last user text>"
+  * prompt tokens = ceil(chars of all input text / 4); completion tokens =
+    min(max tokens asked, 12); cached tokens = prompt tokens // 2 when the
+    model name contains "cache"; reasoning tokens = 5 when it starts with "o"
+  * model "fake-429" answers 429 with Retry-After: 1, "fake-500" answers 500,
+    "fake-flaky" answers 500 on the first try of each distinct body and 200 on
+    the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
+  * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
+    server created ("background": true creates a queued response)
+Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
+(default 0) between stream chunks.
+
+Run: python fake_openai.py --port 18000   (needs uvicorn, orjson)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import hashlib
+import math
+import os
+import time
+
+import orjson
+
+LATENCY = float(os.environ.get("FAKE_LATENCY_MS", "0")) / 1000
+CHUNK = float(os.environ.get("FAKE_CHUNK_MS", "0")) / 1000
+SEEN: collections.deque = collections.deque(maxlen=1000)
+FLAKY_SEEN: set[str] = set()
+RESPONSES: collections.OrderedDict = collections.OrderedDict()  # id -> response (bounded below)
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for p in content:
+            if isinstance(p, dict):
+                parts.append(str(p.get("text") or p.get("content") or ""))
+            else:
+                parts.append(str(p))
+        return " ".join(parts)
+    return "" if content is None else str(content)
+
+
+def _inputs(body: dict, responses_api: bool) -> tuple[str, str]:
+    """Return (all input text, last user text)."""
+    texts, last_user = [], ""
+    if responses_api:
+        if body.get("instructions"):
+            texts.append(str(body["instructions"]))
+        inp = body.get("input")
+        items = [{"role": "user", "content": inp}] if isinstance(inp, str) else (inp or [])
+    else:
+        items = body.get("messages") or []
+    for m in items:
+        if not isinstance(m, dict):
+            continue
+        t = _text_of(m.get("content"))
+        texts.append(t)
+        if m.get("role") == "user":
+            last_user = t
+    return " ".join(texts), last_user
+
+
+def _usage(body: dict, all_text: str) -> tuple[int, int, int, int]:
+    model = str(body.get("model") or "")
+    asked = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens") or 16
+    try:
+        asked = int(asked)
+    except (TypeError, ValueError):
+        asked = 16
+    prompt = max(1, math.ceil(len(all_text) / 4))
+    completion = max(1, min(asked, 12))
+    cached = prompt // 2 if "cache" in model else 0
+    reasoning = 5 if model.startswith("o") else 0
+    return prompt, completion, cached, reasoning
+
+
+def _error(status: int, message: str, etype: str, code: str | None = None) -> tuple[int, bytes, list]:
+    body = orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": code}})
+    headers = [(b"content-type", b"application/json")]
+    if status == 429:
+        headers.append((b"retry-after", b"1"))
+    return status, body, headers
+
+
+async def _send_json(send, status: int, body: bytes, headers=None):
+    hs = headers or [(b"content-type", b"application/json")]
+    hs = hs + [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": hs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        msg = await receive()
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            return b"".join(chunks)
+
+
+def _bearer(scope) -> str:
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            v = v.decode("latin-1")
+            return v[7:] if v.lower().startswith("bearer ") else v
+    return ""
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path, method = scope["path"], scope["method"]
+    raw = await _read_body(receive)
+    if path == "/_fake/requests":
+        if method == "DELETE":
+            SEEN.clear()
+            FLAKY_SEEN.clear()
+            return await _send_json(send, 200, b"{}")
+        return await _send_json(send, 200, orjson.dumps(list(SEEN)))
+    key = _bearer(scope)
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        body = {"_unparsed": raw[:200].decode("utf-8", "replace")}
+    SEEN.append({"path": path, "method": method, "key": key, "body": body, "t": time.time()})
+
+    if path.rstrip("/") == "/v1/models":
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                for m in ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3", "gpt-5")]
+        return await _send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
+    if path not in ("/v1/chat/completions", "/v1/responses") or method != "POST":
+        return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
+    if not key.startswith("sk-") or "invalid" in key:
+        return await _send_json(send, *_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+    if "quota" in key:
+        body = orjson.dumps({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
+                                       "param": None, "code": "insufficient_quota"}})
+        return await _send_json(send, 429, body)
+    if path.startswith("/v1/responses/"):
+        rid, _, action = path[len("/v1/responses/"):].partition("/")
+        stored = RESPONSES.get(rid)
+        if stored is None:
+            return await _send_json(send, *_error(404, f"No response found with id '{rid}'.", "invalid_request_error")[:2])
+        if action == "cancel" and method == "POST":
+            stored["status"] = "cancelled"
+        elif action or method != "GET":
+            return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
+        elif stored["status"] == "queued":
+            stored["status"] = "completed"  # a later GET finds the background work done
+        return await _send_json(send, 200, orjson.dumps(stored))
+    if not isinstance(body, dict) or "_unparsed" in body:
+        return await _send_json(send, *_error(400, "could not parse JSON body", "invalid_request_error"))
+
+    model = str(body.get("model") or "")
+    if model == "fake-429":
+        return await _send_json(send, *_error(429, "Rate limit reached.", "requests", "rate_limit_exceeded"))
+    if model == "fake-500":
+        return await _send_json(send, *_error(500, "The server had an error.", "server_error"))
+    if model == "fake-flaky":
+        digest = hashlib.sha1(raw).hexdigest()
+        if digest not in FLAKY_SEEN:
+            FLAKY_SEEN.add(digest)
+            return await _send_json(send, *_error(500, "The server had an error.", "server_error"))
+    if model == "fake-slow":
+        await asyncio.sleep(30)
+    if LATENCY:
+        await asyncio.sleep(LATENCY)
+
+    responses_api = path == "/v1/responses"
+    all_text, last_user = _inputs(body, responses_api)
+    prompt, completion, cached, reasoning = _usage(body, all_text)
+    reply = "fake reply to: " + last_user[:40]
+    words = reply.split(" ")
+    chunk_delay = CHUNK
+    if model == "fake-stream-slow":
+        words = [f"w{i}" for i in range(20)]
+        reply = " ".join(words)
+        chunk_delay = 0.05
+    created = int(time.time())
+    rid = "resp_" + hashlib.sha1(raw).hexdigest()[:24]
+
+    if responses_api:
+        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+                 "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+                 "total_tokens": prompt + completion}
+        response = {"id": rid, "object": "response", "created_at": created, "status": "completed",
+                    "model": model, "output": [{"type": "message", "id": "msg_" + rid[5:], "status": "completed",
+                                                "role": "assistant",
+                                                "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
+                    "usage": usage, "text": {"format": {"type": "text"}},
+                    "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+                    "temperature": body.get("temperature"), "parallel_tool_calls": True, "tool_choice": "auto",
+                    "tools": body.get("tools") or [], "top_p": 1.0, "error": None, "incomplete_details": None,
+                    "metadata": {}}
+        RESPONSES[rid] = response
+        while len(RESPONSES) > 1000:
+            RESPONSES.popitem(last=False)
+        if body.get("background"):
+            response = {**response, "status": "queued"}
+            RESPONSES[rid] = response
+        if not body.get("stream"):
+            return await _send_json(send, 200, orjson.dumps(response))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        seq = 0
+
+        async def event(name: str, data: dict):
+            nonlocal seq
+            data = {"type": name, "sequence_number": seq, **data}
+            seq += 1
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"})
+
+        shell = {**response, "status": "in_progress", "output": [], "usage": None}
+        await event("response.created", {"response": shell})
+        for i, w in enumerate(words):
+            if chunk_delay:
+                await asyncio.sleep(chunk_delay)
+            await event("response.output_text.delta", {"item_id": "msg_" + rid[5:], "output_index": 0,
+                                                       "content_index": 0, "delta": w if i == 0 else " " + w,
+                                                       "logprobs": []})
+        await event("response.completed", {"response": response})
+        return await send({"type": "http.response.body", "body": b""})
+
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+             "prompt_tokens_details": {"cached_tokens": cached},
+             "completion_tokens_details": {"reasoning_tokens": reasoning}}
+    cid = "chatcmpl-" + rid[5:]
+    if not body.get("stream"):
+        out = {"id": cid, "object": "chat.completion", "created": created, "model": model,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                            "finish_reason": "stop", "logprobs": None}],
+               "usage": usage, "system_fingerprint": "fp_fake"}
+        return await _send_json(send, 200, orjson.dumps(out))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+
+    def chunk(delta: dict, finish=None, with_usage=None) -> bytes:
+        c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [] if with_usage else [{"index": 0, "delta": delta, "finish_reason": finish,
+                                                "logprobs": None}]}
+        if with_usage:
+            c["usage"] = with_usage
+        return b"data: " + orjson.dumps(c) + b"\n\n"
+
+    await send({"type": "http.response.body", "more_body": True, "body": chunk({"role": "assistant", "content": ""})})
+    for i, w in enumerate(words):
+        if chunk_delay:
+            await asyncio.sleep(chunk_delay)
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": chunk({"content": w if i == 0 else " " + w})})
+    await send({"type": "http.response.body", "more_body": True, "body": chunk({}, finish="stop")})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await send({"type": "http.response.body", "more_body": True, "body": chunk({}, with_usage=usage)})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=18000)
+    a = ap.parse_args()
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False,
+                http="httptools", loop="uvloop")
