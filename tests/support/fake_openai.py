@@ -152,7 +152,8 @@ async def app(scope, receive, send):
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                 for m in ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3", "gpt-5")]
         return await _send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
-    if path not in ("/v1/chat/completions", "/v1/responses") or method != "POST":
+    if not path.startswith("/v1/responses/") and (
+            path not in ("/v1/chat/completions", "/v1/responses") or method != "POST"):
         return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
     if not key.startswith("sk-") or "invalid" in key:
         return await _send_json(send, *_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
@@ -236,13 +237,24 @@ async def app(scope, receive, send):
                         "body": b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"})
 
         shell = {**response, "status": "in_progress", "output": [], "usage": None}
+        item_id = "msg_" + rid[5:]
         await event("response.created", {"response": shell})
+        await event("response.output_item.added", {"output_index": 0, "item": {
+            "type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}})
+        await event("response.content_part.added", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                                    "part": {"type": "output_text", "text": "", "annotations": []}})
         for i, w in enumerate(words):
             if chunk_delay:
                 await asyncio.sleep(chunk_delay)
             await event("response.output_text.delta", {"item_id": "msg_" + rid[5:], "output_index": 0,
                                                        "content_index": 0, "delta": w if i == 0 else " " + w,
                                                        "logprobs": []})
+        part = {"type": "output_text", "text": reply, "annotations": []}
+        await event("response.output_text.done", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                                   "text": reply, "logprobs": []})
+        await event("response.content_part.done", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                                   "part": part})
+        await event("response.output_item.done", {"output_index": 0, "item": response["output"][0]})
         await event("response.completed", {"response": response})
         return await send({"type": "http.response.body", "body": b""})
 

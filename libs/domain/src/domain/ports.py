@@ -42,7 +42,7 @@ class UpstreamReply:
     model: str
     text: str
     usage: TokenUsage
-    retries: int = 0
+    upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class Container:
     conversations: SqlConversationRepository
     ledger: SqlSpendLedger
     provider: OpenAiLlmProvider
+    policy: DefaultKeyPolicy
     chat: HandleChatTurn
     authenticate: CachedAuthenticator
     issue_key: IssueClientKey
@@ -50,6 +51,7 @@ class Container:
     admin_token: str
     usd_krw_rate: Decimal
     executor: ThreadPoolExecutor
+    schema_head: str | None = None
 
     def start(self) -> None:
         self.ledger.start()
@@ -76,9 +78,10 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
                                  max_retries=settings.upstream_max_retries, on_retry=on_retry)
     extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
+    policy = DefaultKeyPolicy(settings.openai_api_key)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, prices=prices,
-        policy=DefaultKeyPolicy(settings.openai_api_key), clock=clock,
+        policy=policy, clock=clock,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd(settings.global_daily_usd), _usd(settings.global_monthly_usd)),
                               allowed_models=frozenset(prices.models()) | extra))
@@ -87,7 +90,21 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                  if settings.allow_anonymous else None)
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, clock=clock, keys=keys, budgets=budgets,
-                     conversations=conversations, ledger=ledger, provider=provider, chat=chat,
+                     conversations=conversations, ledger=ledger, provider=provider, policy=policy, chat=chat,
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
-                     admin_token=admin_token, usd_krw_rate=settings.usd_krw_rate, executor=executor)
+                     admin_token=admin_token, usd_krw_rate=settings.usd_krw_rate, executor=executor,
+                     schema_head=migrations_head())
+
+
+def migrations_head() -> str | None:
+    """The newest migration shipped with this code (None when the scripts are not found)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from chat_api.cli import find_alembic_ini
+
+    try:
+        return ScriptDirectory.from_config(Config(str(find_alembic_ini()))).get_current_head()
+    except SystemExit:
+        return None

@@ -28,9 +28,3 @@ def require_admin(request: Request, container: ContainerDep) -> None:
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
-
-
-def language(request: Request) -> str:
-    """Korean unless the caller prefers English."""
-    accept = request.headers.get("accept-language", "")
-    return "en" if accept.lower().startswith("en") else "ko"

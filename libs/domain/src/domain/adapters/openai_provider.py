@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -144,11 +145,13 @@ class OpenAiLlmProvider:
             await asyncio.sleep(delay)
 
     async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
+        started = time.perf_counter()
         response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, False), False)
+        waited = time.perf_counter() - started
         body = orjson.loads(response.content)
         text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
         usage = usage_from(request.api, body.get("usage")) or TokenUsage()
-        return UpstreamReply(body, str(body.get("model") or request.model), text, usage)
+        return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
         response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, True), True)

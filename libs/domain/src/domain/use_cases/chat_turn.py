@@ -110,6 +110,11 @@ class HandleChatTurn:
         self._budgets, self._prices, self._policy, self._clock = budgets, prices, policy, clock
         self._settings = settings
 
+    @property
+    def allowed_models(self) -> frozenset[str]:
+        allowed = self._settings.allowed_models
+        return allowed if allowed is not None else frozenset(self._prices.models())
+
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
         allowed = self._settings.allowed_models
@@ -174,6 +179,19 @@ class HandleChatTurn:
                                          text="", started=started, reservation=reservation,
                                          outcome=Outcome.ERROR, error_code=error.code))
 
+    def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
+        """The caller's key was refused: the server key takes over if the policy allows (else the
+        upstream's error is re-raised). The refused attempt keeps its own ledger row under
+        ``<request_id>:user``, because the ledger stores one row per request id and that id
+        belongs to the attempt that serves the request (its cost, settlement and turn)."""
+        try:
+            fallback = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+        except UpstreamError:
+            self._record_failure(cmd, choice, started, None, error)
+            raise
+        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
+        return fallback
+
     # -- the turn ----------------------------------------------------------------------
     async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
         started = self._clock.monotonic()
@@ -186,10 +204,10 @@ class HandleChatTurn:
         try:
             reply = await self._provider.complete(request, choice.api_key)
         except UpstreamError as error:
-            self._record_failure(cmd, choice, started, reservation, error)
             if choice.source is not KeySource.USER:
+                self._record_failure(cmd, choice, started, reservation, error)
                 raise
-            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            choice = self._fall_back(cmd, choice, started, error)
             reservation = await self._admit(cmd, choice, price, messages)
             try:
                 reply = await self._provider.complete(request, choice.api_key)
@@ -221,10 +239,10 @@ class HandleChatTurn:
         try:
             first = await anext(events)
         except UpstreamError as error:
-            self._record_failure(cmd, choice, started, reservation, error)
             if choice.source is not KeySource.USER:
+                self._record_failure(cmd, choice, started, reservation, error)
                 raise
-            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            choice = self._fall_back(cmd, choice, started, error)
             reservation = await self._admit(cmd, choice, price, messages)
             events = self._provider.stream(request, choice.api_key)
             try:

@@ -59,8 +59,10 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
                 reasoning_tokens=r.usage.reasoning_tokens, cost_nanos=r.cost.nanos if r.cost else None,
                 charged_nanos=r.charged.nanos, priced=r.priced, estimated=r.estimated,
                 catalog_version=r.catalog_version, latency_ms=r.latency_ms,
-            ).on_conflict_do_nothing(index_elements=["request_id"]))
-            if not stored.rowcount:  # type: ignore[attr-defined]
+            ).on_conflict_do_nothing(index_elements=["request_id"]).returning(SpendRow.id))
+            # RETURNING, not rowcount: an ORM-enabled INSERT on psycopg reports rowcount -1
+            # even when the conflict inserted nothing, which let duplicates through.
+            if stored.first() is None:
                 indexes.append(None)
                 continue
             if r.turn is not None and conversation_pk is not None:

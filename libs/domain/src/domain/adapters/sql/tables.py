@@ -37,6 +37,8 @@ class ConversationRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("owner", "external_id", name="uq_conversations_owner_external_id"),
         Index("ix_conversations_updated_at", "updated_at"),
+        # the console's conversation list filtered by client key, newest first
+        Index("ix_conversations_owner_updated", "owner", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -75,6 +77,8 @@ class SpendRow(SQLModel, table=True):
         Index("ix_spend_client_created", "client_key_id", "created_at"),
         Index("ix_spend_model_created", "model", "created_at"),
         Index("ix_spend_conversation", "conversation_id"),
+        # the console's spend filtered by whose key paid
+        Index("ix_spend_key_source_created", "key_source", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

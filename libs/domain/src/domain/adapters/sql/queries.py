@@ -1,0 +1,476 @@
+"""Read models for the operator console (the admin API's GET routes).
+
+Plain synchronous functions over an ``Engine``: the caller runs them in its database thread
+pool. Every query is bounded by an index (a time range, a key, a conversation) and returns
+aggregates or one page, never a whole table. Money stays integer nano-USD here; the entrypoint
+formats it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, case, exists, func, or_, select, tuple_
+from sqlalchemy.sql.elements import ColumnElement
+
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow
+from domain.money import Money
+
+GroupBy = Literal["day", "model", "key_source", "client_key"]
+
+_spend = SpendRow.__table__.c  # type: ignore[attr-defined]
+_turns = TurnRow.__table__.c  # type: ignore[attr-defined]
+_convs = ConversationRow.__table__.c  # type: ignore[attr-defined]
+_keys = ClientKeyRow.__table__.c  # type: ignore[attr-defined]
+_counters = BudgetCounterRow.__table__.c  # type: ignore[attr-defined]
+SPEND = SpendRow.__table__  # type: ignore[attr-defined]
+TURNS = TurnRow.__table__  # type: ignore[attr-defined]
+CONVERSATIONS = ConversationRow.__table__  # type: ignore[attr-defined]
+KEYS = ClientKeyRow.__table__  # type: ignore[attr-defined]
+COUNTERS = BudgetCounterRow.__table__  # type: ignore[attr-defined]
+
+
+def utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted (SQLite compares text)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def day_start(now: datetime) -> datetime:
+    """Budget periods are UTC calendar days and months (``domain.budgets``): so are these."""
+    now = utc(now)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+def month_start(now: datetime) -> datetime:
+    now = utc(now)
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+# -- shared shapes ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LedgerFilter:
+    """Filters on spend-ledger rows; every bound is optional. ``until`` is exclusive."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    client_key_id: str | None = None
+    model: str | None = None
+    key_source: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            conds.append(_spend.created_at >= utc(self.since))
+        if self.until is not None:
+            conds.append(_spend.created_at < utc(self.until))
+        if self.client_key_id is not None:
+            conds.append(_spend.client_key_id == self.client_key_id)
+        if self.model is not None:
+            conds.append(_spend.model == self.model)
+        if self.key_source is not None:
+            conds.append(_spend.key_source == self.key_source)
+        return conds
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nanos: int = 0
+
+    @property
+    def cost(self) -> Money:
+        return Money(self.cost_nanos)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    key: str
+    label: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGroupRow:
+    client_key_id: str | None
+    short_id: str | None
+    name: str | None
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    today: Totals
+    month: Totals
+    top_models: list[GroupRow]
+    top_clients: list[ClientGroupRow]
+    by_day: list[GroupRow]
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _totals_columns() -> list[Any]:
+    return [
+        func.count().label("requests"),
+        func.coalesce(func.sum(case((_spend.outcome == "error", 1), else_=0)), 0).label("errors"),
+        func.coalesce(func.sum(_spend.input_tokens), 0).label("input_tokens"),
+        func.coalesce(func.sum(_spend.output_tokens), 0).label("output_tokens"),
+        func.coalesce(func.sum(_spend.cost_nanos), 0).label("cost_nanos"),
+    ]
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(_int(row.requests), _int(row.errors), _int(row.input_tokens), _int(row.output_tokens),
+                  _int(row.cost_nanos))
+
+
+def _day_expr(engine: Engine) -> ColumnElement[Any]:
+    """The UTC calendar day of a ledger row, as 'YYYY-MM-DD'."""
+    if engine.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", _spend.created_at), "YYYY-MM-DD")
+    # SQLite stores UTC wall-clock text 'YYYY-MM-DD HH:MM:SS...'
+    return func.substr(_spend.created_at, 1, 10)
+
+
+# -- overview -------------------------------------------------------------------------------------
+
+def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> Overview:
+    """Today and this month (UTC, like budget periods), the month's top models and clients,
+    and spend per day over the last ``days`` days. Every query is a range scan on
+    ``ix_spend_created_at``."""
+    today0, month0 = day_start(now), month_start(now)
+    window0 = today0 - timedelta(days=days - 1)
+    in_month = _spend.created_at >= month0
+    with engine.connect() as conn:
+        t = conn.execute(select(*_totals_columns()).where(_spend.created_at >= today0)).one()
+        m = conn.execute(select(*_totals_columns()).where(in_month)).one()
+        cost = func.coalesce(func.sum(_spend.cost_nanos), 0)
+        models = conn.execute(
+            select(_spend.model, *_totals_columns()).where(in_month).group_by(_spend.model)
+            .order_by(cost.desc(), func.count().desc(), _spend.model).limit(top)).all()
+        clients = conn.execute(
+            select(_spend.client_key_id, *_totals_columns()).where(in_month).group_by(_spend.client_key_id)
+            .order_by(cost.desc(), func.count().desc()).limit(top)).all()
+        names = _key_names(conn, [r.client_key_id for r in clients if r.client_key_id])
+        day = _day_expr(engine).label("day")
+        per_day = {r.day: _totals(r) for r in conn.execute(
+            select(day, *_totals_columns()).where(_spend.created_at >= window0).group_by(day))}
+    by_day = []
+    for i in range(days):
+        d = (window0 + timedelta(days=i)).date().isoformat()
+        by_day.append(GroupRow(d, d, per_day.get(d, Totals())))
+    return Overview(
+        today=_totals(t), month=_totals(m),
+        top_models=[GroupRow(r.model, r.model, _totals(r)) for r in models],
+        top_clients=[ClientGroupRow(r.client_key_id, *names.get(r.client_key_id, (None, None)), _totals(r))
+                     for r in clients],
+        by_day=by_day)
+
+
+def _key_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    if not ids:
+        return {}
+    rows = conn.execute(select(_keys.id, _keys.short_id, _keys.name).where(_keys.id.in_(list(set(ids)))))
+    return {r.id: (r.short_id, r.name) for r in rows}
+
+
+# -- spend ----------------------------------------------------------------------------------------
+
+def spend(engine: Engine, group_by: GroupBy, flt: LedgerFilter, *, limit: int = 1000) -> tuple[list[GroupRow], Totals]:
+    """Ledger totals grouped by day (UTC), model, key source or client key, plus the grand
+    total under the same filters. Callers should bound ``since`` (the console does) so the
+    scan stays on ``ix_spend_created_at`` / ``ix_spend_*_created``."""
+    conds = flt.conditions()
+    with engine.connect() as conn:
+        total = _totals(conn.execute(select(*_totals_columns()).where(*conds)).one())
+        if group_by == "day":
+            key = _day_expr(engine).label("key")
+            order: list[Any] = [key]
+        else:
+            column = {"model": _spend.model, "key_source": _spend.key_source,
+                      "client_key": _spend.client_key_id}[group_by]
+            key = column.label("key")
+            order = [func.coalesce(func.sum(_spend.cost_nanos), 0).desc(), func.count().desc(), key]
+        rows = conn.execute(select(key, *_totals_columns()).where(*conds).group_by(key).order_by(*order)
+                            .limit(limit)).all()
+        names = _key_names(conn, [r.key for r in rows if r.key]) if group_by == "client_key" else {}
+    out = []
+    for r in rows:
+        k = "" if r.key is None else str(r.key)
+        if group_by == "client_key":
+            short, name = names.get(k, ("", ""))
+            label = f"{name} ({short})" if short else ("anonymous" if not k else k[:8])
+        else:
+            label = k
+        out.append(GroupRow(k, label, _totals(r)))
+    return out, total
+
+
+LEDGER_CSV_COLUMNS = (
+    "created_at", "request_id", "client_key_id", "conversation_id", "route", "model", "key_source",
+    "fallback_reason", "outcome", "error_code", "input_tokens", "cached_input_tokens", "output_tokens",
+    "reasoning_tokens", "cost_usd", "charged_usd", "priced", "estimated", "catalog_version", "latency_ms",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    # request ids and model names come from callers: a leading "=" would run as a formula
+    # in a spreadsheet that opens the export.
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk_rows: int = 5_000) -> Iterator[str]:
+    """The ledger rows under ``flt`` as CSV text chunks, oldest first, at most ``limit`` rows.
+
+    Keyset pagination on (created_at, id): each chunk is its own short query, so no connection
+    or cursor is held between chunks and memory stays at one chunk."""
+    conds = flt.conditions()
+    cols = [_spend.id, *(_spend[c] for c in LEDGER_CSV_COLUMNS if c not in ("cost_usd", "charged_usd")),
+            _spend.cost_nanos, _spend.charged_nanos]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LEDGER_CSV_COLUMNS)
+    yield _drain(buf)
+    sent, after = 0, None
+    while sent < limit:
+        q = select(*cols).where(*conds)
+        if after is not None:
+            q = q.where(or_(_spend.created_at > after[0], and_(_spend.created_at == after[0], _spend.id > after[1])))
+        q = q.order_by(_spend.created_at, _spend.id).limit(min(chunk_rows, limit - sent))
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return
+        for r in rows:
+            m = r._mapping
+            writer.writerow([
+                _csv_cell(utc(r.created_at).isoformat() if c == "created_at"
+                          else str(Money(r.cost_nanos).usd_rounded(8)) if c == "cost_usd" and r.cost_nanos is not None
+                          else "" if c == "cost_usd"
+                          else str(Money(r.charged_nanos).usd_rounded(8)) if c == "charged_usd"
+                          else ("" if m[c] is None else m[c]))
+                for c in LEDGER_CSV_COLUMNS])
+        sent += len(rows)
+        after = (rows[-1].created_at, rows[-1].id)
+        yield _drain(buf)
+        if len(rows) < chunk_rows:
+            return
+
+
+def _drain(buf: io.StringIO) -> str:
+    text = buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    return text
+
+
+# -- conversations -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    """``since``/``until`` bound the conversation's last activity (``updated_at``); ``q``
+    matches any turn's prompt or reply, case-insensitively."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    client_key_id: str | None = None
+    model: str | None = None
+    key_source: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationItem:
+    id: int
+    external_id: str
+    owner: str
+    owner_short_id: str | None
+    owner_name: str | None
+    turn_count: int
+    created_at: datetime
+    updated_at: datetime
+    last_model: str | None
+    cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    items: list[ConversationItem]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnView:
+    turn_index: int
+    created_at: datetime
+    request_id: str
+    system_prompt: str
+    prompt: str
+    reply: str
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_nanos: int | None
+    latency_ms: int | None
+    key_source: str | None
+    estimated: bool
+    outcome: str | None = None
+    fallback_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationDetail:
+    conversation: ConversationItem
+    turns: list[TurnView] = field(default_factory=list)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _conversation_conditions(flt: ConversationFilter) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if flt.since is not None:
+        conds.append(_convs.updated_at >= utc(flt.since))
+    if flt.until is not None:
+        conds.append(_convs.updated_at < utc(flt.until))
+    if flt.client_key_id is not None:
+        conds.append(_convs.owner == flt.client_key_id)
+    # The EXISTS probes below are per-conversation lookups on uq_turns_conversation_turn_index
+    # and ix_spend_conversation, so they cost one index probe per candidate conversation.
+    if flt.model is not None:
+        conds.append(exists().where(_turns.conversation_id == _convs.id, _turns.model == flt.model))
+    if flt.key_source is not None:
+        conds.append(exists().where(_spend.conversation_id == _convs.id, _spend.key_source == flt.key_source))
+    if flt.q:
+        pattern = _like_pattern(flt.q.strip())
+        conds.append(exists().where(_turns.conversation_id == _convs.id,
+                                    or_(_turns.prompt.ilike(pattern, escape="\\"),
+                                        _turns.reply.ilike(pattern, escape="\\"))))
+    return conds
+
+
+def _conversation_select() -> Any:
+    last = TURNS.alias("last_turn")
+    return (select(_convs.id, _convs.external_id, _convs.owner, _convs.turn_count, _convs.created_at,
+                   _convs.updated_at, _keys.short_id, _keys.name, last.c.model.label("last_model"))
+            .select_from(CONVERSATIONS.outerjoin(KEYS, _keys.id == _convs.owner)
+                         # the newest turn's index equals turn_count: one unique-index probe
+                         .outerjoin(last, and_(last.c.conversation_id == _convs.id,
+                                               last.c.turn_index == _convs.turn_count))))
+
+
+def _conversation_items(conn: Any, rows: Sequence[Any]) -> list[ConversationItem]:
+    ids = [r.id for r in rows]
+    costs: dict[int, int] = {}
+    if ids:
+        costs = {r.conversation_id: _int(r.cost) for r in conn.execute(
+            select(_spend.conversation_id, func.sum(_spend.cost_nanos).label("cost"))
+            .where(_spend.conversation_id.in_(ids)).group_by(_spend.conversation_id))}
+    return [ConversationItem(id=r.id, external_id=r.external_id, owner=r.owner, owner_short_id=r.short_id,
+                             owner_name=r.name, turn_count=r.turn_count, created_at=utc(r.created_at),
+                             updated_at=utc(r.updated_at), last_model=r.last_model, cost_nanos=costs.get(r.id, 0))
+            for r in rows]
+
+
+def conversations(engine: Engine, flt: ConversationFilter, *, page: int = 1, page_size: int = 20) -> ConversationPage:
+    """One page of conversations, most recently active first, and how many match in all."""
+    page, page_size = max(1, page), max(1, page_size)
+    conds = _conversation_conditions(flt)
+    with engine.connect() as conn:
+        total = _int(conn.execute(select(func.count()).select_from(CONVERSATIONS).where(*conds)).scalar())
+        rows = conn.execute(_conversation_select().where(*conds)
+                            .order_by(_convs.updated_at.desc(), _convs.id.desc())
+                            .limit(page_size).offset((page - 1) * page_size)).all()
+        items = _conversation_items(conn, rows)
+    return ConversationPage(items, total, page, page_size)
+
+
+def conversation_turns(engine: Engine, conversation_id: int) -> ConversationDetail | None:
+    """A conversation and its turns in order, each with its ledger row (joined by request id,
+    unique in the ledger): tokens, cost, latency, key source."""
+    with engine.connect() as conn:
+        row = conn.execute(_conversation_select().where(_convs.id == conversation_id)).one_or_none()
+        if row is None:
+            return None
+        item = _conversation_items(conn, [row])[0]
+        rows = conn.execute(
+            select(_turns.turn_index, _turns.created_at, _turns.request_id, _turns.system_prompt, _turns.prompt,
+                   _turns.reply, _turns.model, _spend.input_tokens, _spend.cached_input_tokens,
+                   _spend.output_tokens, _spend.reasoning_tokens, _spend.cost_nanos, _spend.latency_ms,
+                   _spend.key_source, _spend.estimated, _spend.outcome, _spend.fallback_reason)
+            .select_from(TURNS.outerjoin(SPEND, _spend.request_id == _turns.request_id))
+            .where(_turns.conversation_id == conversation_id).order_by(_turns.turn_index)).all()
+    turns = [TurnView(turn_index=r.turn_index, created_at=utc(r.created_at), request_id=r.request_id,
+                      system_prompt=r.system_prompt, prompt=r.prompt, reply=r.reply, model=r.model,
+                      input_tokens=_int(r.input_tokens), cached_input_tokens=_int(r.cached_input_tokens),
+                      output_tokens=_int(r.output_tokens), reasoning_tokens=_int(r.reasoning_tokens),
+                      cost_nanos=r.cost_nanos, latency_ms=r.latency_ms, key_source=r.key_source,
+                      estimated=bool(r.estimated), outcome=r.outcome, fallback_reason=r.fallback_reason)
+             for r in rows]
+    return ConversationDetail(item, turns)
+
+
+# -- client keys --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    id: str
+    short_id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    daily_limit_nanos: int | None
+    monthly_limit_nanos: int | None
+    may_use_server_key: bool
+    spent_today_nanos: int
+    spent_month_nanos: int
+
+
+def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[KeyView]:
+    """Client keys (never their hashes) with what each spent today and this month, read from
+    the budget counters by primary key (scope 'key:<id>', periods 'd:…' and 'm:…')."""
+    now = utc(now)
+    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
+               _keys.monthly_limit_nanos, _keys.may_use_server_key)
+    q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+        scopes = [f"key:{r.id}" for r in rows]
+        spent: dict[tuple[str, str], int] = {}
+        for start in range(0, len(scopes), 500):
+            part = scopes[start:start + 500]
+            pairs = [(s, p) for s in part for p in (day, month)]
+            spent.update({(r.scope, r.period): _int(r.spent_nanos) for r in conn.execute(
+                select(_counters.scope, _counters.period, _counters.spent_nanos)
+                .where(tuple_(_counters.scope, _counters.period).in_(pairs)))})
+    return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
+                    revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
+                    monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
+                    spent_today_nanos=spent.get((f"key:{r.id}", day), 0),
+                    spent_month_nanos=spent.get((f"key:{r.id}", month), 0))
+            for r in rows]
+
+
+def key(engine: Engine, now: datetime, key_id: str) -> KeyView | None:
+    found = keys(engine, now, key_id=key_id)
+    return found[0] if found else None
+

@@ -1,0 +1,74 @@
+"""The FastAPI application factory."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from chat_api.bootstrap import Container, bootstrap
+from chat_api.errors import error_headers, http_error
+from chat_api.gateway import Gateway
+from chat_api.inbound import language
+from chat_api.limits import RateLimiter, StreamSlots
+from chat_api.log_redaction import install_redaction
+from chat_api.metrics import GatewayMetrics
+from chat_api.routes import openai as openai_routes
+from chat_api.routes import ops, original
+from chat_api.settings import ChatApiSettings
+from domain.errors import DomainError
+
+log = logging.getLogger("chat_api")
+
+
+def make_app(settings: ChatApiSettings | None = None, container: Container | None = None) -> FastAPI:
+    """Builds the app; the container (database, upstream, use cases) is created at startup
+    unless a test passes one."""
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_redaction()
+        c = container or bootstrap(settings, on_retry=lambda reason: metrics.retries.labels(reason).inc())
+        c.start()
+        s = c.settings
+        app.state.container = c
+        app.state.gateway = Gateway(c, metrics, RateLimiter(s.rate_limit_per_minute),
+                                    StreamSlots(s.max_concurrent_streams),
+                                    frozenset(c.chat.allowed_models))
+        try:
+            yield
+        finally:
+            await c.aclose()
+
+    app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI gateway: the original /api/v1/chat dialect and the OpenAI dialect.")
+    app.include_router(original.router)
+    app.include_router(openai_routes.router)
+    app.include_router(ops.router)
+    try:
+        from chat_api.admin.routes import router as admin_router
+    except ImportError:  # the admin API is optional while it is being built
+        admin_router = None
+    if admin_router is not None:
+        app.include_router(admin_router)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, error: DomainError) -> Response:
+        mapped = http_error(error)
+        body = {"detail": {"code": error.code, "message": error.message(language(request)), "field": error.field}}
+        return Response(orjson.dumps(body), status_code=mapped.status, media_type="application/json",
+                        headers=error_headers(error))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        lang = language(request)
+        message = "A system error occurred." if lang == "en" else "시스템 오류가 발생했습니다."
+        body = {"error": {"message": message, "type": "api_error", "param": None, "code": "internal_error"}}
+        return Response(orjson.dumps(body), status_code=500, media_type="application/json")
+
+    return app

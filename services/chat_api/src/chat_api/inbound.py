@@ -1,0 +1,80 @@
+"""Checks every JSON body passes before a dialect reads it."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from domain.errors import InvalidInput
+from domain.text import normalize
+
+# The upstream URL and key come only from configuration: a body naming one is refused,
+# however deeply nested, so no request can point the gateway somewhere else (SSRF).
+FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "organization", "api_version", "azure_endpoint"})
+
+
+def bad_json(ko: str, en: str, code: str = "invalid_json", field: str | None = None) -> InvalidInput:
+    return InvalidInput(code, ko, en, field=field)
+
+
+class TooLarge(InvalidInput):
+    """The body exceeds the configured limit (413)."""
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
+                       f"The request body is too large (max {max_bytes} bytes).")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
+                           f"The request body is too large (max {max_bytes} bytes).")
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise bad_json("요청 본문이 올바른 JSON이 아닙니다.", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise bad_json("요청 본문은 JSON 객체여야 합니다.", "The request body must be a JSON object.")
+    return data
+
+
+def checked(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` normalised and checked (see ``clean``)."""
+    return clean(data)  # type: ignore[no-any-return]
+
+
+def clean(value: Any, path: str = "") -> Any:
+    """NFC-normalises strings, refuses NUL characters and forbidden fields anywhere."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_json("문자열에 NUL 문자를 넣을 수 없습니다.", "Strings may not contain NUL characters.",
+                           "nul_character", path or None)
+        return normalize(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in FORBIDDEN_FIELDS:
+                raise bad_json(f"허용되지 않는 필드입니다: {key}", f"Field not allowed: {key}", "forbidden_field",
+                               f"{path}.{key}" if path else key)
+            out[normalize(key)] = clean(item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, list):
+        return [clean(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def language(request: Request) -> str:
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "ko"

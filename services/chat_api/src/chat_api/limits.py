@@ -1,0 +1,55 @@
+"""Per-client request rate and concurrent-stream limits (per replica)."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from domain.errors import RateLimited
+
+
+class RateLimiter:
+    """A fixed one-minute window per client, kept in a bounded LRU. Per replica: with N
+    replicas a client gets up to N times the limit, which is the trade for not paying a
+    database round trip per request (budgets, which are money, are enforced globally)."""
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
+        self._limit, self._max = per_minute, max_clients
+        self._windows: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def check(self, client: str) -> None:
+        if self._limit <= 0:
+            return
+        now = time.monotonic()
+        window = int(now // 60)
+        start, count = self._windows.get(client, (window, 0))
+        if start != window:
+            start, count = window, 0
+        if count >= self._limit:
+            retry = 60 - (now % 60)
+            raise RateLimited("rate_limited", f"요청이 너무 많습니다. {int(retry) + 1}초 후 다시 시도하세요.",
+                              f"Too many requests. Retry in {int(retry) + 1} s.", retry_after=retry)
+        self._windows[client] = (start, count + 1)
+        self._windows.move_to_end(client)
+        while len(self._windows) > self._max:
+            self._windows.popitem(last=False)
+
+
+class StreamSlots:
+    """At most ``limit`` open streams per client on this replica."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> None:
+        if self._open.get(client, 0) >= self._limit:
+            raise RateLimited("too_many_streams", f"동시 스트림이 너무 많습니다 (최대 {self._limit}개).",
+                              f"Too many concurrent streams (max {self._limit}).", retry_after=1)
+        self._open[client] = self._open.get(client, 0) + 1
+
+    def release(self, client: str) -> None:
+        left = self._open.get(client, 1) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)

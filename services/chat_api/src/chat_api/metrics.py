@@ -1,0 +1,37 @@
+"""Traffic metrics of one chat_api process (business totals come from the monitor, which
+reads the ledger and so is exact across replicas)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series double the scrape size for no use here
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("llm_gateway_requests", "HTTP requests answered, by route, status and model",
+                                ["route", "status", "model"], registry=r)
+        self.duration = Histogram("llm_gateway_request_duration_seconds", "Total time to answer a request",
+                                  ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream = Histogram("llm_gateway_upstream_duration_seconds", "Time spent waiting for the upstream",
+                                  ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("llm_gateway_time_to_first_token_seconds", "Time to the first streamed byte",
+                              ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.overhead = Histogram("llm_gateway_overhead_seconds", "Time added by the gateway (total minus upstream)",
+                                  ["route"], buckets=_OVERHEAD_BUCKETS, registry=r)
+        self.tokens = Counter("llm_gateway_tokens", "Tokens reported by the upstream", ["kind", "model"], registry=r)
+        self.cost = Counter("llm_gateway_cost_usd", "Cost of answered requests in USD", ["model", "key_source"],
+                            registry=r)
+        self.budget_rejections = Counter("llm_gateway_budget_rejections", "Requests refused before the upstream",
+                                         ["reason"], registry=r)
+        self.retries = Counter("llm_gateway_upstream_retries", "Upstream retries, by reason", ["reason"], registry=r)
+        self.ledger_queue = Gauge("llm_gateway_ledger_queue_depth", "Ledger records waiting to be written",
+                                  registry=r)
+        self.ledger_spool = Gauge("llm_gateway_ledger_spooled_records", "Ledger records spooled to disk",
+                                  registry=r)
+        self.auth_cache = Gauge("llm_gateway_auth_cache_entries", "Entries in the client-key cache", registry=r)
+        self.open_streams = Gauge("llm_gateway_open_streams", "Streams being relayed now", registry=r)

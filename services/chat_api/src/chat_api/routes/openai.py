@@ -1,0 +1,154 @@
+"""/v1/*: the OpenAI dialect, so the official SDK works by changing base_url and api_key."""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from chat_api.dialects.openai_compat import chat_command, responses_command
+from chat_api.errors import error_headers, http_error, openai_error_body, openai_status
+from chat_api.gateway import Gateway, get_gateway
+from chat_api.inbound import checked, language, read_json
+from chat_api.routes.original import _count_usage
+from domain.errors import DomainError
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+_OBJECT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model"], "additionalProperties": True,
+    "properties": {"model": {"type": "string"}, "stream": {"type": "boolean"},
+                   "messages": {"type": "array", "items": {"type": "object"}},
+                   "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                   "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}}}}}}}
+
+
+def _error(gw: Gateway, request: Request, error: DomainError, route: str, started: float,
+           model: str | None = None) -> Response:
+    status = openai_status(error)
+    gw.refused(error)
+    gw.observe(route, status, model, started)
+    return Response(orjson.dumps(openai_error_body(error, language(request))), status_code=status,
+                    media_type="application/json", headers=error_headers(error))
+
+
+def _key_headers(result: ChatTurnResult) -> dict[str, str]:
+    headers = {"x-llm-key-source": result.key_source.value}
+    if result.fallback_reason:
+        headers["x-llm-fallback-reason"] = result.fallback_reason.value
+    if result.cost is not None:
+        headers["x-llm-cost-usd"] = str(result.cost.usd_rounded(8))
+    return headers
+
+
+async def _handle(request: Request, gw: GatewayDep, route: str, build: Any) -> Response:
+    started = time.perf_counter()
+    cmd: ChatTurnCommand | None = None
+    try:
+        body = checked(await read_json(request, gw.container.settings.max_body_bytes))
+        client = await gw.admit(request)
+        settings = gw.container.settings
+        cmd = build(body, client, session=request.headers.get("x-session-id") or None,
+                    user_key=request.headers.get("x-openai-api-key") or None,
+                    max_chars=settings.max_prompt_chars, max_messages=settings.max_messages)
+        if body.get("stream") is True:
+            return await _stream(request, gw, cmd, route, started, body)
+        result = await gw.container.chat.execute(cmd)
+    except DomainError as error:
+        return _error(gw, request, error, route, started, cmd.model if cmd else None)
+    _count_usage(gw, result)
+    gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
+    body_out = result.reply.body if result.reply else {}
+    return Response(orjson.dumps(body_out), media_type="application/json", headers=_key_headers(result))
+
+
+async def _stream(request: Request, gw: Gateway, cmd: ChatTurnCommand, route: str, started: float,
+                  body: dict[str, Any]) -> Response:
+    """Relays the upstream's SSE events byte for byte as they arrive. The usage chunk the
+    gateway always asks for is passed on only if the client asked for it too."""
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    slot = cmd.client.key_id or "anonymous"
+    gw.streams.acquire(slot)
+    try:
+        events = gw.container.chat.stream(cmd)
+        first = await anext(events)
+    except BaseException:
+        gw.streams.release(slot)
+        raise
+    gw.metrics.ttft.labels(route).observe(time.perf_counter() - started)
+
+    async def relay() -> AsyncIterator[bytes]:
+        gw.metrics.open_streams.inc()
+        event: StreamData | ChatTurnResult = first
+        status = 200
+        try:
+            while not isinstance(event, ChatTurnResult):
+                if wants_usage or not event.usage_only:
+                    yield event.raw
+                event = await anext(events)
+            _count_usage(gw, event)
+        except DomainError as error:
+            status = http_error(error).status
+            yield b"data: " + orjson.dumps(openai_error_body(error, language(request))) + b"\n\n"
+        finally:
+            await events.aclose()
+            gw.streams.release(slot)
+            gw.metrics.open_streams.dec()
+            gw.observe(route, status, cmd.model, started)
+
+    return StreamingResponse(relay(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/chat/completions", openapi_extra=_OBJECT_BODY)
+async def chat_completions(request: Request, gw: GatewayDep) -> Response:
+    return await _handle(request, gw, "/v1/chat/completions", chat_command)
+
+
+@router.post("/responses", openapi_extra=_OBJECT_BODY)
+async def responses(request: Request, gw: GatewayDep) -> Response:
+    return await _handle(request, gw, "/v1/responses", responses_command)
+
+
+async def _by_id(request: Request, gw: Gateway, response_id: str, cancel: bool) -> Response:
+    route = "/v1/responses/{id}" + ("/cancel" if cancel else "")
+    started = time.perf_counter()
+    try:
+        client = await gw.admit(request)
+        user_key = request.headers.get("x-openai-api-key") or None
+        choice = gw.container.policy.choose(use_user_key=user_key is not None, user_key=user_key,
+                                                 may_use_server_key=client.may_use_server_key)
+        provider = gw.container.provider
+        body = await (provider.cancel_response(response_id, choice.api_key) if cancel
+                      else provider.get_response(response_id, choice.api_key))
+    except DomainError as error:
+        return _error(gw, request, error, route, started)
+    gw.observe(route, 200, None, started)
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request, gw: GatewayDep) -> Response:
+    return await _by_id(request, gw, response_id, cancel=False)
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, request: Request, gw: GatewayDep) -> Response:
+    return await _by_id(request, gw, response_id, cancel=True)
+
+
+@router.get("/models")
+async def models(request: Request, gw: GatewayDep) -> Response:
+    """The models the operator allows: the price catalogue plus EXTRA_MODELS."""
+    try:
+        await gw.admit(request)
+    except DomainError as error:
+        return _error(gw, request, error, "/v1/models", time.perf_counter())
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "llm-server"} for m in sorted(gw.model_labels)]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")

@@ -1,0 +1,142 @@
+"""POST /api/v1/chat and /api/v1/chat/stream: the original dialect."""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from chat_api.dialects.original import OriginalChatRequest, error_body, parse_request, success_body, to_command
+from chat_api.errors import error_headers, http_error
+from chat_api.gateway import Gateway, get_gateway
+from chat_api.inbound import checked, language, read_json
+from domain.errors import DomainError
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnResult
+
+router = APIRouter()
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+_REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": OriginalChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+@router.get("/api/v1/", tags=["original"])
+async def root() -> dict[str, str]:
+    return {"message": "LLM Server API", "status": "running"}
+
+
+def _failure(gw: Gateway, request: Request, error: DomainError, data: dict[str, Any] | None, started: float,
+             route: str) -> Response:
+    data = data or {}
+    mapped = http_error(error)
+    status = 413 if error.code == "body_too_large" else mapped.status
+    lang = language(request)
+    body = error_body(error, mapped.prefix_en if lang == "en" else mapped.prefix_ko, lang,
+                      request_id=str(data.get("request_id") or "") if isinstance(data.get("request_id"), str) else "",
+                      model=str(data.get("model") or "gpt-4o-mini")[:100],
+                      use_user_api_key=data.get("use_user_api_key") is True, started=started)
+    gw.refused(error)
+    gw.observe(route, status, None, started)
+    return _json(body, status, error_headers(error))
+
+
+async def _prepare(gw: Gateway, request: Request, data: dict[str, Any]) -> tuple[OriginalChatRequest, Any]:
+    settings = gw.container.settings
+    client = await gw.admit(request)
+    return parse_request(checked(data), settings.max_prompt_chars, settings.max_messages), client
+
+
+@router.post("/api/v1/chat", tags=["original"], openapi_extra=_REQUEST_SCHEMA)
+async def chat(request: Request, gw: GatewayDep) -> Response:
+    started = time.perf_counter()
+    route = "/api/v1/chat"
+    data: dict[str, Any] | None = None
+    try:
+        data = await read_json(request, gw.container.settings.max_body_bytes)
+        req, client = await _prepare(gw, request, data)
+        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
+        result = await gw.container.chat.execute(cmd)
+    except DomainError as error:
+        return _failure(gw, request, error, data, started, route)
+    _count_usage(gw, result)
+    gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
+    return _json(success_body(req, result, gw.container.usd_krw_rate, started))
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@router.post("/api/v1/chat/stream", tags=["original"], openapi_extra=_REQUEST_SCHEMA)
+async def chat_stream(request: Request, gw: GatewayDep) -> Response:
+    """The same request as /api/v1/chat, answered as server-sent events: ``delta`` events
+    with text, then one ``done`` event carrying the full /api/v1/chat answer (usage, cost)."""
+    started = time.perf_counter()
+    route = "/api/v1/chat/stream"
+    data: dict[str, Any] | None = None
+    try:
+        data = await read_json(request, gw.container.settings.max_body_bytes)
+        req, client = await _prepare(gw, request, data)
+        slot = client.key_id or "anonymous"
+        gw.streams.acquire(slot)
+    except DomainError as error:
+        return _failure(gw, request, error, data, started, route)
+    try:
+        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
+        events = gw.container.chat.stream(cmd)
+        first = await anext(events)
+    except DomainError as error:
+        gw.streams.release(slot)
+        return _failure(gw, request, error, data, started, route)
+    gw.metrics.ttft.labels(route).observe(time.perf_counter() - started)
+    lang = language(request)
+
+    async def relay() -> AsyncIterator[bytes]:
+        gw.metrics.open_streams.inc()
+        status = 200
+        event: StreamData | ChatTurnResult = first
+        try:
+            while True:
+                if isinstance(event, ChatTurnResult):
+                    _count_usage(gw, event)
+                    yield _sse("done", success_body(req, event, gw.container.usd_krw_rate, started))
+                    return
+                if event.text_delta:
+                    yield _sse("delta", {"delta": event.text_delta})
+                event = await anext(events)
+        except DomainError as error:
+            status = http_error(error).status
+            mapped = http_error(error)
+            yield _sse("error", error_body(error, mapped.prefix_en if lang == "en" else mapped.prefix_ko, lang,
+                                           request_id=req.request_id, model=req.model,
+                                           use_user_api_key=req.use_user_api_key, started=started))
+        finally:
+            await events.aclose()
+            gw.streams.release(slot)
+            gw.metrics.open_streams.dec()
+            gw.observe(route, status, req.model, started)
+
+    return StreamingResponse(relay(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _count_usage(gw: Gateway, result: ChatTurnResult) -> None:
+    model = gw.model_label(result.model)
+    m = gw.metrics
+    m.tokens.labels("input", model).inc(result.usage.input_tokens)
+    m.tokens.labels("cached_input", model).inc(result.usage.cached_input_tokens)
+    m.tokens.labels("output", model).inc(result.usage.output_tokens)
+    m.tokens.labels("reasoning", model).inc(result.usage.reasoning_tokens)
+    if result.cost is not None:
+        m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
+
+
+

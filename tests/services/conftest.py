@@ -1,0 +1,65 @@
+"""A chat_api process on real Postgres in front of the project's fake OpenAI server."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import BIN, ROOT, free_port, start, stop
+
+SERVER_KEY = "sk-server-0123456789abcdef"
+EXTRA_MODELS = "fake-429,fake-500,fake-flaky,fake-slow,fake-stream-slow"
+
+
+@dataclass
+class ChatApiProcess:
+    url: str
+    fake_url: str
+    pg_url: str
+    admin_token: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def issue_key(self, name: str, daily_usd: str | None = None) -> str:
+        args = [str(BIN / "llmctl"), "keys", "create", "--name", name]
+        if daily_usd is not None:
+            args += ["--daily-usd", daily_usd]
+        out = subprocess.run(args, env={**os.environ, **self.env}, cwd=ROOT, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def fake_requests(self) -> list[dict]:
+        return httpx.get(self.fake_url.rsplit("/v1", 1)[0] + "/_fake/requests").json()
+
+    def clear_fake(self) -> None:
+        httpx.delete(self.fake_url.rsplit("/v1", 1)[0] + "/_fake/requests")
+
+
+def start_chat_api(pg_url: str, fake_url: str, data_dir: Path, **extra_env: str):
+    port = free_port()
+    env = {"DATABASE_URL": pg_url, "OPENAI_API_KEY": SERVER_KEY, "OPENAI_BASE_URL": fake_url,
+           "CHAT_API_PORT": str(port), "ADMIN_TOKEN": "admin-" + "a" * 40, "KEY_HASH_SECRET": "h" * 40,
+           "DATA_DIR": str(data_dir), "EXTRA_MODELS": EXTRA_MODELS, "LOG_LEVEL": "DEBUG",
+           "UPSTREAM_MAX_RETRIES": "2", **extra_env}
+    log = data_dir / "chat_api.log"
+    proc = start([str(BIN / "chat-api")], env=env, log=log, ready_url=f"http://127.0.0.1:{port}/healthz")
+    return proc, ChatApiProcess(f"http://127.0.0.1:{port}", fake_url, pg_url, env["ADMIN_TOKEN"], log, env)
+
+
+@pytest.fixture(scope="session")
+def chat_api(pg_url: str, fake_openai: str, tmp_path_factory) -> Iterator[ChatApiProcess]:
+    proc, api = start_chat_api(pg_url, fake_openai, tmp_path_factory.mktemp("chat_api"), ALLOW_ANONYMOUS="true")
+    yield api
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def client_key(chat_api: ChatApiProcess) -> str:
+    return chat_api.issue_key("tests")
+
+
