@@ -2,10 +2,10 @@
 status, and the message in Korean (default) and English."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     INVALID_INPUT = "invalid_input"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from domain.errors import Forbidden, UpstreamError, no_api_key
 
 
-class KeySource(str, Enum):
+class KeySource(StrEnum):
     USER = "user"
     SERVER = "server"
 
 
-class FallbackReason(str, Enum):
+class FallbackReason(StrEnum):
     USER_KEY_MISSING = "user_key_missing"
     USER_KEY_REJECTED = "user_key_rejected"
     USER_KEY_QUOTA = "user_key_quota_exceeded"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from domain.budgets import Reservation
 from domain.conversations import Turn
@@ -12,7 +12,7 @@ from domain.money import Money
 from domain.usage import TokenUsage
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     ABORTED = "aborted"  # the client went away mid-stream

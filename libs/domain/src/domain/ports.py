@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from domain.budgets import BudgetLine, Reservation
@@ -20,7 +20,7 @@ from domain.pricing import ModelPrice
 from domain.usage import TokenUsage
 
 
-class UpstreamApi(str, Enum):
+class UpstreamApi(StrEnum):
     RESPONSES = "responses"
     CHAT_COMPLETIONS = "chat.completions"
 

@@ -5,10 +5,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Engine
-
-from chat_api.auth_cache import CachedAuthenticator
-from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
@@ -25,6 +21,10 @@ from domain.money import Money
 from domain.pricing import PriceTable
 from domain.use_cases.chat_turn import ChatSettings, HandleChatTurn
 from domain.use_cases.client_keys import AuthenticateClient, IssueClientKey, RevokeClientKey, SetClientBudget
+from sqlalchemy import Engine
+
+from chat_api.auth_cache import CachedAuthenticator
+from chat_api.settings import ChatApiSettings, load_or_create_secret
 
 
 def _usd(value: Decimal | None) -> Money | None:

@@ -76,7 +76,7 @@ class ChatTurnResult:
 class ChatSettings:
     history_token_budget: int = 3000
     history_max_turns: int = 50
-    global_limits: BudgetLimits = BudgetLimits()
+    global_limits: BudgetLimits = field(default_factory=BudgetLimits)
     allowed_models: frozenset[str] | None = None  # None: the catalogue's models only
 
 
@@ -192,6 +192,14 @@ class HandleChatTurn:
         self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
         return fallback
 
+    async def _store(self, record: UsageRecord) -> int | None:
+        """A turn is stored before the answer goes out (the next turn must see it); a
+        plain ledger row is handed to the batching writer."""
+        if record.turn is not None:
+            return await self._ledger.record(record)
+        self._ledger.submit(record)
+        return None
+
     # -- the turn ----------------------------------------------------------------------
     async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
         started = self._clock.monotonic()
@@ -217,7 +225,7 @@ class HandleChatTurn:
         cost = self._cost(cmd, reply.model, reply.usage)
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
                               text=reply.text, started=started, reservation=reservation)
-        turn_index = await self._ledger.record(record) if record.turn else self._ledger.submit(record)
+        turn_index = await self._store(record)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
@@ -283,7 +291,7 @@ class HandleChatTurn:
             self._ledger.submit(settle(Outcome.ABORTED))
             raise
         record = settle(Outcome.OK)
-        turn_index = await self._ledger.record(record) if record.turn else self._ledger.submit(record)
+        turn_index = await self._store(record)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
                              record.estimated)

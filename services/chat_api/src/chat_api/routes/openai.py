@@ -1,11 +1,15 @@
 """/v1/*: the OpenAI dialect, so the official SDK works by changing base_url and api_key."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
+from domain.errors import DomainError, InvalidInput
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -14,11 +18,9 @@ from chat_api.errors import error_headers, http_error, openai_error_body, openai
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.inbound import checked, language, read_json
 from chat_api.routes.original import _count_usage
-from domain.errors import DomainError
-from domain.ports import StreamData
-from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+_RESPONSE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 _OBJECT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -121,6 +123,9 @@ async def _by_id(request: Request, gw: Gateway, response_id: str, cancel: bool) 
     started = time.perf_counter()
     try:
         client = await gw.admit(request)
+        if not _RESPONSE_ID.fullmatch(response_id):
+            raise InvalidInput("invalid_response_id", "응답 ID 형식이 올바르지 않습니다.", "Malformed response id.",
+                               field="response_id")
         user_key = request.headers.get("x-openai-api-key") or None
         choice = gw.container.policy.choose(use_user_key=user_key is not None, user_key=user_key,
                                                  may_use_server_key=client.may_use_server_key)

@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
+from domain.errors import DomainError
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnResult
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -13,9 +16,6 @@ from chat_api.dialects.original import OriginalChatRequest, error_body, parse_re
 from chat_api.errors import error_headers, http_error
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.inbound import checked, language, read_json
-from domain.errors import DomainError
-from domain.ports import StreamData
-from domain.use_cases.chat_turn import ChatTurnResult
 
 router = APIRouter()
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

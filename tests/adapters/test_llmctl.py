@@ -1,0 +1,108 @@
+"""llmctl, the operator's console script, run as a real process."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from domain.adapters.sql.database import make_engine
+from sqlalchemy import inspect, text
+
+from tests.support.database import migrate
+
+LLMCTL = Path(sys.executable).parent / "llmctl"
+
+
+def llmctl(*args: str, database_url: str, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"KEY_HASH_SECRET", "PRICE_CATALOG_PATH", "ADMIN_TOKEN", "OPENAI_API_KEY"}}
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir))
+    # cwd is a scratch directory, so no .env of the repository leaks in.
+    return subprocess.run([str(LLMCTL), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def migrated_pg(fresh_pg_url) -> str:
+    migrate(fresh_pg_url)
+    return fresh_pg_url
+
+
+def test_keys_create_list_revoke_and_prices(migrated_pg, tmp_path):
+    run = lambda *a: llmctl(*a, database_url=migrated_pg, data_dir=tmp_path / "data", cwd=tmp_path)  # noqa: E731
+
+    created = run("keys", "create", "--name", "alpha-team", "--daily-usd", "2")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("llms-")
+    assert len(secret) > 30 and " " not in secret
+    assert (tmp_path / "data" / "key_hash_secret").exists()  # generated once under DATA_DIR
+
+    other = run("keys", "create", "--name", "beta-team", "--monthly-usd", "10")
+    assert other.returncode == 0, other.stderr
+    other_secret = other.stdout.strip().splitlines()[-1]
+    assert other_secret.startswith("llms-") and other_secret != secret
+
+    listed = run("keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "alpha-team" in listed.stdout and "beta-team" in listed.stdout
+    assert secret not in listed.stdout and other_secret not in listed.stdout
+    assert secret[len("llms-"):] not in listed.stdout
+    [alpha] = [line for line in listed.stdout.splitlines() if "alpha-team" in line]
+    key_id = alpha.split()[0]
+    assert re.fullmatch(r"[0-9a-f]{32}", key_id)
+    assert "2.000000" in alpha and alpha.rstrip().endswith("active")
+
+    # Only the keyed hash is stored.
+    engine = make_engine(migrated_pg)
+    try:
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM client_keys"))]
+    finally:
+        engine.dispose()
+    assert len(rows) == 2
+    assert secret not in repr(rows) and secret[len("llms-"):] not in repr(rows)
+    [stored] = [r for r in rows if r["id"] == key_id]
+    assert stored["daily_limit_nanos"] == 2_000_000_000 and stored["monthly_limit_nanos"] is None
+    assert re.fullmatch(r"[0-9a-f]{64}", stored["key_hash"])
+
+    revoked = run("keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    after = run("keys", "list").stdout
+    [alpha] = [line for line in after.splitlines() if "alpha-team" in line]
+    [beta] = [line for line in after.splitlines() if "beta-team" in line]
+    assert alpha.rstrip().endswith("revoked") and beta.rstrip().endswith("active")
+
+    unknown = run("keys", "revoke", "0" * 32)
+    assert unknown.returncode != 0
+    assert "client_key_not_found" in unknown.stderr
+
+    prices = run("prices")
+    assert prices.returncode == 0, prices.stderr
+    assert "2026-11-01" in prices.stdout.splitlines()[0]
+    [mini] = [line for line in prices.stdout.splitlines() if line.split()[:1] == ["gpt-4o-mini"]]
+    assert mini.split()[1:] == ["0.15", "0.075", "0.60"]
+
+
+def test_migrate_creates_the_schema_in_an_empty_sqlite_file(tmp_path):
+    db = tmp_path / "nested" / "llm.db"
+    url = f"sqlite:///{db}"
+    result = llmctl("migrate", database_url=url, data_dir=tmp_path / "data", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "database at head" in result.stdout
+    engine = make_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert {"client_keys", "conversations", "turns", "spend_ledger", "budget_counters"} <= names
+    assert version
+    again = llmctl("migrate", database_url=url, data_dir=tmp_path / "data", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    created = llmctl("keys", "create", "--name", "local", database_url=url, data_dir=tmp_path / "data", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("llms-")

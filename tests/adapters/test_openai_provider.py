@@ -1,0 +1,120 @@
+"""OpenAiLlmProvider against the project's fake OpenAI server (tests/support/fake_openai.py):
+usage parsing, streams that always carry usage, error mapping and retries."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from domain.adapters.openai_provider import OpenAiLlmProvider
+from domain.errors import UpstreamError
+from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamRequest
+from domain.usage import TokenUsage
+
+KEY = "sk-test-provider"
+PROMPT = "hello world!"  # 12 chars → the fake counts ceil(12 / 4) = 3 prompt tokens
+REPLY = "fake reply to: hello world!"
+
+
+def provider(base: str, retries: list[str], max_retries: int = 2) -> OpenAiLlmProvider:
+    return OpenAiLlmProvider(api_base=base, max_retries=max_retries, backoff_base=0.01, max_backoff=0.05,
+                             on_retry=retries.append)
+
+
+def req(api: UpstreamApi, model: str = "gpt-4o-mini", content: str = PROMPT, **params) -> UpstreamRequest:
+    return UpstreamRequest(api, model, [{"role": "user", "content": content}], params)
+
+
+async def test_complete_on_the_responses_api_parses_text_and_usage(fake_openai):
+    retries: list[str] = []
+    p = provider(fake_openai, retries)
+    try:
+        # "o…" models report 5 reasoning tokens, "…cache…" ones half the prompt (3 // 2 = 1) cached;
+        # completion = min(max_output_tokens 7, 12) = 7.
+        reply = await p.complete(req(UpstreamApi.RESPONSES, "o3-cache", max_output_tokens=7), KEY)
+    finally:
+        await p.aclose()
+    assert reply.text == REPLY
+    assert reply.usage == TokenUsage(input_tokens=3, output_tokens=7, cached_input_tokens=1, reasoning_tokens=5)
+    assert reply.model == "o3-cache"
+    assert retries == []
+
+
+async def test_complete_on_chat_completions(fake_openai):
+    p = provider(fake_openai, [])
+    try:
+        reply = await p.complete(req(UpstreamApi.CHAT_COMPLETIONS, max_tokens=50), KEY)
+    finally:
+        await p.aclose()
+    assert reply.text == REPLY
+    assert reply.usage == TokenUsage(input_tokens=3, output_tokens=12)
+
+
+@pytest.mark.parametrize("api", [UpstreamApi.CHAT_COMPLETIONS, UpstreamApi.RESPONSES])
+async def test_stream_relays_deltas_and_always_ends_with_usage(fake_openai, api):
+    # The client did not ask for usage; the gateway asks anyway so that spend is exact.
+    p = provider(fake_openai, [])
+    try:
+        events = [e async for e in p.stream(req(api, max_tokens=50, max_output_tokens=50), KEY)]
+    finally:
+        await p.aclose()
+    *data, done = events
+    assert all(isinstance(e, StreamData) for e in data)
+    assert isinstance(done, StreamDone)
+    assert "".join(e.text_delta for e in data) == REPLY
+    assert done.usage == TokenUsage(input_tokens=3, output_tokens=12)
+    if api is UpstreamApi.CHAT_COMPLETIONS:
+        assert sum(1 for e in data if e.usage_only) == 1
+
+
+@pytest.mark.parametrize(("key", "status", "code"), [("sk-invalid-abc", 401, None),
+                                                     ("sk-quota-abc", 429, "insufficient_quota")])
+async def test_refused_keys_raise_upstream_errors_that_reject_the_key_without_retrying(fake_openai, key, status, code):
+    retries: list[str] = []
+    p = provider(fake_openai, retries)
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await p.complete(req(UpstreamApi.RESPONSES), key)
+    finally:
+        await p.aclose()
+    assert info.value.upstream_status == status
+    assert info.value.rejects_key is True
+    if code:
+        assert info.value.upstream_code == code
+    assert retries == []
+
+
+async def test_server_errors_are_retried_then_raised_without_rejecting_the_key(fake_openai):
+    retries: list[str] = []
+    p = provider(fake_openai, retries, max_retries=1)
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await p.complete(req(UpstreamApi.CHAT_COMPLETIONS, "fake-500"), KEY)
+    finally:
+        await p.aclose()
+    assert info.value.upstream_status == 500
+    assert info.value.rejects_key is False
+    assert retries == ["500"]
+
+
+async def test_rate_limit_is_not_a_key_rejection(fake_openai):
+    p = provider(fake_openai, [], max_retries=0)
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await p.complete(req(UpstreamApi.CHAT_COMPLETIONS, "fake-429"), KEY)
+    finally:
+        await p.aclose()
+    assert info.value.upstream_status == 429
+    assert info.value.rejects_key is False
+    assert info.value.retry_after == 1.0
+
+
+async def test_a_flaky_upstream_succeeds_after_one_retry(fake_openai):
+    retries: list[str] = []
+    p = provider(fake_openai, retries)
+    try:
+        reply = await p.complete(req(UpstreamApi.CHAT_COMPLETIONS, "fake-flaky", content=f"flaky {uuid.uuid4().hex}"),
+                                 KEY)
+    finally:
+        await p.aclose()
+    assert reply.text.startswith("fake reply to: flaky ")
+    assert retries == ["500"]
