@@ -15,12 +15,15 @@ from typing import TypeVar
 from sqlalchemy import Engine, and_, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlalchemy.orm import Session
 
 from domain.adapters.sql.tables import BudgetCounterRow, BudgetReservationRow, ClientKeyRow, ConversationRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, budget_exceeded
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
+from domain.errors import ServiceUnavailable
 from domain.money import Money
 
 T = TypeVar("T")
@@ -32,7 +35,13 @@ class SqlBase:
         self._executor = executor
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Runs a query off the event loop. A database that is down or saturated is a 503
+        with Retry-After (server-key traffic fails closed), never a 500."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (OperationalError, SqlTimeout, InterfaceError) as exc:
+            raise ServiceUnavailable("database_unavailable", "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.",
+                                     "The database is unavailable; try again shortly.", retry_after=5) from exc
 
 
 def upsert_ignore(engine: Engine):  # type: ignore[no-untyped-def]

@@ -1,0 +1,90 @@
+"""Faults with real processes: the database going away, and SIGTERM with streams open."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+import psycopg
+
+from tests.services.conftest import start_chat_api
+from tests.support.database import create_database, drop_database, migrate
+from tests.support.processes import stop
+from tests.support.tcp_proxy import CuttableProxy
+
+
+def _chat(url, key, **body):
+    return httpx.post(url + "/api/v1/chat", headers={"Authorization": f"Bearer {key}"},
+                      json={"user_prompt": "장애 시험", **body}, timeout=30)
+
+
+def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_path):
+    direct = create_database("llm_outage")
+    migrate(direct)
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    port = proxy.start()
+    via_proxy = direct.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    proc, api = start_chat_api(via_proxy, fake_openai, tmp_path, AUTH_CACHE_SECONDS="300")
+    try:
+        key = api.issue_key("outage")
+        assert _chat(api.url, key).status_code == 200  # also caches the key's identity
+        proxy.cut()
+        started = time.monotonic()
+        refused = _chat(api.url, key)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "database_unavailable" and refused.headers["retry-after"]
+        assert time.monotonic() - started < 10
+        assert httpx.get(api.url + "/readyz").status_code == 503
+        # The caller's own key needs no reservation: it is served, and its usage is spooled.
+        own = _chat(api.url, key, use_user_api_key=True, openai_api_key="sk-user-during-outage")
+        assert own.status_code == 200 and own.json()["key_source"] == "user"
+        proxy.restore()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and httpx.get(api.url + "/readyz").status_code != 200:
+            time.sleep(0.5)
+        assert httpx.get(api.url + "/readyz").status_code == 200
+        time.sleep(2.5)  # the writer replays its spool
+        with psycopg.connect(direct) as conn:
+            rows = conn.execute("SELECT key_source, outcome FROM spend_ledger ORDER BY id").fetchall()
+        assert rows.count(("user", "ok")) == 1, rows
+        assert _chat(api.url, key).status_code == 200
+    finally:
+        stop(proc)
+        proxy.cut()
+        drop_database(direct)
+
+
+def test_sigterm_with_open_streams_loses_no_spend(fake_openai, tmp_path):
+    url = create_database("llm_sigterm")
+    migrate(url)
+    proc, api = start_chat_api(url, fake_openai, tmp_path)
+    try:
+        key = api.issue_key("sigterm")
+
+        async def streams():
+            async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"},
+                                         timeout=30) as client:
+                async def one(i):
+                    chunks = 0
+                    try:
+                        async with client.stream("POST", "/v1/chat/completions", json={
+                                "model": "fake-stream-slow", "stream": True,
+                                "messages": [{"role": "user", "content": f"s{i}"}]}) as r:
+                            async for _ in r.aiter_lines():
+                                chunks += 1
+                                if chunks == 3 and i == 0:
+                                    proc.send_signal(signal.SIGTERM)
+                    except httpx.HTTPError:
+                        pass
+                    return chunks
+                return await asyncio.gather(*[one(i) for i in range(10)])
+
+        asyncio.run(streams())
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after draining
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT outcome, estimated FROM spend_ledger").fetchall()
+        assert len(rows) == 10, rows
+    finally:
+        stop(proc)
+        drop_database(url)
