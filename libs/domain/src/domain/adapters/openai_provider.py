@@ -8,6 +8,7 @@ what OpenAI sent, and no per-request pydantic models are built.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +76,37 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
         return None
 
 
+class CircuitBreaker:
+    """Per upstream key: after ``threshold`` consecutive failures (5xx, timeouts, connection
+    errors) calls fail fast for ``cooldown`` seconds, so one broken user key cannot tie up
+    the pool, and never trips the server key's breaker. Bounded to ``max_keys`` entries."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0, max_keys: int = 10_000) -> None:
+        self._threshold, self._cooldown, self._max = threshold, cooldown, max_keys
+        self._state: dict[str, tuple[int, float]] = {}
+
+    @staticmethod
+    def _id(api_key: str) -> str:
+        return hashlib.sha256(api_key.encode()).hexdigest()[:16]  # never keep the key itself
+
+    def check(self, api_key: str) -> None:
+        failures, opened_at = self._state.get(self._id(api_key), (0, 0.0))
+        if failures >= self._threshold and time.monotonic() - opened_at < self._cooldown:
+            raise UpstreamError("upstream_circuit_open", "OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.",
+                                "Calls to OpenAI keep failing; paused briefly.", upstream_status=503,
+                                retry_after=self._cooldown)
+
+    def record(self, api_key: str, ok: bool) -> None:
+        key = self._id(api_key)
+        if ok:
+            self._state.pop(key, None)
+            return
+        failures = self._state.get(key, (0, 0.0))[0] + 1
+        self._state[key] = (failures, time.monotonic())
+        if len(self._state) > self._max:
+            self._state.pop(next(iter(self._state)))
+
+
 class OpenAiLlmProvider:
     def __init__(self, *, api_base: str, timeout: float = 60.0, connect_timeout: float = 5.0,
                  max_retries: int = 2, backoff_base: float = 0.25, max_backoff: float = 8.0,
@@ -87,6 +119,7 @@ class OpenAiLlmProvider:
                 limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)))
         self._max_retries, self._backoff_base, self._max_backoff = max_retries, backoff_base, max_backoff
         self._on_retry = on_retry or (lambda reason: None)
+        self.breaker = CircuitBreaker()
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -114,6 +147,17 @@ class OpenAiLlmProvider:
         return min(self._max_backoff, self._backoff_base * 2**attempt) * (0.5 + random.random() / 2)
 
     async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool) -> httpx2.Response:
+        self.breaker.check(api_key)
+        try:
+            response = await self._send_with_retries(method, path, api_key, content, stream)
+        except UpstreamError as error:
+            self.breaker.record(api_key, ok=(error.upstream_status or 500) < 500)
+            raise
+        self.breaker.record(api_key, ok=True)
+        return response
+
+    async def _send_with_retries(self, method: str, path: str, api_key: str, content: bytes | None,
+                                 stream: bool) -> httpx2.Response:
         """One request with bounded, jittered retries on 429/5xx/connection errors, honouring
         Retry-After; never on ``insufficient_quota``."""
         attempt = 0

@@ -204,6 +204,7 @@ class HandleChatTurn:
     async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
         started = self._clock.monotonic()
         price = self.check_model(cmd.model)
+        _check_output_cap(cmd, price)
         messages = await self._context(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
@@ -238,6 +239,7 @@ class HandleChatTurn:
         """
         started = self._clock.monotonic()
         price = self.check_model(cmd.model)
+        _check_output_cap(cmd, price)
         messages = await self._context(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
@@ -295,6 +297,14 @@ class HandleChatTurn:
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
                              record.estimated)
+
+
+def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:
+    """max_tokens may not exceed what the model can produce (it also bounds the reservation)."""
+    if price is not None and cmd.max_output_tokens is not None and cmd.max_output_tokens > price.max_output_tokens:
+        raise InvalidInput("max_tokens_too_large",
+                           f"max_tokens가 이 모델의 최대값({price.max_output_tokens})을 넘습니다.",
+                           f"max_tokens exceeds this model's maximum ({price.max_output_tokens}).", field="max_tokens")
 
 
 def _message_tokens(message: Any) -> int:

@@ -281,7 +281,8 @@ def _drain(buf: io.StringIO) -> str:
 @dataclass(frozen=True, slots=True)
 class ConversationFilter:
     """``since``/``until`` bound the conversation's last activity (``updated_at``); ``q``
-    matches any turn's prompt or reply, case-insensitively."""
+    matches a turn's prompt or reply case-insensitively (a turn inside the range, if one is
+    given)."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -361,9 +362,15 @@ def _conversation_conditions(flt: ConversationFilter) -> list[ColumnElement[bool
         conds.append(exists().where(_spend.conversation_id == _convs.id, _spend.key_source == flt.key_source))
     if flt.q:
         pattern = _like_pattern(flt.q.strip())
-        conds.append(exists().where(_turns.conversation_id == _convs.id,
-                                    or_(_turns.prompt.ilike(pattern, escape="\\"),
-                                        _turns.reply.ilike(pattern, escape="\\"))))
+        match = [_turns.conversation_id == _convs.id,
+                 or_(_turns.prompt.ilike(pattern, escape="\\"), _turns.reply.ilike(pattern, escape="\\"))]
+        # With a time range, the text must be in a turn of that range: the search then reads
+        # only that range's turns (ix_turns_created_at) instead of every turn ever stored.
+        if flt.since is not None:
+            match.append(_turns.created_at >= utc(flt.since))
+        if flt.until is not None:
+            match.append(_turns.created_at < utc(flt.until))
+        conds.append(exists().where(*match))
     return conds
 
 
