@@ -4,8 +4,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from domain.adapters.sql.database import make_engine
 from sqlalchemy import Engine
+
+from domain.adapters.sql.database import make_engine
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
+
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.repositories import SqlBudgetStore
 from domain.budgets import GLOBAL_SCOPE, BudgetLine, budget_lines
 from domain.client_keys import BudgetLimits
 from domain.errors import BudgetExceeded
 from domain.money import Money
-from sqlalchemy import text
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 DAY, MONTH = "d:2026-11-23", "m:2026-11"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from domain.adapters.sql.database import make_engine
 from sqlalchemy import inspect, text
 
+from domain.adapters.sql.database import make_engine
 from tests.support.database import migrate
 
 LLMCTL = Path(sys.executable).parent / "llmctl"

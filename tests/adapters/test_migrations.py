@@ -2,10 +2,10 @@
 migrations and the tables, on PostgreSQL and SQLite."""
 from __future__ import annotations
 
-from domain.adapters.sql.database import make_engine
+from alembic import command
 from sqlalchemy import inspect
 
-from alembic import command
+from domain.adapters.sql.database import make_engine
 from tests.support.database import alembic_config
 
 TABLES = {"client_keys", "conversations", "turns", "spend_ledger", "budget_counters", "budget_reservations"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.errors import UpstreamError
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamRequest

@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
+
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.ledger import SqlSpendLedger, write_records
 from domain.adapters.sql.repositories import SqlBudgetStore, SqlClientKeyRepository, SqlConversationRepository
@@ -23,7 +25,6 @@ from domain.key_policy import FallbackReason, KeySource
 from domain.ledger import UsageRecord
 from domain.money import Money
 from domain.usage import TokenUsage
-from sqlalchemy import text
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 

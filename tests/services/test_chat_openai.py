@@ -124,3 +124,22 @@ def test_session_header_replays_history(sdk, chat_api):
                                 extra_headers=headers)
     (seen,) = chat_api.fake_requests()
     assert [m["content"] for m in seen["body"]["messages"]] == ["sys", "첫 질문", "fake reply to: 첫 질문", "둘째 질문"]
+
+
+def test_idempotency_key_replays_without_a_second_upstream_call(chat_api, client_key):
+    headers = {"Authorization": f"Bearer {client_key}", "Idempotency-Key": "idem-1"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "한 번만"}]}
+    chat_api.clear_fake()
+    first = httpx.post(chat_api.url + "/v1/chat/completions", json=body, headers=headers)
+    again = httpx.post(chat_api.url + "/v1/chat/completions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert len(chat_api.fake_requests()) == 1
+    other = httpx.post(chat_api.url + "/v1/chat/completions", headers=headers,
+                       json={**body, "messages": [{"role": "user", "content": "다른 본문"}]})
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    original = httpx.post(chat_api.url + "/api/v1/chat", headers={**headers, "Idempotency-Key": "idem-2"},
+                          json={"user_prompt": "원래 방언도"})
+    replay = httpx.post(chat_api.url + "/api/v1/chat", headers={**headers, "Idempotency-Key": "idem-2"},
+                        json={"user_prompt": "원래 방언도"})
+    assert replay.json() == original.json() and len(chat_api.fake_requests()) == 2

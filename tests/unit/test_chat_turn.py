@@ -6,6 +6,7 @@ from dataclasses import asdict
 from decimal import Decimal
 
 import pytest
+
 from domain.adapters.fakes import FakeClock, FakeLlmProvider, InMemoryBudgetStore, InMemoryConversationStore
 from domain.adapters.prices import load_price_catalog
 from domain.budgets import GLOBAL_SCOPE

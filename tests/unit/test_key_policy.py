@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from domain.errors import ConfigurationError, ErrorKind, Forbidden, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from domain.adapters.openai_provider import CircuitBreaker
 from domain.adapters.prices import load_price_catalog
 from domain.errors import InvalidInput, UpstreamError

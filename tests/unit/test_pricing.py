@@ -9,6 +9,7 @@ import json
 from decimal import Decimal
 
 import pytest
+
 from domain.adapters.prices import BUILTIN_CATALOG, load_price_catalog
 from domain.money import Money
 from domain.pricing import ModelPrice

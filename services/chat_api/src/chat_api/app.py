@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-from domain.errors import DomainError
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -20,6 +19,7 @@ from chat_api.metrics import GatewayMetrics
 from chat_api.routes import openai as openai_routes
 from chat_api.routes import ops, original
 from chat_api.settings import ChatApiSettings
+from domain.errors import DomainError
 
 log = logging.getLogger("chat_api")
 

@@ -5,10 +5,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import Engine
+
+from chat_api.auth_cache import CachedAuthenticator
+from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import make_engine
+from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
 from domain.adapters.sql.repositories import (
     SqlBudgetStore,
@@ -21,10 +26,6 @@ from domain.money import Money
 from domain.pricing import PriceTable
 from domain.use_cases.chat_turn import ChatSettings, HandleChatTurn
 from domain.use_cases.client_keys import AuthenticateClient, IssueClientKey, RevokeClientKey, SetClientBudget
-from sqlalchemy import Engine
-
-from chat_api.auth_cache import CachedAuthenticator
-from chat_api.settings import ChatApiSettings, load_or_create_secret
 
 
 def _usd(value: Decimal | None) -> Money | None:
@@ -41,6 +42,7 @@ class Container:
     budgets: SqlBudgetStore
     conversations: SqlConversationRepository
     ledger: SqlSpendLedger
+    idempotency: SqlIdempotencyStore
     provider: OpenAiLlmProvider
     policy: DefaultKeyPolicy
     chat: HandleChatTurn
@@ -90,7 +92,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                  if settings.allow_anonymous else None)
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, clock=clock, keys=keys, budgets=budgets,
-                     conversations=conversations, ledger=ledger, provider=provider, policy=policy, chat=chat,
+                     conversations=conversations, ledger=ledger,
+                     idempotency=SqlIdempotencyStore(engine, executor), provider=provider, policy=policy, chat=chat,
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
                      admin_token=admin_token, usd_krw_rate=settings.usd_krw_rate, executor=executor,

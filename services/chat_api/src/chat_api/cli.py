@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
@@ -16,8 +17,6 @@ from domain.client_keys import BudgetLimits
 from domain.errors import DomainError
 from domain.money import Money
 from domain.use_cases.client_keys import IssueClientKey, RevokeClientKey
-
-from chat_api.settings import ChatApiSettings, load_or_create_secret
 
 
 def find_alembic_ini() -> Path:
@@ -31,9 +30,8 @@ def find_alembic_ini() -> Path:
 
 
 def migrate(url: str | None = None) -> None:
-    from alembic.config import Config
-
     from alembic import command
+    from alembic.config import Config
 
     cfg = Config(str(find_alembic_ini()))
     cfg.attributes["url"] = normalize_url(url or default_database_url())

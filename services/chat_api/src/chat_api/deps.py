@@ -4,10 +4,10 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from domain.errors import Unauthorized
 from fastapi import Depends, Request
 
 from chat_api.bootstrap import Container
+from domain.errors import Unauthorized
 
 
 def get_container(request: Request) -> Container:

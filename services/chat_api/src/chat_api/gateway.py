@@ -4,14 +4,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from domain.client_keys import ClientIdentity
-from domain.errors import DomainError, ErrorKind
 from fastapi import Request
 
 from chat_api.bootstrap import Container
 from chat_api.inbound import bearer, language
 from chat_api.limits import RateLimiter, StreamSlots
 from chat_api.metrics import GatewayMetrics
+from domain.client_keys import ClientIdentity
+from domain.errors import DomainError, ErrorKind
 
 
 @dataclass

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi import Request
+
 from domain.errors import InvalidInput
 from domain.text import normalize
-from fastapi import Request
 
 # The upstream URL and key come only from configuration: a body naming one is refused,
 # however deeply nested, so no request can point the gateway somewhere else (SSRF).

@@ -4,13 +4,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from domain.adapters.sql.database import make_engine
-from domain.ports import HostMetrics
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
+from domain.adapters.sql.database import make_engine
+from domain.ports import HostMetrics
 from monitor import system_routes
 from monitor.metrics_registry import build_registry
 from monitor.psutil_host_metrics import PsutilHostMetrics

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from domain.money import NANOS_PER_USD
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from domain.money import NANOS_PER_USD
 from monitor.spend_queries import BusinessFigures, read_business_figures
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import psutil
-from domain.ports import HostMetrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from domain.ports import HostMetrics
 
 # Label sets stay bounded on hosts with hundreds of loop devices or veth interfaces.
 MAX_LABEL_VALUES = 50

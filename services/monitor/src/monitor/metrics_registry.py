@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from domain.ports import HostMetrics
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine
 
+from domain.ports import HostMetrics
 from monitor.cached_collector import CachedCollector
 from monitor.metrics_business import BusinessCollector
 from monitor.metrics_dependencies import ChatApiReadinessCollector

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import psutil
-from domain.ports import HostSnapshot
 
+from domain.ports import HostSnapshot
 from monitor import host_info
 from monitor.cpu_sampling import busy_percent
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow
 from sqlalchemy import Connection, Float, case, cast, func, literal, select
+
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50

@@ -11,9 +11,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from domain.ports import HostMetrics
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+
+from domain.ports import HostMetrics
 
 log = logging.getLogger(__name__)
 GIB = 1024**3

@@ -7,12 +7,13 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, InvalidInput
 from domain.money import Money
 from domain.ports import UpstreamApi
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 KOREAN_REPLY_INSTRUCTION = "사용자가 한국어로 물으면 한국어로 답하세요."
 

@@ -7,17 +7,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from domain.errors import DomainError, InvalidInput
-from domain.ports import StreamData
-from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from chat_api.dialects.openai_compat import chat_command, responses_command
 from chat_api.errors import error_headers, http_error, openai_error_body, openai_status
 from chat_api.gateway import Gateway, get_gateway
+from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import checked, language, read_json
 from chat_api.routes.original import _count_usage
+from domain.errors import DomainError, InvalidInput
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 _RESPONSE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
@@ -61,13 +62,19 @@ async def _handle(request: Request, gw: GatewayDep, route: str, build: Any) -> R
                     max_chars=settings.max_prompt_chars, max_messages=settings.max_messages)
         if body.get("stream") is True:
             return await _stream(request, gw, cmd, route, started, body)
-        result = await gw.container.chat.execute(cmd)
+        turn = cmd
+
+        async def answer() -> Response:
+            result = await gw.container.chat.execute(turn)
+            _count_usage(gw, result)
+            gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
+            body_out = result.reply.body if result.reply else {}
+            return Response(orjson.dumps(body_out), media_type="application/json", headers=_key_headers(result))
+
+        return await run_once(gw.container.idempotency, gw.container.clock, client, idempotency_key(request),
+                              body, answer)
     except DomainError as error:
         return _error(gw, request, error, route, started, cmd.model if cmd else None)
-    _count_usage(gw, result)
-    gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
-    body_out = result.reply.body if result.reply else {}
-    return Response(orjson.dumps(body_out), media_type="application/json", headers=_key_headers(result))
 
 
 async def _stream(request: Request, gw: Gateway, cmd: ChatTurnCommand, route: str, started: float,

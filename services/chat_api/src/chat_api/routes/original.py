@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from domain.errors import DomainError
-from domain.ports import StreamData
-from domain.use_cases.chat_turn import ChatTurnResult
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from chat_api.dialects.original import OriginalChatRequest, error_body, parse_request, success_body, to_command
 from chat_api.errors import error_headers, http_error
 from chat_api.gateway import Gateway, get_gateway
+from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import checked, language, read_json
+from domain.errors import DomainError
+from domain.ports import StreamData
+from domain.use_cases.chat_turn import ChatTurnResult
 
 router = APIRouter()
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
@@ -62,13 +63,18 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
     try:
         data = await read_json(request, gw.container.settings.max_body_bytes)
         req, client = await _prepare(gw, request, data)
-        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
-        result = await gw.container.chat.execute(cmd)
+
+        async def answer() -> Response:
+            cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
+            result = await gw.container.chat.execute(cmd)
+            _count_usage(gw, result)
+            gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
+            return _json(success_body(req, result, gw.container.usd_krw_rate, started))
+
+        return await run_once(gw.container.idempotency, gw.container.clock, client, idempotency_key(request),
+                              data, answer)
     except DomainError as error:
         return _failure(gw, request, error, data, started, route)
-    _count_usage(gw, result)
-    gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
-    return _json(success_body(req, result, gw.container.usd_krw_rate, started))
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:

@@ -145,35 +145,68 @@ def _day_expr(engine: Engine) -> ColumnElement[Any]:
 
 def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> Overview:
     """Today and this month (UTC, like budget periods), the month's top models and clients,
-    and spend per day over the last ``days`` days. Every query is a range scan on
-    ``ix_spend_created_at``."""
+    and spend per day over the last ``days`` days.
+
+    One range scan on ``ix_spend_created_at`` grouped by (day, model, client key), folded
+    here: one pass over the window instead of one per panel."""
     today0, month0 = day_start(now), month_start(now)
     window0 = today0 - timedelta(days=days - 1)
-    in_month = _spend.created_at >= month0
+    today_s, month_s, window_s = today0.date().isoformat(), month0.date().isoformat(), window0.date().isoformat()
+    day = _day_expr(engine).label("day")
     with engine.connect() as conn:
-        t = conn.execute(select(*_totals_columns()).where(_spend.created_at >= today0)).one()
-        m = conn.execute(select(*_totals_columns()).where(in_month)).one()
-        cost = func.coalesce(func.sum(_spend.cost_nanos), 0)
-        models = conn.execute(
-            select(_spend.model, *_totals_columns()).where(in_month).group_by(_spend.model)
-            .order_by(cost.desc(), func.count().desc(), _spend.model).limit(top)).all()
-        clients = conn.execute(
-            select(_spend.client_key_id, *_totals_columns()).where(in_month).group_by(_spend.client_key_id)
-            .order_by(cost.desc(), func.count().desc()).limit(top)).all()
-        names = _key_names(conn, [r.client_key_id for r in clients if r.client_key_id])
-        day = _day_expr(engine).label("day")
-        per_day = {r.day: _totals(r) for r in conn.execute(
-            select(day, *_totals_columns()).where(_spend.created_at >= window0).group_by(day))}
+        rows = conn.execute(
+            select(day, _spend.model, _spend.client_key_id, *_totals_columns())
+            .where(_spend.created_at >= min(month0, window0))
+            .group_by(day, _spend.model, _spend.client_key_id)).all()
+        today, month = _Acc(), _Acc()
+        per_day: dict[str, _Acc] = {}
+        per_model: dict[str, _Acc] = {}
+        per_client: dict[str | None, _Acc] = {}
+        for r in rows:
+            if r.day >= window_s:
+                per_day.setdefault(r.day, _Acc()).add(r)
+            if r.day >= month_s:
+                month.add(r)
+                per_model.setdefault(r.model, _Acc()).add(r)
+                per_client.setdefault(r.client_key_id, _Acc()).add(r)
+            if r.day == today_s:
+                today.add(r)
+
+        def ranked(groups: dict[Any, _Acc]) -> list[tuple[Any, Totals]]:
+            items = sorted(groups.items(), key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, str(kv[0])))
+            return [(k, acc.totals()) for k, acc in items[:top]]
+
+        models = ranked(per_model)
+        clients = ranked(per_client)
+        names = _key_names(conn, [k for k, _ in clients if k])
     by_day = []
     for i in range(days):
         d = (window0 + timedelta(days=i)).date().isoformat()
-        by_day.append(GroupRow(d, d, per_day.get(d, Totals())))
+        by_day.append(GroupRow(d, d, per_day[d].totals() if d in per_day else Totals()))
     return Overview(
-        today=_totals(t), month=_totals(m),
-        top_models=[GroupRow(r.model, r.model, _totals(r)) for r in models],
-        top_clients=[ClientGroupRow(r.client_key_id, *names.get(r.client_key_id, (None, None)), _totals(r))
-                     for r in clients],
+        today=today.totals(), month=month.totals(),
+        top_models=[GroupRow(k, k, t) for k, t in models],
+        top_clients=[ClientGroupRow(k, *names.get(k, (None, None)), t) for k, t in clients],
         by_day=by_day)
+
+
+@dataclass(slots=True)
+class _Acc:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nanos: int = 0
+
+    def add(self, row: Any) -> None:
+        self.requests += _int(row.requests)
+        self.errors += _int(row.errors)
+        self.input_tokens += _int(row.input_tokens)
+        self.output_tokens += _int(row.output_tokens)
+        self.cost_nanos += _int(row.cost_nanos)
+
+    def totals(self) -> Totals:
+        return Totals(self.requests, self.errors, self.input_tokens, self.output_tokens, self.cost_nanos)
 
 
 def _key_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -237,8 +270,9 @@ def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk
     Keyset pagination on (created_at, id): each chunk is its own short query, so no connection
     or cursor is held between chunks and memory stays at one chunk."""
     conds = flt.conditions()
-    cols = [_spend.id, *(_spend[c] for c in LEDGER_CSV_COLUMNS if c not in ("cost_usd", "charged_usd")),
-            _spend.cost_nanos, _spend.charged_nanos]
+    plain = [c for c in LEDGER_CSV_COLUMNS if c not in ("created_at", "cost_usd", "charged_usd")]
+    cols = [_spend.id, _spend.created_at, *(_spend[c] for c in plain), _spend.cost_nanos, _spend.charged_nanos]
+    at = {c: i for i, c in enumerate(LEDGER_CSV_COLUMNS)}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(LEDGER_CSV_COLUMNS)
@@ -254,19 +288,26 @@ def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk
         if not rows:
             return
         for r in rows:
-            m = r._mapping
-            writer.writerow([
-                _csv_cell(utc(r.created_at).isoformat() if c == "created_at"
-                          else str(Money(r.cost_nanos).usd_rounded(8)) if c == "cost_usd" and r.cost_nanos is not None
-                          else "" if c == "cost_usd"
-                          else str(Money(r.charged_nanos).usd_rounded(8)) if c == "charged_usd"
-                          else ("" if m[c] is None else m[c]))
-                for c in LEDGER_CSV_COLUMNS])
+            out: list[Any] = [None] * len(LEDGER_CSV_COLUMNS)
+            out[at["created_at"]] = utc(r[1]).isoformat()
+            for i, c in enumerate(plain, start=2):
+                v = r[i]
+                out[at[c]] = "" if v is None else _csv_cell(v)
+            out[at["cost_usd"]] = "" if r[-2] is None else usd_8(r[-2])
+            out[at["charged_usd"]] = usd_8(r[-1])
+            writer.writerow(out)
         sent += len(rows)
         after = (rows[-1].created_at, rows[-1].id)
         yield _drain(buf)
         if len(rows) < chunk_rows:
             return
+
+
+def usd_8(nanos: int) -> str:
+    """Nano-USD as USD to 8 decimals, rounded half up (as ``Money.usd_rounded(8)``), fast."""
+    sign, n = ("-", -nanos) if nanos < 0 else ("", nanos)
+    tenths = (n + 5) // 10
+    return f"{sign}{tenths // 100_000_000}.{tenths % 100_000_000:08d}"
 
 
 def _drain(buf: io.StringIO) -> str:

@@ -125,3 +125,18 @@ class BudgetReservationRow(SQLModel, table=True):
     lines: str = Field(sa_column=Column(Text, nullable=False))  # "scope|period;scope|period"
     amount_nanos: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """A request sent with an ``Idempotency-Key``: its body's hash and, once answered, the
+    answer, so a retry replays it instead of calling (and paying) the upstream twice."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_created_at", "created_at"),)
+
+    owner: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=200)
+    body_hash: str = Field(max_length=64)
+    status_code: int | None = None
+    response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_ts(nullable=False))

@@ -1,0 +1,49 @@
+"""The Idempotency-Key header on non-streaming chat routes."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from domain.adapters.sql.idempotency import SqlIdempotencyStore
+from domain.client_keys import ClientIdentity
+from domain.errors import InvalidInput
+from domain.ports import Clock
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise InvalidInput("invalid_idempotency_key", "Idempotency-Key는 1~200자의 출력 가능한 문자여야 합니다.",
+                           "Idempotency-Key must be 1-200 printable characters.", field="Idempotency-Key")
+    return key
+
+
+async def run_once(store: SqlIdempotencyStore, clock: Clock, client: ClientIdentity, key: str | None,
+                   body: dict[str, Any], handler: Callable[[], Awaitable[Response]]) -> Response:
+    """Runs ``handler`` at most once per (client, key, body): a retry gets the stored answer
+    (with ``Idempotent-Replayed: true``) and the upstream is not called again."""
+    if key is None:
+        return await handler()
+    owner = client.key_id or ""
+    body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    stored = await store.begin(owner, key, body_hash, clock.now())
+    if stored is not None:
+        return Response(stored.body, status_code=stored.status_code, media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"})
+    try:
+        response = await handler()
+    except BaseException:
+        await store.abandon(owner, key)
+        raise
+    if response.status_code == 200:
+        await store.finish(owner, key, 200, bytes(response.body).decode())
+    else:
+        await store.abandon(owner, key)
+    return response
