@@ -44,9 +44,11 @@ bench-compare: install system-packages
 	$(BIN)/python bench/run.py --compare
 
 up:
+	@test -f .env || { echo "make up: no .env; run 'cp env.example .env' and set its secrets" >&2; exit 1; }
 	docker compose -f infra/docker-compose.yml --env-file .env up -d --build
 
 down:
+	@test -f .env || { echo "make down: no .env (the stack was started with one)" >&2; exit 1; }
 	docker compose -f infra/docker-compose.yml --env-file .env down
 
 clean:
