@@ -69,3 +69,34 @@ def test_prometheus_scrapes_the_monitor(monitor_target, tmp_path):
         assert query_until_present(base, 'up{job="monitor"}')[0]["value"][1] == "1"
     finally:
         stop(proc)
+
+
+@pytest.mark.e2e
+def test_prometheus_scrapes_the_stack_after_chat_traffic(stack, tmp_path):
+    """The monitor's spend equals the ledger's sums after real chat requests, and Prometheus
+    sees both the monitor and every chat_api replica."""
+    import psycopg
+
+    headers = {"Authorization": f"Bearer {stack.client_key}"}
+    for i in range(3):
+        r = httpx.post(stack.base_url + "/api/v1/chat", headers=headers,
+                       json={"user_prompt": f"프로메테우스 {i}", "model": "gpt-4.1-mini"}, timeout=30)
+        assert r.status_code == 200, r.text
+    time.sleep(1.5)  # the ledger writes in the background
+    targets = {"monitor": [stack.monitor_url.split("//", 1)[1]],
+               "chat_api": [u.split("//", 1)[1] for u in stack.chat_api_urls]}
+    proc, base = start_prometheus(tmp_path, targets)
+    try:
+        deadline = time.monotonic() + 30
+        while len(ups := query_until_present(base, 'up{job="chat_api"}')) < len(stack.chat_api_urls):
+            assert time.monotonic() < deadline, ups
+            time.sleep(0.5)
+        assert sorted(r["value"][1] for r in ups) == ["1"] * len(stack.chat_api_urls)
+        assert query_until_present(base, 'llm_gateway_requests_total{route="/api/v1/chat",status="200"}')
+        spend = query_until_present(base, 'sum(llm_spend_usd_total{model="gpt-4.1-mini"})')
+        with psycopg.connect(stack.pg_url) as conn:
+            nanos = conn.execute("SELECT sum(cost_nanos) FROM spend_ledger WHERE model = 'gpt-4.1-mini'").fetchone()[0]
+        assert nanos > 0
+        assert float(spend[0]["value"][1]) == pytest.approx(int(nanos) / 1e9, rel=1e-9)
+    finally:
+        stop(proc)

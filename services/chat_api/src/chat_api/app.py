@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.errors import error_headers, http_error
 from chat_api.gateway import Gateway
@@ -49,12 +50,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(original.router)
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
-    try:
-        from chat_api.admin.routes import router as admin_router
-    except ImportError:  # the admin API is optional while it is being built
-        admin_router = None
-    if admin_router is not None:
-        app.include_router(admin_router)
+    app.include_router(admin.router)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:

@@ -12,16 +12,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from domain.adapters.sql import queries
-from domain.client_keys import BudgetLimits
-from domain.errors import InvalidInput, NotFound
-from domain.money import Money
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat_api.bootstrap import Container
 from chat_api.deps import ContainerDep, require_admin
+from domain.adapters.sql import queries
+from domain.client_keys import BudgetLimits
+from domain.errors import InvalidInput, NotFound
+from domain.money import Money
 
 T = TypeVar("T")
 
@@ -52,11 +52,11 @@ class BudgetBody(BaseModel):
 # -- formatting -----------------------------------------------------------------------------------
 
 def _usd(nanos: int | None) -> str | None:
-    return None if nanos is None else str(Money(nanos).usd_rounded(8))
+    return None if nanos is None else queries.usd_8(nanos)
 
 
 def _krw(nanos: int | None, rate: Decimal) -> str | None:
-    return None if nanos is None else str(Money(nanos).krw(rate))
+    return None if nanos is None else format(Money(nanos).krw(rate), "f")
 
 
 def _iso(value: datetime | None) -> str | None:

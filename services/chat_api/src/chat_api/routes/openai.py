@@ -46,7 +46,7 @@ def _key_headers(result: ChatTurnResult) -> dict[str, str]:
     if result.fallback_reason:
         headers["x-llm-fallback-reason"] = result.fallback_reason.value
     if result.cost is not None:
-        headers["x-llm-cost-usd"] = str(result.cost.usd_rounded(8))
+        headers["x-llm-cost-usd"] = format(result.cost.usd_rounded(8), "f")
     return headers
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, exists, func, or_, select, tuple_
+from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow
@@ -134,9 +134,10 @@ def _totals(row: Any) -> Totals:
 
 
 def _day_expr(engine: Engine) -> ColumnElement[Any]:
-    """The UTC calendar day of a ledger row, as 'YYYY-MM-DD'."""
+    """The UTC calendar day of a ledger row (a date, or 'YYYY-MM-DD' text on SQLite)."""
     if engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", _spend.created_at), "YYYY-MM-DD")
+        # literal SQL, no bound parameters: GROUP BY / GROUPING SETS must match it textually
+        return literal_column("((spend_ledger.created_at AT TIME ZONE 'UTC')::date)")
     # SQLite stores UTC wall-clock text 'YYYY-MM-DD HH:MM:SS...'
     return func.substr(_spend.created_at, 1, 10)
 
@@ -145,32 +146,35 @@ def _day_expr(engine: Engine) -> ColumnElement[Any]:
 
 def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> Overview:
     """Today and this month (UTC, like budget periods), the month's top models and clients,
-    and spend per day over the last ``days`` days.
+    and spend per day over the last ``days`` days: one range scan on ``ix_spend_created_at``.
 
-    One range scan on ``ix_spend_created_at`` grouped by (day, model, client key), folded
-    here: one pass over the window instead of one per panel."""
+    PostgreSQL aggregates every panel in that one pass with GROUPING SETS; SQLite (small,
+    embedded installs) groups by (day, model, client) and the panels are folded here."""
     today0, month0 = day_start(now), month_start(now)
     window0 = today0 - timedelta(days=days - 1)
     today_s, month_s, window_s = today0.date().isoformat(), month0.date().isoformat(), window0.date().isoformat()
-    day = _day_expr(engine).label("day")
+    today, month = _Acc(), _Acc()
+    per_day: dict[str, _Acc] = {}
+    per_model: dict[str, _Acc] = {}
+    per_client: dict[str | None, _Acc] = {}
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(day, _spend.model, _spend.client_key_id, *_totals_columns())
-            .where(_spend.created_at >= min(month0, window0))
-            .group_by(day, _spend.model, _spend.client_key_id)).all()
-        today, month = _Acc(), _Acc()
-        per_day: dict[str, _Acc] = {}
-        per_model: dict[str, _Acc] = {}
-        per_client: dict[str | None, _Acc] = {}
-        for r in rows:
-            if r.day >= window_s:
-                per_day.setdefault(r.day, _Acc()).add(r)
-            if r.day >= month_s:
-                month.add(r)
-                per_model.setdefault(r.model, _Acc()).add(r)
-                per_client.setdefault(r.client_key_id, _Acc()).add(r)
-            if r.day == today_s:
-                today.add(r)
+        if engine.dialect.name == "postgresql":
+            _overview_grouping_sets(conn, engine, min(month0, window0), month0, month, per_day, per_model, per_client)
+        else:
+            day = _day_expr(engine).label("day")
+            rows = conn.execute(
+                select(day, _spend.model, _spend.client_key_id, *_totals_columns())
+                .where(_spend.created_at >= min(month0, window0))
+                .group_by(day, _spend.model, _spend.client_key_id)).all()
+            for r in rows:
+                d = str(r.day)[:10]
+                per_day.setdefault(d, _Acc()).add(r)
+                if d >= month_s:
+                    month.add(r)
+                    per_model.setdefault(r.model, _Acc()).add(r)
+                    per_client.setdefault(r.client_key_id, _Acc()).add(r)
+        if today_s in per_day:
+            today = per_day[today_s]
 
         def ranked(groups: dict[Any, _Acc]) -> list[tuple[Any, Totals]]:
             items = sorted(groups.items(), key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, str(kv[0])))
@@ -182,12 +186,49 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> 
     by_day = []
     for i in range(days):
         d = (window0 + timedelta(days=i)).date().isoformat()
-        by_day.append(GroupRow(d, d, per_day[d].totals() if d in per_day else Totals()))
+        by_day.append(GroupRow(d, d, per_day[d].totals() if d in per_day and d >= window_s else Totals()))
     return Overview(
         today=today.totals(), month=month.totals(),
         top_models=[GroupRow(k, k, t) for k, t in models],
         top_clients=[ClientGroupRow(k, *names.get(k, (None, None)), t) for k, t in clients],
         by_day=by_day)
+
+
+def _overview_grouping_sets(conn: Any, engine: Engine, start: datetime, month0: datetime, month: _Acc,
+                            per_day: dict[str, _Acc], per_model: dict[str, _Acc],
+                            per_client: dict[str | None, _Acc]) -> None:
+    day = _day_expr(engine)
+    in_month = _spend.created_at >= month0
+    # Every set reads the same scan: days over the whole window; models, clients and the
+    # month's total only over this month (the window can start in the previous month).
+    cols = [
+        func.count().filter(in_month).label("m_requests"),
+        func.count().filter(and_(in_month, _spend.outcome == "error")).label("m_errors"),
+        func.sum(_spend.input_tokens).filter(in_month).label("m_input_tokens"),
+        func.sum(_spend.output_tokens).filter(in_month).label("m_output_tokens"),
+        func.sum(_spend.cost_nanos).filter(in_month).label("m_cost_nanos"),
+        *_totals_columns(),
+        func.grouping(day).label("g_day"), func.grouping(_spend.model).label("g_model"),
+        func.grouping(_spend.client_key_id).label("g_client"),
+    ]
+    rows = conn.execute(
+        select(day.label("day"), _spend.model, _spend.client_key_id, *cols).where(_spend.created_at >= start)
+        .group_by(func.grouping_sets(tuple_(day), tuple_(_spend.model), tuple_(_spend.client_key_id), tuple_()))
+    ).all()
+    for r in rows:
+        m = _Acc(_int(r.m_requests), _int(r.m_errors), _int(r.m_input_tokens), _int(r.m_output_tokens),
+                 _int(r.m_cost_nanos))
+        if not r.g_day:
+            per_day[str(r.day)[:10]] = _Acc(_int(r.requests), _int(r.errors), _int(r.input_tokens),
+                                             _int(r.output_tokens), _int(r.cost_nanos))
+        elif not r.g_model:
+            if m.requests:
+                per_model[r.model] = m
+        elif not r.g_client:
+            if m.requests:
+                per_client[r.client_key_id] = m
+        else:
+            month.add(m)
 
 
 @dataclass(slots=True)
@@ -198,7 +239,7 @@ class _Acc:
     output_tokens: int = 0
     cost_nanos: int = 0
 
-    def add(self, row: Any) -> None:
+    def add(self, row: Any) -> None:  # a query row or another _Acc
         self.requests += _int(row.requests)
         self.errors += _int(row.errors)
         self.input_tokens += _int(row.input_tokens)

@@ -1,0 +1,174 @@
+"""HTTP clients for the admin API (chat_api ``/admin/v1``) and the monitor.
+
+Configuration comes from the environment when a client is made, never at import:
+CHAT_API_URL, MONITOR_URL, and the admin token from ADMIN_TOKEN or DATA_DIR/admin_token.
+The token is sent as a bearer header and never returned to, or shown by, the console.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_CHAT_API_URL = "http://127.0.0.1:8001"
+DEFAULT_MONITOR_URL = "http://127.0.0.1:8002"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("DATA_DIR") or "data")
+
+
+def read_secret(env_name: str, file_name: str) -> str | None:
+    """The environment variable if set, else the file under DATA_DIR (as chat_api writes it)."""
+    value = os.environ.get(env_name)
+    if value:
+        return value.strip()
+    path = data_dir() / file_name
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+class ApiError(Exception):
+    """A failed call, with a message safe to show (status and the API's error code only)."""
+
+    def __init__(self, status: int | None, code: str, message: str = "") -> None:
+        super().__init__(f"{status} {code}")
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    chat_api_url: str
+    monitor_url: str
+
+    @classmethod
+    def from_env(cls) -> Endpoints:
+        return cls(os.environ.get("CHAT_API_URL", DEFAULT_CHAT_API_URL).rstrip("/"),
+                   os.environ.get("MONITOR_URL", DEFAULT_MONITOR_URL).rstrip("/"))
+
+
+def _clean(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+
+
+@dataclass
+class AdminApi:
+    """The admin API, one method per route of docs/admin-api.md."""
+
+    base_url: str
+    token: str | None = field(repr=False)
+    timeout: float = 15.0
+
+    def _client(self) -> httpx.Client:
+        headers = {"Accept-Language": "ko"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout)
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+              json: dict[str, Any] | None = None) -> Any:
+        if not self.token:
+            raise ApiError(None, "no_admin_token")
+        try:
+            with self._client() as client:
+                r = client.request(method, path, params=_clean(params), json=json)
+        except httpx.HTTPError as exc:
+            raise ApiError(None, "unreachable", type(exc).__name__) from None
+        if r.status_code >= 400:
+            code, message = f"http_{r.status_code}", ""
+            try:
+                detail = r.json().get("detail")
+                if isinstance(detail, dict):
+                    code, message = str(detail.get("code", code)), str(detail.get("message", ""))
+            except ValueError:
+                pass
+            raise ApiError(r.status_code, code, message)
+        return r.content if path.endswith(".csv") else r.json()
+
+    def overview(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/overview")  # type: ignore[no-any-return]
+
+    def conversations(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/conversations", params=params)  # type: ignore[no-any-return]
+
+    def turns(self, conversation_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/admin/v1/conversations/{int(conversation_id)}/turns")  # type: ignore[no-any-return]
+
+    def spend(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/spend", params=params)  # type: ignore[no-any-return]
+
+    def ledger_csv(self, **params: Any) -> bytes:
+        return self._call("GET", "/admin/v1/spend/ledger.csv", params=params)  # type: ignore[no-any-return]
+
+    def keys(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/keys")  # type: ignore[no-any-return]
+
+    def create_key(self, name: str, daily_limit_usd: str | None, monthly_limit_usd: str | None,
+                   may_use_server_key: bool) -> dict[str, Any]:
+        return self._call("POST", "/admin/v1/keys", json={  # type: ignore[no-any-return]
+            "name": name, "daily_limit_usd": daily_limit_usd, "monthly_limit_usd": monthly_limit_usd,
+            "may_use_server_key": may_use_server_key})
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/revoke")  # type: ignore[no-any-return]
+
+    def set_budget(self, key_id: str, daily_limit_usd: str | None, monthly_limit_usd: str | None) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/budget",  # type: ignore[no-any-return]
+                          json={"daily_limit_usd": daily_limit_usd, "monthly_limit_usd": monthly_limit_usd})
+
+    def prices(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/prices")  # type: ignore[no-any-return]
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+@dataclass
+class MonitorApi:
+    """The monitor's public system routes, and health probes of the services."""
+
+    base_url: str
+    chat_api_url: str
+    timeout: float = 5.0
+
+    def system(self, part: str) -> dict[str, Any]:
+        try:
+            r = httpx.get(f"{self.base_url}/api/v1/system/{part}", timeout=self.timeout)
+            r.raise_for_status()
+            return r.json()  # type: ignore[no-any-return]
+        except (httpx.HTTPError, ValueError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            raise ApiError(status, "monitor_unavailable") from None
+
+    def health(self) -> list[dict[str, Any]]:
+        """Each service's health probe: name, url path, ok, HTTP status, latency in ms."""
+        probes = [("chat_api", self.chat_api_url, "/healthz"), ("chat_api (ready)", self.chat_api_url, "/readyz"),
+                  ("monitor", self.base_url, "/api/v1/system/health")]
+        out = []
+        for name, base, path in probes:
+            started = time.perf_counter()
+            status: int | None = None
+            try:
+                status = httpx.get(base + path, timeout=self.timeout).status_code
+            except httpx.HTTPError:
+                status = None
+            out.append({"service": name, "path": path, "ok": status is not None and status < 400, "status": status,
+                        "latency_ms": round((time.perf_counter() - started) * 1000)})
+        return out
+
+
+def admin_api() -> AdminApi:
+    return AdminApi(Endpoints.from_env().chat_api_url, read_secret("ADMIN_TOKEN", "admin_token"))
+
+
+def monitor_api() -> MonitorApi:
+    ends = Endpoints.from_env()
+    return MonitorApi(ends.monitor_url, ends.chat_api_url)

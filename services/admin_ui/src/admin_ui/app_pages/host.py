@@ -1,0 +1,78 @@
+"""Host: CPU, memory, disk and network from the monitor, and each service's health probe,
+refreshed in place every few seconds."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from admin_ui import api
+from admin_ui import formatting as fmt
+from admin_ui.i18n import t
+
+REFRESH_SECONDS = 5
+st.title(t("host.title"))
+
+
+def _gib(value: object) -> str:
+    return f"{float(fmt.decimal(value)) / 1024**3:,.1f} GiB"
+
+
+def _bytes(value: object) -> str:
+    n = float(fmt.decimal(value))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+def _percent(value: object) -> float:
+    return max(0.0, min(1.0, float(fmt.decimal(value)) / 100))
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live() -> None:
+    monitor = api.monitor_api()
+    try:
+        info = monitor.system("info")
+    except api.ApiError:
+        st.error(t("error.monitor"))
+        info = None
+    if info is not None:
+        cpu, mem, disk, net = (info.get(k) or {} for k in ("cpu", "memory", "disk", "network"))
+        c1, c2, c3, c4 = st.columns(4)
+        with c1:
+            usage = cpu.get("total_cpu_usage", 0)
+            st.metric(t("host.cpu"), f"{float(fmt.decimal(usage)):.1f}%",
+                      f'{cpu.get("total_cores", "?")} cores', delta_color="off", delta_arrow="off")
+            st.progress(_percent(usage))
+        with c2:
+            st.metric(t("host.memory"), f'{float(fmt.decimal(mem.get("percentage"))):.1f}%',
+                      f'{_gib(mem.get("used_bytes"))} / {_gib(mem.get("total_bytes"))}', delta_color="off",
+                      delta_arrow="off")
+            st.progress(_percent(mem.get("percentage")))
+        with c3:
+            st.metric(t("host.disk"), f'{float(fmt.decimal(disk.get("percentage"))):.1f}%',
+                      f'{_gib(disk.get("used_bytes"))} / {_gib(disk.get("total_bytes"))}', delta_color="off",
+                      delta_arrow="off")
+            st.progress(_percent(disk.get("percentage")))
+        with c4:
+            st.metric(t("host.network"), f'↑ {_bytes(net.get("bytes_sent"))}', f'↓ {_bytes(net.get("bytes_recv"))}',
+                      delta_color="off", delta_arrow="off")
+        per_core = cpu.get("cpu_usage_per_core") or []
+        if per_core:
+            st.bar_chart(pd.DataFrame({"core": [str(i) for i in range(len(per_core))], "%": per_core}),
+                         x="core", y="%", height=160)
+    st.subheader(t("host.services"))
+    st.dataframe(pd.DataFrame([{
+        t("host.service"): h["service"], "path": h["path"],
+        t("keys.status"): ("✅ " + t("host.ok")) if h["ok"] else ("❌ " + t("host.down")),
+        "HTTP": h["status"] or "-", t("host.latency"): h["latency_ms"],
+    } for h in monitor.health()]), hide_index=True, width="stretch")
+    st.caption(t("host.updated", seconds=REFRESH_SECONDS,
+                 time=fmt.when(datetime.now(UTC).isoformat(), seconds=True)))
+
+
+live()

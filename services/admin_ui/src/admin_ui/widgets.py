@@ -1,0 +1,59 @@
+"""Streamlit pieces several pages share: calling the API with errors shown safely, and the
+time-range picker."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from admin_ui import api, formatting
+from admin_ui.i18n import t
+
+T = TypeVar("T")
+RANGES = ("24h", "7d", "30d", "90d", "all", "custom")
+_RANGE_DELTAS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
+                 "90d": timedelta(days=90)}
+
+
+def admin() -> api.AdminApi:
+    return api.admin_api()
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Runs an API call; on failure shows what went wrong (status and code, never a secret)
+    and returns None."""
+    try:
+        return fn(*args, **kwargs)
+    except api.ApiError as exc:
+        if exc.code == "no_admin_token":
+            st.error(t("error.no_token"))
+        elif exc.code == "unreachable":
+            st.error(t("error.unreachable"))
+        else:
+            st.error(t("error.api", code=exc.code))
+        return None
+
+
+def time_range(key: str, default: str = "30d") -> tuple[str | None, str | None]:
+    """A range picker; returns (since, until) as API ISO UTC strings (None: unbounded)."""
+    choice = st.selectbox(t("common.time_range"), RANGES, index=RANGES.index(default),
+                          format_func=lambda r: t(f"range.{r}"), key=f"{key}_range")
+    now = datetime.now(UTC)
+    if choice in _RANGE_DELTAS:
+        return formatting.to_api_time(now - _RANGE_DELTAS[choice]), None
+    if choice == "all":
+        return None, None
+    tz = formatting.display_tz()
+    today = now.astimezone(tz).date()
+    c1, c2 = st.columns(2)
+    start = c1.date_input(t("common.from"), today - timedelta(days=7), key=f"{key}_from")
+    end = c2.date_input(t("common.to"), today, key=f"{key}_to")
+    since = datetime.combine(start, time.min, tzinfo=tz)
+    until = datetime.combine(end, time.min, tzinfo=tz) + timedelta(days=1)
+    return formatting.to_api_time(since), formatting.to_api_time(until)
+
+
+def key_source_label(source: str | None) -> str:
+    return t(f"source.{source}") if source in ("server", "user") else "-"
