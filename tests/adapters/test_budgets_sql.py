@@ -134,7 +134,7 @@ async def _race(urls: list[str], lines, amount: Money, attempts: int, workers: i
         for e in engines:
             e.dispose()
     unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, BudgetExceeded)]
-    assert not unexpected, unexpected
+    assert not unexpected, [repr(u.__cause__) for u in unexpected][:3]
     ok = sum(1 for r in results if not isinstance(r, BaseException))
     return ok, len(results) - ok
 

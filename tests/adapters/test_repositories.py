@@ -177,12 +177,13 @@ async def test_ledger_is_idempotent_by_request_id(engine, tmp_path):
 
 
 async def test_ledger_settles_the_reservation_of_a_record_once(engine, tmp_path):
-    scope = f"key:{uid()}"
+    owner = uid()
+    scope = f"key:{owner}"  # the charge is counted on the record's client's lines
     budgets = SqlBudgetStore(engine)
     lines = budget_lines(scope, BudgetLimits(daily=Money.from_usd("1")), BudgetLimits(), T0)
     reservation = await budgets.reserve(lines, Money(500_000))
     ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
-    record = a_record(reservation=reservation, cost=Money(8_700))
+    record = a_record(owner=owner, reservation=reservation, cost=Money(8_700))
     await ledger.record(record)
     await ledger.record(record)
     with engine.connect() as conn:
@@ -274,7 +275,7 @@ async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(
     spool = tmp_path / "ledger.spool.jsonl"
     down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x", pool_timeout=1)
     owner, conv = uid(), "conv-" + uid()
-    scope = f"key:{uid()}"
+    scope = f"key:{owner}"
     reservation = await SqlBudgetStore(engine).reserve(
         budget_lines(scope, BudgetLimits(daily=Money.from_usd("1")), BudgetLimits(), T0), Money(100_000))
     records = [a_record(owner=owner, conversation_id=conv, prompt="첫 질문", reservation=reservation),
@@ -312,4 +313,4 @@ async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(
     assert rows[2]["cost_nanos"] is None and rows[2]["key_source"] == "user"
     turns = await SqlConversationRepository(engine).recent_turns(owner, conv, 10)
     assert [(t.turn_index, t.prompt) for t in turns] == [(1, "첫 질문"), (2, "둘째 질문")]
-    assert await SqlBudgetStore(engine).spent(scope, "d:2026-11-23") == Money(8_700)
+    assert await SqlBudgetStore(engine).spent(scope, "d:2026-11-23") == Money(2 * 8_700)  # both turns' charges

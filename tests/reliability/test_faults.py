@@ -27,8 +27,10 @@ def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_
     via_proxy = direct.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
     proc, api = start_chat_api(via_proxy, fake_openai, tmp_path, AUTH_CACHE_SECONDS="300")
     try:
-        key = api.issue_key("outage")
-        assert _chat(api.url, key).status_code == 200  # also caches the key's identity
+        key = api.issue_key("outage", daily_usd="5")  # a budgeted key: its holds need the database
+        open_key = api.issue_key("outage-uncapped")
+        assert _chat(api.url, key).status_code == 200  # also caches the keys' identities
+        assert _chat(api.url, open_key).status_code == 200
         proxy.cut()
         started = time.monotonic()
         refused = _chat(api.url, key)
@@ -39,6 +41,9 @@ def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_
         # The caller's own key needs no reservation: it is served, and its usage is spooled.
         own = _chat(api.url, key, use_user_api_key=True, openai_api_key="sk-user-during-outage")
         assert own.status_code == 200 and own.json()["key_source"] == "user"
+        # No budget applies to this key, so there is nothing to hold: served, its spend spooled.
+        uncapped = _chat(api.url, open_key, request_id="")
+        assert uncapped.status_code == 200 and uncapped.json()["key_source"] == "server"
         proxy.restore()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and httpx.get(api.url + "/readyz").status_code != 200:
@@ -48,6 +53,7 @@ def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_
         with psycopg.connect(direct) as conn:
             rows = conn.execute("SELECT key_source, outcome FROM spend_ledger ORDER BY id").fetchall()
         assert rows.count(("user", "ok")) == 1, rows
+        assert rows.count(("server", "ok")) == 3, rows  # two before the cut, one during it
         assert _chat(api.url, key).status_code == 200
     finally:
         stop(proc)

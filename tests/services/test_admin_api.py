@@ -107,8 +107,10 @@ async def seeded(client: httpx.AsyncClient, container: Container) -> dict[str, A
     day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
     with container.engine.begin() as conn:
         for scope, period, spent in ((f"key:{id1}", day, 2_500_000_000), (f"key:{id1}", month, 4_000_000_000)):
+            # Storing ledger rows already counted them; pin the counters to known figures.
             conn.execute(text("INSERT INTO budget_counters (scope, period, spent_nanos, reserved_nanos) "
-                              "VALUES (:s, :p, :n, 0)"), {"s": scope, "p": period, "n": spent})
+                              "VALUES (:s, :p, :n, 0) ON CONFLICT (scope, period) DO UPDATE SET spent_nanos = :n"),
+                         {"s": scope, "p": period, "n": spent})
     return {"k1": k1, "k2": k2, "id1": id1, "id2": id2, "tag": tag, "conv": conv}
 
 

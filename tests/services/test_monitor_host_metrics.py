@@ -5,6 +5,7 @@ import time
 from collections import namedtuple
 
 import pytest
+
 from monitor.cpu_sampling import busy_percent
 from monitor.psutil_host_metrics import PsutilHostMetrics
 

@@ -13,6 +13,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+
 from domain.adapters.fakes import FakeHostMetrics
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.ledger import write_records
@@ -21,11 +25,8 @@ from domain.key_policy import KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
 from domain.usage import TokenUsage
-from fastapi.testclient import TestClient
 from monitor.app import make_app
 from monitor.settings import MonitorSettings
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 RATE = Decimal("1300")
 

@@ -6,9 +6,10 @@ from datetime import datetime
 
 import psutil
 import pytest
+from fastapi.testclient import TestClient
+
 from domain.adapters.fakes import FakeHostMetrics
 from domain.ports import HostSnapshot
-from fastapi.testclient import TestClient
 from monitor.app import make_app
 from monitor.psutil_host_metrics import PsutilHostMetrics
 from monitor.settings import MonitorSettings

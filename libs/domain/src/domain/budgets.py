@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.client_keys import BudgetLimits
+from domain.client_keys import BudgetLimits, scope_of
 from domain.errors import BudgetExceeded
 from domain.money import Money
 
@@ -29,7 +29,8 @@ class Reservation:
 
 
 def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime) -> tuple[BudgetLine, ...]:
-    """Periods are calendar days and months of the server's clock (UTC unless configured)."""
+    """Every counter a request is counted in. Periods are calendar days and months of the
+    server's clock (UTC)."""
     day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
     return (
         BudgetLine(scope, day, limits.daily),
@@ -37,6 +38,19 @@ def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, 
         BudgetLine(GLOBAL_SCOPE, day, global_limits.daily),
         BudgetLine(GLOBAL_SCOPE, month, global_limits.monthly),
     )
+
+
+def capped(lines: tuple[BudgetLine, ...]) -> tuple[BudgetLine, ...]:
+    """The lines a reservation must hold: only capped ones. Uncapped lines need no hold;
+    they are counted when the ledger row is stored (``spend_lines``), which keeps the hot
+    path free of database writes for clients without a budget."""
+    return tuple(line for line in lines if line.limit is not None)
+
+
+def spend_lines(client_key_id: str | None, at: datetime) -> tuple[BudgetLine, ...]:
+    """Where a stored ledger row's charge is counted: its client's and the global day and
+    month of the moment it was recorded."""
+    return budget_lines(scope_of(client_key_id), BudgetLimits(), BudgetLimits(), at)
 
 
 def budget_exceeded(line: BudgetLine) -> BudgetExceeded:

@@ -56,7 +56,12 @@ class ClientIdentity:
 
     @property
     def budget_scope(self) -> str:
-        return f"key:{self.key_id}" if self.key_id else "anonymous"
+        return scope_of(self.key_id)
+
+
+def scope_of(client_key_id: str | None) -> str:
+    """The budget scope of a client: its key, or the shared anonymous scope."""
+    return f"key:{client_key_id}" if client_key_id else "anonymous"
 
 
 def generate_client_key() -> str:

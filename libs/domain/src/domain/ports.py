@@ -96,8 +96,10 @@ class SpendLedger(Protocol):
 
 class BudgetStore(Protocol):
     """Spend counters per scope and period. ``reserve`` is atomic across processes: it adds
-    the amount to every line or to none, and refuses (``BudgetExceeded``) when any capped
-    line would exceed its cap counting what is spent plus what is reserved."""
+    the amount to every (capped) line or to none, and refuses (``BudgetExceeded``) when a
+    line would exceed its cap counting what is spent plus what is reserved. Settling moves
+    the hold off the reservation's lines; the actual charge is counted on the record's
+    ``spend_lines`` (all of them, capped or not)."""
 
     async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation: ...
 

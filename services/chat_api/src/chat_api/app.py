@@ -1,9 +1,11 @@
 """The FastAPI application factory."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import orjson
 from fastapi import FastAPI, Request
@@ -25,6 +27,22 @@ from domain.errors import DomainError
 log = logging.getLogger("chat_api")
 
 
+STALE_HOLD_AGE = timedelta(minutes=15)  # far above the upstream timeout with retries
+
+
+async def release_stale_holds(c: Container, every: float = 60.0) -> None:
+    """Releases budget holds that no ledger row settled (their replica died mid-request)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            released = await loop.run_in_executor(c.executor, c.budgets.release_stale, c.clock.now() - STALE_HOLD_AGE)
+            if released:
+                log.warning("released %d stale budget holds", released)
+        except Exception:  # the database may be away; try again next round
+            log.warning("could not sweep stale budget holds", exc_info=True)
+
+
 def make_app(settings: ChatApiSettings | None = None, container: Container | None = None) -> FastAPI:
     """Builds the app; the container (database, upstream, use cases) is created at startup
     unless a test passes one."""
@@ -40,9 +58,11 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         app.state.gateway = Gateway(c, metrics, RateLimiter(s.rate_limit_per_minute),
                                     StreamSlots(s.max_concurrent_streams),
                                     frozenset(c.chat.allowed_models))
+        sweeper = asyncio.create_task(release_stale_holds(c))
         try:
             yield
         finally:
+            sweeper.cancel()
             await c.aclose()
 
     app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,

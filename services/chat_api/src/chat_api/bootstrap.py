@@ -62,6 +62,7 @@ class Container:
         self.ledger.close()
         await self.provider.aclose()
         self.executor.shutdown(wait=True)
+        self.budgets.engine.dispose()
         self.engine.dispose()
 
 
@@ -74,7 +75,9 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     hash_secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret).encode()
     admin_token = load_or_create_secret(settings.secret_file("admin_token"), settings.admin_token)
     keys = SqlClientKeyRepository(engine, executor)
-    budgets = SqlBudgetStore(engine, executor)
+    # Budget holds are written without waiting for the WAL flush: losing one in a crash only
+    # loosens the budget until the (durably written) ledger row counts the real charge.
+    budgets = SqlBudgetStore(make_engine(settings.database_url, pool_size=10, synchronous_commit=False), executor)
     conversations = SqlConversationRepository(engine, executor)
     ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
     provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.budgets import BudgetLine, Reservation, budget_exceeded
+from domain.budgets import BudgetLine, Reservation, budget_exceeded, spend_lines
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.errors import UpstreamError
@@ -85,12 +85,20 @@ class InMemoryBudgetStore:
     async def settle(self, reservation: Reservation, actual: Money) -> None:
         self.settle_now(reservation, actual)
 
-    def settle_now(self, reservation: Reservation, actual: Money) -> None:
+    def settle_now(self, reservation: Reservation, actual: Money, spent_on: Sequence[BudgetLine] | None = None) -> None:
+        """Releases the hold (once) and counts ``actual`` on ``spent_on`` (default: the
+        reservation's lines), as the SQL store and ledger do."""
         if self.open.pop(reservation.id, None) is None:
             return
         for line in reservation.lines:
+            self.reserved[(line.scope, line.period)] -= reservation.amount.nanos
+        self.count(spent_on if spent_on is not None else reservation.lines, actual)
+
+    def count(self, lines: Sequence[BudgetLine], actual: Money) -> None:
+        if not actual.nanos:
+            return
+        for line in lines:
             key = (line.scope, line.period)
-            self.reserved[key] -= reservation.amount.nanos
             self.spent_[key] = self.spent_.get(key, 0) + actual.nanos
 
     async def release(self, reservation: Reservation) -> None:
@@ -122,8 +130,12 @@ class InMemoryConversationStore:
         if record.request_id in self.records:
             return None
         self.records[record.request_id] = record
-        if record.reservation and self.budgets:
-            self.budgets.settle_now(record.reservation, record.charged)
+        if self.budgets:
+            lines = spend_lines(record.client_key_id, record.created_at)
+            if record.reservation and record.reservation.id in self.budgets.open:
+                self.budgets.settle_now(record.reservation, record.charged, spent_on=lines)
+            else:
+                self.budgets.count(lines, record.charged)
         if record.turn is None or record.conversation_id is None:
             return None
         turns = self.turns.setdefault((record.client_key_id, record.conversation_id), [])

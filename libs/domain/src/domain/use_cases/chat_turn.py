@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from domain.budgets import Reservation, budget_lines
+from domain.budgets import Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
 from domain.errors import InvalidInput, UpstreamError
@@ -150,8 +150,9 @@ class HandleChatTurn:
             return None
         prompt_tokens = sum(_message_tokens(m) for m in messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
         worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
-        lines = budget_lines(client.budget_scope, client.limits, self._settings.global_limits, self._clock.now())
-        return await self._budgets.reserve(lines, worst)
+        lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
+                                    self._clock.now()))
+        return await self._budgets.reserve(lines, worst) if lines else None
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:

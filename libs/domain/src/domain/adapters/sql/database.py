@@ -25,7 +25,12 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10, pool_timeout: float = 5.0) -> Engine:
+def make_engine(url: str | None = None, *, pool_size: int = 10, pool_timeout: float = 5.0,
+                synchronous_commit: bool = True) -> Engine:
+    """An engine for PostgreSQL or SQLite. No pre-ping on checkout (a round trip per
+    request): a dropped connection fails one query, and SQLAlchemy then invalidates the
+    whole pool. ``synchronous_commit=False`` (PostgreSQL) skips the WAL flush wait on commit,
+    for writes whose loss in a crash is harmless (budget holds)."""
     url = normalize_url(url or default_database_url())
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -50,5 +55,6 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, pool_timeout: fl
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    connect_args = {} if synchronous_commit else {"options": "-c synchronous_commit=off"}
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
-                         pool_pre_ping=True)
+                         pool_recycle=1800, connect_args=connect_args)

@@ -15,13 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from domain.adapters.sql.repositories import settle_in, upsert_ignore
+from domain.adapters.sql.repositories import apply_deltas, close_reservations, ensure_counters, upsert_ignore
 from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
-from domain.budgets import BudgetLine, Reservation
+from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
 from domain.ledger import Outcome, UsageRecord
@@ -31,54 +30,82 @@ from domain.usage import TokenUsage
 log = logging.getLogger(__name__)
 
 
+def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
+    return {"request_id": r.request_id, "created_at": r.created_at, "client_key_id": r.client_key_id,
+            "conversation_id": conversation_pk, "route": r.route, "model": r.model, "key_source": r.key_source.value,
+            "fallback_reason": r.fallback_reason.value if r.fallback_reason else None, "outcome": r.outcome.value,
+            "error_code": r.error_code, "input_tokens": r.usage.input_tokens,
+            "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
+            "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
+            "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated,
+            "catalog_version": r.catalog_version, "latency_ms": r.latency_ms}
+
+
+def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
+    named = {(r.client_key_id or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
+    if not named:
+        return {}
+    conn.execute(upsert_ignore(engine)(ConversationRow).values([
+        {"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
+        for (owner, ext), at in sorted(named.items())]).on_conflict_do_nothing())
+    rows = conn.execute(select(ConversationRow.id, ConversationRow.owner, ConversationRow.external_id).where(
+        tuple_(ConversationRow.owner, ConversationRow.external_id).in_(list(named))))
+    return {(owner, ext): pk for pk, owner, ext in rows}
+
+
 def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None]:
-    """Stores records in one transaction: turn (with its index), ledger row, settlement.
+    """Stores a batch in one transaction: ledger rows, turns (with their indexes) and the
+    budget settlement — each reservation's hold released, each charge counted on the
+    record's ``spend_lines``.
 
     A record whose request id is already in the ledger is skipped whole, so replaying a
-    spool twice changes nothing.
+    spool twice changes nothing. Statements are per batch, not per record (one multi-row
+    insert, one delete of reservations, one update per counter), so the writer holds the
+    hot counter rows only briefly.
     """
-    ins = upsert_ignore(engine)
-    indexes: list[int | None] = []
-    with Session(engine) as s, s.begin():
-        for r in records:
-            conversation_pk = None
-            turn_index = None
-            if r.conversation_id is not None:
-                owner = r.client_key_id or ""
-                s.execute(ins(ConversationRow).values(owner=owner, external_id=r.conversation_id, turn_count=0,
-                                                      created_at=r.created_at, updated_at=r.created_at)
-                          .on_conflict_do_nothing())
-                conversation_pk = s.execute(select(ConversationRow.id).where(
-                    ConversationRow.owner == owner, ConversationRow.external_id == r.conversation_id)).scalar_one()
-            stored = s.execute(ins(SpendRow).values(
-                request_id=r.request_id, created_at=r.created_at, client_key_id=r.client_key_id,
-                conversation_id=conversation_pk, route=r.route, model=r.model, key_source=r.key_source.value,
-                fallback_reason=r.fallback_reason.value if r.fallback_reason else None, outcome=r.outcome.value,
-                error_code=r.error_code, input_tokens=r.usage.input_tokens,
-                cached_input_tokens=r.usage.cached_input_tokens, output_tokens=r.usage.output_tokens,
-                reasoning_tokens=r.usage.reasoning_tokens, cost_nanos=r.cost.nanos if r.cost else None,
-                charged_nanos=r.charged.nanos, priced=r.priced, estimated=r.estimated,
-                catalog_version=r.catalog_version, latency_ms=r.latency_ms,
-            ).on_conflict_do_nothing(index_elements=["request_id"]).returning(SpendRow.id))
-            # RETURNING, not rowcount: an ORM-enabled INSERT on psycopg reports rowcount -1
-            # even when the conflict inserted nothing, which let duplicates through.
-            if stored.first() is None:
-                indexes.append(None)
-                continue
-            if r.turn is not None and conversation_pk is not None:
+    first: dict[str, UsageRecord] = {}
+    for r in records:
+        first.setdefault(r.request_id, r)
+    given, records = records, list(first.values())
+    counters = {(ln.scope, ln.period) for r in records for ln in spend_lines(r.client_key_id, r.created_at)}
+    ensure_counters(engine, sorted(counters))
+    with engine.begin() as conn:
+        conversations = _conversation_ids(conn, engine, records)
+        pk_of = {r.request_id: conversations.get((r.client_key_id or "", r.conversation_id or "")) for r in records}
+        stored = {row[0] for row in conn.execute(
+            upsert_ignore(engine)(SpendRow).values([_spend_row(r, pk_of[r.request_id]) for r in records])
+            .on_conflict_do_nothing(index_elements=["request_id"]).returning(SpendRow.request_id))}
+        fresh = [r for r in records if r.request_id in stored]
+        released = close_reservations(conn, [r.reservation.id for r in fresh if r.reservation])
+        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        turns: dict[str, int] = {}
+        for r in fresh:
+            for line in spend_lines(r.client_key_id, r.created_at):
+                held, spent = deltas.get((line.scope, line.period), (0, 0))
+                deltas[(line.scope, line.period)] = (held, spent + r.charged.nanos)
+            if r.reservation and r.reservation.id in released:
+                for line in r.reservation.lines:
+                    held, spent = deltas.get((line.scope, line.period), (0, 0))
+                    deltas[(line.scope, line.period)] = (held - r.reservation.amount.nanos, spent)
+            pk = pk_of[r.request_id]
+            if r.turn is not None and pk is not None:
                 # The counter update takes the conversation's row lock, so two turns racing on
                 # one conversation get distinct, consecutive indexes.
-                turn_index = s.execute(update(ConversationRow).where(ConversationRow.id == conversation_pk)
-                                       .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
-                                       .returning(ConversationRow.turn_count)).scalar_one()
+                turns[r.request_id] = conn.execute(
+                    update(ConversationRow).where(ConversationRow.id == pk)
+                    .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
+                    .returning(ConversationRow.turn_count)).scalar_one()
                 t = r.turn
-                s.add(TurnRow(conversation_id=conversation_pk, turn_index=turn_index, request_id=t.request_id,
-                              created_at=t.created_at, system_prompt=t.system_prompt, prompt=t.prompt, reply=t.reply,
-                              model=t.model))
-                s.flush()
-            if r.reservation is not None:
-                settle_in(s, r.reservation, r.charged)
-            indexes.append(turn_index)
+                conn.execute(insert(TurnRow).values(
+                    conversation_id=pk, turn_index=turns[r.request_id], request_id=t.request_id,
+                    created_at=t.created_at, system_prompt=t.system_prompt, prompt=t.prompt, reply=t.reply,
+                    model=t.model))
+        apply_deltas(conn, deltas)
+    seen: set[str] = set()
+    indexes = []
+    for r in given:  # a request id repeated within the batch is a duplicate too
+        indexes.append(None if r.request_id in seen else turns.get(r.request_id))
+        seen.add(r.request_id)
     return indexes
 
 

@@ -6,13 +6,14 @@ the same code serves PostgreSQL and SQLite and the event loop never blocks on a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Engine, and_, insert, select, text, update
+from sqlalchemy import Connection, Engine, TextClause, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -122,39 +123,46 @@ def _encode_lines(lines: Sequence[BudgetLine]) -> str:
 
 
 class SqlBudgetStore(SqlBase):
-    """Reservation is one transaction of conditional UPDATEs: each capped line is raised only
-    if ``spent + reserved + amount <= cap``; a row lock (PostgreSQL) or the database write
-    lock (SQLite, BEGIN IMMEDIATE) serialises racing replicas, so concurrent requests can
-    never overspend by more than one request's worst case (the gap between a reservation
-    and a larger actual cost)."""
+    """A reservation is one conditional UPDATE over the capped lines — each row is raised
+    only if ``spent + reserved + amount <= cap`` — plus the reservation row, in one
+    transaction. Row locks (PostgreSQL) or the database write lock (SQLite, BEGIN
+    IMMEDIATE) serialise racing replicas, so concurrent requests can never overspend by more
+    than one request's worst case (the gap between a reservation and a larger actual cost).
+
+    Give it an engine with ``synchronous_commit`` off: a hold lost in a crash only loosens
+    the budget until the ledger row (written durably) counts the real charge."""
 
     def _reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
         reservation = Reservation(uuid.uuid4().hex, tuple(lines), amount)
-        ins = upsert_ignore(self.engine)
-        with Session(self.engine) as s, s.begin():
-            s.execute(ins(BudgetCounterRow).values([{"scope": ln.scope, "period": ln.period} for ln in lines])
-                      .on_conflict_do_nothing())
-            for line in lines:
-                cond = and_(BudgetCounterRow.scope == line.scope, BudgetCounterRow.period == line.period)
-                if line.limit is not None:
-                    cond = and_(cond, BudgetCounterRow.spent_nanos + BudgetCounterRow.reserved_nanos + amount.nanos
-                                <= line.limit.nanos)
-                done = s.execute(update(BudgetCounterRow).where(cond)
-                                 .values(reserved_nanos=BudgetCounterRow.reserved_nanos + amount.nanos))
-                if not done.rowcount:  # type: ignore[attr-defined]
-                    s.rollback()
-                    raise budget_exceeded(line)
-            s.execute(insert(BudgetReservationRow).values(id=reservation.id, lines=_encode_lines(lines),
-                                                          amount_nanos=amount.nanos, created_at=_now()))
-        return reservation
+        params: dict[str, object] = {"amount": amount.nanos}
+        for i, line in enumerate(lines):
+            params.update({f"s{i}": line.scope, f"p{i}": line.period,
+                           f"l{i}": line.limit.nanos if line.limit is not None else 2**62})
+        for attempt in (1, 2):
+            with self.engine.connect() as conn, conn.begin() as tx:
+                raised = {tuple(row) for row in conn.execute(_reserve_statement(len(lines), self.engine.dialect.name), params)}
+                failed = [ln for ln in lines if (ln.scope, ln.period) not in raised]
+                if not failed:
+                    conn.execute(_INSERT_RESERVATION, {"id": reservation.id, "lines": _encode_lines(lines),
+                                                       "amount": amount.nanos, "at": _now()})
+                    return reservation
+                tx.rollback()
+            if attempt == 1:  # a counter row may simply not exist yet (first request of the day)
+                ensure_counters(self.engine, [(ln.scope, ln.period) for ln in failed])
+        raise budget_exceeded(failed[0])
 
     async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
         return await self._run(self._reserve, lines, amount)
 
     async def settle(self, reservation: Reservation, actual: Money) -> None:
+        """Releases the hold and counts ``actual`` on the reservation's own lines (the ledger
+        settles its records itself, see ``ledger.write_records``)."""
         def run() -> None:
-            with Session(self.engine) as s, s.begin():
-                settle_in(s, reservation, actual)
+            ensure_counters(self.engine, [(ln.scope, ln.period) for ln in reservation.lines])
+            with self.engine.begin() as conn:
+                if close_reservations(conn, [reservation.id]):
+                    apply_deltas(conn, {(ln.scope, ln.period): (-reservation.amount.nanos, actual.nanos)
+                                        for ln in reservation.lines})
         await self._run(run)
 
     async def release(self, reservation: Reservation) -> None:
@@ -169,28 +177,73 @@ class SqlBudgetStore(SqlBase):
 
     def release_stale(self, older_than: datetime) -> int:
         """Holds left by a replica that died between reserving and settling."""
-        with Session(self.engine) as s, s.begin():
-            rows = s.execute(select(BudgetReservationRow).where(BudgetReservationRow.created_at < older_than)
-                             .with_for_update(skip_locked=True)).scalars().all()
-            for row in rows:
-                lines = tuple(BudgetLine(*part.split("|", 1), None) for part in row.lines.split(";"))
-                settle_in(s, Reservation(row.id, lines, Money(row.amount_nanos)), Money.zero())
-            return len(rows)
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(BudgetReservationRow).where(BudgetReservationRow.created_at < older_than)
+                                .with_for_update(skip_locked=True)).all()
+            ids = close_reservations(conn, [r.id for r in rows])
+            deltas: dict[tuple[str, str], tuple[int, int]] = {}
+            for r in rows:
+                if r.id in ids:
+                    for part in r.lines.split(";"):
+                        scope, period = part.split("|", 1)
+                        held = deltas.get((scope, period), (0, 0))[0]
+                        deltas[(scope, period)] = (held - r.amount_nanos, 0)
+            apply_deltas(conn, deltas)
+            return len(ids)
 
 
-def settle_in(s: Session, reservation: Reservation, actual: Money) -> None:
-    """Moves a reservation's hold to spent (``actual``), once: the reservation row is the
-    proof that the hold is still open."""
-    gone = s.execute(text("DELETE FROM budget_reservations WHERE id = :id"), {"id": reservation.id})
-    if not gone.rowcount:  # type: ignore[attr-defined]
-        return
-    for line in reservation.lines:
-        s.execute(update(BudgetCounterRow)
-                  .where(BudgetCounterRow.scope == line.scope, BudgetCounterRow.period == line.period)
-                  .values(reserved_nanos=BudgetCounterRow.reserved_nanos - reservation.amount.nanos,
-                          spent_nanos=BudgetCounterRow.spent_nanos + actual.nanos))
+@functools.cache
+def _reserve_statement(n: int, dialect: str) -> TextClause:
+    """One statement raising every line that has room. On PostgreSQL the rows are first
+    locked in (scope, period) order, so two reservations never wait on each other crosswise
+    (a plain multi-row UPDATE locks in physical order, which updates keep changing)."""
+    match = " OR ".join(f"(scope = :s{i} AND period = :p{i})" for i in range(n))
+    cap = " ".join(f"WHEN b.scope = :s{i} AND b.period = :p{i} THEN :l{i}" for i in range(n))
+    if dialect == "postgresql":
+        return text(f"WITH locked AS (SELECT scope, period FROM budget_counters WHERE {match} "
+                    f"ORDER BY scope, period FOR UPDATE) "
+                    f"UPDATE budget_counters AS b SET reserved_nanos = b.reserved_nanos + :amount FROM locked "
+                    f"WHERE b.scope = locked.scope AND b.period = locked.period "
+                    f"AND b.spent_nanos + b.reserved_nanos + :amount <= CASE {cap} END "
+                    f"RETURNING b.scope, b.period")
+    # SQLite: BEGIN IMMEDIATE already serialises writers.
+    return text(f"UPDATE budget_counters AS b SET reserved_nanos = reserved_nanos + :amount WHERE ({match}) "
+                f"AND spent_nanos + reserved_nanos + :amount <= CASE {cap} END RETURNING scope, period")
+
+
+_INSERT_RESERVATION = text("INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
+                           "VALUES (:id, :lines, :amount, :at)")
+_APPLY_DELTA = text("UPDATE budget_counters SET reserved_nanos = reserved_nanos + :held, "
+                    "spent_nanos = spent_nanos + :spent WHERE scope = :scope AND period = :period")
+
+
+def ensure_counters(engine: Engine, keys: Sequence[tuple[str, str]]) -> None:
+    """Creates missing counter rows (in their own short transaction, so the hot update never
+    needs an upsert)."""
+    if keys:
+        with engine.begin() as conn:
+            conn.execute(upsert_ignore(engine)(BudgetCounterRow).values(
+                [{"scope": sc, "period": p} for sc, p in sorted(set(keys))]).on_conflict_do_nothing())
+
+
+def close_reservations(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Deletes the reservation rows still open among ``ids``; the deletion is the proof a
+    hold is released exactly once."""
+    if not ids:
+        return set()
+    rows = conn.execute(delete(BudgetReservationRow).where(BudgetReservationRow.id.in_(ids))  # type: ignore[attr-defined]
+                        .returning(BudgetReservationRow.id))
+    return {r[0] for r in rows}
+
+
+def apply_deltas(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]]) -> None:
+    """Adds (held, spent) nano-USD to each counter, in a fixed order so that two writers
+    never lock the same rows in opposite orders."""
+    params = [{"scope": sc, "period": p, "held": held, "spent": spent}
+              for (sc, p), (held, spent) in sorted(deltas.items()) if held or spent]
+    if params:
+        conn.execute(_APPLY_DELTA, params)
 
 
 def _now() -> datetime:
-    from datetime import UTC
     return datetime.now(UTC)
