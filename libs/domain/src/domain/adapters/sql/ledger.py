@@ -3,6 +3,7 @@ away, idempotent replay by request id."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, ensure_counters, upsert_ignore
@@ -39,6 +42,13 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
             "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
             "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated,
             "catalog_version": r.catalog_version, "latency_ms": r.latency_ms}
+
+
+@functools.cache
+def _insert_spend(dialect: str) -> Any:
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (ins(SpendRow).on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(SpendRow.request_id))
 
 
 def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
@@ -72,9 +82,10 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
     with engine.begin() as conn:
         conversations = _conversation_ids(conn, engine, records)
         pk_of = {r.request_id: conversations.get((r.client_key_id or "", r.conversation_id or "")) for r in records}
+        # One cached statement run as executemany ("insertmanyvalues" batches it into
+        # multi-row INSERTs); a literal multi-row VALUES would be recompiled per batch size.
         stored = {row[0] for row in conn.execute(
-            upsert_ignore(engine)(SpendRow).values([_spend_row(r, pk_of[r.request_id]) for r in records])
-            .on_conflict_do_nothing(index_elements=["request_id"]).returning(SpendRow.request_id))}
+            _insert_spend(engine.dialect.name), [_spend_row(r, pk_of[r.request_id]) for r in records])}
         fresh = [r for r in records if r.request_id in stored]
         released = close_reservations(conn, [r.reservation.id for r in fresh if r.reservation])
         deltas: dict[tuple[str, str], tuple[int, int]] = {}
