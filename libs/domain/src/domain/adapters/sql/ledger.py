@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from domain.adapters.sql.repositories import apply_deltas, close_reservations, ensure_counters, upsert_ignore
+from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
 from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
@@ -77,8 +77,6 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
     for r in records:
         first.setdefault(r.request_id, r)
     given, records = records, list(first.values())
-    counters = {(ln.scope, ln.period) for r in records for ln in spend_lines(r.client_key_id, r.created_at)}
-    ensure_counters(engine, sorted(counters))
     with engine.begin() as conn:
         conversations = _conversation_ids(conn, engine, records)
         pk_of = {r.request_id: conversations.get((r.client_key_id or "", r.conversation_id or "")) for r in records}

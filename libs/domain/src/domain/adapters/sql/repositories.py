@@ -158,7 +158,6 @@ class SqlBudgetStore(SqlBase):
         """Releases the hold and counts ``actual`` on the reservation's own lines (the ledger
         settles its records itself, see ``ledger.write_records``)."""
         def run() -> None:
-            ensure_counters(self.engine, [(ln.scope, ln.period) for ln in reservation.lines])
             with self.engine.begin() as conn:
                 if close_reservations(conn, [reservation.id]):
                     apply_deltas(conn, {(ln.scope, ln.period): (-reservation.amount.nanos, actual.nanos)
@@ -213,8 +212,11 @@ def _reserve_statement(n: int, dialect: str) -> TextClause:
 
 _INSERT_RESERVATION = text("INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
                            "VALUES (:id, :lines, :amount, :at)")
-_APPLY_DELTA = text("UPDATE budget_counters SET reserved_nanos = reserved_nanos + :held, "
-                    "spent_nanos = spent_nanos + :spent WHERE scope = :scope AND period = :period")
+# An upsert, so a counter row that does not exist yet (a new day) is created on the way.
+_APPLY_DELTA = text("INSERT INTO budget_counters (scope, period, spent_nanos, reserved_nanos) "
+                    "VALUES (:scope, :period, :spent, :held) ON CONFLICT (scope, period) DO UPDATE SET "
+                    "reserved_nanos = budget_counters.reserved_nanos + excluded.reserved_nanos, "
+                    "spent_nanos = budget_counters.spent_nanos + excluded.spent_nanos")
 
 
 def ensure_counters(engine: Engine, keys: Sequence[tuple[str, str]]) -> None:
