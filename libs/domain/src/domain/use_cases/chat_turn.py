@@ -1,9 +1,9 @@
 """HandleChatTurn: one chat request from admission to the ledger."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.budgets import Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
@@ -28,6 +28,8 @@ from domain.ports import (
 from domain.pricing import ModelPrice
 from domain.text import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 from domain.usage import TokenUsage
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -202,31 +204,45 @@ class HandleChatTurn:
         return None
 
     # -- the turn ----------------------------------------------------------------------
-    async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
+    async def _plan(self, cmd: ChatTurnCommand) -> _Plan:
+        """Admission, common to both ways of answering: model, output cap, context, whose key
+        pays, and the budget hold."""
         started = self._clock.monotonic()
         price = self.check_model(cmd.model)
         _check_output_cap(cmd, price)
         messages = await self._context(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
-        request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params)
         reservation = await self._admit(cmd, choice, price, messages)
+        return _Plan(started, price, messages, UpstreamRequest(cmd.api, cmd.model, messages, cmd.params), choice,
+                     reservation)
+
+    async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
+        """``call`` with the chosen key; if the upstream refuses the caller's own key, once
+        more with the server key (after admitting it to the budget). Failed attempts are in
+        the ledger too."""
         try:
-            reply = await self._provider.complete(request, choice.api_key)
+            return await call(plan.choice.api_key)
         except UpstreamError as error:
-            if choice.source is not KeySource.USER:
-                self._record_failure(cmd, choice, started, reservation, error)
+            if plan.choice.source is not KeySource.USER:
+                self._record_failure(cmd, plan.choice, plan.started, plan.reservation, error)
                 raise
-            choice = self._fall_back(cmd, choice, started, error)
-            reservation = await self._admit(cmd, choice, price, messages)
+            plan.choice = self._fall_back(cmd, plan.choice, plan.started, error)
+            plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages)
             try:
-                reply = await self._provider.complete(request, choice.api_key)
+                return await call(plan.choice.api_key)
             except UpstreamError as second:
-                self._record_failure(replace(cmd, request_id=cmd.request_id + ":fallback"), choice, started, reservation, second)
+                self._record_failure(replace(cmd, request_id=cmd.request_id + ":fallback"), plan.choice,
+                                     plan.started, plan.reservation, second)
                 raise
+
+    async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
+        plan = await self._plan(cmd)
+        reply = await self._call(cmd, plan, lambda key: self._provider.complete(plan.request, key))
+        choice = plan.choice
         cost = self._cost(cmd, reply.model, reply.usage)
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
-                              text=reply.text, started=started, reservation=reservation)
+                              text=reply.text, started=plan.started, reservation=plan.reservation)
         turn_index = await self._store(record)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
@@ -238,32 +254,17 @@ class HandleChatTurn:
         stops early, the ledger still gets a row: exact if the upstream had reported usage,
         otherwise estimated from what was relayed and marked so.
         """
-        started = self._clock.monotonic()
-        price = self.check_model(cmd.model)
-        _check_output_cap(cmd, price)
-        messages = await self._context(cmd)
-        choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
-                                     may_use_server_key=cmd.client.may_use_server_key)
-        request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params)
-        reservation = await self._admit(cmd, choice, price, messages)
-        events = self._provider.stream(request, choice.api_key)
-        try:
-            first = await anext(events)
-        except UpstreamError as error:
-            if choice.source is not KeySource.USER:
-                self._record_failure(cmd, choice, started, reservation, error)
-                raise
-            choice = self._fall_back(cmd, choice, started, error)
-            reservation = await self._admit(cmd, choice, price, messages)
-            events = self._provider.stream(request, choice.api_key)
-            try:
-                first = await anext(events)
-            except UpstreamError as second:
-                self._record_failure(replace(cmd, request_id=cmd.request_id + ":fallback"), choice, started, reservation, second)
-                raise
-        except StopAsyncIteration:
-            first = StreamDone(None, cmd.model)
+        plan = await self._plan(cmd)
 
+        async def open_stream(key: str) -> tuple[AsyncIterator[StreamData | StreamDone], StreamData | StreamDone]:
+            events = self._provider.stream(plan.request, key)
+            try:
+                return events, await anext(events)
+            except StopAsyncIteration:
+                return events, StreamDone(None, cmd.model)
+
+        events, first = await self._call(cmd, plan, open_stream)
+        choice, started, reservation, messages = plan.choice, plan.started, plan.reservation, plan.messages
         text: list[str] = []
         done: StreamDone | None = None
 
@@ -298,6 +299,16 @@ class HandleChatTurn:
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
                              record.estimated)
+
+
+@dataclass(slots=True)
+class _Plan:
+    started: float
+    price: ModelPrice | None
+    messages: list[Any]
+    request: UpstreamRequest
+    choice: KeyChoice
+    reservation: Reservation | None
 
 
 def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:

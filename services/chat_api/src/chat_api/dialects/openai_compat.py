@@ -79,14 +79,8 @@ def chat_command(body: dict[str, Any], client: ClientIdentity, *, session: str |
             raise _invalid("messages", "각 메시지에는 올바른 role이 있어야 합니다.", "Each message needs a valid role.")
     _check_size([_text_of(m.get("content")) for m in messages], len(messages), max_chars, max_messages)
     max_out = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
-    system, history, new = _split(messages, session)
-    prompt = next((_text_of(m.get("content")) for m in reversed(new) if m.get("role") == "user"), "")
-    params = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-    return ChatTurnCommand(
-        request_id="req_" + uuid.uuid4().hex, client=client, api=UpstreamApi.CHAT_COMPLETIONS, model=model,
-        route="/v1/chat/completions", new_messages=new, prompt=prompt, system=system, history=history,
-        conversation_id=session, params=params, max_output_tokens=max_out, use_user_key=user_key is not None,
-        user_api_key=user_key)
+    return _command(UpstreamApi.CHAT_COMPLETIONS, "/v1/chat/completions", "messages", body, messages, model,
+                    max_out, client, session, user_key)
 
 
 def responses_command(body: dict[str, Any], client: ClientIdentity, *, session: str | None, user_key: str | None,
@@ -107,12 +101,17 @@ def responses_command(body: dict[str, Any], client: ClientIdentity, *, session: 
         raise _invalid("instructions", "instructions는 문자열이어야 합니다.", "instructions must be a string.")
     _check_size([_text_of(i.get("content")) for i in items] + [instructions or ""], len(items), max_chars,
                 max_messages)
-    max_out = _positive_int(body, "max_output_tokens")
+    return _command(UpstreamApi.RESPONSES, "/v1/responses", "input", body, items, model,
+                    _positive_int(body, "max_output_tokens"), client, session, user_key)
+
+
+def _command(api: UpstreamApi, route: str, items_field: str, body: dict[str, Any], items: list[Any], model: str,
+             max_out: int | None, client: ClientIdentity, session: str | None, user_key: str | None) -> ChatTurnCommand:
+    """Everything but the items and the fields the gateway sets itself is passed through."""
     system, history, new = _split(items, session)
     prompt = next((_text_of(i.get("content")) for i in reversed(new) if i.get("role") == "user"), "")
-    params = {k: v for k, v in body.items() if k not in ("model", "input", "stream")}
+    params = {k: v for k, v in body.items() if k not in ("model", items_field, "stream")}
     return ChatTurnCommand(
-        request_id="req_" + uuid.uuid4().hex, client=client, api=UpstreamApi.RESPONSES, model=model,
-        route="/v1/responses", new_messages=new, prompt=prompt, system=system, history=history,
-        conversation_id=session, params=params, max_output_tokens=max_out, use_user_key=user_key is not None,
-        user_api_key=user_key)
+        request_id="req_" + uuid.uuid4().hex, client=client, api=api, model=model, route=route, new_messages=new,
+        prompt=prompt, system=system, history=history, conversation_id=session, params=params,
+        max_output_tokens=max_out, use_user_key=user_key is not None, user_api_key=user_key)

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from chat_api.dialects.openai_compat import chat_command, responses_command
-from chat_api.errors import error_headers, http_error, openai_error_body, openai_status
+from chat_api.errors import error_headers, openai_error_body, openai_status
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import checked, language, read_json
-from chat_api.routes.original import _count_usage
 from domain.errors import DomainError, InvalidInput
 from domain.ports import StreamData
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
@@ -66,7 +64,7 @@ async def _handle(request: Request, gw: GatewayDep, route: str, build: Any) -> R
 
         async def answer() -> Response:
             result = await gw.container.chat.execute(turn)
-            _count_usage(gw, result)
+            gw.count_usage(result)
             gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
             body_out = result.reply.body if result.reply else {}
             return Response(orjson.dumps(body_out), media_type="application/json", headers=_key_headers(result))
@@ -82,37 +80,17 @@ async def _stream(request: Request, gw: Gateway, cmd: ChatTurnCommand, route: st
     """Relays the upstream's SSE events byte for byte as they arrive. The usage chunk the
     gateway always asks for is passed on only if the client asked for it too."""
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    slot = cmd.client.key_id or "anonymous"
-    gw.streams.acquire(slot)
-    try:
-        events = gw.container.chat.stream(cmd)
-        first = await anext(events)
-    except BaseException:
-        gw.streams.release(slot)
-        raise
-    gw.metrics.ttft.labels(route).observe(time.perf_counter() - started)
+    events, first = await gw.open_stream(cmd, route, started)
 
-    async def relay() -> AsyncIterator[bytes]:
-        gw.metrics.open_streams.inc()
-        event: StreamData | ChatTurnResult = first
-        status = 200
-        try:
-            while not isinstance(event, ChatTurnResult):
-                if wants_usage or not event.usage_only:
-                    yield event.raw
-                event = await anext(events)
-            _count_usage(gw, event)
-        except DomainError as error:
-            status = http_error(error).status
-            yield b"data: " + orjson.dumps(openai_error_body(error, language(request))) + b"\n\n"
-        finally:
-            await events.aclose()
-            gw.streams.release(slot)
-            gw.metrics.open_streams.dec()
-            gw.observe(route, status, cmd.model, started)
+    def render(event: StreamData | ChatTurnResult) -> bytes | None:
+        if isinstance(event, ChatTurnResult) or (event.usage_only and not wants_usage):
+            return None
+        return event.raw
 
-    return StreamingResponse(relay(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def render_error(error: DomainError) -> bytes:
+        return b"data: " + orjson.dumps(openai_error_body(error, language(request))) + b"\n\n"
+
+    return gw.stream_response(cmd, route, started, events, first, render, render_error)
 
 
 @router.post("/chat/completions", openapi_extra=_OBJECT_BODY)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from chat_api.dialects.original import OriginalChatRequest, error_body, parse_request, success_body, to_command
 from chat_api.errors import error_headers, http_error
@@ -67,7 +66,7 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
         async def answer() -> Response:
             cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
             result = await gw.container.chat.execute(cmd)
-            _count_usage(gw, result)
+            gw.count_usage(result)
             gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
             return _json(success_body(req, result, gw.container.usd_krw_rate, started))
 
@@ -91,58 +90,24 @@ async def chat_stream(request: Request, gw: GatewayDep) -> Response:
     try:
         data = await read_json(request, gw.container.settings.max_body_bytes)
         req, client = await _prepare(gw, request, data)
-        slot = client.key_id or "anonymous"
-        gw.streams.acquire(slot)
     except DomainError as error:
         return _failure(gw, request, error, data, started, route)
     try:
         cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
-        events = gw.container.chat.stream(cmd)
-        first = await anext(events)
+        events, first = await gw.open_stream(cmd, route, started)
     except DomainError as error:
-        gw.streams.release(slot)
         return _failure(gw, request, error, data, started, route)
-    gw.metrics.ttft.labels(route).observe(time.perf_counter() - started)
     lang = language(request)
 
-    async def relay() -> AsyncIterator[bytes]:
-        gw.metrics.open_streams.inc()
-        status = 200
-        event: StreamData | ChatTurnResult = first
-        try:
-            while True:
-                if isinstance(event, ChatTurnResult):
-                    _count_usage(gw, event)
-                    yield _sse("done", success_body(req, event, gw.container.usd_krw_rate, started))
-                    return
-                if event.text_delta:
-                    yield _sse("delta", {"delta": event.text_delta})
-                event = await anext(events)
-        except DomainError as error:
-            status = http_error(error).status
-            mapped = http_error(error)
-            yield _sse("error", error_body(error, mapped.prefix_en if lang == "en" else mapped.prefix_ko, lang,
-                                           request_id=req.request_id, model=req.model,
-                                           use_user_api_key=req.use_user_api_key, started=started))
-        finally:
-            await events.aclose()
-            gw.streams.release(slot)
-            gw.metrics.open_streams.dec()
-            gw.observe(route, status, req.model, started)
+    def render(event: StreamData | ChatTurnResult) -> bytes | None:
+        if isinstance(event, ChatTurnResult):
+            return _sse("done", success_body(req, event, gw.container.usd_krw_rate, started))
+        return _sse("delta", {"delta": event.text_delta}) if event.text_delta else None
 
-    return StreamingResponse(relay(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def render_error(error: DomainError) -> bytes:
+        mapped = http_error(error)
+        return _sse("error", error_body(error, mapped.prefix_en if lang == "en" else mapped.prefix_ko, lang,
+                                        request_id=req.request_id, model=req.model,
+                                        use_user_api_key=req.use_user_api_key, started=started))
 
-
-def _count_usage(gw: Gateway, result: ChatTurnResult) -> None:
-    model = gw.model_label(result.model)
-    m = gw.metrics
-    m.tokens.labels("input", model).inc(result.usage.input_tokens)
-    m.tokens.labels("cached_input", model).inc(result.usage.cached_input_tokens)
-    m.tokens.labels("output", model).inc(result.usage.output_tokens)
-    m.tokens.labels("reasoning", model).inc(result.usage.reasoning_tokens)
-    if result.cost is not None:
-        m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
-
-
-
+    return gw.stream_response(cmd, route, started, events, first, render, render_error)
