@@ -54,7 +54,7 @@ def test_budget_race_never_overspends_and_refusals_never_reach_upstream(chat_api
     # Each request costs exactly 2 input × 0.15 + 12 output × 0.60 = 7.5 µUSD on gpt-4o-mini
     # (fake upstream: ceil(8 chars / 4) = 2 prompt tokens, 12 completion tokens); the budget
     # is worth 5 of them.
-    key = chat_api.issue_key("race", daily_usd="0.0000375")
+    key = chat_api.issue_key("budget-race-5", daily_usd="0.0000375")
     chat_api.clear_fake()
 
     async def fire():
@@ -72,7 +72,7 @@ def test_budget_race_never_overspends_and_refusals_never_reach_upstream(chat_api
     assert len(chat_api.fake_requests()) == len(ok), "a refused request never reaches the upstream"
     time.sleep(1.5)
     with psycopg.connect(chat_api.pg_url) as conn:
-        key_id = conn.execute("SELECT id FROM client_keys WHERE name='race'").fetchone()[0]
+        key_id = conn.execute("SELECT id FROM client_keys WHERE name='budget-race-5'").fetchone()[0]
         spent, reserved = conn.execute("SELECT spent_nanos, reserved_nanos FROM budget_counters "
                                        "WHERE scope=%s AND period LIKE 'd:%%'", (f"key:{key_id}",)).fetchone()
         ledger = conn.execute("SELECT sum(charged_nanos) FROM spend_ledger WHERE client_key_id=%s",
@@ -81,10 +81,13 @@ def test_budget_race_never_overspends_and_refusals_never_reach_upstream(chat_api
 
 
 def test_revoked_key_stops_within_the_cache_window(chat_api):
-    key = chat_api.issue_key("to-revoke")
+    import uuid
+
+    name = f"to-revoke-{uuid.uuid4().hex[:8]}"  # the session database is shared with other tests
+    key = chat_api.issue_key(name)
     assert _chat(chat_api, key).status_code == 200
     with psycopg.connect(chat_api.pg_url) as conn:
-        key_id = conn.execute("SELECT id FROM client_keys WHERE name='to-revoke'").fetchone()[0]
+        key_id = conn.execute("SELECT id FROM client_keys WHERE name=%s", (name,)).fetchone()[0]
     import os
     import subprocess
 
@@ -142,3 +145,26 @@ def test_canary_keys_never_leave(chat_api, client_key):
         for table in tables:
             dump = str(conn.execute(f'SELECT * FROM "{table}"').fetchall())
             assert not leaks(dump), table
+
+
+@pytest.mark.parametrize("field", ["base_url", "api_base"])
+def test_no_request_can_point_the_gateway_elsewhere(chat_api, client_key, field):
+    """A listener stands where the request tries to send the gateway; nothing connects."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(1.0)
+    target = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        for path, body in [("/api/v1/chat", {"user_prompt": "x", field: target}),
+                           ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
+                               {"role": "user", "content": "x"}], "extra": {"nested": [{field: target}]}}),
+                           ("/v1/responses", {"model": "gpt-4o-mini", "input": "x", field: target})]:
+            r = httpx.post(chat_api.url + path, json=body, headers={"Authorization": f"Bearer {client_key}"})
+            assert r.status_code == 400, r.text
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()

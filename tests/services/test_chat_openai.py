@@ -143,3 +143,15 @@ def test_idempotency_key_replays_without_a_second_upstream_call(chat_api, client
     replay = httpx.post(chat_api.url + "/api/v1/chat", headers={**headers, "Idempotency-Key": "idem-2"},
                         json={"user_prompt": "원래 방언도"})
     assert replay.json() == original.json() and len(chat_api.fake_requests()) == 2
+
+
+def test_a_response_can_be_fetched_only_by_its_owner(sdk, chat_api):
+    queued = sdk.responses.create(model="gpt-4o-mini", input="내 것", background=True)
+    other = openai.OpenAI(base_url=chat_api.url + "/v1", api_key=chat_api.issue_key("someone-else"), max_retries=0)
+    chat_api.clear_fake()
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(queued.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.cancel(queued.id)
+    assert chat_api.fake_requests() == [], "the upstream is never asked on another client's behalf"
+    assert sdk.responses.retrieve(queued.id).id == queued.id

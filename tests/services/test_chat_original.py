@@ -183,3 +183,15 @@ def test_every_turn_is_in_the_ledger_with_exact_cost(chat_api, client_key):
     assert row[0] == r["input_tokens"] and row[1] == 12
     assert row[2] == r["input_tokens"] * 2000 + 12 * 8000  # gpt-4.1: 2 / 8 USD per 1M = 2000 / 8000 nano-USD
     assert row[3] == "server" and row[4]
+
+
+def test_prompts_are_normalised_to_nfc(chat_api, client_key):
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "한국어 질문")
+    assert decomposed != "한국어 질문"
+    chat_api.clear_fake()
+    httpx.post(chat_api.url + "/api/v1/chat", headers={"Authorization": f"Bearer {client_key}"},
+               json={"user_prompt": decomposed})
+    (seen,) = chat_api.fake_requests()
+    assert seen["body"]["input"][-1]["content"] == "한국어 질문"

@@ -44,6 +44,7 @@ class UsageRecord:
     reservation: Reservation | None = None
     turn: Turn | None = None
     error_code: str | None = None
+    response_id: str | None = None  # the upstream's id of the answer; its owner may fetch it later
 
     @property
     def priced(self) -> bool:

@@ -55,6 +55,7 @@ class ChatTurnCommand:
     max_output_tokens: int | None = None
     use_user_key: bool = False
     user_api_key: str | None = None
+    durable: bool = False  # store the ledger row before answering (the response will be fetched by id)
 
     def __repr__(self) -> str:  # never print the caller's key
         return f"ChatTurnCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
@@ -163,7 +164,8 @@ class HandleChatTurn:
 
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
                 model: str, text: str, started: float, reservation: Reservation | None,
-                outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None) -> UsageRecord:
+                outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None,
+                response_id: str | None = None) -> UsageRecord:
         now = self._clock.now()
         turn = None
         if cmd.conversation_id and outcome is not Outcome.ERROR:
@@ -174,7 +176,7 @@ class HandleChatTurn:
             model=model, usage=usage, cost=cost, catalog_version=self._prices.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
-            turn=turn, error_code=error_code)
+            turn=turn, error_code=error_code, response_id=response_id)
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
                         reservation: Reservation | None, error: UpstreamError) -> None:
@@ -195,10 +197,10 @@ class HandleChatTurn:
         self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
         return fallback
 
-    async def _store(self, record: UsageRecord) -> int | None:
-        """A turn is stored before the answer goes out (the next turn must see it); a
-        plain ledger row is handed to the batching writer."""
-        if record.turn is not None:
+    async def _store(self, record: UsageRecord, durable: bool = False) -> int | None:
+        """A turn is stored before the answer goes out (the next turn must see it), and so is
+        a row the caller will refer to (``durable``); other rows go to the batching writer."""
+        if record.turn is not None or durable:
             return await self._ledger.record(record)
         self._ledger.submit(record)
         return None
@@ -242,8 +244,9 @@ class HandleChatTurn:
         choice = plan.choice
         cost = self._cost(cmd, reply.model, reply.usage)
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
-                              text=reply.text, started=plan.started, reservation=plan.reservation)
-        turn_index = await self._store(record)
+                              text=reply.text, started=plan.started, reservation=plan.reservation,
+                              response_id=str(reply.body.get("id") or "") or None)
+        turn_index = await self._store(record, cmd.durable)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
@@ -278,7 +281,7 @@ class HandleChatTurn:
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
             return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage), model=model,
                                 text=reply_text, started=started, reservation=reservation, outcome=outcome,
-                                estimated=estimated)
+                                estimated=estimated, response_id=done.response_id if done else None)
 
         try:
             event: StreamData | StreamDone = first
@@ -295,7 +298,7 @@ class HandleChatTurn:
             self._ledger.submit(settle(Outcome.ABORTED))
             raise
         record = settle(Outcome.OK)
-        turn_index = await self._store(record)
+        turn_index = await self._store(record, cmd.durable)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
                              record.estimated)

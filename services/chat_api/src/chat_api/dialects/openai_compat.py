@@ -114,4 +114,6 @@ def _command(api: UpstreamApi, route: str, items_field: str, body: dict[str, Any
     return ChatTurnCommand(
         request_id="req_" + uuid.uuid4().hex, client=client, api=api, model=model, route=route, new_messages=new,
         prompt=prompt, system=system, history=history, conversation_id=session, params=params,
-        max_output_tokens=max_out, use_user_key=user_key is not None, user_api_key=user_key)
+        max_output_tokens=max_out, use_user_key=user_key is not None, user_api_key=user_key,
+        # A Responses answer can be fetched by id later: its owner must be on record first.
+        durable=api is UpstreamApi.RESPONSES)

@@ -14,7 +14,7 @@ from chat_api.errors import error_headers, openai_error_body, openai_status
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import checked, language, read_json
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError, InvalidInput, NotFound
 from domain.ports import StreamData
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
@@ -111,6 +111,9 @@ async def _by_id(request: Request, gw: Gateway, response_id: str, cancel: bool) 
         if not _RESPONSE_ID.fullmatch(response_id):
             raise InvalidInput("invalid_response_id", "응답 ID 형식이 올바르지 않습니다.", "Malformed response id.",
                                field="response_id")
+        found, owner = await gw.container.ledger.response_owner(response_id)
+        if not found or owner != client.key_id:  # another client's response is as good as absent
+            raise NotFound("response_not_found", "응답을 찾을 수 없습니다.", "No such response.", field="response_id")
         user_key = request.headers.get("x-openai-api-key") or None
         choice = gw.container.policy.choose(use_user_key=user_key is not None, user_key=user_key,
                                                  may_use_server_key=client.may_use_server_key)

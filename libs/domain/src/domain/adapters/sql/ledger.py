@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": r.created_at, "client_key_id": r.client_key_id,
-            "conversation_id": conversation_pk, "route": r.route, "model": r.model, "key_source": r.key_source.value,
+            "conversation_id": conversation_pk, "response_id": r.response_id, "route": r.route, "model": r.model, "key_source": r.key_source.value,
             "fallback_reason": r.fallback_reason.value if r.fallback_reason else None, "outcome": r.outcome.value,
             "error_code": r.error_code, "input_tokens": r.usage.input_tokens,
             "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
@@ -143,7 +143,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         key_source=KeySource(d["key_source"]), outcome=Outcome(d["outcome"]), estimated=d["estimated"],
         latency_ms=d["latency_ms"],
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
-        conversation_id=d["conversation_id"], error_code=d.get("error_code"),
+        conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)
@@ -192,6 +192,15 @@ class SqlSpendLedger:
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+
+    async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
+        """(found, client key id) of the request that produced an upstream response."""
+        def run() -> tuple[bool, str | None]:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(SpendRow.client_key_id).where(SpendRow.response_id == response_id)
+                                   .limit(1)).first()
+                return (row is not None, row[0] if row else None)
+        return await asyncio.get_running_loop().run_in_executor(None, run)
 
     def pending(self) -> int:
         return self._queue.qsize()

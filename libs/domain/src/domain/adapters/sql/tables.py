@@ -77,6 +77,7 @@ class SpendRow(SQLModel, table=True):
         Index("ix_spend_client_created", "client_key_id", "created_at"),
         Index("ix_spend_model_created", "model", "created_at"),
         Index("ix_spend_conversation", "conversation_id"),
+        Index("ix_spend_response_id", "response_id"),
         # the console's spend filtered by whose key paid
         Index("ix_spend_key_source_created", "key_source", "created_at"),
     )
@@ -86,6 +87,7 @@ class SpendRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     client_key_id: str | None = Field(default=None, max_length=32)
     conversation_id: int | None = Field(default=None)
+    response_id: str | None = Field(default=None, max_length=128)  # the upstream's id, to check ownership
     route: str = Field(max_length=64)
     model: str = Field(max_length=100)
     key_source: str = Field(max_length=8)
