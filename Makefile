@@ -38,6 +38,7 @@ lint: install
 
 bench: install system-packages
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/admin_queries.py
 
 bench-compare: install system-packages
 	@bash scripts/litellm-venv.sh

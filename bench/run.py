@@ -251,13 +251,15 @@ def start_nginx(replicas: list[int], workdir: Path) -> tuple[subprocess.Popen, i
 
 # -- load ------------------------------------------------------------------------------------
 
-def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conc: int, seconds: float,
+def wrk(url: str, body: dict[str, Any] | None, headers: dict[str, str], conc: int, seconds: float,
         cpu: str | None = LOAD_CPU, threads: int = 1) -> dict[str, Any]:
+    """POST ``body`` (or GET when it is None) for ``seconds``."""
     with tempfile.TemporaryDirectory() as d:
         body_path = Path(d) / "body.json"
         body_path.write_bytes(json.dumps(body, ensure_ascii=False).encode())
-        lua = ["wrk.method = 'POST'",
-               f"local f = assert(io.open({json.dumps(str(body_path))}, 'rb'))", "wrk.body = f:read('*a')", "f:close()"]
+        lua = ["wrk.method = 'GET'"] if body is None else [
+            "wrk.method = 'POST'",
+            f"local f = assert(io.open({json.dumps(str(body_path))}, 'rb'))", "wrk.body = f:read('*a')", "f:close()"]
         for k, v in {"Content-Type": "application/json", **headers}.items():
             lua.append(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}")
         script = Path(d) / "post.lua"
@@ -295,7 +297,7 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return res
 
 
-def measured(url: str, body: dict[str, Any], headers: dict[str, str], conc: int, seconds: float,
+def measured(url: str, body: dict[str, Any] | None, headers: dict[str, str], conc: int, seconds: float,
              proc: subprocess.Popen | None, db: Database | None = None, warmup: float = 2) -> dict[str, Any]:
     """A warm-up, then a measured wrk run with the CPU the target (and our PostgreSQL
     backends) spent on it."""
@@ -554,7 +556,16 @@ def run(args: argparse.Namespace, db: Database) -> dict[str, Any]:
                     stop(p)
     finally:
         stop(up)
-    print("[5/5] done")
+    print("[5/5] monitor: GET /api/v1/system/status on one pinned core")
+    mport = free_port()
+    mon = spawn([str(BIN / "monitor")], env={**db.env, "MONITOR_PORT": str(mport), "MONITOR_HOST": "127.0.0.1",
+                                             "LOG_LEVEL": "WARNING"}, cpu=GATEWAY_CPU, log=logs / "monitor.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{mport}/healthz", mon)
+        res["monitor"] = measured(f"http://127.0.0.1:{mport}/api/v1/system/status", None, {}, args.conc,
+                                  args.seconds, mon)
+    finally:
+        stop(mon)
     shutil.rmtree(logs, ignore_errors=True)
     return res
 
@@ -629,6 +640,9 @@ def report(res: dict[str, Any], m: dict[str, Any], args: argparse.Namespace) -> 
                    f"{mem['growth_pct']:+.1f}%"))
     checks.append(("2 replicas >= 1.8x one (2 shared cores: see README)", two["rps"] >= 1.8 * one["rps"],
                    f"{two['rps'] / max(one['rps'], 1):.2f}x"))
+    if "monitor" in res:
+        checks.append(("monitor /api/v1/system/status >= 1000 req/s on one core", res["monitor"]["rps"] >= 1000,
+                       f"{res['monitor']['rps']:.0f} req/s, {res['monitor']['cpu_us_req']:.0f} us CPU/request"))
     lines += ["", "targets:"]
     for label, ok, value in checks:
         lines.append(f"  [{'hold' if ok else 'MISS'}] {label}: {value}")
