@@ -20,15 +20,13 @@ from chat_api.bootstrap import Container, bootstrap
 from chat_api.settings import ChatApiSettings
 from domain.adapters.sql.ledger import write_records
 from domain.conversations import Turn
-from domain.errors import DomainError, ErrorKind
+from domain.errors import DomainError
 from domain.key_policy import KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
 from domain.usage import TokenUsage
 
 ADMIN = "t" * 32
-STATUS = {ErrorKind.INVALID_INPUT: 400, ErrorKind.UNAUTHORIZED: 401, ErrorKind.FORBIDDEN: 403,
-          ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 422}
 
 
 def _app(container: Container) -> FastAPI:
