@@ -94,3 +94,20 @@ def test_sigterm_with_open_streams_loses_no_spend(fake_openai, tmp_path):
     finally:
         stop(proc)
         drop_database(url)
+
+
+def test_per_key_request_and_token_allowances_answer_429_with_retry_after(fake_openai, pg_url, tmp_path):
+    proc, api = start_chat_api(pg_url, fake_openai, tmp_path, RATE_LIMIT_PER_MINUTE="3", TOKENS_PER_MINUTE="400")
+    try:
+        key = api.issue_key("allowances")
+        while time.monotonic() % 60 > 50:  # the allowance is per clock minute: don't straddle two
+            time.sleep(1)
+        assert _chat(api.url, key, max_tokens=100).status_code == 200
+        big = _chat(api.url, key, max_tokens=500)  # 500 more tokens than the minute allows
+        assert big.status_code == 429 and big.json()["code"] == "rate_limited" and big.headers["retry-after"]
+        assert "토큰" in big.json()["error"]
+        assert _chat(api.url, key, max_tokens=10).status_code == 200
+        flood = _chat(api.url, key, max_tokens=10)  # the fourth request in the minute
+        assert flood.status_code == 429 and "요청" in flood.json()["error"]
+    finally:
+        stop(proc)

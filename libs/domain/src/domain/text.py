@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from typing import Any
 
 # Per-message framing tokens OpenAI adds around each message (role markers etc.).
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -39,3 +40,14 @@ def estimate_tokens(text: str) -> int:
 
 def contains_hangul(text: str) -> bool:
     return any(0xAC00 <= ord(ch) <= 0xD7A3 for ch in text)
+
+
+def estimate_message_tokens(messages: list[Any]) -> int:
+    """Estimated tokens of chat messages / Responses input items, framing included."""
+    total = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else message
+        if isinstance(content, list):
+            content = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+        total += estimate_tokens(str(content or "")) + MESSAGE_OVERHEAD_TOKENS
+    return total

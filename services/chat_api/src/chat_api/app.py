@@ -16,7 +16,7 @@ from chat_api.bootstrap import Container, bootstrap
 from chat_api.errors import error_headers, http_error
 from chat_api.gateway import Gateway
 from chat_api.inbound import language
-from chat_api.limits import RateLimiter, StreamSlots
+from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.log_redaction import install_redaction
 from chat_api.metrics import GatewayMetrics
 from chat_api.routes import openai as openai_routes
@@ -55,7 +55,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         c.start()
         s = c.settings
         app.state.container = c
-        app.state.gateway = Gateway(c, metrics, RateLimiter(s.rate_limit_per_minute),
+        app.state.gateway = Gateway(c, metrics, MinuteQuota(s.rate_limit_per_minute),
+                                    MinuteQuota(s.tokens_per_minute, ("토큰", "tokens")),
                                     StreamSlots(s.max_concurrent_streams),
                                     frozenset(c.chat.allowed_models))
         sweeper = asyncio.create_task(release_stale_holds(c))

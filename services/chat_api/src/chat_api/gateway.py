@@ -11,11 +11,12 @@ from fastapi.responses import StreamingResponse
 from chat_api.bootstrap import Container
 from chat_api.errors import ERROR_TABLE
 from chat_api.inbound import bearer, language
-from chat_api.limits import RateLimiter, StreamSlots
+from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.metrics import GatewayMetrics
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
 from domain.ports import StreamData
+from domain.text import estimate_message_tokens
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
 
@@ -25,14 +26,20 @@ class Gateway:
 
     container: Container
     metrics: GatewayMetrics
-    rate: RateLimiter
+    rate: MinuteQuota
+    tokens: MinuteQuota
     streams: StreamSlots
     model_labels: frozenset[str] = field(default_factory=frozenset)
 
     async def admit(self, request: Request) -> ClientIdentity:
         client = await self.container.authenticate.execute(bearer(request))
-        self.rate.check(client.key_id or "anonymous")
+        self.rate.take(client.key_id or "anonymous")
         return client
+
+    def charge_tokens(self, cmd: ChatTurnCommand) -> None:
+        """The per-minute token allowance: what the request sends plus what it may get back."""
+        sent = estimate_message_tokens([*cmd.system, *(cmd.history or []), *cmd.new_messages])
+        self.tokens.take(cmd.client.key_id or "anonymous", sent + (cmd.max_output_tokens or 0))
 
     def model_label(self, model: str | None) -> str:
         # Label values are bounded to the allowed models: a caller cannot mint series.

@@ -7,28 +7,32 @@ from collections import OrderedDict
 from domain.errors import RateLimited
 
 
-class RateLimiter:
-    """A fixed one-minute window per client, kept in a bounded LRU. Per replica: with N
-    replicas a client gets up to N times the limit, which is the trade for not paying a
-    database round trip per request (budgets, which are money, are enforced globally)."""
+class MinuteQuota:
+    """A fixed one-minute allowance per client (requests, or tokens), kept in a bounded LRU.
+    Per replica: with N replicas a client gets up to N times the allowance, which is the
+    trade for not paying a database round trip per request (budgets, which are money, are
+    enforced globally)."""
 
-    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
-        self._limit, self._max = per_minute, max_clients
+    def __init__(self, per_minute: int, unit: tuple[str, str] = ("요청", "requests"),
+                 max_clients: int = 10_000) -> None:
+        self._limit, self._unit, self._max = per_minute, unit, max_clients
         self._windows: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
-    def check(self, client: str) -> None:
+    def take(self, client: str, amount: int = 1) -> None:
         if self._limit <= 0:
             return
         now = time.monotonic()
         window = int(now // 60)
-        start, count = self._windows.get(client, (window, 0))
+        start, used = self._windows.get(client, (window, 0))
         if start != window:
-            start, count = window, 0
-        if count >= self._limit:
+            start, used = window, 0
+        if used + amount > self._limit:
             retry = 60 - (now % 60)
-            raise RateLimited("rate_limited", f"요청이 너무 많습니다. {int(retry) + 1}초 후 다시 시도하세요.",
-                              f"Too many requests. Retry in {int(retry) + 1} s.", retry_after=retry)
-        self._windows[client] = (start, count + 1)
+            ko, en = self._unit
+            raise RateLimited("rate_limited", f"분당 {ko} 한도({self._limit})를 넘었습니다. {int(retry) + 1}초 후 다시 시도하세요.",
+                              f"Over the limit of {self._limit} {en} per minute. Retry in {int(retry) + 1} s.",
+                              retry_after=retry)
+        self._windows[client] = (start, used + amount)
         self._windows.move_to_end(client)
         while len(self._windows) > self._max:
             self._windows.popitem(last=False)

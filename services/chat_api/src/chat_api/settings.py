@@ -40,7 +40,8 @@ class ChatApiSettings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_messages: int = 500
     max_prompt_chars: int = 200_000
-    rate_limit_per_minute: int = 600  # per client key; 0 disables
+    rate_limit_per_minute: int = 600  # requests per client key per minute (per replica); 0 disables
+    tokens_per_minute: int = 2_000_000  # estimated prompt + max output tokens per key per minute; 0 disables
     max_concurrent_streams: int = 20  # per client key
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts

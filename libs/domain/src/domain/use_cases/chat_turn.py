@@ -26,7 +26,7 @@ from domain.ports import (
     UpstreamRequest,
 )
 from domain.pricing import ModelPrice
-from domain.text import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from domain.text import estimate_message_tokens, estimate_tokens
 from domain.usage import TokenUsage
 
 T = TypeVar("T")
@@ -151,7 +151,7 @@ class HandleChatTurn:
             if budgeted:
                 raise _unpriced_model(cmd.model)
             return None
-        prompt_tokens = sum(_message_tokens(m) for m in messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
+        prompt_tokens = estimate_message_tokens(messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
         worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now()))
@@ -277,7 +277,7 @@ class HandleChatTurn:
             model = (done.model if done else None) or cmd.model
             estimated = usage is None
             if usage is None:  # cut short before the upstream reported usage
-                prompt = sum(_message_tokens(m) for m in messages)
+                prompt = estimate_message_tokens(messages)
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
             return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage), model=model,
                                 text=reply_text, started=started, reservation=reservation, outcome=outcome,
@@ -320,12 +320,3 @@ def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:
         raise InvalidInput("max_tokens_too_large",
                            f"max_tokens가 이 모델의 최대값({price.max_output_tokens})을 넘습니다.",
                            f"max_tokens exceeds this model's maximum ({price.max_output_tokens}).", field="max_tokens")
-
-
-def _message_tokens(message: Any) -> int:
-    if isinstance(message, dict):
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
-        return estimate_tokens(str(content or "")) + MESSAGE_OVERHEAD_TOKENS
-    return estimate_tokens(str(message)) + MESSAGE_OVERHEAD_TOKENS

@@ -58,6 +58,7 @@ async def _handle(request: Request, gw: GatewayDep, route: str, build: Any) -> R
         cmd = build(body, client, session=request.headers.get("x-session-id") or None,
                     user_key=request.headers.get("x-openai-api-key") or None,
                     max_chars=settings.max_prompt_chars, max_messages=settings.max_messages)
+        gw.charge_tokens(cmd)
         if body.get("stream") is True:
             return await _stream(request, gw, cmd, route, started, body)
         turn = cmd

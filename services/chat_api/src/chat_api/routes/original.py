@@ -63,8 +63,10 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
         data = await read_json(request, gw.container.settings.max_body_bytes)
         req, client = await _prepare(gw, request, data)
 
+        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
+        gw.charge_tokens(cmd)
+
         async def answer() -> Response:
-            cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
             result = await gw.container.chat.execute(cmd)
             gw.count_usage(result)
             gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
@@ -94,6 +96,7 @@ async def chat_stream(request: Request, gw: GatewayDep) -> Response:
         return _failure(gw, request, error, data, started, route)
     try:
         cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
+        gw.charge_tokens(cmd)
         events, first = await gw.open_stream(cmd, route, started)
     except DomainError as error:
         return _failure(gw, request, error, data, started, route)
