@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := -e libs/domain -e services/chat_api -e services/monitor -e services/admin_ui
 
-.PHONY: install dev test test-fast lint migrate bench bench-compare up down clean system-packages
+.PHONY: install dev test test-fast lint migrate bench soak bench-compare up down clean system-packages
 
 $(STAMP): requirements/constraints.txt requirements/dev.txt libs/domain/pyproject.toml services/*/pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -39,6 +39,9 @@ lint: install
 bench: install system-packages
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/admin_queries.py
+
+soak: install system-packages  # the bench with a 5-minute memory soak (errors and RSS growth reported)
+	$(BIN)/python bench/run.py --soak-requests 200000 --soak-max-seconds 300
 
 bench-compare: install system-packages
 	@bash scripts/litellm-venv.sh

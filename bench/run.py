@@ -485,13 +485,14 @@ def run(args: argparse.Namespace, db: Database) -> dict[str, Any]:
                                                             args.conc, args.seconds, gw, db)
             # memory: RSS after all of the above (warm), then after a soak of N more requests
             print(f"[2/5] memory: RSS over {args.soak_requests} requests after warm-up")
-            rss0, soaked, t0 = tree_rss_mb(gw.pid), 0, time.monotonic()
+            rss0, soaked, errors, t0 = tree_rss_mb(gw.pid), 0, 0, time.monotonic()
             while soaked < args.soak_requests and time.monotonic() - t0 < args.soak_max_seconds:
                 left = args.soak_requests - soaked
                 secs = max(2.0, min(30.0, left / max(sat["gateway /v1/chat/completions"]["rps"], 1)))
-                soaked += wrk(f"{base}/v1/chat/completions", OPENAI_BODY, key, args.conc, secs)["requests"]
+                r = wrk(f"{base}/v1/chat/completions", OPENAI_BODY, key, args.conc, secs)
+                soaked, errors = soaked + r["requests"], errors + r["errors"]
             rss1 = tree_rss_mb(gw.pid)
-            res["memory"] = {"requests": soaked, "seconds": round(time.monotonic() - t0, 1),
+            res["memory"] = {"requests": soaked, "errors": errors, "seconds": round(time.monotonic() - t0, 1),
                              "rss_before_mb": round(rss0, 1), "rss_after_mb": round(rss1, 1),
                              "growth_pct": round(100 * (rss1 - rss0) / rss0, 1)}
         finally:
@@ -607,7 +608,7 @@ def report(res: dict[str, Any], m: dict[str, Any], args: argparse.Namespace) -> 
                       f"vs {d['gap_p99_ms']:.2f} ms ({g['gap_p99_ms'] - d['gap_p99_ms']:+.2f})"]
     mem = res["memory"]
     lines.append(f"memory: gateway RSS {mem['rss_before_mb']} -> {mem['rss_after_mb']} MB over {mem['requests']} "
-                 f"requests after warm-up ({mem['growth_pct']:+.1f}%)")
+                 f"requests after warm-up ({mem['growth_pct']:+.1f}%), {mem.get('errors', 0)} errors")
     sc = res["scale"]
     one, two = sc["1 replica(s)"], sc["2 replica(s)"]
     lines.append(f"scale (nginx, 64 connections, all processes share {NCPU} cores): 1 replica {one['rps']:.0f} req/s, "
