@@ -314,3 +314,22 @@ async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(
     turns = await SqlConversationRepository(engine).recent_turns(owner, conv, 10)
     assert [(t.turn_index, t.prompt) for t in turns] == [(1, "첫 질문"), (2, "둘째 질문")]
     assert await SqlBudgetStore(engine).spent(scope, "d:2026-11-23") == Money(2 * 8_700)  # both turns' charges
+
+
+async def test_a_record_the_database_refuses_does_not_block_the_others(pg_url, tmp_path):
+    """PostgreSQL refuses a 300-character request id (the column holds 200): that record goes
+    to the rejected file, its batch-mates are stored, and nothing is retried forever."""
+    engine = make_engine(pg_url)
+    try:
+        ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+        good, bad = a_record(), a_record(request_id="x" * 300)
+        ledger.start()
+        ledger.submit(good)
+        ledger.submit(bad)
+        ledger.close()
+        assert len(ledger_rows(engine, good.request_id)) == 1
+        rejected = [json.loads(line) for line in ledger.rejected_path.read_text(encoding="utf-8").splitlines()]
+        assert [r["request_id"] for r in rejected] == [bad.request_id]
+        assert not (tmp_path / "spool.jsonl").exists()
+    finally:
+        engine.dispose()

@@ -155,3 +155,10 @@ def test_a_response_can_be_fetched_only_by_its_owner(sdk, chat_api):
         other.responses.cancel(queued.id)
     assert chat_api.fake_requests() == [], "the upstream is never asked on another client's behalf"
     assert sdk.responses.retrieve(queued.id).id == queued.id
+
+
+def test_an_overlong_session_id_is_refused(chat_api, client_key):
+    r = httpx.post(chat_api.url + "/v1/chat/completions", headers={
+        "Authorization": f"Bearer {client_key}", "X-Session-Id": "s" * 201},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "X-Session-Id"

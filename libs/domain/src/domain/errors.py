@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class ErrorKind(StrEnum):
     INVALID_INPUT = "invalid_input"
+    TOO_LARGE = "too_large"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -41,6 +42,12 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     kind = ErrorKind.INVALID_INPUT
+
+
+class TooLarge(DomainError):
+    """The request exceeds a size limit before it is even read whole."""
+
+    kind = ErrorKind.TOO_LARGE
 
 
 class Unauthorized(DomainError):

@@ -20,6 +20,7 @@ class HttpError:
 
 ERROR_TABLE: dict[ErrorKind, HttpError] = {
     ErrorKind.INVALID_INPUT: HttpError(400, "입력 데이터 오류: ", "Invalid input: ", "invalid_request_error"),
+    ErrorKind.TOO_LARGE: HttpError(413, "입력 데이터 오류: ", "Invalid input: ", "invalid_request_error"),
     ErrorKind.UNAUTHORIZED: HttpError(401, "인증 오류: ", "Authentication error: ", "authentication_error"),
     ErrorKind.FORBIDDEN: HttpError(403, "권한 오류: ", "Permission error: ", "permission_error"),
     ErrorKind.NOT_FOUND: HttpError(404, "찾을 수 없음: ", "Not found: ", "not_found_error"),
@@ -56,7 +57,7 @@ def openai_status(error: DomainError) -> int:
     response id → 404, a rate limit after our retries → 429)."""
     if isinstance(error, UpstreamError) and error.upstream_status in _PASSED_THROUGH:
         return error.upstream_status
-    return 413 if error.code == "body_too_large" else http_error(error).status
+    return http_error(error).status
 
 
 def openai_error_body(error: DomainError, lang: str) -> dict[str, object]:

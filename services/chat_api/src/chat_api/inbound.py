@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, TooLarge
 from domain.text import normalize
 
 # The upstream URL and key come only from configuration: a body naming one is refused,
@@ -18,21 +18,22 @@ def bad_json(ko: str, en: str, code: str = "invalid_json", field: str | None = N
     return InvalidInput(code, ko, en, field=field)
 
 
-class TooLarge(InvalidInput):
-    """The body exceeds the configured limit (413)."""
+def _too_large(max_bytes: int) -> TooLarge:
+    return TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
+                    f"The request body is too large (max {max_bytes} bytes).")
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
-                       f"The request body is too large (max {max_bytes} bytes).")
-    body = b""
+        raise _too_large(max_bytes)
+    chunks, size = [], 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
-                           f"The request body is too large (max {max_bytes} bytes).")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+    body = b"".join(chunks)
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

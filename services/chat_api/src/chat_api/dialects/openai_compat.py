@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from fastapi import Request
+
 from domain.client_keys import ClientIdentity
 from domain.errors import InvalidInput
 from domain.ports import UpstreamApi
@@ -12,6 +14,15 @@ from domain.use_cases.chat_turn import ChatTurnCommand
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _SYSTEM_ROLES = {"system", "developer"}
+
+
+def session_id(request: Request) -> str | None:
+    """X-Session-Id names a conversation (as request_id does in the original dialect)."""
+    value = request.headers.get("x-session-id") or None
+    if value is not None and (len(value) > 200 or not value.isprintable()):
+        raise _invalid("X-Session-Id", "X-Session-Id는 200자 이하의 출력 가능한 문자여야 합니다.",
+                       "X-Session-Id must be at most 200 printable characters.")
+    return value
 
 
 def _invalid(field: str, ko: str, en: str) -> InvalidInput:

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from chat_api.dialects.openai_compat import chat_command, responses_command
+from chat_api.dialects.openai_compat import chat_command, responses_command, session_id
 from chat_api.errors import error_headers, openai_error_body, openai_status
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.idempotency import idempotency_key, run_once
@@ -55,7 +55,7 @@ async def _handle(request: Request, gw: GatewayDep, route: str, build: Any) -> R
         body = checked(await read_json(request, gw.container.settings.max_body_bytes))
         client = await gw.admit(request)
         settings = gw.container.settings
-        cmd = build(body, client, session=request.headers.get("x-session-id") or None,
+        cmd = build(body, client, session=session_id(request),
                     user_key=request.headers.get("x-openai-api-key") or None,
                     max_chars=settings.max_prompt_chars, max_messages=settings.max_messages)
         gw.charge_tokens(cmd)

@@ -13,6 +13,7 @@ from chat_api.errors import error_headers, http_error
 from chat_api.gateway import Gateway, get_gateway
 from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import checked, language, read_json
+from domain.client_keys import ClientIdentity
 from domain.errors import DomainError
 from domain.ports import StreamData
 from domain.use_cases.chat_turn import ChatTurnResult
@@ -37,7 +38,7 @@ def _failure(gw: Gateway, request: Request, error: DomainError, data: dict[str, 
              route: str) -> Response:
     data = data or {}
     mapped = http_error(error)
-    status = 413 if error.code == "body_too_large" else mapped.status
+    status = mapped.status
     lang = language(request)
     body = error_body(error, mapped.prefix_en if lang == "en" else mapped.prefix_ko, lang,
                       request_id=str(data.get("request_id") or "") if isinstance(data.get("request_id"), str) else "",
@@ -48,7 +49,8 @@ def _failure(gw: Gateway, request: Request, error: DomainError, data: dict[str, 
     return _json(body, status, error_headers(error))
 
 
-async def _prepare(gw: Gateway, request: Request, data: dict[str, Any]) -> tuple[OriginalChatRequest, Any]:
+async def _prepare(gw: Gateway, request: Request,
+                   data: dict[str, Any]) -> tuple[OriginalChatRequest, ClientIdentity]:
     settings = gw.container.settings
     client = await gw.admit(request)
     return parse_request(checked(data), settings.max_prompt_chars, settings.max_messages), client
@@ -62,7 +64,6 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
     try:
         data = await read_json(request, gw.container.settings.max_body_bytes)
         req, client = await _prepare(gw, request, data)
-
         cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
         gw.charge_tokens(cmd)
 

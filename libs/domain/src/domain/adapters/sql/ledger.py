@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
 from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
@@ -220,7 +221,8 @@ class SqlSpendLedger:
         try:
             self._queue.put_nowait((record, future))
         except queue.Full:
-            self._append_spool([record])
+            self._append(self._spool, [record])
+            self.spooled += 1
             if future:
                 future.set_result(None)
 
@@ -252,43 +254,70 @@ class SqlSpendLedger:
             if stop:
                 return
 
+    def _store(self, records: list[UsageRecord]) -> list[int | None]:
+        """Writes records; raises only when the database is unreachable. A record the
+        database refuses (bad data) cannot block the others: it is written alone and, if it
+        fails again, kept in the rejected file for an operator — never dropped, never retried
+        forever."""
+        try:
+            return write_records(self.engine, records)
+        except (OperationalError, InterfaceError, SqlTimeout):
+            raise
+        except SQLAlchemyError:
+            if len(records) == 1:
+                log.error("ledger refused record %s; kept in %s", records[0].request_id, self.rejected_path)
+                self._append(self.rejected_path, records)
+                return [None]
+            return [i for r in records for i in self._store([r])]
+
     def _write(self, batch: list[tuple[UsageRecord, Future[int | None] | None]]) -> None:
         records = [r for r, _ in batch]
         try:
-            indexes = write_records(self.engine, records)
+            indexes = self._store(records)
             self.db_healthy = True
             self.written += len(records)
         except SQLAlchemyError as exc:
             log.warning("ledger write failed (%s); spooling %d records", type(exc).__name__, len(records))
             self.db_healthy = False
-            self._append_spool(records)
+            self._append(self._spool, records)
+            self.spooled += len(records)
             indexes = [None] * len(records)
         for (_, future), index in zip(batch, indexes, strict=True):
             if future is not None and not future.done():
                 future.set_result(index)
 
-    def _append_spool(self, records: list[UsageRecord]) -> None:
+    @property
+    def rejected_path(self) -> Path:
+        return self._spool.with_suffix(".rejected.jsonl")
+
+    def _append(self, path: Path, records: list[UsageRecord]) -> None:
         with self._spool_lock:
-            self._spool.parent.mkdir(parents=True, exist_ok=True)
-            with self._spool.open("a", encoding="utf-8") as f:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
                 for r in records:
                     f.write(json.dumps(record_to_json(r), ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            self.spooled += len(records)
 
     def _replay_spool(self) -> None:
+        if not self._spool.exists():
+            return
         with self._spool_lock:
-            if not self._spool.exists():
-                return
             lines = self._spool.read_text(encoding="utf-8").splitlines()
-            records = [record_from_json(json.loads(line)) for line in lines if line.strip()]
-            try:
-                for start in range(0, len(records), self._batch_size):
-                    write_records(self.engine, records[start:start + self._batch_size])
-            except SQLAlchemyError:
-                self.db_healthy = False
-                return  # still down: keep the spool (already-written batches are skipped on replay)
-            self.db_healthy = True
-            self.written += len(records)
-            self._spool.unlink()
+        records = [record_from_json(json.loads(line)) for line in lines if line.strip()]
+        try:
+            for start in range(0, len(records), self._batch_size):
+                self._store(records[start:start + self._batch_size])
+        except SQLAlchemyError:
+            self.db_healthy = False
+            return  # still down: keep the spool (already-written batches are skipped on replay)
+        with self._spool_lock:
+            # Records spooled while this replay ran stay for the next round.
+            now = self._spool.read_text(encoding="utf-8").splitlines()
+            rest = now[len(lines):]
+            if rest:
+                self._spool.write_text("\n".join(rest) + "\n", encoding="utf-8")
+            else:
+                self._spool.unlink()
+        self.db_healthy = True
+        self.written += len(records)
