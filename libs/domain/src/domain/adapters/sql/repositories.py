@@ -134,22 +134,36 @@ class SqlBudgetStore(SqlBase):
 
     def _reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
         reservation = Reservation(uuid.uuid4().hex, tuple(lines), amount)
-        params: dict[str, object] = {"amount": amount.nanos}
+        params: dict[str, object] = {"amount": amount.nanos, "id": reservation.id, "lines": _encode_lines(lines),
+                                     "at": _now()}
         for i, line in enumerate(lines):
             params.update({f"s{i}": line.scope, f"p{i}": line.period,
                            f"l{i}": line.limit.nanos if line.limit is not None else 2**62})
         for attempt in (1, 2):
-            with self.engine.connect() as conn, conn.begin() as tx:
-                raised = {tuple(row) for row in conn.execute(_reserve_statement(len(lines), self.engine.dialect.name), params)}
-                failed = [ln for ln in lines if (ln.scope, ln.period) not in raised]
-                if not failed:
-                    conn.execute(_INSERT_RESERVATION, {"id": reservation.id, "lines": _encode_lines(lines),
-                                                       "amount": amount.nanos, "at": _now()})
-                    return reservation
+            room = self._try_reserve(len(lines), params)
+            if all(room.get((ln.scope, ln.period)) for ln in lines):
+                return reservation
+            missing = [(ln.scope, ln.period) for ln in lines if (ln.scope, ln.period) not in room]
+            if not missing or attempt == 2:
+                break
+            ensure_counters(self.engine, missing)  # the first request of a day or month
+        raise budget_exceeded(next(ln for ln in lines if not room.get((ln.scope, ln.period))))
+
+    def _try_reserve(self, n: int, params: dict[str, object]) -> dict[tuple[str, str], bool]:
+        """{(scope, period): has room} for the counter rows that exist; the hold and the
+        reservation row are written only if every line has room."""
+        if self.engine.dialect.name == "postgresql":
+            # One statement, autocommit: a single round trip takes the hold.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return {(sc, p): ok for sc, p, ok in conn.execute(_pg_reserve_statement(n), params)}
+        with self.engine.connect() as conn, conn.begin() as tx:  # SQLite: BEGIN IMMEDIATE serialises writers
+            rows = {(sc, p): ok for sc, p, ok in conn.execute(_sqlite_room_statement(n), params)}
+            if len(rows) == n and all(rows.values()):
+                conn.execute(_sqlite_hold_statement(n), params)
+                conn.execute(_INSERT_RESERVATION, params)
+            else:
                 tx.rollback()
-            if attempt == 1:  # a counter row may simply not exist yet (first request of the day)
-                ensure_counters(self.engine, [(ln.scope, ln.period) for ln in failed])
-        raise budget_exceeded(failed[0])
+            return {key: bool(ok) for key, ok in rows.items()}
 
     async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
         return await self._run(self._reserve, lines, amount)
@@ -191,23 +205,39 @@ class SqlBudgetStore(SqlBase):
             return len(ids)
 
 
+def _match(n: int) -> str:
+    return " OR ".join(f"(scope = :s{i} AND period = :p{i})" for i in range(n))
+
+
+def _has_room(n: int, alias: str) -> str:
+    cap = " ".join(f"WHEN {alias}.scope = :s{i} AND {alias}.period = :p{i} THEN :l{i}" for i in range(n))
+    return f"{alias}.spent_nanos + {alias}.reserved_nanos + :amount <= CASE {cap} END"
+
+
 @functools.cache
-def _reserve_statement(n: int, dialect: str) -> TextClause:
-    """One statement raising every line that has room. On PostgreSQL the rows are first
-    locked in (scope, period) order, so two reservations never wait on each other crosswise
-    (a plain multi-row UPDATE locks in physical order, which updates keep changing)."""
-    match = " OR ".join(f"(scope = :s{i} AND period = :p{i})" for i in range(n))
-    cap = " ".join(f"WHEN b.scope = :s{i} AND b.period = :p{i} THEN :l{i}" for i in range(n))
-    if dialect == "postgresql":
-        return text(f"WITH locked AS (SELECT scope, period FROM budget_counters WHERE {match} "
-                    f"ORDER BY scope, period FOR UPDATE) "
-                    f"UPDATE budget_counters AS b SET reserved_nanos = b.reserved_nanos + :amount FROM locked "
-                    f"WHERE b.scope = locked.scope AND b.period = locked.period "
-                    f"AND b.spent_nanos + b.reserved_nanos + :amount <= CASE {cap} END "
-                    f"RETURNING b.scope, b.period")
-    # SQLite: BEGIN IMMEDIATE already serialises writers.
-    return text(f"UPDATE budget_counters AS b SET reserved_nanos = reserved_nanos + :amount WHERE ({match}) "
-                f"AND spent_nanos + reserved_nanos + :amount <= CASE {cap} END RETURNING scope, period")
+def _pg_reserve_statement(n: int) -> TextClause:
+    """Locks the lines' rows in (scope, period) order — so two reservations never wait on
+    each other crosswise — then, only if every line has room, raises them and records the
+    reservation; answers each existing line with whether it had room."""
+    return text(
+        f"WITH locked AS (SELECT scope, period, spent_nanos, reserved_nanos FROM budget_counters "
+        f"WHERE {_match(n)} ORDER BY scope, period FOR UPDATE), "
+        f"verdict AS (SELECT count(*) = {n} AND bool_and({_has_room(n, 'l')}) AS fits FROM locked l), "
+        f"hold AS (UPDATE budget_counters AS b SET reserved_nanos = b.reserved_nanos + :amount "
+        f"FROM locked l, verdict v WHERE v.fits AND b.scope = l.scope AND b.period = l.period RETURNING b.scope), "
+        f"saved AS (INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
+        f"SELECT :id, :lines, :amount, :at FROM verdict WHERE fits RETURNING id) "
+        f"SELECT l.scope, l.period, {_has_room(n, 'l')} FROM locked l")
+
+
+@functools.cache
+def _sqlite_room_statement(n: int) -> TextClause:
+    return text(f"SELECT b.scope, b.period, {_has_room(n, 'b')} FROM budget_counters AS b WHERE {_match(n)}")
+
+
+@functools.cache
+def _sqlite_hold_statement(n: int) -> TextClause:
+    return text(f"UPDATE budget_counters SET reserved_nanos = reserved_nanos + :amount WHERE {_match(n)}")
 
 
 _INSERT_RESERVATION = text("INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
