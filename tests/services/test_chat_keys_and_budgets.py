@@ -10,7 +10,7 @@ import pytest
 
 from tests.services.conftest import SERVER_KEY
 
-CANARY = "sk-canaryQ7v3Zx9LmN2pR5tW8yB1cD4fG6hJ"
+CANARY = "sk-canary-Q7v3Zx9L-mN2pR5tW-8yB1cD4f"
 CANARY_INVALID = "sk-invalid-canaryK8s2Lw5Nq7Rt9Vx1Zb3Dc"
 
 

@@ -16,7 +16,7 @@ from chat_api.inbound import checked, language, read_json
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError
 from domain.ports import StreamData
-from domain.use_cases.chat_turn import ChatTurnResult
+from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
 router = APIRouter()
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
@@ -49,11 +49,15 @@ def _failure(gw: Gateway, request: Request, error: DomainError, data: dict[str, 
     return _json(body, status, error_headers(error))
 
 
-async def _prepare(gw: Gateway, request: Request,
-                   data: dict[str, Any]) -> tuple[OriginalChatRequest, ClientIdentity]:
+async def _prepare(gw: Gateway, request: Request, data: dict[str, Any],
+                   route: str) -> tuple[OriginalChatRequest, ClientIdentity, ChatTurnCommand]:
+    """Authenticated, validated, within the per-minute allowances."""
     settings = gw.container.settings
     client = await gw.admit(request)
-    return parse_request(checked(data), settings.max_prompt_chars, settings.max_messages), client
+    req = parse_request(checked(data), settings.max_prompt_chars, settings.max_messages)
+    cmd = to_command(req, client, route, korean_reply_policy=settings.reply_language_policy)
+    gw.charge_tokens(cmd)
+    return req, client, cmd
 
 
 @router.post("/api/v1/chat", tags=["original"], openapi_extra=_REQUEST_SCHEMA)
@@ -63,9 +67,7 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
     data: dict[str, Any] | None = None
     try:
         data = await read_json(request, gw.container.settings.max_body_bytes)
-        req, client = await _prepare(gw, request, data)
-        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
-        gw.charge_tokens(cmd)
+        req, client, cmd = await _prepare(gw, request, data, route)
 
         async def answer() -> Response:
             result = await gw.container.chat.execute(cmd)
@@ -92,12 +94,7 @@ async def chat_stream(request: Request, gw: GatewayDep) -> Response:
     data: dict[str, Any] | None = None
     try:
         data = await read_json(request, gw.container.settings.max_body_bytes)
-        req, client = await _prepare(gw, request, data)
-    except DomainError as error:
-        return _failure(gw, request, error, data, started, route)
-    try:
-        cmd = to_command(req, client, route, korean_reply_policy=gw.container.settings.reply_language_policy)
-        gw.charge_tokens(cmd)
+        req, _, cmd = await _prepare(gw, request, data, route)
         events, first = await gw.open_stream(cmd, route, started)
     except DomainError as error:
         return _failure(gw, request, error, data, started, route)
