@@ -344,3 +344,12 @@ def test_prometheus_scrapes_the_services_where_they_listen(services):
             for name in sd.get("names", []):
                 assert name in services, f"{job['job_name']}: no service {name}"
                 assert int(sd["port"]) == service_port(services[name]), f"{job['job_name']}: {name}:{sd['port']}"
+
+
+def test_every_chat_api_setting_is_documented_in_env_example():
+    """pydantic-settings reads each field from the environment variable of the same name."""
+    from chat_api.settings import ChatApiSettings
+
+    env = (ROOT / "env.example").read_text()
+    missing = [name.upper() for name in ChatApiSettings.model_fields if name.upper() not in env]
+    assert not missing, missing
