@@ -1,4 +1,5 @@
-"""FastAPI dependencies, as Annotated aliases."""
+"""FastAPI dependencies, as Annotated aliases. They are ``async def`` on purpose: FastAPI
+runs a plain ``def`` dependency in its thread pool, a thread hop on every request."""
 from __future__ import annotations
 
 import hmac
@@ -10,14 +11,14 @@ from chat_api.bootstrap import Container
 from domain.errors import Unauthorized
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def require_admin(request: Request, container: ContainerDep) -> None:
+async def require_admin(request: Request, container: ContainerDep) -> None:
     """Every /admin/v1 route: the admin token, compared in constant time. Client keys are
     never accepted here."""
     header = request.headers.get("authorization", "")

@@ -115,7 +115,7 @@ class Gateway:
             self.metrics.budget_rejections.labels(error.code).inc()
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
