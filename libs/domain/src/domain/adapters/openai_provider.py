@@ -90,6 +90,8 @@ class CircuitBreaker:
         return hashlib.sha256(api_key.encode()).hexdigest()[:16]  # never keep the key itself
 
     def check(self, api_key: str) -> None:
+        if not self._state:  # the usual case: nothing failing, nothing to hash
+            return
         failures, opened_at = self._state.get(self._id(api_key), (0, 0.0))
         if failures >= self._threshold and time.monotonic() - opened_at < self._cooldown:
             raise UpstreamError("upstream_circuit_open", "OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.",
@@ -97,6 +99,8 @@ class CircuitBreaker:
                                 retry_after=self._cooldown)
 
     def record(self, api_key: str, ok: bool) -> None:
+        if ok and not self._state:
+            return
         key = self._id(api_key)
         if ok:
             self._state.pop(key, None)
