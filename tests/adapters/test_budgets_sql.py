@@ -156,3 +156,31 @@ async def test_fifty_concurrent_reservations_never_exceed_the_cap(request, backe
         assert spent + reserved <= worst.nanos * cap_cases
     finally:
         engine.dispose()
+
+
+async def test_holds_taken_on_the_event_loop_never_exceed_the_cap(pg_url):
+    """PsycopgBudgetStore (the chat_api's store on PostgreSQL): two stores, as two replicas,
+    50 holds at once against a cap worth 17 — exactly 17 are granted, then settling works
+    through the shared SQL path."""
+    from domain.adapters.sql.psycopg_budgets import PsycopgBudgetStore
+
+    scope = new_scope()
+    worst = Money.from_usd("0.0123")
+    lines = budget_lines(scope, BudgetLimits(daily=Money(worst.nanos * 17)), BudgetLimits(), NOW)
+    capped_lines = tuple(ln for ln in lines if ln.limit is not None)
+    engines = [make_engine(pg_url) for _ in range(2)]
+    stores = [PsycopgBudgetStore(e, max_size=20, timeout=30) for e in engines]
+    for s in stores:
+        await s.open()
+    try:
+        results = await asyncio.gather(*(stores[i % 2].reserve(capped_lines, worst) for i in range(50)),
+                                       return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, BudgetExceeded)]
+        granted = [r for r in results if not isinstance(r, BaseException)]
+        assert len(granted) == 17
+        assert counters(engines[0], scope)[DAY] == (0, 17 * worst.nanos)
+        await stores[0].settle(granted[0], Money(1_000))
+        assert counters(engines[0], scope)[DAY] == (1_000, 16 * worst.nanos)
+    finally:
+        for s in stores:
+            await s.aclose()

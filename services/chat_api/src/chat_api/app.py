@@ -52,7 +52,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_redaction()
         c = container or bootstrap(settings, on_retry=lambda reason: metrics.retries.labels(reason).inc())
-        c.start()
+        await c.start()
         s = c.settings
         app.state.container = c
         app.state.gateway = Gateway(c, metrics, MinuteQuota(s.rate_limit_per_minute),

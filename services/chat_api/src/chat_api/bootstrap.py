@@ -15,6 +15,7 @@ from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
+from domain.adapters.sql.psycopg_budgets import PsycopgBudgetStore
 from domain.adapters.sql.repositories import (
     SqlBudgetStore,
     SqlClientKeyRepository,
@@ -55,14 +56,15 @@ class Container:
     executor: ThreadPoolExecutor
     schema_head: str | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.ledger.start()
+        await self.budgets.open()
 
     async def aclose(self) -> None:
         self.ledger.close()
         await self.provider.aclose()
+        await self.budgets.aclose()
         self.executor.shutdown(wait=True)
-        self.budgets.engine.dispose()
         self.engine.dispose()
 
 
@@ -77,7 +79,9 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     keys = SqlClientKeyRepository(engine, executor)
     # Budget holds are written without waiting for the WAL flush: losing one in a crash only
     # loosens the budget until the (durably written) ledger row counts the real charge.
-    budgets = SqlBudgetStore(make_engine(settings.database_url, pool_size=10, synchronous_commit=False), executor)
+    budget_engine = make_engine(settings.database_url, pool_size=10, synchronous_commit=False)
+    budgets = (PsycopgBudgetStore(budget_engine, executor) if budget_engine.dialect.name == "postgresql"
+               else SqlBudgetStore(budget_engine, executor))
     conversations = SqlConversationRepository(engine, executor)
     ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
     provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,

@@ -41,8 +41,12 @@ class SqlBase:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except (OperationalError, SqlTimeout, InterfaceError) as exc:
-            raise ServiceUnavailable("database_unavailable", "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.",
-                                     "The database is unavailable; try again shortly.", retry_after=5) from exc
+            raise database_unavailable() from exc
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("database_unavailable", "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.",
+                              "The database is unavailable; try again shortly.", retry_after=5)
 
 
 def upsert_ignore(engine: Engine):  # type: ignore[no-untyped-def]
@@ -132,7 +136,7 @@ class SqlBudgetStore(SqlBase):
     Give it an engine with ``synchronous_commit`` off: a hold lost in a crash only loosens
     the budget until the ledger row (written durably) counts the real charge."""
 
-    def _reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
         reservation = Reservation(uuid.uuid4().hex, tuple(lines), amount)
         params: dict[str, object] = {"amount": amount.nanos, "id": reservation.id, "lines": _encode_lines(lines),
                                      "at": _now()}
@@ -140,14 +144,23 @@ class SqlBudgetStore(SqlBase):
             params.update({f"s{i}": line.scope, f"p{i}": line.period,
                            f"l{i}": line.limit.nanos if line.limit is not None else 2**62})
         for attempt in (1, 2):
-            room = self._try_reserve(len(lines), params)
+            room = await self._room(len(lines), params)
             if all(room.get((ln.scope, ln.period)) for ln in lines):
                 return reservation
             missing = [(ln.scope, ln.period) for ln in lines if (ln.scope, ln.period) not in room]
             if not missing or attempt == 2:
                 break
-            ensure_counters(self.engine, missing)  # the first request of a day or month
+            await self._run(ensure_counters, self.engine, missing)  # the first request of a day or month
         raise budget_exceeded(next(ln for ln in lines if not room.get((ln.scope, ln.period))))
+
+    async def _room(self, n: int, params: dict[str, object]) -> dict[tuple[str, str], bool]:
+        return await self._run(self._try_reserve, n, params)
+
+    async def open(self) -> None:
+        """Nothing to open: the engine connects lazily (see PsycopgBudgetStore)."""
+
+    async def aclose(self) -> None:
+        self.engine.dispose()
 
     def _try_reserve(self, n: int, params: dict[str, object]) -> dict[tuple[str, str], bool]:
         """{(scope, period): has room} for the counter rows that exist; the hold and the
@@ -164,9 +177,6 @@ class SqlBudgetStore(SqlBase):
             else:
                 tx.rollback()
             return {key: bool(ok) for key, ok in rows.items()}
-
-    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
-        return await self._run(self._reserve, lines, amount)
 
     async def settle(self, reservation: Reservation, actual: Money) -> None:
         """Releases the hold and counts ``actual`` on the reservation's own lines (the ledger
