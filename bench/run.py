@@ -174,7 +174,7 @@ class Database:
         self.data_dir = Path(tempfile.mkdtemp(prefix="llm-bench-"))
         self.env = {"DATABASE_URL": self.url, "KEY_HASH_SECRET": "bench-key-hash-secret-" + "k" * 32,
                     "ADMIN_TOKEN": "bench-admin-token-" + "a" * 32, "DATA_DIR": str(self.data_dir),
-                    "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0", "OPENAI_API_KEY": SERVER_KEY}
+                    "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0", "TOKENS_PER_MINUTE": "0", "OPENAI_API_KEY": SERVER_KEY}
         env = {**os.environ, **self.env}
         subprocess.run([str(BIN / "llmctl"), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
         # Caps far above what the run spends: every request reserves and settles its budget.
