@@ -203,6 +203,8 @@ async def test_conversations_pagination_and_filters(client: httpx.AsyncClient, s
     assert bad.status_code == 400 and bad.json()["detail"]["code"] == "invalid_time_range"
     assert (await client.get("/admin/v1/conversations", params={"page_size": 1000})).status_code == 422
     assert (await client.get("/admin/v1/conversations", params={"key_source": "other"})).status_code == 422
+    refused = await client.get("/admin/v1/conversations", params={"page_size": 1000}, headers={"Accept-Language": "en"})
+    assert refused.json()["detail"]["code"] == "invalid_field" and refused.json()["detail"]["field"] == "page_size"
 
 
 async def test_conversation_turns(client: httpx.AsyncClient, container: Container, seeded: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from chat_api.admin import routes as admin
@@ -79,6 +80,17 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         body = {"detail": {"code": error.code, "message": error.message(language(request)), "field": error.field}}
         return Response(orjson.dumps(body), status_code=mapped.status, media_type="application/json",
                         headers=error_headers(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        """FastAPI-validated input (the admin API's bodies and query strings): the same
+        bilingual {code, message, field} shape as every other error."""
+        first = error.errors()[0] if error.errors() else {}
+        field = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        message = (f"Invalid value for {field}: {first.get('msg', '')}" if language(request) == "en"
+                   else f"{field} 값이 올바르지 않습니다: {first.get('msg', '')}")
+        body = {"detail": {"code": "invalid_field", "message": message, "field": field}}
+        return Response(orjson.dumps(body), status_code=422, media_type="application/json")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
