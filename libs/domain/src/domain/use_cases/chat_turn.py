@@ -120,17 +120,12 @@ class HandleChatTurn:
 
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
-        allowed = self._settings.allowed_models
-        price = self._prices.price_of(model)
-        if price is None and (allowed is None or model not in allowed):
+        """The model (or, for a dated snapshot, its family) must be allowed; its price may be
+        None (an operator-allowed model outside the catalogue)."""
+        allowed = self.allowed_models
+        if model not in allowed and (self._prices.family_of(model) or model) not in allowed:
             raise _unknown_model(model)
-        if price is not None and allowed is not None and model not in allowed and self._family(model) not in allowed:
-            raise _unknown_model(model)
-        return price
-
-    def _family(self, model: str) -> str:
-        family_of = getattr(self._prices, "family_of", None)
-        return (family_of(model) if family_of else None) or model
+        return self._prices.price_of(model)
 
     async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.history is not None or not cmd.conversation_id:
