@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, TextClause, delete, select, text, update
+from sqlalchemy import Connection, Engine, Select, TextClause, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -110,16 +110,24 @@ class SqlClientKeyRepository(SqlBase):
 
 class SqlConversationRepository(SqlBase):
     async def recent_turns(self, owner: str | None, conversation_id: str, limit: int) -> Sequence[Turn]:
+        # Plain rows, not ORM entities: this runs on every turn of a named conversation.
+        statement = _recent_turns_statement(limit)
+
         def run() -> list[Turn]:
-            with Session(self.engine) as s:
-                rows = s.execute(
-                    select(TurnRow).join(ConversationRow, TurnRow.conversation_id == ConversationRow.id)  # type: ignore[arg-type]
-                    .where(ConversationRow.owner == (owner or ""), ConversationRow.external_id == conversation_id)
-                    .order_by(TurnRow.turn_index.desc()).limit(limit)  # type: ignore[attr-defined]
-                ).scalars().all()
-                return [Turn(conversation_id, owner, r.request_id, r.created_at, r.system_prompt, r.prompt, r.reply,
-                             r.model, r.turn_index) for r in reversed(rows)]
+            with self.engine.connect() as conn:
+                rows = conn.execute(statement, {"owner": owner or "", "external_id": conversation_id}).all()
+            return [Turn(conversation_id, owner, request_id, created_at, system_prompt, prompt, reply, model, index)
+                    for request_id, created_at, system_prompt, prompt, reply, model, index in reversed(rows)]
         return await self._run(run)
+
+
+@functools.cache
+def _recent_turns_statement(limit: int) -> Select:  # type: ignore[type-arg]
+    t, c = TurnRow.__table__.c, ConversationRow.__table__.c  # type: ignore[attr-defined]
+    return (select(t.request_id, t.created_at, t.system_prompt, t.prompt, t.reply, t.model, t.turn_index)
+            .join_from(TurnRow.__table__, ConversationRow.__table__, t.conversation_id == c.id)  # type: ignore[attr-defined]
+            .where(c.owner == bindparam("owner"), c.external_id == bindparam("external_id"))
+            .order_by(t.turn_index.desc()).limit(limit))
 
 
 def _encode_lines(lines: Sequence[BudgetLine]) -> str:
