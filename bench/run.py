@@ -47,10 +47,14 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the project's own process and database helpers (tests/support)
+from tests.support.database import ADMIN_URL, create_database, drop_database  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+from tests.support.processes import wait_http as wait_ready  # noqa: E402
+
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 LITELLM_VENV = ROOT / ".bench-venv" / "litellm"
-ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 NCPU = os.cpu_count() or 2
 GATEWAY_CPU = "0"
 LOAD_CPU = str(NCPU - 1)
@@ -91,29 +95,6 @@ def stop(p: subprocess.Popen) -> None:
         p.wait()
     if p in _started:
         _started.remove(p)
-
-
-def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before {url} answered")
-        try:
-            r = httpx.get(url, timeout=2)
-            if r.status_code < 500:
-                return
-            last = r.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stat(pid: int) -> list[str]:
@@ -167,10 +148,8 @@ class Database:
     """A fresh database for the run, migrated, with one budgeted client key."""
 
     def __init__(self) -> None:
-        self.name = f"llm_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        self.url = ADMIN_URL.rsplit("/", 1)[0] + "/" + self.name
+        self.url = create_database("llm_bench")
+        self.name = self.url.rsplit("/", 1)[1]
         self.data_dir = Path(tempfile.mkdtemp(prefix="llm-bench-"))
         self.env = {"DATABASE_URL": self.url, "KEY_HASH_SECRET": "bench-key-hash-secret-" + "k" * 32,
                     "ADMIN_TOKEN": "bench-admin-token-" + "a" * 32, "DATA_DIR": str(self.data_dir),
@@ -193,8 +172,7 @@ class Database:
             return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
     def drop(self) -> None:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        drop_database(self.url)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
@@ -204,7 +182,7 @@ def start_upstream(latency_ms: float, chunk_ms: float, cpu: str | None = LOAD_CP
     port = free_port()
     p = spawn([sys.executable, str(ROOT / "tests/support/fake_openai.py"), "--port", str(port)], cpu=cpu,
               env={"FAKE_LATENCY_MS": str(latency_ms), "FAKE_CHUNK_MS": str(chunk_ms)})
-    wait_ready(f"http://127.0.0.1:{port}/v1/models", p)
+    wait_ready(f"http://127.0.0.1:{port}/v1/models", timeout=60, proc=p)
     return p, port
 
 
@@ -214,7 +192,7 @@ def start_gateway(db: Database, upstream_port: int, cpu: str | None = GATEWAY_CP
     env = {**db.env, "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1", "CHAT_API_PORT": str(port),
            "CHAT_API_HOST": "127.0.0.1", "LEDGER_SPOOL_PATH": str(db.data_dir / f"spool-{port}.jsonl")}
     p = spawn([str(BIN / "chat-api")], env=env, cpu=cpu, log=log)
-    wait_ready(f"http://127.0.0.1:{port}/healthz", p)
+    wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=p)
     return p, port
 
 
@@ -227,7 +205,7 @@ def start_litellm(upstream_port: int, log: Path | None) -> tuple[subprocess.Pope
     p = spawn([str(LITELLM_VENV / "bin" / "litellm"), "--config", str(ROOT / "bench" / "litellm_config.yaml"),
                "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"], env=env, cpu=GATEWAY_CPU,
               log=log)
-    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", p, timeout=180)
+    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=p)
     return p, port
 
 
@@ -245,7 +223,7 @@ def start_nginx(replicas: list[int], workdir: Path) -> tuple[subprocess.Popen, i
     conf = workdir / "nginx.conf"
     conf.write_text(render_nginx.render(values))
     p = spawn(["nginx", "-c", str(conf), "-g", "daemon off;"])
-    wait_ready(f"http://127.0.0.1:{port}/healthz", p)
+    wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=p)
     return p, port
 
 
@@ -562,7 +540,7 @@ def run(args: argparse.Namespace, db: Database) -> dict[str, Any]:
     mon = spawn([str(BIN / "monitor")], env={**db.env, "MONITOR_PORT": str(mport), "MONITOR_HOST": "127.0.0.1",
                                              "LOG_LEVEL": "WARNING"}, cpu=GATEWAY_CPU, log=logs / "monitor.log")
     try:
-        wait_ready(f"http://127.0.0.1:{mport}/healthz", mon)
+        wait_ready(f"http://127.0.0.1:{mport}/healthz", timeout=60, proc=mon)
         res["monitor"] = measured(f"http://127.0.0.1:{mport}/api/v1/system/status", None, {}, args.conc,
                                   args.seconds, mon)
     finally:

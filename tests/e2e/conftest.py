@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.database import create_database, drop_database, migrate
+from tests.support.nginx import load_renderer
 from tests.support.processes import BIN, ROOT, free_port, start_fake_openai, stop, wait_http
 from tests.support.processes import start as start_process
 
@@ -37,16 +38,6 @@ def pytest_collection_modifyitems(config, items):
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx") if Path(p).exists()), None)
-
-
-def load_renderer():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("render_nginx", ROOT / "scripts" / "render_nginx.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass

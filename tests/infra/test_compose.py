@@ -5,7 +5,6 @@ template is checked with `nginx -t` when nginx is installed.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support.nginx import load_renderer
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -23,14 +24,6 @@ ONE_SHOT = {"migrate"}
 ROUTES = {"/api/v1/system/": "monitor", "/api/": "chat_api", "/v1/": "chat_api", "= /docs": "chat_api",
           "= /openapi.json": "chat_api", "/admin/": "admin_ui"}
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?\-+][^}]*)?\}")
-
-
-def load_renderer():
-    spec = importlib.util.spec_from_file_location("render_nginx", ROOT / "scripts" / "render_nginx.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
