@@ -52,7 +52,6 @@ class Container:
     revoke_key: RevokeClientKey
     set_budget: SetClientBudget
     admin_token: str
-    usd_krw_rate: Decimal
     executor: ThreadPoolExecutor
     schema_head: str | None = None
 
@@ -103,7 +102,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                      idempotency=SqlIdempotencyStore(engine, executor), provider=provider, policy=policy, chat=chat,
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
-                     admin_token=admin_token, usd_krw_rate=settings.usd_krw_rate, executor=executor,
+                     admin_token=admin_token, executor=executor,
                      schema_head=migrations_head())
 
 

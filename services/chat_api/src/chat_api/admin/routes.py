@@ -126,7 +126,7 @@ ModelName = Annotated[str | None, Query(max_length=100)]
 
 @router.get("/overview")
 async def get_overview(container: ContainerDep) -> dict[str, Any]:
-    rate = container.usd_krw_rate
+    rate = container.settings.usd_krw_rate
     ov = await _db(container, queries.overview, container.engine, _now(container))
     return {
         "usd_krw_rate": str(rate),
@@ -152,7 +152,7 @@ async def list_conversations(
     text = (q or "").strip() or None
     flt = queries.ConversationFilter(since, until, client_key_id or None, model or None, key_source, text)
     result = await _db(container, queries.conversations, container.engine, flt, page=page, page_size=page_size)
-    rate = container.usd_krw_rate
+    rate = container.settings.usd_krw_rate
     return {"items": [_conversation(c, rate) for c in result.items], "total": result.total,
             "page": result.page, "page_size": result.page_size}
 
@@ -162,7 +162,7 @@ async def conversation_turns(container: ContainerDep, conversation_id: int) -> d
     detail = await _db(container, queries.conversation_turns, container.engine, conversation_id)
     if detail is None:
         raise NotFound("conversation_not_found", "대화를 찾을 수 없습니다.", "Conversation not found.")
-    rate = container.usd_krw_rate
+    rate = container.settings.usd_krw_rate
     return {"conversation": _conversation(detail.conversation, rate), "turns": [_turn(t, rate) for t in detail.turns]}
 
 
@@ -175,7 +175,7 @@ async def get_spend(
     _range(since, until)
     flt = queries.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
     rows, total = await _db(container, queries.spend, container.engine, group_by, flt)
-    rate = container.usd_krw_rate
+    rate = container.settings.usd_krw_rate
     return {"group_by": group_by,
             "rows": [{"key": r.key, "label": r.label, **_totals(r.totals, rate)} for r in rows],
             "total": _totals(total, rate)}

@@ -73,7 +73,7 @@ async def chat(request: Request, gw: GatewayDep) -> Response:
             result = await gw.container.chat.execute(cmd)
             gw.count_usage(result)
             gw.observe(route, 200, result.model, started, result.reply.upstream_seconds if result.reply else None)
-            return _json(success_body(req, result, gw.container.usd_krw_rate, started))
+            return _json(success_body(req, result, gw.container.settings.usd_krw_rate, started))
 
         return await run_once(gw.container.idempotency, gw.container.clock, client, idempotency_key(request),
                               data, answer)
@@ -102,7 +102,7 @@ async def chat_stream(request: Request, gw: GatewayDep) -> Response:
 
     def render(event: StreamData | ChatTurnResult) -> bytes | None:
         if isinstance(event, ChatTurnResult):
-            return _sse("done", success_body(req, event, gw.container.usd_krw_rate, started))
+            return _sse("done", success_body(req, event, gw.container.settings.usd_krw_rate, started))
         return _sse("delta", {"delta": event.text_delta}) if event.text_delta else None
 
     def render_error(error: DomainError) -> bytes:
