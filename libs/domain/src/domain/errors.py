@@ -102,6 +102,12 @@ class ConfigurationError(DomainError):
     kind = ErrorKind.CONFIGURATION
 
 
+class InternalError(DomainError):
+    """Something the code did not expect; the entrypoints answer with it instead of a traceback."""
+
+    kind = ErrorKind.INTERNAL
+
+
 def no_api_key() -> ConfigurationError:
     return ConfigurationError("no_api_key", "사용 가능한 API Key가 없습니다.", "No API key is available.")
 

@@ -14,8 +14,9 @@ from fastapi.responses import Response
 
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
-from chat_api.errors import error_headers, http_error
-from chat_api.gateway import Gateway
+from chat_api.dialects.base import DialectSettings
+from chat_api.errors import error_headers, http_error, internal_error
+from chat_api.gateway import Gateway, one_line
 from chat_api.inbound import language
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.log_redaction import install_redaction
@@ -56,10 +57,13 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         await c.start()
         s = c.settings
         app.state.container = c
-        app.state.gateway = Gateway(c, metrics, MinuteQuota(s.rate_limit_per_minute),
-                                    MinuteQuota(s.tokens_per_minute, ("토큰", "tokens")),
-                                    StreamSlots(s.max_concurrent_streams),
-                                    frozenset(c.chat.allowed_models))
+        app.state.gateway = Gateway(
+            use_cases=c.use_cases, authenticate=c.authenticate, idempotency=c.idempotency, clock=c.clock,
+            models=c.models, metrics=metrics, rate=MinuteQuota(s.rate_limit_per_minute),
+            tokens=MinuteQuota(s.tokens_per_minute, ("토큰", "tokens")), streams=StreamSlots(s.max_concurrent_streams),
+            settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
+                                     reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
+            max_body_bytes=s.max_body_bytes)
         sweeper = asyncio.create_task(release_stale_holds(c))
         try:
             yield
@@ -94,10 +98,11 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        lang = language(request)
-        message = "A system error occurred." if lang == "en" else "시스템 오류가 발생했습니다."
-        body = {"error": {"message": message, "type": "api_error", "param": None, "code": "internal_error"}}
+        """The last resort for routes outside the pipeline (admin, ops): one log line, and
+        the OpenAI error shape with no detail."""
+        log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
+        body = {"error": {"message": internal_error().message(language(request)), "type": "api_error",
+                          "param": None, "code": "internal_error"}}
         return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 
     return app

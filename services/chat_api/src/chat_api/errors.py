@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.errors import DomainError, ErrorKind, UpstreamError
+from domain.errors import DomainError, ErrorKind, InternalError, UpstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +63,8 @@ def openai_status(error: DomainError) -> int:
 def openai_error_body(error: DomainError, lang: str) -> dict[str, object]:
     return {"error": {"message": error.message(lang), "type": http_error(error).openai_type,
                       "param": error.field, "code": error.code}}
+
+
+def internal_error() -> InternalError:
+    """What a client sees of an unexpected failure (the details go to the log only)."""
+    return InternalError("internal_error", "시스템 오류가 발생했습니다.", "A system error occurred.")

@@ -1,6 +1,8 @@
-"""Checks every JSON body passes before a dialect reads it."""
+"""Reading an HTTP request: the JSON body (size, nesting, NFC, forbidden fields) and the
+headers every dialect shares."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -12,6 +14,12 @@ from domain.text import normalize
 # The upstream URL and key come only from configuration: a body naming one is refused,
 # however deeply nested, so no request can point the gateway somewhere else (SSRF).
 FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "organization", "api_version", "azure_endpoint"})
+MAX_JSON_DEPTH = 64  # the outermost value is level 1
+
+# The JSON tokens that matter for nesting: a whole string (skipped, its brackets are text)
+# or one bracket. The string pattern is the "unrolled loop", linear in the input.
+_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_OPENERS = frozenset(b"[{")
 
 
 def bad_json(ko: str, en: str, code: str = "invalid_json", field: str | None = None) -> InvalidInput:
@@ -21,6 +29,45 @@ def bad_json(ko: str, en: str, code: str = "invalid_json", field: str | None = N
 def _too_large(max_bytes: int) -> TooLarge:
     return TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
                     f"The request body is too large (max {max_bytes} bytes).")
+
+
+def _too_deep() -> InvalidInput:
+    return bad_json(f"JSON 중첩이 너무 깊습니다 (최대 {MAX_JSON_DEPTH}단계).",
+                    f"The JSON is nested too deeply (max {MAX_JSON_DEPTH} levels).")
+
+
+def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuses JSON nested deeper than ``limit`` in one pass over its tokens, before the
+    parser builds anything: no recursion, and work proportional to the body, whatever its
+    shape (a malformed body that passes is refused by the parser next)."""
+    depth = 0
+    for token in _STRUCTURE.finditer(body):
+        first = token.group()[0]
+        if first in _OPENERS:
+            depth += 1
+            if depth > limit:
+                raise _too_deep()
+        elif first != 0x22:  # a closing bracket (0x22 is '"': a string)
+            depth -= 1
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object nested at most ``MAX_JSON_DEPTH`` levels (not yet ``checked``)."""
+    check_depth(body)
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise bad_json("요청 본문이 올바른 JSON이 아닙니다.", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise bad_json("요청 본문은 JSON 객체여야 합니다.", "The request body must be a JSON object.")
+    return data
+
+
+def checked(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every string NFC-normalised; NUL characters and forbidden fields are
+    refused anywhere in it."""
+    cleaned: dict[str, Any] = _clean(data, "")
+    return cleaned
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -33,23 +80,12 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(max_bytes)
-    body = b"".join(chunks)
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        raise bad_json("요청 본문이 올바른 JSON이 아닙니다.", "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise bad_json("요청 본문은 JSON 객체여야 합니다.", "The request body must be a JSON object.")
-    return data
+    return parse_json(b"".join(chunks))
 
 
-def checked(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` normalised and checked (see ``clean``)."""
-    return clean(data)  # type: ignore[no-any-return]
-
-
-def clean(value: Any, path: str = "") -> Any:
-    """NFC-normalises strings, refuses NUL characters and forbidden fields anywhere."""
+def _clean(value: Any, path: str) -> Any:
+    """NFC-normalises strings, refuses NUL characters and forbidden fields anywhere. The
+    recursion is bounded: ``check_depth`` has run first."""
     if isinstance(value, str):
         if "\x00" in value:
             raise bad_json("문자열에 NUL 문자를 넣을 수 없습니다.", "Strings may not contain NUL characters.",
@@ -58,13 +94,13 @@ def clean(value: Any, path: str = "") -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
+            where = f"{path}.{key}" if path else key
             if key in FORBIDDEN_FIELDS:
-                raise bad_json(f"허용되지 않는 필드입니다: {key}", f"Field not allowed: {key}", "forbidden_field",
-                               f"{path}.{key}" if path else key)
-            out[normalize(key)] = clean(item, f"{path}.{key}" if path else key)
+                raise bad_json(f"허용되지 않는 필드입니다: {key}", f"Field not allowed: {key}", "forbidden_field", where)
+            out[normalize(key)] = _clean(item, where)
         return out
     if isinstance(value, list):
-        return [clean(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_clean(item, f"{path}[{i}]") for i, item in enumerate(value)]
     return value
 
 

@@ -185,6 +185,9 @@ class FakeLlmProvider:
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         return {"id": response_id, "status": "cancelled"}
 
+    async def aclose(self) -> None:
+        return None
+
 
 class FakeHostMetrics:
     def __init__(self, snapshot: HostSnapshot | None = None, error: Exception | None = None) -> None:

@@ -1,7 +1,7 @@
 """HandleChatTurn: one chat request from admission to the ledger."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -11,13 +11,13 @@ from domain.conversations import Turn, trim_to_budget
 from domain.errors import InvalidInput, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
+from domain.model_catalog import ModelCatalog
 from domain.money import Money
 from domain.ports import (
     BudgetStore,
     Clock,
     ConversationRepository,
     LlmProvider,
-    PriceCatalog,
     SpendLedger,
     StreamData,
     StreamDone,
@@ -74,13 +74,16 @@ class ChatTurnResult:
     text: str
     estimated: bool = False
 
+    @property
+    def upstream_seconds(self) -> float | None:
+        return self.reply.upstream_seconds if self.reply else None
+
 
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     history_token_budget: int = 3000
     history_max_turns: int = 50
     global_limits: BudgetLimits = field(default_factory=BudgetLimits)
-    allowed_models: frozenset[str] | None = None  # None: the catalogue's models only
 
 
 def _unknown_model(model: str) -> InvalidInput:
@@ -107,25 +110,19 @@ class HandleChatTurn:
     """
 
     def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
-                 budgets: BudgetStore, prices: PriceCatalog, policy: DefaultKeyPolicy, clock: Clock,
+                 budgets: BudgetStore, models: ModelCatalog, policy: DefaultKeyPolicy, clock: Clock,
                  settings: ChatSettings = ChatSettings()) -> None:
         self._provider, self._conversations, self._ledger = provider, conversations, ledger
-        self._budgets, self._prices, self._policy, self._clock = budgets, prices, policy, clock
+        self._budgets, self._models, self._policy, self._clock = budgets, models, policy, clock
         self._settings = settings
-
-    @property
-    def allowed_models(self) -> frozenset[str]:
-        allowed = self._settings.allowed_models
-        return allowed if allowed is not None else frozenset(self._prices.models())
 
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
         """The model (or, for a dated snapshot, its family) must be allowed; its price may be
         None (an operator-allowed model outside the catalogue)."""
-        allowed = self.allowed_models
-        if model not in allowed and (self._prices.family_of(model) or model) not in allowed:
+        if not self._models.allows(model):
             raise _unknown_model(model)
-        return self._prices.price_of(model)
+        return self._models.price_of(model)
 
     async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.history is not None or not cmd.conversation_id:
@@ -154,7 +151,7 @@ class HandleChatTurn:
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
-        price = self._prices.price_of(upstream_model) or self._prices.price_of(cmd.model)
+        price = self._models.price_of(upstream_model) or self._models.price_of(cmd.model)
         return None if price is None else price.cost(usage)
 
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
@@ -168,7 +165,7 @@ class HandleChatTurn:
             turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt, text, model)
         return UsageRecord(
             request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
-            model=model, usage=usage, cost=cost, catalog_version=self._prices.version, key_source=choice.source,
+            model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
             turn=turn, error_code=error_code, response_id=response_id)
@@ -245,7 +242,7 @@ class HandleChatTurn:
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
-    async def stream(self, cmd: ChatTurnCommand) -> AsyncIterator[StreamData | ChatTurnResult]:
+    async def stream(self, cmd: ChatTurnCommand) -> AsyncGenerator[StreamData | ChatTurnResult, None]:
         """Yields the upstream's events as they come, then one ``ChatTurnResult``.
 
         A fallback to the server key is possible only before the first byte. If the consumer

@@ -253,3 +253,11 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody) -> 
     # Cached identities carry the limits: drop them so the new caps apply now.
     container.authenticate.invalidate()
     return {"item": await _key_item(container, key_id)}
+
+
+@router.post("/ledger/flush")
+async def flush_ledger(container: ContainerDep) -> dict[str, Any]:
+    """Returns once every ledger record this replica had queued is stored (or spooled), so a
+    reader (a test, a script that reconciles spend) need not guess how long the writer takes."""
+    await container.flush()
+    return {"pending": container.ledger.pending(), "spooled": container.ledger.spooled}

@@ -194,6 +194,17 @@ class SqlSpendLedger:
         self._thread.join(timeout)
         self._thread = None
 
+    def flush(self, timeout: float = 30.0) -> None:
+        """Blocks until every record submitted so far is stored (or spooled); for shutdown
+        and tests, which must not guess how long the writer takes."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError("the ledger writer did not catch up in time")
+
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
         """(found, client key id) of the request that produced an upstream response."""
         def run() -> tuple[bool, str | None]:
@@ -229,8 +240,10 @@ class SqlSpendLedger:
     def _run(self) -> None:
         last_replay = 0.0
         while True:
+            taken = 0  # items to mark done once written (``flush`` waits on them)
             try:
                 item = self._queue.get(timeout=self._retry)
+                taken += 1
             except queue.Empty:
                 item = ...
             batch: list[tuple[UsageRecord, Future[int | None] | None]] = []
@@ -242,6 +255,7 @@ class SqlSpendLedger:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                taken += 1
                 if nxt is None:
                     stop = True
                 else:
@@ -251,6 +265,8 @@ class SqlSpendLedger:
             if time.monotonic() - last_replay > self._retry or stop:
                 last_replay = time.monotonic()
                 self._replay_spool()
+            for _ in range(taken):
+                self._queue.task_done()
             if stop:
                 return
 
