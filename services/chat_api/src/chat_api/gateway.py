@@ -46,10 +46,11 @@ R = TypeVar("R")
 
 
 def one_line(error: BaseException) -> str:
-    """An unexpected error as one log line: its type, message and where it was raised."""
+    """An unexpected error as one log line: its type and where it was raised. Not its
+    message: that may quote request content or a key."""
     frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
-    return f"{type(error).__name__}: {str(error)[:200]}{where}"
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}{where}"
 
 
 @dataclass

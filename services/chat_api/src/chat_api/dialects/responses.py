@@ -17,6 +17,7 @@ from chat_api.dialects.openai_compat import (
     invalid,
     json_response,
     positive_int,
+    role_of,
     text_of,
 )
 from domain.errors import InvalidInput
@@ -24,6 +25,7 @@ from domain.ports import UpstreamApi
 from domain.use_cases.chat_turn import ChatTurnCommand
 from domain.use_cases.stored_responses import StoredResponseAction, StoredResponseCommand
 
+_ROLES = {"system", "developer", "user", "assistant"}
 _RESPONSE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
@@ -42,6 +44,10 @@ class ResponsesDialect(OpenAiChatDialect):
         else:
             raise invalid("input", "input은 문자열 또는 비어 있지 않은 배열이어야 합니다.",
                           "input must be a string or a non-empty array.")
+        # Items without a role are other item types (function_call_output, ...); a role, when
+        # present, must be one the API knows.
+        if any("role" in i and role_of(i) not in _ROLES for i in items):
+            raise invalid("input", "input 항목의 role이 올바르지 않습니다.", "An input item has an invalid role.")
         instructions = body.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
             raise invalid("instructions", "instructions는 문자열이어야 합니다.", "instructions must be a string.")
