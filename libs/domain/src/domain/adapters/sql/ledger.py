@@ -33,6 +33,8 @@ from domain.usage import TokenUsage
 
 log = logging.getLogger(__name__)
 
+_FLUSH = object()  # a queue item asking the writer to replay the spool now (see ``flush``)
+
 
 def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": r.created_at, "client_key_id": r.client_key_id,
@@ -161,7 +163,7 @@ class SqlSpendLedger:
     def __init__(self, engine: Engine, *, spool_path: str | Path, max_queue: int = 10_000,
                  batch_size: int = 200, retry_seconds: float = 1.0) -> None:
         self.engine = engine
-        self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | None] = queue.Queue(max_queue)
+        self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | object | None] = queue.Queue(max_queue)
         self._spool = Path(spool_path)
         self._spool_lock = threading.Lock()
         self._batch_size = batch_size
@@ -195,11 +197,13 @@ class SqlSpendLedger:
         self._thread = None
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Blocks until every record submitted so far is stored (or spooled); for shutdown
-        and tests, which must not guess how long the writer takes."""
+        """Blocks until every record submitted so far is stored (or spooled) and the spool
+        has been replayed once; for tests and tools, which must not guess how long the
+        writer takes."""
         if self._thread is None:
             return
         deadline = time.monotonic() + timeout
+        self._queue.put(_FLUSH, timeout=timeout)  # the writer also replays the spool before it is done
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
@@ -248,8 +252,9 @@ class SqlSpendLedger:
                 item = ...
             batch: list[tuple[UsageRecord, Future[int | None] | None]] = []
             stop = item is None
-            if item is not None and item is not ...:
-                batch.append(item)  # type: ignore[arg-type]
+            replay_now = item is _FLUSH
+            if isinstance(item, tuple):
+                batch.append(item)
             while len(batch) < self._batch_size and not stop:
                 try:
                     nxt = self._queue.get_nowait()
@@ -258,11 +263,13 @@ class SqlSpendLedger:
                 taken += 1
                 if nxt is None:
                     stop = True
-                else:
+                elif nxt is _FLUSH:
+                    replay_now = True
+                elif isinstance(nxt, tuple):
                     batch.append(nxt)
             if batch:
                 self._write(batch)
-            if time.monotonic() - last_replay > self._retry or stop:
+            if time.monotonic() - last_replay > self._retry or stop or replay_now:
                 last_replay = time.monotonic()
                 self._replay_spool()
             for _ in range(taken):
