@@ -212,7 +212,7 @@ async def test_rejected_user_key_is_not_replaced_when_the_client_may_not_use_the
 
 async def test_upstream_failure_on_the_server_key_is_not_retried_and_releases_the_hold():
     w = World()
-    w.provider.fail_with = UpstreamError("upstream_error", "오류", "boom", upstream_status=500)
+    w.provider.fail_with = UpstreamError("upstream_error", status=500, message="boom", upstream_status=500)
     with pytest.raises(UpstreamError):
         await w.use_case.execute(command("hi", request_id="r1"))
     assert len(w.provider.calls) == 1

@@ -62,8 +62,7 @@ class DefaultKeyPolicy:
         if not self._server_key:
             raise no_api_key()
         if not may_use_server_key:
-            raise Forbidden("server_key_not_allowed", "이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
-                            "This client key may not use the server's API key; send your own OpenAI key.")
+            raise Forbidden("server_key_not_allowed")
         return self._server_key
 
 
@@ -77,8 +76,5 @@ def user_api_key(value: str | None, field: str) -> str | None:
     if not value:
         return None
     if len(value) > MAX_USER_KEY_CHARS or not (value.isascii() and value.isprintable()) or " " in value:
-        raise InvalidInput("invalid_user_api_key",
-                           f"OpenAI API 키 형식이 올바르지 않습니다 (공백 없는 ASCII 문자, 최대 {MAX_USER_KEY_CHARS}자).",
-                           f"Malformed OpenAI API key (ASCII without spaces, at most {MAX_USER_KEY_CHARS} characters).",
-                           field=field)
+        raise InvalidInput("invalid_user_api_key", field=field, max=MAX_USER_KEY_CHARS)
     return value

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.dialects.base import DialectSettings
-from chat_api.errors import error_headers, http_error, internal_error
+from chat_api.errors import error_headers, http_error, internal_error, message_of
 from chat_api.gateway import Gateway, one_line
 from chat_api.inbound import language
 from chat_api.limits import MinuteQuota, StreamSlots
@@ -24,7 +24,7 @@ from chat_api.metrics import GatewayMetrics
 from chat_api.routes import openai as openai_routes
 from chat_api.routes import ops, original
 from chat_api.settings import ChatApiSettings
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidInput
 
 log = logging.getLogger("chat_api")
 
@@ -60,7 +60,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         app.state.gateway = Gateway(
             use_cases=c.use_cases, authenticate=c.authenticate, idempotency=c.idempotency, clock=c.clock,
             models=c.models, metrics=metrics, rate=MinuteQuota(s.rate_limit_per_minute),
-            tokens=MinuteQuota(s.tokens_per_minute, ("토큰", "tokens")), streams=StreamSlots(s.max_concurrent_streams),
+            tokens=MinuteQuota(s.tokens_per_minute, "tokens"), streams=StreamSlots(s.max_concurrent_streams),
             settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
                                      reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
             max_body_bytes=s.max_body_bytes)
@@ -81,7 +81,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:
         mapped = http_error(error)
-        body = {"detail": {"code": error.code, "message": error.message(language(request)), "field": error.field}}
+        body = {"detail": {"code": error.code, "message": message_of(error, language(request)), "field": error.field}}
         return Response(orjson.dumps(body), status_code=mapped.status, media_type="application/json",
                         headers=error_headers(error))
 
@@ -91,9 +91,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         bilingual {code, message, field} shape as every other error."""
         first = error.errors()[0] if error.errors() else {}
         field = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-        message = (f"Invalid value for {field}: {first.get('msg', '')}" if language(request) == "en"
-                   else f"{field} 값이 올바르지 않습니다: {first.get('msg', '')}")
-        body = {"detail": {"code": "invalid_field", "message": message, "field": field}}
+        invalid = InvalidInput("invalid_field", field=field, reason="invalid", detail=str(first.get("msg", "")))
+        body = {"detail": {"code": invalid.code, "message": message_of(invalid, language(request)), "field": field}}
         return Response(orjson.dumps(body), status_code=422, media_type="application/json")
 
     @app.exception_handler(Exception)
@@ -101,7 +100,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         """The last resort for routes outside the pipeline (admin, ops): one log line, and
         the OpenAI error shape with no detail."""
         log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
-        body = {"error": {"message": internal_error().message(language(request)), "type": "api_error",
+        body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
                           "param": None, "code": "internal_error"}}
         return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 

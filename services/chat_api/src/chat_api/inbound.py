@@ -22,18 +22,8 @@ _STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _OPENERS = frozenset(b"[{")
 
 
-def bad_json(ko: str, en: str, code: str = "invalid_json", field: str | None = None) -> InvalidInput:
-    return InvalidInput(code, ko, en, field=field)
-
-
 def _too_large(max_bytes: int) -> TooLarge:
-    return TooLarge("body_too_large", f"요청 본문이 너무 큽니다 (최대 {max_bytes} 바이트).",
-                    f"The request body is too large (max {max_bytes} bytes).")
-
-
-def _too_deep() -> InvalidInput:
-    return bad_json(f"JSON 중첩이 너무 깊습니다 (최대 {MAX_JSON_DEPTH}단계).",
-                    f"The JSON is nested too deeply (max {MAX_JSON_DEPTH} levels).")
+    return TooLarge("body_too_large", max=max_bytes)
 
 
 def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
@@ -46,7 +36,7 @@ def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
         if first in _OPENERS:
             depth += 1
             if depth > limit:
-                raise _too_deep()
+                raise InvalidInput("invalid_json", reason="too_deep", max=limit)
         elif first != 0x22:  # a closing bracket (0x22 is '"': a string)
             depth -= 1
 
@@ -57,9 +47,9 @@ def parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
-        raise bad_json("요청 본문이 올바른 JSON이 아닙니다.", "The request body is not valid JSON.") from None
+        raise InvalidInput("invalid_json", reason="syntax") from None
     if not isinstance(data, dict):
-        raise bad_json("요청 본문은 JSON 객체여야 합니다.", "The request body must be a JSON object.")
+        raise InvalidInput("invalid_json", reason="not_object")
     return data
 
 
@@ -88,15 +78,14 @@ def _clean(value: Any, path: str) -> Any:
     recursion is bounded: ``check_depth`` has run first."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise bad_json("문자열에 NUL 문자를 넣을 수 없습니다.", "Strings may not contain NUL characters.",
-                           "nul_character", path or None)
+            raise InvalidInput("nul_character", field=path or None)
         return normalize(value)
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             where = f"{path}.{key}" if path else key
             if key in FORBIDDEN_FIELDS:
-                raise bad_json(f"허용되지 않는 필드입니다: {key}", f"Field not allowed: {key}", "forbidden_field", where)
+                raise InvalidInput("forbidden_field", field=where, name=key)
             out[normalize(key)] = _clean(item, where)
         return out
     if isinstance(value, list):

@@ -62,8 +62,8 @@ def _upstream_error(status: int, body: Any, retry_after: float | None) -> Upstre
     err = err if isinstance(err, dict) else {}
     code = err.get("code") or err.get("type")
     message = str(err.get("message") or f"HTTP {status}")
-    return UpstreamError("upstream_error", f"OpenAI 오류 ({status}): {message}", f"OpenAI error ({status}): {message}",
-                         upstream_status=status, upstream_code=code, retry_after=retry_after)
+    return UpstreamError("upstream_error", upstream_status=status, upstream_code=code, retry_after=retry_after,
+                         status=status, message=message)
 
 
 def _retry_after(response: httpx2.Response | None) -> float | None:
@@ -94,9 +94,7 @@ class CircuitBreaker:
             return
         failures, opened_at = self._state.get(self._id(api_key), (0, 0.0))
         if failures >= self._threshold and time.monotonic() - opened_at < self._cooldown:
-            raise UpstreamError("upstream_circuit_open", "OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.",
-                                "Calls to OpenAI keep failing; paused briefly.", upstream_status=503,
-                                retry_after=self._cooldown)
+            raise UpstreamError("upstream_circuit_open", upstream_status=503, retry_after=self._cooldown)
 
     def record(self, api_key: str, ok: bool) -> None:
         if ok and not self._state:
@@ -181,12 +179,10 @@ class OpenAiLlmProvider:
                     raise error from None
                 reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
             except openai.APITimeoutError:
-                raise UpstreamTimeout("upstream_timeout", "OpenAI 응답 시간이 초과되었습니다.",
-                                      "OpenAI did not answer in time.", upstream_status=504) from None
+                raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
             except openai.APIConnectionError:
                 if attempt >= self._max_retries:
-                    raise UpstreamError("upstream_unreachable", "OpenAI 서버에 연결할 수 없습니다.",
-                                        "Could not connect to OpenAI.", upstream_status=502) from None
+                    raise UpstreamError("upstream_unreachable", upstream_status=502) from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1
             self._on_retry(reason)

@@ -87,12 +87,11 @@ class ChatSettings:
 
 
 def _unknown_model(model: str) -> InvalidInput:
-    return InvalidInput("unknown_model", f"지원하지 않는 모델입니다: {model}", f"Unknown or disallowed model: {model}", field="model")
+    return InvalidInput("unknown_model", field="model", model=model)
 
 
 def _unpriced_model(model: str) -> InvalidInput:
-    return InvalidInput("unpriced_model", f"가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
-                        f"Model {model} has no price, so it cannot be used on a budgeted server key.", field="model")
+    return InvalidInput("unpriced_model", field="model", model=model)
 
 
 class HandleChatTurn:
@@ -309,6 +308,4 @@ class _Plan:
 def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:
     """max_tokens may not exceed what the model can produce (it also bounds the reservation)."""
     if price is not None and cmd.max_output_tokens is not None and cmd.max_output_tokens > price.max_output_tokens:
-        raise InvalidInput("max_tokens_too_large",
-                           f"max_tokens가 이 모델의 최대값({price.max_output_tokens})을 넘습니다.",
-                           f"max_tokens exceeds this model's maximum ({price.max_output_tokens}).", field="max_tokens")
+        raise InvalidInput("max_tokens_too_large", field="max_tokens", max=price.max_output_tokens)

@@ -34,7 +34,7 @@ class StoredResponseCommand:
 
 
 def response_not_found() -> NotFound:
-    return NotFound("response_not_found", "응답을 찾을 수 없습니다.", "No such response.", field="response_id")
+    return NotFound("response_not_found", field="response_id")
 
 
 class HandleStoredResponse:

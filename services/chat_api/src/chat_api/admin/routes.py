@@ -100,12 +100,11 @@ def _limit(value: Decimal | None) -> Money | None:
 
 def _range(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and queries.utc(since) >= queries.utc(until):
-        raise InvalidInput("invalid_time_range", "시작 시각은 종료 시각보다 앞서야 합니다.",
-                           "'since' must be earlier than 'until'.", field="since")
+        raise InvalidInput("invalid_time_range", field="since")
 
 
 def _key_not_found() -> NotFound:
-    return NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")
+    return NotFound("client_key_not_found")
 
 
 async def _db(container: Container, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -161,7 +160,7 @@ async def list_conversations(
 async def conversation_turns(container: ContainerDep, conversation_id: int) -> dict[str, Any]:
     detail = await _db(container, queries.conversation_turns, container.engine, conversation_id)
     if detail is None:
-        raise NotFound("conversation_not_found", "대화를 찾을 수 없습니다.", "Conversation not found.")
+        raise NotFound("conversation_not_found")
     rate = container.settings.usd_krw_rate
     return {"conversation": _conversation(detail.conversation, rate), "turns": [_turn(t, rate) for t in detail.turns]}
 

@@ -9,11 +9,11 @@ from chat_api.dialects.openai_compat import (
     chat_turn,
     check_size,
     common_fields,
-    invalid,
     positive_int,
     role_of,
     text_of,
 )
+from domain.errors import InvalidInput
 from domain.ports import StreamData, UpstreamApi
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
@@ -27,13 +27,13 @@ class ChatCompletionsDialect(OpenAiChatDialect):
         model = common_fields(body)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise invalid("messages", "messages는 비어 있지 않은 배열이어야 합니다.", "messages must be a non-empty array.")
+            raise InvalidInput("invalid_field", field="messages", reason="non_empty_array")
         for m in messages:
             if not isinstance(m, dict) or role_of(m) not in _ROLES:
-                raise invalid("messages", "각 메시지에는 올바른 role이 있어야 합니다.", "Each message needs a valid role.")
+                raise InvalidInput("invalid_field", field="messages", reason="valid_role")
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
-            raise invalid("stream_options", "stream_options는 객체여야 합니다.", "stream_options must be an object.")
+            raise InvalidInput("invalid_field", field="stream_options", reason="object")
         check_size([text_of(m.get("content")) for m in messages], len(messages), call.settings.max_prompt_chars,
                    call.settings.max_messages)
         max_out = positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens")

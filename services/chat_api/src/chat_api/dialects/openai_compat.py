@@ -23,16 +23,11 @@ from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 _SYSTEM_ROLES = {"system", "developer"}
 
 
-def invalid(field: str, ko: str, en: str) -> InvalidInput:
-    return InvalidInput("invalid_field", ko, en, field=field)
-
-
 def session_id(call: Call) -> str | None:
     """X-Session-Id names a conversation (as request_id does in the original dialect)."""
     value = call.headers.get("x-session-id") or None
     if value is not None and (len(value) > 200 or not value.isprintable()):
-        raise invalid("X-Session-Id", "X-Session-Id는 200자 이하의 출력 가능한 문자여야 합니다.",
-                      "X-Session-Id must be at most 200 printable characters.")
+        raise InvalidInput("invalid_field", field="X-Session-Id", reason="printable_text", max=200)
     return value
 
 
@@ -45,7 +40,7 @@ def positive_int(body: Mapping[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise invalid(name, f"{name}는 0보다 큰 정수여야 합니다.", f"{name} must be an integer greater than 0.")
+        raise InvalidInput("invalid_field", field=name, reason="positive_int")
     return value
 
 
@@ -53,14 +48,14 @@ def common_fields(body: Mapping[str, Any]) -> str:
     """``model`` (returned), ``temperature`` and ``stream``, as both APIs define them."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 100:
-        raise invalid("model", "model은 필수 문자열입니다.", "model is required and must be a string.")
+        raise InvalidInput("invalid_field", field="model", reason="required_string")
     temperature = body.get("temperature")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)
                                     or not 0 <= temperature <= 2):
-        raise invalid("temperature", "temperature는 0 이상 2 이하여야 합니다.", "temperature must be between 0 and 2.")
+        raise InvalidInput("invalid_field", field="temperature", reason="between", low=0, high=2)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise invalid("stream", "stream은 true 또는 false여야 합니다.", "stream must be a boolean.")
+        raise InvalidInput("invalid_field", field="stream", reason="boolean")
     return model
 
 
@@ -79,11 +74,9 @@ def role_of(item: Mapping[str, Any]) -> str | None:
 
 def check_size(texts: list[str], count: int, settings_max_chars: int, max_messages: int) -> None:
     if count > max_messages:
-        raise InvalidInput("too_many_messages", f"메시지가 너무 많습니다 (최대 {max_messages}개).",
-                           f"Too many messages (max {max_messages}).", field="messages")
+        raise InvalidInput("too_many_messages", field="messages", max=max_messages)
     if sum(len(t) for t in texts) > settings_max_chars:
-        raise InvalidInput("prompt_too_long", f"프롬프트가 너무 깁니다 (최대 {settings_max_chars}자).",
-                           f"The prompt is too long (max {settings_max_chars} characters).", field="messages")
+        raise InvalidInput("prompt_too_long", field="messages", max=settings_max_chars)
 
 
 def _split(items: list[dict[str, Any]], session: str | None) -> tuple[list[Any], list[Any] | None, list[Any]]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chat_api.dialects.base import Call, Dialect, Failure
 from chat_api.dialects.openai_compat import json_response
-from chat_api.errors import error_headers, http_error
+from chat_api.errors import error_headers, http_error, message_of
 from domain.errors import DomainError, InvalidInput
 from domain.key_policy import MAX_USER_KEY_CHARS, user_api_key
 from domain.money import Money
@@ -63,30 +63,26 @@ class OriginalChatRequest(BaseModel):
         return value
 
 
-_FIELD_MESSAGES = {
-    "user_prompt": ("user_prompt는 비어 있을 수 없습니다.", "user_prompt is required and must not be blank."),
-    "max_tokens": ("max_tokens는 0보다 큰 정수여야 합니다.", "max_tokens must be an integer greater than 0."),
-    "temperature": ("temperature는 0.0 이상 2.0 이하여야 합니다.", "temperature must be between 0.0 and 2.0."),
-}
-
-
 def parse_request(data: dict[str, Any], max_prompt_chars: int, max_messages: int) -> OriginalChatRequest:
     try:
         req = OriginalChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "body"
-        ko, en = _FIELD_MESSAGES.get(field, (f"{field} 필드 값이 올바르지 않습니다: {first['msg']}",
-                                             f"Invalid value for {field}: {first['msg']}"))
-        raise InvalidInput("invalid_field", ko, en, field=field) from None
+        if field == "temperature":
+            raise InvalidInput("invalid_field", field=field, reason="between", low=0.0, high=2.0) from None
+        if field == "user_prompt":
+            raise InvalidInput("invalid_field", field=field, reason="not_blank") from None
+        if field == "max_tokens":
+            raise InvalidInput("invalid_field", field=field, reason="positive_int") from None
+        # Any other field: pydantic's own reason.
+        raise InvalidInput("invalid_field", field=field, reason="invalid", detail=first["msg"]) from None
     total = len(req.user_prompt) + len(req.system_prompt) + len(req.instructions) + sum(
         len(m.content) for m in req.conversation_history)
     if total > max_prompt_chars:
-        raise InvalidInput("prompt_too_long", f"프롬프트가 너무 깁니다 (최대 {max_prompt_chars}자).",
-                           f"The prompt is too long (max {max_prompt_chars} characters).", field="user_prompt")
+        raise InvalidInput("prompt_too_long", field="user_prompt", max=max_prompt_chars)
     if len(req.conversation_history) > max_messages:
-        raise InvalidInput("too_many_messages", f"대화 기록이 너무 깁니다 (최대 {max_messages}개).",
-                           f"Too many history messages (max {max_messages}).", field="conversation_history")
+        raise InvalidInput("too_many_messages", field="conversation_history", max=max_messages)
     user_api_key(req.openai_api_key, "openai_api_key")
     return req
 
@@ -146,7 +142,7 @@ def error_body(error: DomainError, lang: str, started: float, body: Mapping[str,
         "model": model[:100] if isinstance(model, str) and model else "gpt-4o-mini", "output_text": "",
         "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
         "text_format_type": "text", "cost": 0, "response_time": round(time.perf_counter() - started, 4),
-        "success": False, "error": (mapped.prefix_en if lang == "en" else mapped.prefix_ko) + error.message(lang),
+        "success": False, "error": (mapped.prefix_en if lang == "en" else mapped.prefix_ko) + message_of(error, lang),
         "use_user_api_key": data.get("use_user_api_key") is True,
         "cost_usd": None, "cost_krw": None, "key_source": None, "fallback_reason": None, "conversation_turn": None,
         "code": error.code,

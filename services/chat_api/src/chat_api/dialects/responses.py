@@ -14,7 +14,6 @@ from chat_api.dialects.openai_compat import (
     check_size,
     common_fields,
     header_user_key,
-    invalid,
     json_response,
     positive_int,
     role_of,
@@ -37,20 +36,19 @@ class ResponsesDialect(OpenAiChatDialect):
         raw_input = body.get("input")
         if isinstance(raw_input, str):
             if not raw_input.strip():
-                raise invalid("input", "input은 비어 있을 수 없습니다.", "input must not be empty.")
+                raise InvalidInput("invalid_field", field="input", reason="not_empty")
             items: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
         elif isinstance(raw_input, list) and raw_input and all(isinstance(i, dict) for i in raw_input):
             items = raw_input
         else:
-            raise invalid("input", "input은 문자열 또는 비어 있지 않은 배열이어야 합니다.",
-                          "input must be a string or a non-empty array.")
+            raise InvalidInput("invalid_field", field="input", reason="string_or_array")
         # Items without a role are other item types (function_call_output, ...); a role, when
         # present, must be one the API knows.
         if any("role" in i and role_of(i) not in _ROLES for i in items):
-            raise invalid("input", "input 항목의 role이 올바르지 않습니다.", "An input item has an invalid role.")
+            raise InvalidInput("invalid_field", field="input", reason="valid_role")
         instructions = body.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
-            raise invalid("instructions", "instructions는 문자열이어야 합니다.", "instructions must be a string.")
+            raise InvalidInput("invalid_field", field="instructions", reason="string")
         check_size([text_of(i.get("content")) for i in items] + [instructions or ""], len(items),
                    call.settings.max_prompt_chars, call.settings.max_messages)
         return chat_turn(UpstreamApi.RESPONSES, call, "input", body, items, model,
@@ -69,8 +67,7 @@ class StoredResponseDialect(OpenAiDialect[StoredResponseCommand, dict[str, Any]]
     def parse(self, body: dict[str, Any], call: Call) -> StoredResponseCommand:
         response_id = call.path_params.get("response_id", "")
         if not _RESPONSE_ID.fullmatch(response_id):
-            raise InvalidInput("invalid_response_id", "응답 ID 형식이 올바르지 않습니다.", "Malformed response id.",
-                               field="response_id")
+            raise InvalidInput("invalid_response_id", field="response_id")
         return StoredResponseCommand(call.client, response_id, self.action, header_user_key(call))
 
     def render(self, result: dict[str, Any], command: StoredResponseCommand, call: Call) -> Response:

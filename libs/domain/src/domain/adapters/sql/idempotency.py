@@ -33,14 +33,9 @@ class SqlIdempotencyStore(SqlBase):
                 row = s.execute(select(IdempotencyRow).where(IdempotencyRow.owner == owner,
                                                              IdempotencyRow.key == key)).scalar_one()
                 if row.body_hash != body_hash:
-                    raise Conflict("idempotency_key_reused",
-                                   "같은 Idempotency-Key가 다른 요청 본문과 함께 쓰였습니다.",
-                                   "This Idempotency-Key was used with a different request body.",
-                                   field="Idempotency-Key")
+                    raise Conflict("idempotency_key_reused", field="Idempotency-Key")
                 if row.status_code is None:
-                    raise Conflict("idempotency_in_progress", "같은 Idempotency-Key의 요청이 아직 처리 중입니다.",
-                                   "A request with this Idempotency-Key is still in progress.",
-                                   field="Idempotency-Key", retry_after=1)
+                    raise Conflict("idempotency_in_progress", field="Idempotency-Key", retry_after=1)
                 return StoredAnswer(row.status_code, row.response or "")
         return await self._run(run)
 

@@ -45,8 +45,7 @@ class SqlBase:
 
 
 def database_unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable("database_unavailable", "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.",
-                              "The database is unavailable; try again shortly.", retry_after=5)
+    return ServiceUnavailable("database_unavailable", retry_after=5)
 
 
 def upsert_ignore(engine: Engine):  # type: ignore[no-untyped-def]
