@@ -14,6 +14,9 @@ from typing import Any
 
 from admin_ui.api import read_secret
 
+# st.session_state is a MutableMapping[str | int, Any]; tests pass plain dicts.
+Session = MutableMapping[Any, Any]
+
 SIGNED_IN = "_signed_in"
 FAILURES = "_signin_failures"
 LOCKED_UNTIL = "_signin_locked_until"
@@ -41,16 +44,16 @@ def lock_seconds(failures: int) -> float:
     return min(MAX_LOCK_SECONDS, 2.0 ** (failures - FREE_TRIES + 1))
 
 
-def is_signed_in(session: MutableMapping[str, Any]) -> bool:
+def is_signed_in(session: Session) -> bool:
     return bool(session.get(SIGNED_IN))
 
 
-def remaining_lock(session: MutableMapping[str, Any], now: float | None = None) -> float:
+def remaining_lock(session: Session, now: float | None = None) -> float:
     now = time.time() if now is None else now
     return max(0.0, float(session.get(LOCKED_UNTIL, 0.0)) - now)
 
 
-def sign_in(session: MutableMapping[str, Any], candidate: str, *, now: float | None = None) -> str:
+def sign_in(session: Session, candidate: str, *, now: float | None = None) -> str:
     """'ok', 'locked', 'wrong' or 'unconfigured'. Only 'ok' changes the signed-in flag."""
     now = time.time() if now is None else now
     if remaining_lock(session, now) > 0:
@@ -69,5 +72,5 @@ def sign_in(session: MutableMapping[str, Any], candidate: str, *, now: float | N
     return "wrong"
 
 
-def sign_out(session: MutableMapping[str, Any]) -> None:
+def sign_out(session: Session) -> None:
     session[SIGNED_IN] = False

@@ -12,7 +12,8 @@ from domain.errors import Unauthorized
 
 
 async def get_container(request: Request) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    container: Container = request.app.state.container
+    return container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

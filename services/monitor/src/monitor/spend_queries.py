@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Float, case, cast, func, literal, select
+from sqlalchemy.sql import ColumnElement
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50
@@ -16,10 +18,10 @@ MAX_CLIENTS = 50
 OTHER = "other"
 ACTIVE_CONVERSATION_WINDOW = timedelta(minutes=15)
 
-spend = SpendRow.__table__
-keys = ClientKeyRow.__table__
-counters = BudgetCounterRow.__table__
-conversations = ConversationRow.__table__
+spend = table_of(SpendRow)
+keys = table_of(ClientKeyRow)
+counters = table_of(BudgetCounterRow)
+conversations = table_of(ConversationRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ def _window_spend(conn: Connection, day_start: datetime,
     return today, month
 
 
-def _utilisation(conn: Connection, period: str, window: str, limit_col) -> list[Utilisation]:  # type: ignore[no-untyped-def]
+def _utilisation(conn: Connection, period: str, window: str, limit_col: ColumnElement[Any]) -> list[Utilisation]:
     """Spent / cap of every live key with a cap in this period, the fullest first."""
     spent = func.coalesce(counters.c.spent_nanos, 0)
     ratio = (cast(spent, Float) / cast(limit_col, Float)).label("ratio")

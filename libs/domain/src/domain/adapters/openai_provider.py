@@ -42,8 +42,9 @@ def usage_from(api: UpstreamApi, usage: dict[str, Any] | None) -> TokenUsage | N
 
 
 def responses_text(body: dict[str, Any]) -> str:
-    if isinstance(body.get("output_text"), str):
-        return body["output_text"]
+    output_text = body.get("output_text")
+    if isinstance(output_text, str):
+        return output_text
     parts = []
     for item in body.get("output") or []:
         for content in (item.get("content") or []) if isinstance(item, dict) else []:
@@ -127,7 +128,7 @@ class OpenAiLlmProvider:
         await self._client.close()
 
     @staticmethod
-    def _headers(api_key: str) -> dict[str, Any]:
+    def _headers(api_key: str) -> openai.RequestOptions:
         return {"headers": {"Authorization": f"Bearer {api_key}"}}
 
     def _body(self, request: UpstreamRequest, stream: bool) -> bytes:
@@ -146,7 +147,7 @@ class OpenAiLlmProvider:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._max_backoff)
-        return min(self._max_backoff, self._backoff_base * 2**attempt) * (0.5 + random.random() / 2)
+        return min(self._max_backoff, self._backoff_base * 2.0**attempt) * (0.5 + random.random() / 2)
 
     async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool) -> httpx2.Response:
         self.breaker.check(api_key)
@@ -243,8 +244,20 @@ class OpenAiLlmProvider:
 
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("GET", f"/responses/{response_id}", api_key, None, False)
-        return orjson.loads(response.content)
+        return _json_object(response.content)
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("POST", f"/responses/{response_id}/cancel", api_key, b"{}", False)
-        return orjson.loads(response.content)
+        return _json_object(response.content)
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    """The upstream's JSON object; anything else (another JSON value, or not JSON) is an
+    upstream error rather than a crash further on."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise UpstreamError("upstream_error", upstream_status=502, status=502, message="not a JSON object")
+    return body

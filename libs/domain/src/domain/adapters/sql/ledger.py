@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
+from sqlmodel import col
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
 from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
@@ -51,7 +52,7 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
 def _insert_spend(dialect: str) -> Any:
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
     return (ins(SpendRow).on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(SpendRow.request_id))
+            .returning(col(SpendRow.request_id)))
 
 
 def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
@@ -61,9 +62,9 @@ def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecor
     conn.execute(upsert_ignore(engine)(ConversationRow).values([
         {"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
         for (owner, ext), at in sorted(named.items())]).on_conflict_do_nothing())
-    rows = conn.execute(select(ConversationRow.id, ConversationRow.owner, ConversationRow.external_id).where(
+    rows = conn.execute(select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
         tuple_(ConversationRow.owner, ConversationRow.external_id).in_(list(named))))
-    return {(owner, ext): pk for pk, owner, ext in rows}
+    return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
 
 
 def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None]:
@@ -104,9 +105,9 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
                 # The counter update takes the conversation's row lock, so two turns racing on
                 # one conversation get distinct, consecutive indexes.
                 turns[r.request_id] = conn.execute(
-                    update(ConversationRow).where(ConversationRow.id == pk)
+                    update(ConversationRow).where(col(ConversationRow.id) == pk)
                     .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
-                    .returning(ConversationRow.turn_count)).scalar_one()
+                    .returning(col(ConversationRow.turn_count))).scalar_one()
                 t = r.turn
                 conn.execute(insert(TurnRow).values(
                     conversation_id=pk, turn_index=turns[r.request_id], request_id=t.request_id,
@@ -213,7 +214,7 @@ class SqlSpendLedger:
         """(found, client key id) of the request that produced an upstream response."""
         def run() -> tuple[bool, str | None]:
             with self.engine.connect() as conn:
-                row = conn.execute(select(SpendRow.client_key_id).where(SpendRow.response_id == response_id)
+                row = conn.execute(select(col(SpendRow.client_key_id)).where(col(SpendRow.response_id) == response_id)
                                    .limit(1)).first()
                 return (row is not None, row[0] if row else None)
         return await asyncio.get_running_loop().run_in_executor(None, run)

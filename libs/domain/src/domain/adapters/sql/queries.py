@@ -17,21 +17,21 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow, table_of
 from domain.money import Money
 
 GroupBy = Literal["day", "model", "key_source", "client_key"]
 
-_spend = SpendRow.__table__.c  # type: ignore[attr-defined]
-_turns = TurnRow.__table__.c  # type: ignore[attr-defined]
-_convs = ConversationRow.__table__.c  # type: ignore[attr-defined]
-_keys = ClientKeyRow.__table__.c  # type: ignore[attr-defined]
-_counters = BudgetCounterRow.__table__.c  # type: ignore[attr-defined]
-SPEND = SpendRow.__table__  # type: ignore[attr-defined]
-TURNS = TurnRow.__table__  # type: ignore[attr-defined]
-CONVERSATIONS = ConversationRow.__table__  # type: ignore[attr-defined]
-KEYS = ClientKeyRow.__table__  # type: ignore[attr-defined]
-COUNTERS = BudgetCounterRow.__table__  # type: ignore[attr-defined]
+_spend = table_of(SpendRow).c
+_turns = table_of(TurnRow).c
+_convs = table_of(ConversationRow).c
+_keys = table_of(ClientKeyRow).c
+_counters = table_of(BudgetCounterRow).c
+SPEND = table_of(SpendRow)
+TURNS = table_of(TurnRow)
+CONVERSATIONS = table_of(ConversationRow)
+KEYS = table_of(ClientKeyRow)
+COUNTERS = table_of(BudgetCounterRow)
 
 
 def utc(value: datetime) -> datetime:
@@ -190,7 +190,7 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> 
     return Overview(
         today=today.totals(), month=month.totals(),
         top_models=[GroupRow(k, k, t) for k, t in models],
-        top_clients=[ClientGroupRow(k, *names.get(k, (None, None)), t) for k, t in clients],
+        top_clients=[_client_group(k, names.get(k), t) for k, t in clients],
         by_day=by_day)
 
 
@@ -248,6 +248,11 @@ class _Acc:
 
     def totals(self) -> Totals:
         return Totals(self.requests, self.errors, self.input_tokens, self.output_tokens, self.cost_nanos)
+
+
+def _client_group(key_id: str | None, named: tuple[str, str] | None, totals: Totals) -> ClientGroupRow:
+    short_id, name = named if named else (None, None)
+    return ClientGroupRow(key_id, short_id, name, totals)
 
 
 def _key_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
