@@ -28,10 +28,20 @@ class Reservation:
     amount: Money
 
 
+def day_period(at: datetime) -> str:
+    """The budget counter period of ``at``'s calendar day (``d:YYYY-MM-DD``)."""
+    return f"d:{at:%Y-%m-%d}"
+
+
+def month_period(at: datetime) -> str:
+    """The budget counter period of ``at``'s calendar month (``m:YYYY-MM``)."""
+    return f"m:{at:%Y-%m}"
+
+
 def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime) -> tuple[BudgetLine, ...]:
     """Every counter a request is counted in. Periods are calendar days and months of the
     server's clock (UTC)."""
-    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    day, month = day_period(now), month_period(now)
     return (
         BudgetLine(scope, day, limits.daily),
         BudgetLine(scope, month, limits.monthly),

@@ -11,6 +11,8 @@ from sqlalchemy import Connection, Float, case, cast, func, literal, select
 from sqlalchemy.sql import ColumnElement
 
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
+from domain.budgets import day_period, month_period
+from domain.client_keys import KEY_SCOPE_PREFIX
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50
@@ -67,8 +69,8 @@ def read_business_figures(conn: Connection, now: datetime) -> BusinessFigures:
         groups=_spend_groups(conn),
         today_nanos=today,
         month_nanos=month,
-        utilisation=_utilisation(conn, f"d:{now:%Y-%m-%d}", "day", keys.c.daily_limit_nanos)
-        + _utilisation(conn, f"m:{now:%Y-%m}", "month", keys.c.monthly_limit_nanos),
+        utilisation=_utilisation(conn, day_period(now), "day", keys.c.daily_limit_nanos)
+        + _utilisation(conn, month_period(now), "month", keys.c.monthly_limit_nanos),
         active_conversations=_active_conversations(conn, now - ACTIVE_CONVERSATION_WINDOW),
     )
 
@@ -112,7 +114,7 @@ def _utilisation(conn: Connection, period: str, window: str, limit_col: ColumnEl
     """Spent / cap of every live key with a cap in this period, the fullest first."""
     spent = func.coalesce(counters.c.spent_nanos, 0)
     ratio = (cast(spent, Float) / cast(limit_col, Float)).label("ratio")
-    joined = keys.outerjoin(counters, (counters.c.scope == literal("key:") + keys.c.id) & (counters.c.period == period))
+    joined = keys.outerjoin(counters, (counters.c.scope == literal(KEY_SCOPE_PREFIX) + keys.c.id) & (counters.c.period == period))
     rows = conn.execute(
         select(keys.c.short_id, ratio).select_from(joined)
         .where(keys.c.revoked_at.is_(None), limit_col.is_not(None), limit_col > 0)

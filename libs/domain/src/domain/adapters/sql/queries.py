@@ -18,6 +18,8 @@ from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, se
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow, table_of
+from domain.budgets import day_period, month_period
+from domain.client_keys import scope_of
 from domain.money import Money
 
 GroupBy = Literal["day", "model", "key_source", "client_key"]
@@ -542,13 +544,13 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     """Client keys (never their hashes) with what each spent today and this month, read from
     the budget counters by primary key (scope 'key:<id>', periods 'd:…' and 'm:…')."""
     now = utc(now)
-    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    day, month = day_period(now), month_period(now)
     q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
                _keys.monthly_limit_nanos, _keys.may_use_server_key)
     q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
-        scopes = [f"key:{r.id}" for r in rows]
+        scopes = [scope_of(r.id) for r in rows]
         spent: dict[tuple[str, str], int] = {}
         for start in range(0, len(scopes), 500):
             part = scopes[start:start + 500]
@@ -559,8 +561,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
                     revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
                     monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
-                    spent_today_nanos=spent.get((f"key:{r.id}", day), 0),
-                    spent_month_nanos=spent.get((f"key:{r.id}", month), 0))
+                    spent_today_nanos=spent.get((scope_of(r.id), day), 0),
+                    spent_month_nanos=spent.get((scope_of(r.id), month), 0))
             for r in rows]
 
 
