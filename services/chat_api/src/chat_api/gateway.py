@@ -25,7 +25,16 @@ from fastapi.responses import Response, StreamingResponse
 
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.bootstrap import UseCases
-from chat_api.dialects.base import Call, Dialect, DialectSettings, Failure, Metered, StreamingUseCase, UseCase
+from chat_api.dialects.base import (
+    Call,
+    Dialect,
+    DialectSettings,
+    Failure,
+    Metered,
+    StreamingUseCase,
+    TokenMetered,
+    UseCase,
+)
 from chat_api.errors import ERROR_TABLE, internal_error
 from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import bearer, checked, language, read_json
@@ -36,8 +45,6 @@ from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
 from domain.ports import Clock, StreamData
-from domain.text import estimate_message_tokens
-from domain.use_cases.chat_turn import ChatTurnCommand
 
 log = logging.getLogger("chat_api.gateway")
 
@@ -83,8 +90,8 @@ class Gateway:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
             command = dialect.parse(body or {}, call)
-            if isinstance(command, ChatTurnCommand):
-                self._charge_tokens(command)
+            if isinstance(command, TokenMetered):
+                self.tokens.take(_slot(command.client), command.token_allowance())
             if body is not None and dialect.wants_stream(body):
                 if not isinstance(use_case, StreamingUseCase):
                     raise TypeError(f"{type(use_case).__name__} cannot stream")
@@ -107,11 +114,6 @@ class Gateway:
             return self._refused(dialect, internal_error(), request, started, body, command)
 
     # -- the steps ---------------------------------------------------------------------
-    def _charge_tokens(self, cmd: ChatTurnCommand) -> None:
-        """The per-minute token allowance: what the request sends plus what it may get back."""
-        sent = estimate_message_tokens([*cmd.system, *(cmd.history or []), *cmd.new_messages])
-        self.tokens.take(_slot(cmd.client), sent + (cmd.max_output_tokens or 0))
-
     async def _stream(self, dialect: Dialect[C, R], use_case: StreamingUseCase[C, R], command: C,
                       call: Call) -> Response:
         """SSE relayed as produced (no buffering). A stream slot is taken and the first event

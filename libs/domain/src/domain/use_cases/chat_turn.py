@@ -57,6 +57,12 @@ class ChatTurnCommand:
     user_api_key: str | None = None
     durable: bool = False  # store the ledger row before answering (the response will be fetched by id)
 
+    def token_allowance(self) -> int:
+        """What the request counts against a per-minute token allowance: the estimated
+        tokens it sends plus the most it may get back."""
+        sent = estimate_message_tokens([*self.system, *(self.history or []), *self.new_messages])
+        return sent + (self.max_output_tokens or 0)
+
     def __repr__(self) -> str:  # never print the caller's key
         return f"ChatTurnCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
 

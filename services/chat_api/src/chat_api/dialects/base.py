@@ -89,6 +89,15 @@ class Metered(Protocol):
 
 
 @runtime_checkable
+class TokenMetered(Protocol):
+    """A command that counts against the per-minute token allowance."""
+
+    client: ClientIdentity
+
+    def token_allowance(self) -> int: ...
+
+
+@runtime_checkable
 class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]):
     """A use case that can also answer as a stream: events, then one result."""
 
