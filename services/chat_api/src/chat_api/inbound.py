@@ -2,7 +2,8 @@
 headers every dialect shares."""
 from __future__ import annotations
 
-import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -16,10 +17,8 @@ from domain.text import normalize
 FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "organization", "api_version", "azure_endpoint"})
 MAX_JSON_DEPTH = 64  # the outermost value is level 1
 
-# The JSON tokens that matter for nesting: a whole string (skipped, its brackets are text)
-# or one bracket. The string pattern is the "unrolled loop", linear in the input.
-_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-_OPENERS = frozenset(b"[{")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # opening +1, closing -1 (as signed bytes)
 
 
 def _too_large(max_bytes: int) -> TooLarge:
@@ -27,18 +26,21 @@ def _too_large(max_bytes: int) -> TooLarge:
 
 
 def check_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
-    """Refuses JSON nested deeper than ``limit`` in one pass over its tokens, before the
-    parser builds anything: no recursion, and work proportional to the body, whatever its
-    shape (a malformed body that passes is refused by the parser next)."""
-    depth = 0
-    for token in _STRUCTURE.finditer(body):
-        first = token.group()[0]
-        if first in _OPENERS:
-            depth += 1
-            if depth > limit:
-                raise InvalidInput("invalid_json", reason="too_deep", max=limit)
-        elif first != 0x22:  # a closing bracket (0x22 is '"': a string)
-            depth -= 1
+    """Refuses JSON nested deeper than ``limit`` before the parser builds anything: no
+    recursion, and no Python step per token. Escapes are dropped (``\\\\`` then ``\\"``),
+    so every remaining quote opens or closes a string; the text between quote pairs is
+    dropped with the strings; what is left is the brackets, whose running depth is summed
+    in C. Whatever does not add up (an unterminated string, brackets that do not pair) is
+    left to the parser, which refuses it as malformed."""
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    pieces = text.split(b'"')
+    if len(pieces) % 2 == 0:
+        return  # an unterminated string
+    brackets = b"".join(pieces[::2])
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return  # the common case: too few brackets to nest that deep
+    if max(accumulate(array("b", brackets.translate(_STEP)))) > limit:
+        raise InvalidInput("invalid_json", reason="too_deep", max=limit)
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
