@@ -133,3 +133,8 @@ def test_rejected_prediction_counts_as_output_too() -> None:
 def test_estimate_of_json_text_leans_up() -> None:
     schema = {"type": "object", "properties": {"이름": {"type": "string"}}}
     assert tokens([USER], {"tools": [schema]}).tokens >= estimate_tokens(json.dumps(schema, ensure_ascii=False))
+
+
+def test_the_commands_limit_counts_beside_the_params() -> None:
+    assert output_worst_case({"max_tokens": 5}, 16_384, limit=100) == 100
+    assert output_worst_case({"n": 2}, 16_384, limit=7) == 14

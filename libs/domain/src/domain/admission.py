@@ -177,11 +177,12 @@ def choices(params: Mapping[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
-def output_worst_case(params: Mapping[str, Any], model_cap: int) -> int:
-    """Output tokens the request may be billed at most: the output limit (the model's cap
-    when the request names none) times ``n``, plus a rejected ``prediction`` (OpenAI bills
-    rejected prediction tokens as output)."""
-    per_choice = min(requested_output_limit(params) or model_cap, model_cap)
+def output_worst_case(params: Mapping[str, Any], model_cap: int, limit: int | None = None) -> int:
+    """Output tokens the request may be billed at most: the largest output limit (``limit``,
+    the command's, or any the params name; the model's cap when none is named) times ``n``,
+    plus a rejected ``prediction`` (OpenAI bills rejected prediction tokens as output)."""
+    named = [v for v in (limit, requested_output_limit(params)) if v]
+    per_choice = min(max(named) if named else model_cap, model_cap)
     prediction = params.get("prediction")
     predicted = 0
     if prediction is not None:
