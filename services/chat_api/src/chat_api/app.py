@@ -61,10 +61,12 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
                                     StreamSlots(s.max_concurrent_streams),
                                     frozenset(c.chat.allowed_models))
         sweeper = asyncio.create_task(release_stale_holds(c))
+        watcher = asyncio.create_task(c.alerts.run(s.alert_check_seconds))
         try:
             yield
         finally:
             sweeper.cancel()
+            watcher.cancel()
             await c.aclose()
 
     app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,

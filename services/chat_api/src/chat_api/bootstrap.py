@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
+from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
@@ -15,12 +16,14 @@ from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
+from domain.adapters.sql.operator_records import SqlAuditLog
 from domain.adapters.sql.psycopg_budgets import PsycopgBudgetStore
 from domain.adapters.sql.repositories import (
     SqlBudgetStore,
     SqlClientKeyRepository,
     SqlConversationRepository,
 )
+from domain.adapters.sql.request_log import SqlRequestLog
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.key_policy import DefaultKeyPolicy
 from domain.money import Money
@@ -53,14 +56,20 @@ class Container:
     set_budget: SetClientBudget
     admin_token: str
     executor: ThreadPoolExecutor
+    request_log: SqlRequestLog
+    audit: SqlAuditLog
+    alerts: AlertWatch
     schema_head: str | None = None
 
     async def start(self) -> None:
         self.ledger.start()
+        self.request_log.start()
         await self.budgets.open()
 
     async def aclose(self) -> None:
         self.ledger.close()
+        self.request_log.close()
+        await self.alerts.aclose()
         await self.provider.aclose()
         await self.budgets.aclose()
         self.executor.shutdown(wait=True)
@@ -103,6 +112,10 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
                      admin_token=admin_token, executor=executor,
+                     request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),
+                     alerts=AlertWatch(engine, executor, clock.now, settings.tz,
+                                       webhook_url=settings.alert_webhook_url, budget_pct=settings.alert_budget_pct,
+                                       error_rate=settings.alert_error_rate),
                      schema_head=migrations_head())
 
 
