@@ -41,7 +41,8 @@ class Alert:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind.value, **self.fields}
+        return {"text": self.text, "kind": self.kind.value, "subject": self.subject, "period": self.period,
+                **self.fields}
 
 
 class AlertSink(Protocol):

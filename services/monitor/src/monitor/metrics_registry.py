@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine
 
+from domain.periods import budget_timezone
 from domain.ports import HostMetrics
 from monitor.cached_collector import CachedCollector
 from monitor.metrics_business import BusinessCollector
@@ -24,7 +25,7 @@ def build_registry(settings: MonitorSettings, engine: Engine, host: HostMetrics 
     registry.register(HostCollector(host))
     registry.register(StackProcessCollector(Path(settings.stack_pid_dir)))
     ProcessCollector(registry=registry)  # the monitor's own process_* metrics
-    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate), **cache))  # type: ignore[arg-type]
+    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate, tz=budget_timezone(settings.budget_timezone)), **cache))  # type: ignore[arg-type]
     registry.register(CachedCollector(ChatApiReadinessCollector(settings.chat_api_url,
                                                                 settings.chat_api_timeout_seconds), **cache))  # type: ignore[arg-type]
     return registry

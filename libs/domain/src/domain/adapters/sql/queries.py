@@ -398,7 +398,8 @@ def _keyset_chunks(engine: Engine, table: Any, cols: list[Any], conds: list[Colu
     connection or cursor held between chunks) and memory stays at one chunk."""
     c = table.c
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # CRLF rows (what Excel writes), and a field holding a bare CR or LF is quoted.
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     yield _drain(buf)
     sent, after = 0, None
