@@ -21,10 +21,11 @@ MAX_UPSTREAM = 64
 
 def _clip(value: str | None, size: int) -> str | None:
     # Ids and model names come from callers and upstreams and may be of any length or carry
-    # NUL bytes (which PostgreSQL text refuses): the log keeps a clean prefix, never fails.
+    # NUL bytes or lone surrogates (which PostgreSQL text and UTF-8 refuse): the log keeps a
+    # clean prefix, never fails.
     if value is None:
         return None
-    return value.replace("\x00", "\ufffd")[:size]
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in value[:size])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from domain.adapters.sql.tables import RequestLogRow
@@ -122,13 +122,13 @@ class SqlRequestLog:
                 log.warning("request log: database unavailable, retrying", exc_info=False)
                 if self._stop.wait(self._retry):
                     return
-            except SQLAlchemyError:
+            except Exception:
                 # Not the database being away but a row it refuses: keep the others.
                 for entry in batch:
                     try:
                         write_entries(self.engine, [entry])
                         self.written += 1
-                    except SQLAlchemyError:
+                    except Exception:
                         log.warning("request log: an entry was refused by the database", exc_info=False)
                         self.dropped += 1
                 return
