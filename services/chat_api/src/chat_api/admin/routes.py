@@ -167,7 +167,9 @@ async def get_overview(container: ContainerDep) -> dict[str, Any]:
         "last_15m": recent,
         "today": _totals(ov.today, rate),
         "month": _totals(ov.month, rate),
-        "top_models": [{"model": r.key, "requests": r.totals.requests, **_money(r.totals.cost_nanos, rate)}
+        # a model whose every request is unpriced has no cost (null), not a cost of 0
+        "top_models": [{"model": r.key, "requests": r.totals.requests, "unpriced_requests": r.totals.unpriced,
+                        **_money(None if r.totals.unpriced == r.totals.requests else r.totals.cost_nanos, rate)}
                        for r in ov.top_models],
         "top_clients": [{"client_key_id": r.client_key_id, "short_id": r.short_id, "name": r.name,
                          "requests": r.totals.requests, **_money(r.totals.cost_nanos, rate)} for r in ov.top_clients],
