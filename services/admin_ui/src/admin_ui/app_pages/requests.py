@@ -28,6 +28,8 @@ key_items = keys["items"] if keys else []
 key_names = {k["id"]: f'{k["name"]} ({k["short_id"]})' for k in key_items}
 
 # The URL is the source of the filters on first load (a deep link), the widgets after.
+if "_req_filters" not in st.session_state:
+    st.session_state["_req_rid"] = widgets.query_param("rid")
 defaults = {"req_status": widgets.query_param("status", STATUSES) or "",
             "req_client": widgets.query_param("client"), "req_range": widgets.query_param("range", RANGES) or "24h"}
 for key, value in defaults.items():
@@ -96,14 +98,14 @@ if page > pages:
 st.pagination(pages, key="req_page")
 
 st.subheader(t("req.detail"))
-wanted = widgets.query_param("rid")
+wanted = st.session_state.get("_req_rid")
 if selected is None and wanted:
     found = widgets.call(api.request_detail, wanted)
     selected = found["item"] if found else None
 if selected is None:
     st.caption(t("req.pick"))
 else:
-    st.query_params["rid"] = selected["request_id"]
+    st.query_params["rid"] = st.session_state["_req_rid"] = selected["request_id"]
     detail = widgets.call(api.request_detail, selected["request_id"]) or {"conversation_id": None}
     fields = [(t("req.id"), selected["request_id"]), (t("common.time"), fmt.when(selected["created_at"], seconds=True)),
               (t("req.route"), selected["route"]), (t("common.status"), str(selected["status"])),
