@@ -612,3 +612,13 @@ def test_a_valid_session_cookie_signs_in_and_a_forged_one_does_not(env: FakeAdmi
     reloaded.sidebar.button(key="signout").click().run()
     assert reloaded.title[0].value == "관리자 로그인"
     assert any("llm_console_session=; path=/; max-age=0" in f for f in _frames(reloaded))
+
+
+def test_chat_api_down_shows_a_message_on_every_page(env: FakeAdmin, monkeypatch) -> None:
+    monkeypatch.setenv("CHAT_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    at = signed_in_app()
+    assert [e.value for e in at.error] == ["관리 API에 연결할 수 없습니다."]
+    for page in ("requests", "keys", "audit", "spend"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, page
+        assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error], page
