@@ -195,13 +195,17 @@ def test_hostile_ids_are_kept_and_neutralised_in_exports(api: ChatApiProcess, db
     engine = make_engine(db_url)
     log = SqlRequestLog(engine)
     at = datetime.now(UTC)
-    for rid in (hostile, "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "nul\x00byte" + "z" * 500):
+    for rid in (hostile, "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "nul\x00byte" + "z" * 500, "a/b?c#d"):
         log.record(RequestLogEntry(rid, at, "/api/v1/chat", 400, error_code="invalid_field"))
     log.flush()
     engine.dispose()
     with _admin(api) as admin:
         items = admin.get("/admin/v1/requests", params={"status": "400", "page_size": 100}).json()["items"]
         assert hostile in {i["request_id"] for i in items}
+        from urllib.parse import quote
+
+        # any id can be opened, slashes and all
+        assert admin.get("/admin/v1/requests/" + quote("a/b?c#d", safe="/")).json()["item"]["request_id"] == "a/b?c#d"
         body = admin.get("/admin/v1/requests.csv", params={"status": "400"}).content.decode("utf-8-sig")
     import csv
     import io

@@ -300,7 +300,7 @@ async def requests_csv(
     return _csv_response(container, chunks, "requests", since, until, limit)
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id:path}")
 async def request_detail(container: ContainerDep, request_id: str) -> dict[str, Any]:
     """A request's log entries (a caller may reuse an id) and its conversation, if any."""
     page = await _db(container, queries.requests, container.engine, queries.RequestFilter(), page=1, page_size=1,
