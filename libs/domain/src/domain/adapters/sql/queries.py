@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -273,7 +273,6 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
         func.sum(_spend.input_tokens).filter(in_month).label("m_input_tokens"),
         func.sum(_spend.output_tokens).filter(in_month).label("m_output_tokens"),
         func.sum(_spend.cost_nanos).filter(in_month).label("m_cost_nanos"),
-        func.sum(_spend.cost_nanos).filter(and_(in_month, _spend.key_source == "user")).label("m_user_cost_nanos"),
         func.count().filter(and_(in_month, _spend.cost_nanos.is_(None))).label("m_unpriced"),
         *_totals_columns(),
         func.grouping(day).label("g_day"), func.grouping(_spend.model).label("g_model"),
@@ -284,8 +283,9 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
         .group_by(func.grouping_sets(tuple_(day), tuple_(_spend.model), tuple_(_spend.client_key_id), tuple_()))
     ).all()
     for r in rows:
+        # the month's user-paid share is summed from its days below (one aggregate fewer here)
         m = _Acc(_int(r.m_requests), _int(r.m_errors), _int(r.m_input_tokens), _int(r.m_output_tokens),
-                 _int(r.m_cost_nanos), _int(r.m_user_cost_nanos), _int(r.m_unpriced))
+                 _int(r.m_cost_nanos), 0, _int(r.m_unpriced))
         if not r.g_day:
             per_day[str(r.day)[:10]] = _Acc(_int(r.requests), _int(r.errors), _int(r.input_tokens),
                                              _int(r.output_tokens), _int(r.cost_nanos), _int(r.user_cost_nanos),
@@ -298,6 +298,8 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
                 per_client[r.client_key_id] = m
         else:
             month.add(m)
+    month0_s = periods.local_date(month0, tz)
+    month.user_cost_nanos = sum(acc.user_cost_nanos for d, acc in per_day.items() if d >= month0_s)
 
 
 @dataclass(slots=True)
@@ -386,8 +388,18 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def _krw_text(nanos: int, rate: Decimal) -> str:
-    return format(Money(nanos).krw(rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), "f")
+def _krw_formatter(rate: Decimal) -> Callable[[int], str]:
+    """Nano-USD to KRW text at ``rate``, 2 decimals, half up, as ``Money.krw`` — in integer
+    arithmetic, since an export formats one per row."""
+    p, q = rate.as_integer_ratio()
+    den = q * 10**9
+
+    def krw(nanos: int) -> str:
+        sign, n = ("-", -nanos) if nanos < 0 else ("", nanos)
+        cents = (2 * n * p * 100 + den) // (2 * den)
+        return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+    return krw
 
 
 def _keyset_chunks(engine: Engine, table: Any, cols: list[Any], conds: list[ColumnElement[bool]], limit: int,
@@ -426,6 +438,41 @@ def _local_text(value: datetime, tz: tzinfo) -> str:
     return utc(value).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _row_writer(plain: Sequence[str], text: frozenset[str], key_at: int, tz: tzinfo, krw_rate: Decimal,
+                with_charged: bool, tail: Sequence[str]) -> Callable[[Any, dict[str, tuple[str, str]]], list[Any]]:
+    """Formats one selected row (id, created_at, *plain, cost_nanos, [charged_nanos], *tail)
+    by position: exports run this per row, so no per-row lookups by name."""
+    krw = _krw_formatter(krw_rate)
+    is_text = [c in text for c in plain]
+    tail_text = [c in text for c in tail]
+    n_plain = len(plain)
+
+    def row_out(r: Any, names: dict[str, tuple[str, str]]) -> list[Any]:
+        created = r[1]
+        out: list[Any] = [_local_text(created, tz), utc(created).isoformat()]
+        for i in range(n_plain):
+            v = r[2 + i]
+            out.append("" if v is None else (csv_cell(v) if is_text[i] else v))
+            if i == key_at:
+                out.append(csv_cell(names[v][1]) if v in names else "")
+        cost = r[2 + n_plain]
+        out += ["", ""] if cost is None else [usd_8(cost), krw(cost)]
+        at = 3 + n_plain
+        if with_charged:
+            out.append(usd_8(r[at]))
+            at += 1
+        for j, flag in enumerate(tail_text):
+            v = r[at + j]
+            out.append("" if v is None else (csv_cell(v) if flag else v))
+        return out
+
+    return row_out
+
+
+_TEXT_COLUMNS = frozenset({"request_id", "client_key_id", "route", "model", "key_source", "fallback_reason",
+                           "outcome", "error_code", "catalog_version", "upstream"})
+
+
 def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk_rows: int = 5_000,
                tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400)) -> Iterator[str]:
     """The ledger rows under ``flt`` as CSV text chunks, newest first, at most ``limit``
@@ -435,19 +482,7 @@ def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk
              "outcome", "error_code", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
     tail = ("priced", "estimated", "catalog_version", "latency_ms")
     cols = [*(_spend[c] for c in plain), _spend.cost_nanos, _spend.charged_nanos, *(_spend[c] for c in tail)]
-
-    def row_out(r: Any, names: dict[str, tuple[str, str]]) -> list[Any]:
-        m = r._mapping
-        out: list[Any] = [_local_text(r.created_at, tz), utc(r.created_at).isoformat()]
-        for c in plain:
-            out.append("" if m[c] is None else csv_cell(m[c]))
-            if c == "client_key_id":
-                out.append(csv_cell(names.get(m[c], ("", ""))[1]) if m[c] else "")
-        out += ["" if r.cost_nanos is None else usd_8(r.cost_nanos),
-                "" if r.cost_nanos is None else _krw_text(r.cost_nanos, krw_rate), usd_8(r.charged_nanos)]
-        out += [csv_cell(m[c]) for c in tail]
-        return out
-
+    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, True, tail)
     return _keyset_chunks(engine, SPEND, cols, flt.conditions(), limit, chunk_rows, row_out, LEDGER_CSV_COLUMNS,
                           "client_key_id")
 
@@ -458,18 +493,7 @@ def requests_csv(engine: Engine, flt: RequestFilter, *, limit: int = 100_000, ch
     plain = ("request_id", "route", "status", "error_code", "client_key_id", "model", "key_source",
              "fallback_reason", "upstream", "latency_ms")
     cols = [*(_requests[c] for c in plain), _requests.cost_nanos]
-
-    def row_out(r: Any, names: dict[str, tuple[str, str]]) -> list[Any]:
-        m = r._mapping
-        out: list[Any] = [_local_text(r.created_at, tz), utc(r.created_at).isoformat()]
-        for c in plain:
-            out.append("" if m[c] is None else csv_cell(m[c]))
-            if c == "client_key_id":
-                out.append(csv_cell(names.get(m[c], ("", ""))[1]) if m[c] else "")
-        out += ["" if r.cost_nanos is None else usd_8(r.cost_nanos),
-                "" if r.cost_nanos is None else _krw_text(r.cost_nanos, krw_rate)]
-        return out
-
+    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, False, ())
     return _keyset_chunks(engine, REQUESTS, cols, flt.conditions(), limit, chunk_rows, row_out,
                           REQUESTS_CSV_COLUMNS, "client_key_id")
 
