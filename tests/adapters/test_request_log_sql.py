@@ -80,3 +80,18 @@ def test_entries_wait_for_the_database_and_are_then_written(pg_url: str) -> None
         proxy.cut()
         engine.dispose()
         direct.dispose()
+
+
+def test_export_krw_equals_money_krw() -> None:
+    """Exports format KRW in integer arithmetic: the same text as ``Money.krw`` always."""
+    import random
+    from decimal import Decimal
+
+    from domain.adapters.sql.queries import _krw_formatter
+
+    rng = random.Random(7)
+    for rate in (Decimal(1400), Decimal("1387.55"), Decimal("0.5"), Decimal("1333.3333")):
+        krw = _krw_formatter(rate)
+        for nanos in [0, 1, 5, -5, 357_142, 357_143, 9_000_000_000, -123_456_789,
+                      *(rng.randint(-10**13, 10**13) for _ in range(5000))]:
+            assert krw(nanos) == format(Money(nanos).krw(rate), "f"), (rate, nanos)
