@@ -622,3 +622,12 @@ def test_chat_api_down_shows_a_message_on_every_page(env: FakeAdmin, monkeypatch
         at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, page
         assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error], page
+
+
+def test_tables_offer_no_unescaped_csv_of_their_own() -> None:
+    """A dataframe's built-in download neutralises no formula: the console turns it off, so
+    every export is the admin API's (escaped, KST, KRW, names)."""
+    from admin_ui.main import command
+
+    argv = command()
+    assert argv[argv.index("--client.disableDataExport") + 1] == "true"
