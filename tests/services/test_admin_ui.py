@@ -453,7 +453,8 @@ def test_language_toggle(env: FakeAdmin) -> None:
     at.sidebar.radio(key="lang").set_value("en").run()
     assert at.title[0].value == "Overview"
     at.switch_page("app_pages/prices.py").run()
-    assert at.title[0].value == "Price catalogue" and "2026-11-01" in page_text(at)
+    assert at.title[0].value == "Price catalogue"
+    assert any("2026\\-11\\-01" in m.value for m in at.markdown)  # the version, Markdown-escaped
     at.sidebar.radio(key="lang").set_value("ko").run()
     assert at.title[0].value == "가격표"
 
@@ -631,3 +632,22 @@ def test_tables_offer_no_unescaped_csv_of_their_own() -> None:
 
     argv = command()
     assert argv[argv.index("--client.disableDataExport") + 1] == "true"
+
+
+def test_hostile_conversation_id_is_text_not_a_link_or_heading(env: FakeAdmin) -> None:
+    hostile = "session\n# 보안 경고 www.evil-phish.example/login [클릭](http://evil.example) ops@evil.example"
+    saved = env.conversations[0]["external_id"]
+    env.conversations[0]["external_id"] = hostile
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/conversations.py").run()
+        at.selectbox(key="conv_open").set_value(1000).run()
+        assert not at.exception
+        rendered = [x.value for x in (*at.subheader, *at.caption, *at.markdown)]
+        title = next(v for v in rendered if "session" in v)
+        assert "\n" not in title and r"www\.evil\-phish\.example" in title and r"ops\@evil\.example" in title
+        assert r"\[클릭\]\(http\:" in title
+        # nowhere is the raw text handed to a Markdown element
+        assert not any("www.evil-phish" in v or "](http" in v for v in rendered)
+    finally:
+        env.conversations[0]["external_id"] = saved
