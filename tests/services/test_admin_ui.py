@@ -43,6 +43,7 @@ class FakeAdmin:
              "cost_krw": "1.40" if i % 4 == 0 else None, "client_name": "팀 알파", "client_short_id": "ab12cd34"}
             for i in range(60)]
         self.log[0]["request_id"] = HOSTILE_ID
+        self.now: dict[str, Any] = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}
         self.keys: list[dict[str, Any]] = [
             self._key("k1", "ab12cd34", "팀 알파", now - timedelta(days=9), daily="5.00000000",
                       spent_today="2.50000000", spent_month="30.00000000", monthly="100.00000000"),
@@ -139,6 +140,10 @@ class FakeAdmin:
         @app.get("/admin/v1/keys")
         def keys() -> dict:
             return {"items": self.keys}
+
+        @app.get("/admin/v1/now")
+        def now_view() -> dict:
+            return {**self.now, "error_rate_threshold": 0.2}
 
         @app.get("/admin/v1/requests")
         def requests(page: int = 1, page_size: int = 50, status: str | None = None) -> dict:
@@ -651,3 +656,15 @@ def test_hostile_conversation_id_is_text_not_a_link_or_heading(env: FakeAdmin) -
         assert not any("www.evil-phish" in v or "](http" in v for v in rendered)
     finally:
         env.conversations[0]["external_id"] = saved
+
+
+def test_a_banner_on_every_page_when_errors_are_high_now(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    assert not at.warning  # 2 of 40: quiet
+    env.now = {"requests": 40, "errors": 30, "by_class": {"2xx": 10, "5xx": 30}}
+    try:
+        for page in ("requests", "keys", "host"):
+            at.switch_page(f"app_pages/{page}.py").run()
+            assert any("30건 (75%) 실패" in w.value for w in at.warning), page
+    finally:
+        env.now = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}

@@ -312,3 +312,10 @@ def test_today_is_the_korean_day_in_the_api(api: ChatApiProcess, db_url: str) ->
         body = admin.get("/admin/v1/overview").json()
     assert body["today_start"] == day_start(now).isoformat().replace("+00:00", "Z")
     assert datetime.fromisoformat(body["today_start"].replace("Z", "+00:00")).astimezone(KST).hour == 0
+
+
+def test_now_view(api: ChatApiProcess) -> None:
+    with _admin(api) as admin:
+        body = admin.get("/admin/v1/now").json()
+    assert body["requests"] >= body["errors"] >= 0 and body["error_rate_threshold"] == 0.2
+    assert set(body["by_class"]) <= {"1xx", "2xx", "3xx", "4xx", "5xx"}

@@ -93,6 +93,9 @@ class AdminApi:
             raise ApiError(r.status_code, code, message)
         return r.content if path.endswith(".csv") else r.json()
 
+    def now(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/now")  # type: ignore[no-any-return]
+
     def requests(self, **params: Any) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/requests", params=params)  # type: ignore[no-any-return]
 

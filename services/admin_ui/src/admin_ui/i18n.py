@@ -20,6 +20,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.audit": ("감사 로그·알림", "Audit & alerts"),
     "nav.prices": ("가격표", "Prices"),
     "signout": ("로그아웃", "Sign out"),
+    "banner.errors": ("지금 오류가 많습니다: 최근 15분 요청 {total:,}건 중 {errors:,}건 ({rate}) 실패. 요청 로그를 확인하세요.",
+                      "Many errors right now: {errors:,} of {total:,} requests ({rate}) failed in the last 15 minutes. "
+                      "See the request log."),
     # sign-in
     "signin.title": ("관리자 로그인", "Operator sign-in"),
     "signin.password": ("비밀번호", "Password"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from admin_ui import auth, session_cookie
+from admin_ui import api, auth, session_cookie
 from admin_ui.i18n import LANG_KEY, LANGS, t
 
 st.set_page_config(page_title="LLM Server", page_icon=":material/admin_panel_settings:", layout="wide")
@@ -75,6 +75,21 @@ pages = [
     st.Page("app_pages/prices.py", title=t("nav.prices"), icon=":material/sell:", url_path="prices"),
 ]
 current = st.navigation(pages)
+
+
+def _banner() -> None:
+    """Is anything broken right now? On every page: the last 15 minutes' error share."""
+    try:
+        now = api.admin_api().now()
+    except api.ApiError:
+        return  # the page itself says that the admin API cannot be reached
+    total, errors = int(now.get("requests") or 0), int(now.get("errors") or 0)
+    threshold = float(now.get("error_rate_threshold") or 0.2)
+    if total >= 5 and errors / total > threshold:
+        st.warning(t("banner.errors", rate=f"{errors / total:.0%}", errors=errors, total=total))
+
+
+_banner()
 if st.sidebar.button(t("signout"), key="signout"):
     auth.sign_out(st.session_state)
     st.session_state[SIGNED_OUT] = True  # and the cookie is cleared on the next run

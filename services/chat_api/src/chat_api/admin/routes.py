@@ -178,6 +178,15 @@ async def get_overview(container: ContainerDep) -> dict[str, Any]:
     }
 
 
+@router.get("/now")
+async def get_now(container: ContainerDep) -> dict[str, Any]:
+    """The last 15 minutes of the request log (the console's banner on every page): one
+    index range scan."""
+    now = _now(container)
+    recent = await _db(container, queries.recent_requests, container.engine, now - timedelta(minutes=15))
+    return {**recent, "error_rate_threshold": container.settings.alert_error_rate}
+
+
 @router.get("/conversations")
 async def list_conversations(
     container: ContainerDep, since: Since = None, until: Until = None, client_key_id: ClientKeyId = None,
