@@ -319,3 +319,24 @@ def test_now_view(api: ChatApiProcess) -> None:
         body = admin.get("/admin/v1/now").json()
     assert body["requests"] >= body["errors"] >= 0 and body["error_rate_threshold"] == 0.2
     assert set(body["by_class"]) <= {"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+
+async def test_an_unreachable_webhook_leaves_the_alert_listed_undelivered(db_url: str, api: ChatApiProcess) -> None:
+    from tests.support.processes import free_port
+
+    engine = make_engine(db_url)
+    executor = ThreadPoolExecutor(2)
+    watch = AlertWatch(engine, executor, lambda: datetime.now(UTC), KST,
+                       webhook_url=f"http://127.0.0.1:{free_port()}/nobody", budget_pct=Decimal(80), error_rate=0.2)
+    try:
+        from domain.alerts import circuit_alert
+
+        assert await watch.raise_alert(circuit_alert(upstream="azure-east", now=datetime.now(UTC)))
+        assert not await watch.raise_alert(circuit_alert(upstream="azure-east", now=datetime.now(UTC)))
+    finally:
+        await watch.aclose()
+        executor.shutdown()
+        engine.dispose()
+    with _admin(api) as admin:
+        listed = [a for a in admin.get("/admin/v1/alerts").json()["items"] if a["subject"] == "upstream:azure-east"]
+    assert len(listed) == 1 and listed[0]["delivered"] is False and listed[0]["kind"] == "circuit"

@@ -111,3 +111,22 @@ def test_request_log_entries_are_bounded_and_counted() -> None:
     e = log.entries[0]
     assert len(e.request_id) == 200 and e.model is not None and len(e.model) == 100 and "\x00" not in e.model
     assert log.counts() == (3, 1)
+
+
+async def test_a_failed_webhook_is_not_retried_into_duplicates() -> None:
+    from domain.alerts import Raised
+
+    class DownSink:
+        def __init__(self) -> None:
+            self.tries = 0
+
+        async def send(self, alert: object) -> bool:
+            self.tries += 1
+            return False
+
+    sink = DownSink()
+    raise_alert = RaiseAlert(InMemoryAlertClaims(), sink)
+    alert = circuit_alert(upstream="default", now=UTC_1500)
+    assert await raise_alert.execute(alert, UTC_1500) is Raised.UNDELIVERED
+    assert await raise_alert.execute(alert, UTC_1500) is Raised.ALREADY and sink.tries == 1
+    assert await RaiseAlert(InMemoryAlertClaims(), None).execute(alert, UTC_1500) is Raised.UNDELIVERED

@@ -101,16 +101,25 @@ def error_rate_alert(*, requests: int, errors: int, threshold: float = DEFAULT_E
                  {"requests": requests, "errors": errors, "rate": round(rate, 4), "threshold": threshold})
 
 
+class Raised(StrEnum):
+    ALREADY = "already"  # raised before this period, by this or another replica
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"  # raised (listed) but no webhook, or the webhook failed
+
+    def __bool__(self) -> bool:
+        return self is not Raised.ALREADY
+
+
 class RaiseAlert:
-    """Sends an alert unless it was already raised this period (by any replica)."""
+    """Sends an alert unless it was already raised this period (by any replica). The claim
+    comes first: a webhook that fails is not retried into duplicates."""
 
     def __init__(self, claims: AlertClaims, sink: AlertSink | None) -> None:
         self._claims, self._sink = claims, sink
 
-    async def execute(self, alert: Alert, at: datetime) -> bool:
-        """True when this call raised it (claimed and handed to the sink)."""
+    async def execute(self, alert: Alert, at: datetime) -> Raised:
         if not await self._claims.claim(alert, at):
-            return False
-        if self._sink is not None:
-            await self._sink.send(alert)
-        return True
+            return Raised.ALREADY
+        if self._sink is not None and await self._sink.send(alert):
+            return Raised.DELIVERED
+        return Raised.UNDELIVERED

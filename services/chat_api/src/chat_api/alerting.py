@@ -24,6 +24,7 @@ from domain.alerts import (
     ERROR_RATE_WINDOW_SECONDS,
     Alert,
     RaiseAlert,
+    Raised,
     budget_alert,
     circuit_alert,
     error_rate_alert,
@@ -52,9 +53,9 @@ class AlertWatch:
 
     async def raise_alert(self, alert: Alert) -> bool:
         raised = await self._raise.execute(alert, self._now())
-        if raised and self._sink is not None:
+        if raised is Raised.DELIVERED:
             await self._db(lambda: self.claims.mark_delivered(alert))
-        return raised
+        return bool(raised)
 
     def due(self, keys: list[queries.KeyView], window: tuple[int, int], now: datetime) -> list[Alert]:
         """What the rules say now: budget alerts per active capped key and period, and the
