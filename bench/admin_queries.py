@@ -80,8 +80,16 @@ SEED = [
     f"""INSERT INTO budget_counters (scope, period, spent_nanos, reserved_nanos)
         SELECT 'key:' || md5('k' || g), p, 1000000 * g, 0
         FROM generate_series(1, {KEYS}) g,
-             unnest(ARRAY['d:' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
-                          'm:' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')]) p""",
+             unnest(ARRAY['d:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD'),
+                          'm:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM')]) p""",
+    # the request log: one entry per ledger row, one in ten a refusal (402/429/400)
+    """INSERT INTO request_log (request_id, created_at, route, status, error_code, client_key_id, model, key_source,
+                               upstream, latency_ms, cost_nanos)
+        SELECT request_id, created_at, route,
+               CASE WHEN id % 10 = 1 THEN 402 WHEN id % 10 = 2 THEN 429 WHEN id % 50 = 3 THEN 400 ELSE 200 END,
+               CASE WHEN id % 10 = 1 THEN 'budget_exceeded' WHEN id % 10 = 2 THEN 'rate_limited' END,
+               client_key_id, model, key_source, 'default', latency_ms, cost_nanos
+        FROM spend_ledger""",
     "SELECT setval('conversations_id_seq', (SELECT max(id) FROM conversations))",
     "SELECT setval('turns_id_seq', (SELECT max(id) FROM turns))",
 ]
@@ -163,6 +171,15 @@ def cases(engine: Any) -> list[tuple[str, str, Callable[[], Any]]]:
         ("ledger.csv", "first 5,000 rows, 30 days", lambda: csv_rows(queries.LedgerFilter(since=d30), 5_000)),
         ("ledger.csv (info)", "100,000 rows (the default cap)", lambda: csv_rows(queries.LedgerFilter(), 100_000)),
         ("keys", f"{KEYS} keys with spent today/month", lambda: queries.keys(engine, now)),
+        ("requests", "page 1, last 24 hours", lambda: queries.requests(
+            engine, queries.RequestFilter(since=now - timedelta(hours=24)))),
+        ("requests", "errors, last 7 days, page 1", lambda: queries.requests(
+            engine, queries.RequestFilter(status="error", since=d7))),
+        ("requests", "status=402, one key, 30 days", lambda: queries.requests(
+            engine, queries.RequestFilter(status="402", client_key_id=busy_key, since=d30))),
+        ("requests", "page 1, all time", lambda: queries.requests(engine, queries.RequestFilter())),
+        ("overview (now)", "last 15 minutes by status, p50/p95", lambda: queries.recent_requests(
+            engine, now - timedelta(minutes=15))),
     ]
 
 

@@ -184,3 +184,35 @@ async def test_holds_taken_on_the_event_loop_never_exceed_the_cap(pg_url):
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_a_daily_cap_rolls_over_at_midnight_kst(engine):
+    """A key that exhausted its daily cap at 23:59 KST (14:59 UTC) is admitted again at 00:00
+    KST (15:00 UTC) — not at 09:00 KST, as with UTC days — while its month keeps counting."""
+    from datetime import timedelta
+
+    from domain.adapters.sql.ledger import write_records
+    from domain.key_policy import KeySource
+    from domain.ledger import UsageRecord
+    from domain.usage import TokenUsage
+
+    scope_id = uuid.uuid4().hex
+    scope = f"key:{scope_id}"
+    store = SqlBudgetStore(engine)
+    limits = BudgetLimits(daily=Money.from_usd("1"), monthly=Money.from_usd("5"))
+    before, midnight = datetime(2026, 11, 30, 14, 59, 59, tzinfo=UTC), datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    hold = await store.reserve(budget_lines(scope, limits, BudgetLimits(), before), Money.from_usd("1"))
+    write_records(engine, [UsageRecord(
+        request_id=uuid.uuid4().hex, created_at=before, client_key_id=scope_id, route="/api/v1/chat",
+        model="gpt-4o-mini", usage=TokenUsage(input_tokens=1), cost=Money.from_usd("1"), catalog_version="t",
+        key_source=KeySource.SERVER, latency_ms=1, reservation=hold)])
+    assert counters(engine, scope) == {"d:2026-11-30": (USD, 0), "m:2026-11": (USD, 0)}
+    with pytest.raises(BudgetExceeded):
+        await store.reserve(budget_lines(scope, limits, BudgetLimits(), before + timedelta(microseconds=999_999)),
+                            Money.from_usd("0.01"))
+    # 09:00 KST of the same day (00:00 UTC) used to reset it: no longer
+    with pytest.raises(BudgetExceeded):
+        await store.reserve(budget_lines(scope, limits, BudgetLimits(), datetime(2026, 11, 30, 0, 0, tzinfo=UTC)),
+                            Money.from_usd("0.01"))
+    fresh = await store.reserve(budget_lines(scope, limits, BudgetLimits(), midnight), Money.from_usd("0.5"))
+    assert {line.period for line in fresh.lines} == {"d:2026-12-01", "m:2026-12"}  # Dec 1 KST: a new month too

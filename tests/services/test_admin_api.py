@@ -19,11 +19,14 @@ from chat_api.app import make_app
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.settings import ChatApiSettings
 from domain.adapters.sql.ledger import write_records
+from domain.adapters.sql.request_log import write_entries
 from domain.conversations import Turn
 from domain.errors import DomainError
 from domain.key_policy import KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
+from domain.periods import KST, day_key, day_start, local_date, month_key, month_start
+from domain.request_log import RequestLogEntry
 from domain.usage import TokenUsage
 
 ADMIN = "t" * 32
@@ -57,10 +60,18 @@ def _now() -> datetime:
 
 
 def _today_ts() -> datetime:
-    """A moment safely inside today's UTC day (and before now)."""
+    """A moment safely inside today (the budget time zone's day, Korea) and before now."""
     now = _now()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day_start(now)
     return start + (now - start) / 2
+
+
+def _logged(r: UsageRecord, status: int | None = None) -> RequestLogEntry:
+    """The request-log entry the gateway writes for a ledger row's request."""
+    status = status if status is not None else (502 if r.outcome is Outcome.ERROR else 200)
+    return RequestLogEntry(request_id=r.request_id, created_at=r.created_at, route=r.route, status=status,
+                           client_key_id=r.client_key_id, error_code="upstream_error" if status >= 400 else None,
+                           model=r.model, key_source=r.key_source.value, latency_ms=r.latency_ms, cost=r.cost)
 
 
 def _record(*, key: str | None, at: datetime, model: str = "gpt-4o-mini", conversation: str | None = None,
@@ -102,7 +113,13 @@ async def seeded(client: httpx.AsyncClient, container: Container) -> dict[str, A
     records.append(_record(key=id1, at=today, outcome=Outcome.ERROR, cost=0, inp=10, out=0))
     records.append(_record(key=None, at=today, model="mystery-model", cost=None))
     write_records(container.engine, records)
-    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    # The request log: one entry per ledger row's request, plus refusals that never reached
+    # the ledger (402, 429, 401).
+    refusals = [RequestLogEntry(request_id=uuid.uuid4().hex, created_at=today, route="/v1/chat/completions",
+                                status=status, client_key_id=id1, error_code=code, model="gpt-4.1")
+                for status, code in ((402, "budget_exceeded"), (429, "rate_limited"), (401, "invalid_client_key"))]
+    write_entries(container.engine, [_logged(r) for r in records] + refusals)
+    day, month = day_key(now), month_key(now)
     with container.engine.begin() as conn:
         for scope, period, spent in ((f"key:{id1}", day, 2_500_000_000), (f"key:{id1}", month, 4_000_000_000)):
             # Storing ledger rows already counted them; pin the counters to known figures.
@@ -138,23 +155,31 @@ async def test_admin_token_required(container: Container, seeded: dict[str, Any]
 async def test_overview_matches_sql(client: httpx.AsyncClient, container: Container, seeded: dict[str, Any]) -> None:
     body = (await client.get("/admin/v1/overview")).json()
     now = _now()
-    day0 = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month0 = day0.replace(day=1)
+    day0, month0 = day_start(now), month_start(now)
+    assert body["today_start"] == day0.isoformat().replace("+00:00", "Z") and body["timezone"] == "Asia/Seoul"
     for name, start in (("today", day0), ("month", month0)):
-        row = _sql(container, "SELECT count(*) n, coalesce(sum(cost_nanos),0) c, coalesce(sum(input_tokens),0) i, "
-                              "coalesce(sum(output_tokens),0) o, count(*) FILTER (WHERE outcome='error') e "
+        row = _sql(container, "SELECT coalesce(sum(cost_nanos),0) c, coalesce(sum(input_tokens),0) i, "
+                              "coalesce(sum(output_tokens),0) o, "
+                              "coalesce(sum(cost_nanos) FILTER (WHERE key_source='user'),0) u "
                               "FROM spend_ledger WHERE created_at >= :s", s=start)
+        # requests and errors are client requests (the request log), not ledger rows
+        log = _sql(container, "SELECT count(*) n, count(*) FILTER (WHERE status >= 400) e FROM request_log "
+                              "WHERE created_at >= :s", s=start)
         got = body[name]
-        assert (got["requests"], got["errors"], got["input_tokens"], got["output_tokens"]) == (row.n, row.e, row.i, row.o)
+        assert (got["requests"], got["errors"], got["input_tokens"], got["output_tokens"]) == (log.n, log.e, row.i, row.o)
         assert got["cost_usd"] == _usd(row.c)
+        assert (got["user_cost_usd"], got["server_cost_usd"]) == (_usd(row.u), _usd(row.c - row.u))
         assert Decimal(got["cost_krw"]) == (Decimal(row.c) / 10**9 * 1400).quantize(Decimal("0.01"))
+    assert body["today"]["errors"] >= 4  # the three refusals and the upstream error, at least
     assert body["usd_krw_rate"] == "1400"
-    assert len(body["by_day"]) == 30 and body["by_day"][-1]["day"] == now.date().isoformat()
-    three = (now - timedelta(days=3)).date().isoformat()
-    row = _sql(container, "SELECT count(*) n, coalesce(sum(cost_nanos),0) c FROM spend_ledger "
-                          "WHERE to_char(created_at AT TIME ZONE 'UTC','YYYY-MM-DD') = :d", d=three)
+    assert len(body["by_day"]) == 30 and body["by_day"][-1]["day"] == local_date(now)
+    three = local_date(now - timedelta(days=3))
+    row = _sql(container, "SELECT coalesce(sum(cost_nanos),0) c FROM spend_ledger "
+                          "WHERE to_char(created_at AT TIME ZONE 'Asia/Seoul','YYYY-MM-DD') = :d", d=three)
+    log = _sql(container, "SELECT count(*) n FROM request_log "
+                          "WHERE to_char(created_at AT TIME ZONE 'Asia/Seoul','YYYY-MM-DD') = :d", d=three)
     day = next(d for d in body["by_day"] if d["day"] == three)
-    assert (day["requests"], day["cost_usd"]) == (row.n, _usd(row.c))
+    assert (day["requests"], day["cost_usd"]) == (log.n, _usd(row.c))
     assert any(m["model"] == "gpt-4o-mini" for m in body["top_models"])
     named = {c["client_key_id"]: c for c in body["top_clients"]}
     if seeded["id2"] in named:
@@ -265,15 +290,24 @@ async def test_spend_filters(client: httpx.AsyncClient, container: Container, se
 
 
 async def test_ledger_csv(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
-    r = await client.get("/admin/v1/spend/ledger.csv", params={"client_key_id": seeded["id2"]})
+    since = (_now() - timedelta(days=60)).replace(microsecond=0)
+    r = await client.get("/admin/v1/spend/ledger.csv", params={"client_key_id": seeded["id2"],
+                                                               "since": since.isoformat()})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-    assert "attachment" in r.headers["content-disposition"]
-    rows = list(csv.DictReader(io.StringIO(r.text)))
+    disposition = r.headers["content-disposition"]
+    # the file is named after its range, in KST
+    assert "attachment" in disposition and f"ledger_{since.astimezone(KST):%Y%m%d-%H%M}_" in disposition
+    assert r.content.startswith("\ufeff".encode())  # a BOM, so Excel reads the UTF-8 names
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert len(rows) == 5 and {row["client_key_id"] for row in rows} == {seeded["id2"]}
-    assert [row["created_at"] for row in rows] == sorted(row["created_at"] for row in rows)
-    assert rows[0]["cost_usd"] == "9.00000000"
+    assert {row["client_key_name"] for row in rows} == {"team-b"}
+    assert [row["created_at"] for row in rows] == sorted((row["created_at"] for row in rows), reverse=True)
+    assert rows[-1]["cost_usd"] == "9.00000000" and rows[-1]["cost_krw"] == "12600.00"
+    at = datetime.fromisoformat(rows[0]["created_at"])
+    assert rows[0]["created_at_local"] == at.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S")
     capped = await client.get("/admin/v1/spend/ledger.csv", params={"client_key_id": seeded["id1"], "limit": 7})
-    assert len(list(csv.DictReader(io.StringIO(capped.text)))) == 7
+    assert capped.headers["x-row-limit"] == "7"
+    assert len(list(csv.DictReader(io.StringIO(capped.content.decode("utf-8-sig"))))) == 7
     assert (await client.get("/admin/v1/spend/ledger.csv", params={"limit": 0})).status_code == 422
 
 
@@ -344,9 +378,13 @@ def test_read_models_on_sqlite(sqlite_url: str) -> None:
             _record(key=None, at=today, conversation="s1", prompt="SQLite 안녕", cost=2_000_000_000),
             _record(key=None, at=now - timedelta(days=2), conversation="s1", model="gpt-4.1", cost=1_000_000_000),
             _record(key=None, at=today, outcome=Outcome.ERROR, cost=0)])
+        write_entries(engine, [
+            RequestLogEntry(uuid.uuid4().hex, today, "/api/v1/chat", 200),
+            RequestLogEntry(uuid.uuid4().hex, now - timedelta(days=2), "/api/v1/chat", 200),
+            RequestLogEntry(uuid.uuid4().hex, today, "/api/v1/chat", 502)])
         ov = queries.overview(engine, now)
         assert ov.today.requests == 2 and ov.today.errors == 1 and ov.today.cost_nanos == 2_000_000_000
-        assert sum(d.totals.requests for d in ov.by_day) == 3 and ov.by_day[-1].key == now.date().isoformat()
+        assert sum(d.totals.requests for d in ov.by_day) == 3 and ov.by_day[-1].key == local_date(now)
         rows, total = queries.spend(engine, "day", queries.LedgerFilter(since=now - timedelta(days=7)))
         assert total.cost_nanos == 3_000_000_000 and [r.key for r in rows] == sorted(r.key for r in rows)
         page = queries.conversations(engine, queries.ConversationFilter(q="sqlite"))
@@ -354,5 +392,10 @@ def test_read_models_on_sqlite(sqlite_url: str) -> None:
         detail = queries.conversation_turns(engine, page.items[0].id)
         assert detail is not None and [t.prompt for t in detail.turns][0] == "SQLite 안녕"
         assert "".join(queries.ledger_csv(engine, queries.LedgerFilter(), limit=2)).count("\n") == 3
+        # the SQLite day of a row is its Korean day too (00:30 KST is still the previous UTC day)
+        late = day_start(now) + timedelta(minutes=30)
+        write_entries(engine, [RequestLogEntry(uuid.uuid4().hex, late, "/api/v1/chat", 200)])
+        if late <= now:
+            assert queries.overview(engine, now).today.requests == 3
     finally:
         engine.dispose()

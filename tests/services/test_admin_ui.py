@@ -23,6 +23,8 @@ TOKEN = "admin-token-" + "x" * 24
 PASSWORD = "correct horse battery staple"
 SECRET = "llms-NEWKEYabcdefghijklmnopqrstuvwxyz0123456789"
 HOSTILE_REPLY = "<script>alert('x')</script> **굵게** ![img](http://tracker.invalid/p.png)"
+HOSTILE_ID = '=HYPERLINK("http://evil.example/login","x")\n# www.evil-phish.example/login'
+
 
 
 class FakeAdmin:
@@ -31,6 +33,17 @@ class FakeAdmin:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         now = datetime.now(UTC)
+        self.log = [
+            {"request_id": f"req-{i}", "created_at": (now - timedelta(minutes=i)).isoformat(),
+             "route": "/v1/chat/completions", "status": (200, 402, 429, 502)[i % 4],
+             "error_code": (None, "budget_exceeded", "rate_limited", "upstream_error")[i % 4],
+             "client_key_id": "k1", "model": "gpt-4o-mini", "key_source": "server",
+             "fallback_reason": "user_key_rejected" if i == 4 else None, "upstream": "default",
+             "latency_ms": 100 + i, "cost_usd": "0.00100000" if i % 4 == 0 else None,
+             "cost_krw": "1.40" if i % 4 == 0 else None, "client_name": "팀 알파", "client_short_id": "ab12cd34"}
+            for i in range(60)]
+        self.log[0]["request_id"] = HOSTILE_ID
+        self.now: dict[str, Any] = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}
         self.keys: list[dict[str, Any]] = [
             self._key("k1", "ab12cd34", "팀 알파", now - timedelta(days=9), daily="5.00000000",
                       spent_today="2.50000000", spent_month="30.00000000", monthly="100.00000000"),
@@ -45,9 +58,12 @@ class FakeAdmin:
     @staticmethod
     def _key(kid: str, short: str, name: str, created: datetime, *, daily: str | None = None,
              monthly: str | None = None, spent_today: str = "0.00000000", spent_month: str = "0.00000000") -> dict:
+        pcts = [float(s) * 100 / float(c) for s, c in ((spent_today, daily), (spent_month, monthly)) if c]
         return {"id": kid, "short_id": short, "name": name, "created_at": created.isoformat(), "revoked_at": None,
                 "daily_limit_usd": daily, "monthly_limit_usd": monthly, "may_use_server_key": True,
-                "spent_today_usd": spent_today, "spent_month_usd": spent_month}
+                "spent_today_usd": spent_today, "spent_month_usd": spent_month, "held_today_usd": "0.00000000",
+                "held_month_usd": "0.00000000", "refused_today": 0,
+                "utilisation_pct": round(max(pcts), 1) if pcts else None}
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -63,15 +79,22 @@ class FakeAdmin:
             return await call_next(request)
 
         totals = {"requests": 1234, "errors": 12, "input_tokens": 456_789, "output_tokens": 123_456,
-                  "cost_usd": "12.34567890", "cost_krw": "17283.95"}
+                  "cost_usd": "12.34567890", "cost_krw": "17283.95", "server_cost_usd": "10.00000000",
+                  "server_cost_krw": "14000.00", "user_cost_usd": "2.34567890", "user_cost_krw": "3283.95",
+                  "unpriced_requests": 3}
         today = datetime.now(UTC).date()
 
         @app.get("/admin/v1/overview")
         def overview() -> dict:
-            return {"usd_krw_rate": "1400", "today": totals,
+            risk = [k for k in self.keys if (k.get("utilisation_pct") or 0) >= 80 or k.get("refused_today")]
+            return {"usd_krw_rate": "1400", "today": totals, "timezone": "Asia/Seoul", "budget_risk": risk,
+                    "last_15m": {"requests": 40, "errors": 10, "by_class": {"2xx": 30, "4xx": 6, "5xx": 4},
+                                 "p50_ms": 420, "p95_ms": 2100},
                     "month": {**totals, "requests": 40_000, "cost_usd": "321.00000000", "cost_krw": "449400.00"},
                     "top_models": [{"model": "gpt-4o-mini", "requests": 900, "cost_usd": "10.00000000",
-                                    "cost_krw": "14000.00"}],
+                                    "cost_krw": "14000.00"},
+                                   {"model": "my-finetune", "requests": 7, "cost_usd": None, "cost_krw": None,
+                                    "unpriced_requests": 7}],
                     "top_clients": [{"client_key_id": "k1", "short_id": "ab12cd34", "name": "팀 알파", "requests": 800,
                                      "cost_usd": "9.00000000", "cost_krw": "12600.00"},
                                     {"client_key_id": None, "short_id": None, "name": None, "requests": 5,
@@ -90,7 +113,7 @@ class FakeAdmin:
             conv = next(c for c in self.conversations if c["id"] == cid)
             now = datetime.now(UTC)
             return {"conversation": conv, "turns": [
-                {"turn_index": 1, "created_at": now.isoformat(), "request_id": "r1", "system_prompt": "간결하게",
+                {"turn_index": 1, "created_at": now.isoformat(), "request_id": "req-4", "system_prompt": "간결하게",
                  "prompt": "서울 날씨 알려줘", "reply": HOSTILE_REPLY, "model": "gpt-4o-mini", "input_tokens": 1200,
                  "cached_input_tokens": 100, "output_tokens": 80, "reasoning_tokens": 0, "cost_usd": "0.00023000",
                  "cost_krw": "0.32", "latency_ms": 812, "key_source": "server", "estimated": False},
@@ -117,6 +140,43 @@ class FakeAdmin:
         @app.get("/admin/v1/keys")
         def keys() -> dict:
             return {"items": self.keys}
+
+        @app.get("/admin/v1/now")
+        def now_view() -> dict:
+            return {**self.now, "error_rate_threshold": 0.2}
+
+        @app.get("/admin/v1/requests")
+        def requests(page: int = 1, page_size: int = 50, status: str | None = None) -> dict:
+            rows = [r for r in self.log if status is None or str(r["status"]) == status
+                    or (status == "error" and r["status"] >= 400)]
+            start = (page - 1) * page_size
+            return {"items": rows[start:start + page_size], "total": len(rows), "page": page, "page_size": page_size}
+
+        @app.get("/admin/v1/requests.csv")
+        def requests_csv(limit: int = 100_000) -> PlainTextResponse:
+            body = "\ufeffcreated_at_local,created_at,request_id\r\n" + "".join(
+                f"2026-11-30 10:00:00,2026-11-30T01:00:{i % 60:02d}+00:00,r{i}\r\n" for i in range(min(limit, 3)))
+            return PlainTextResponse(body, media_type="text/csv")
+
+        @app.get("/admin/v1/requests/{rid:path}")
+        def request_detail(rid: str) -> Any:
+            found = next((r for r in self.log if r["request_id"] == rid), None)
+            if found is None:
+                return JSONResponse({"detail": {"code": "request_not_found", "message": "x"}}, status_code=404)
+            return {"item": found, "conversation_id": 1000 if rid == "req-4" else None}
+
+        @app.get("/admin/v1/audit")
+        def audit() -> dict:
+            return {"items": [{"at": datetime.now(UTC).isoformat(), "actor": "console", "action": "budget_changed",
+                               "key_id": "k1", "key_name": "팀 알파", "key_short_id": "ab12cd34",
+                               "detail": {"name": "팀 알파", "daily_limit_usd_before": "5.00000000",
+                                          "daily_limit_usd": "7.25"}}], "total": 1, "page": 1, "page_size": 50}
+
+        @app.get("/admin/v1/alerts")
+        def alerts() -> dict:
+            return {"items": [{"kind": "budget", "subject": "key:k1:day", "period": "d:2026-11-30",
+                               "created_at": datetime.now(UTC).isoformat(), "delivered": True,
+                               "text": "[예산] 클라이언트 키 '팀 알파'이(가) 일일 예산의 80%를 사용했습니다"}]}
 
         @app.post("/admin/v1/keys", status_code=201)
         async def create_key(request: Request) -> dict:
@@ -221,6 +281,16 @@ def page_text(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def _frames(at: AppTest) -> list[str]:
+    """The documents of the app's component frames (st.iframe with HTML)."""
+    out = []
+    for node in _walk(at._tree):
+        proto = getattr(node, "proto", None)
+        if proto is not None and "createObjectURL" in str(proto) or (proto is not None and "cookie" in str(proto)):
+            out.append(str(proto))
+    return out
+
+
 def signed_in_app() -> AppTest:
     at = AppTest.from_file(str(ENTRY), default_timeout=30)
     at.run()
@@ -260,7 +330,7 @@ def test_right_password_shows_overview(env: FakeAdmin) -> None:
     at = signed_in_app()
     assert at.title[0].value == "개요"
     values = [m.value for m in at.metric]
-    assert "₩17,284" in values and "1,234" in values and "₩449,400" in values
+    assert "₩14,000" in values and "₩3,284" in values and "1,234" in values and "40,000" in values
     assert "1.0%" in values  # error rate 12 / 1234
     text = page_text(at)
     assert "팀 알파 (ab12cd34)" in text and "gpt-4o-mini" in text
@@ -268,7 +338,7 @@ def test_right_password_shows_overview(env: FakeAdmin) -> None:
     assert all(r["auth"] == f"Bearer {TOKEN}" for r in env.requests if r["path"].startswith("/admin/"))
 
 
-@pytest.mark.parametrize("page", ["overview", "conversations", "spend", "keys", "host", "prices"])
+@pytest.mark.parametrize("page", ["overview", "requests", "conversations", "spend", "keys", "audit", "host", "prices"])
 def test_each_page_renders(env: FakeAdmin, page: str) -> None:
     at = signed_in_app()
     at.switch_page(f"app_pages/{page}.py").run()
@@ -328,14 +398,24 @@ def test_spend_currency_toggle_and_csv(env: FakeAdmin) -> None:
     at.button(key="spend_csv_prepare").click().run()
     assert not at.exception
     csv_params = env.calls("GET", "/admin/v1/spend/ledger.csv")[-1]["params"]
-    assert csv_params["client_key_id"] == "k1"
-    assert "1행 준비됨" in page_text(at)
+    assert csv_params["client_key_id"] == "k1" and csv_params["limit"] == "20000"
+    text = page_text(at)
+    assert "1행 준비됨" in text and "ledger_" in text and "_KST.csv" in text
+    # the file travels inside the session (a Blob in a frame), never as a media URL
+    frames = [f for f in _frames(at) if "createObjectURL" in f]
+    assert len(frames) == 1 and "/media/" not in text
+    # a filter changed after preparing: the prepared file is discarded, not offered stale
+    at.selectbox(key="spend_client").set_value(None).run()
+    assert not [f for f in _frames(at) if "createObjectURL" in f] and "필터가 바뀌어" in page_text(at)
 
 
 def test_key_created_shown_once_then_revoked(env: FakeAdmin) -> None:
     at = signed_in_app()
     at.switch_page("app_pages/keys.py").run()
-    assert len(at.get("progress")) == 2  # 팀 알파: daily 2.5/5 and monthly 30/100
+    table = at.dataframe[0].value
+    # fullest first: 팀 알파 at 50 % (daily 2.5/5 beats monthly 30/100), then the uncapped key
+    assert list(table["이름"]) == ["팀 알파", "beta"] and list(table["사용률 (%)"])[0] == 50.0
+    assert list(table["위험도"]) == ["정상", "한도 없음"]
     at.text_input(key="new_key_name").input("ops-bot")
     at.text_input(key="new_key_daily").input("2.5")
     at.button(key="new_key_submit").click().run()
@@ -378,7 +458,8 @@ def test_language_toggle(env: FakeAdmin) -> None:
     at.sidebar.radio(key="lang").set_value("en").run()
     assert at.title[0].value == "Overview"
     at.switch_page("app_pages/prices.py").run()
-    assert at.title[0].value == "Price catalogue" and "2026-11-01" in page_text(at)
+    assert at.title[0].value == "Price catalogue"
+    assert any("2026\\-11\\-01" in m.value for m in at.markdown)  # the version, Markdown-escaped
     at.sidebar.radio(key="lang").set_value("ko").run()
     assert at.title[0].value == "가격표"
 
@@ -387,3 +468,203 @@ def test_sign_out(env: FakeAdmin) -> None:
     at = signed_in_app()
     at.sidebar.button(key="signout").click().run()
     assert at.title[0].value == "관리자 로그인"
+
+
+def test_overview_says_now_risk_and_who_paid(env: FakeAdmin) -> None:
+    env.keys[0]["refused_today"] = 2  # 팀 알파 was refused today: at risk although at 50 %
+    try:
+        at = signed_in_app()
+    finally:
+        env.keys[0]["refused_today"] = 0
+    values = [m.value for m in at.metric]
+    assert "₩14,000" in values and "₩3,284" in values  # server-paid and user-paid apart
+    assert "2,100 ms" in values and "420 ms" in values and "40" in values
+    text = page_text(at)
+    risk = at.dataframe[0].value
+    assert list(risk["이름"]) == ["팀 알파"] and list(risk["오늘 402 거절"]) == [2]
+    models = at.dataframe[1].value
+    assert list(models["비용 (원)"]) == ["₩14,000", "가격 없음"]  # never ₩0 for the unpriced model
+    assert "가격 없는 요청 3건 제외" in text and "한국 시간(KST)" in text
+    assert "✅" not in text and "❌" not in text
+
+
+def test_requests_page_filters_live_in_the_url_and_a_row_opens(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/requests.py").run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("range") == ["24h"] or at.query_params.get("range") == "24h"
+    table = at.dataframe[0].value
+    assert list(table["상태 코드"])[:4] == [200, 402, 429, 502]
+    assert HOSTILE_ID in list(table["요청 ID"])  # as text in a cell: no link, no heading
+    assert not any(HOSTILE_ID in m.value for m in at.markdown)
+    at.selectbox(key="req_status").set_value("402").run()
+    params = env.calls("GET", "/admin/v1/requests")[-1]["params"]
+    assert params["status"] == "402" and "since" in params and params["page"] == "1"
+    qp = dict(at.query_params)
+    assert qp.get("status") in ("402", ["402"])
+
+    # a deep link with filters and a request id reopens the same view with its detail and turn
+    deep = AppTest.from_file(str(ENTRY), default_timeout=30)
+    deep.query_params.update({"status": "error", "range": "7d", "page": "2", "rid": "req-4"})
+    deep.run()
+    deep.text_input(key="signin_password").input(PASSWORD)
+    deep.button(key="signin_submit").click().run()
+    deep.switch_page("app_pages/requests.py").run()
+    assert not deep.exception, deep.exception
+    assert deep.selectbox(key="req_status").value == "error" and deep.selectbox(key="req_range").value == "7d"
+    last = env.calls("GET", "/admin/v1/requests")[-1]["params"]
+    assert last["status"] == "error" and last["page"] == "2"
+    assert env.calls("GET", "/admin/v1/requests/req-4") and env.calls("GET", "/admin/v1/conversations/1000/turns")
+    texts = [x.value for x in deep.text]
+    assert "서울 날씨 알려줘" in texts and HOSTILE_REPLY in texts
+    detail = deep.dataframe[-1].value
+    assert "user_key_rejected" in list(detail[" "])
+
+    deep.button(key="req_export_prepare").click().run()
+    assert not deep.exception
+    exported = env.calls("GET", "/admin/v1/requests.csv")[-1]["params"]
+    assert exported["status"] == "error" and exported["limit"] == "20000" and "since" in exported
+    assert [f for f in _frames(deep) if "createObjectURL" in f and "requests_" in f]
+
+
+def test_keys_page_with_1000_keys_sorts_searches_and_pages(env: FakeAdmin) -> None:
+    saved = env.keys
+    now = datetime.now(UTC)
+    env.keys = [FakeAdmin._key(f"id{i:04d}", f"s{i:07d}", f"key-{i:04d}", now, daily="10.00000000",
+                               spent_today=f"{(i * 7919) % 1000 / 100:.8f}") for i in range(1000)]
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/keys.py").run()
+        assert not at.exception, at.exception
+        table = at.dataframe[0].value
+        assert len(table) == 50 and "총 1,000건 · 1/20 페이지" in page_text(at)
+        pcts = list(table["사용률 (%)"])
+        assert pcts == sorted(pcts, reverse=True) and pcts[0] == 99.9
+        assert "한도 도달" not in list(table["위험도"]) and "주의" in list(table["위험도"])
+        at.pagination(key="keys_page").set_value(20).run()
+        assert list(at.dataframe[0].value["사용률 (%)"])[-1] == 0.0
+        at.text_input(key="keys_search").input("key-0042").run()
+        assert list(at.dataframe[0].value["이름"]) == ["key-0042"] and "총 1건 · 1/1 페이지" in page_text(at)
+    finally:
+        env.keys = saved
+
+
+def test_empty_database_states(env: FakeAdmin) -> None:
+    saved_keys, saved_log = env.keys, env.log
+    env.keys, env.log = [], []
+    try:
+        at = signed_in_app()
+        assert "예산 위험 키가 없습니다." in page_text(at)
+        for page in ("requests", "keys", "audit"):
+            at.switch_page(f"app_pages/{page}.py").run()
+            assert not at.exception and not at.error, page
+        at.switch_page("app_pages/requests.py").run()
+        assert "데이터가 없습니다." in page_text(at)
+    finally:
+        env.keys, env.log = saved_keys, saved_log
+
+
+def test_audit_and_alerts_page(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/audit.py").run()
+    audit, alerts = at.dataframe[0].value, at.dataframe[1].value
+    assert list(audit["작업"]) == ["예산 변경"] and list(audit["수행자"]) == ["console"]
+    assert "daily_limit_usd=7.25" in list(audit["변경 내용"])[0] and "KST" in list(audit["시각 (KST)"])[0]
+    assert list(alerts["종류"]) == ["예산"] and list(alerts["전송됨"]) == ["예"]
+
+
+def test_english_everywhere_when_chosen(env: FakeAdmin) -> None:
+    for page, title in (("requests", "Request log"), ("keys", "Client keys"), ("audit", "Audit log & alerts"),
+                        ("host", "Host"), ("overview", "Overview")):
+        # a fresh app per page: AppTest formats a selectbox's value outside the script run,
+        # where the session's language is not visible
+        at = signed_in_app()
+        at.sidebar.radio(key="lang").set_value("en").run()
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert at.title[0].value == title
+        text = page_text(at)
+        if page != "audit":  # the audit page shows stored alert texts, which are bilingual data
+            assert "요청" not in text and "클라이언트" not in text, page
+    # the language is kept for the next visit (a cookie) and the page says lang="en"
+    frames = " ".join(_frames(at))
+    assert "llm_console_lang=en" in frames and "documentElement.lang = \\'en\\'" in frames
+
+
+def test_a_valid_session_cookie_signs_in_and_a_forged_one_does_not(env: FakeAdmin, monkeypatch) -> None:
+    from streamlit.runtime.context import ContextProxy
+
+    from admin_ui import session_cookie
+
+    at = signed_in_app()
+    issued = [f for f in _frames(at) if "llm_console_session=" in f]
+    assert len(issued) == 1 and "SameSite=Strict" in issued[0]
+    token = issued[0].split("llm_console_session=", 1)[1].split(";", 1)[0]
+    assert session_cookie.valid(token) and PASSWORD not in token
+
+    jar: dict[str, str] = {}
+    monkeypatch.setattr(ContextProxy, "cookies", property(lambda self: jar))
+    for forged in ("", token[:-2] + "xx", "x." + token.split(".", 1)[1]):
+        jar["llm_console_session"] = forged
+        fresh = AppTest.from_file(str(ENTRY), default_timeout=30)
+        fresh.run()
+        assert fresh.title[0].value == "관리자 로그인", forged
+    jar["llm_console_session"] = token
+    reloaded = AppTest.from_file(str(ENTRY), default_timeout=30)  # a reload: a new session
+    reloaded.run()
+    assert reloaded.title[0].value == "개요" and not reloaded.exception
+    # an expired token is refused
+    assert not session_cookie.valid(token, max_age=-1)
+    # sign-out clears the cookie and does not sign straight back in
+    reloaded.sidebar.button(key="signout").click().run()
+    assert reloaded.title[0].value == "관리자 로그인"
+    assert any("llm_console_session=; path=/; max-age=0" in f for f in _frames(reloaded))
+
+
+def test_chat_api_down_shows_a_message_on_every_page(env: FakeAdmin, monkeypatch) -> None:
+    monkeypatch.setenv("CHAT_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    at = signed_in_app()
+    assert [e.value for e in at.error] == ["관리 API에 연결할 수 없습니다."]
+    for page in ("requests", "keys", "audit", "spend"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, page
+        assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error], page
+
+
+def test_tables_offer_no_unescaped_csv_of_their_own() -> None:
+    """A dataframe's built-in download neutralises no formula: the console turns it off, so
+    every export is the admin API's (escaped, KST, KRW, names)."""
+    from admin_ui.main import command
+
+    argv = command()
+    assert argv[argv.index("--client.disableDataExport") + 1] == "true"
+
+
+def test_hostile_conversation_id_is_text_not_a_link_or_heading(env: FakeAdmin) -> None:
+    hostile = "session\n# 보안 경고 www.evil-phish.example/login [클릭](http://evil.example) ops@evil.example"
+    saved = env.conversations[0]["external_id"]
+    env.conversations[0]["external_id"] = hostile
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/conversations.py").run()
+        at.selectbox(key="conv_open").set_value(1000).run()
+        assert not at.exception
+        rendered = [x.value for x in (*at.subheader, *at.caption, *at.markdown)]
+        title = next(v for v in rendered if "session" in v)
+        assert "\n" not in title and r"www\.evil\-phish\.example" in title and r"ops\@evil\.example" in title
+        assert r"\[클릭\]\(http\:" in title
+        # nowhere is the raw text handed to a Markdown element
+        assert not any("www.evil-phish" in v or "](http" in v for v in rendered)
+    finally:
+        env.conversations[0]["external_id"] = saved
+
+
+def test_a_banner_on_every_page_when_errors_are_high_now(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    assert not at.warning  # 2 of 40: quiet
+    env.now = {"requests": 40, "errors": 30, "by_class": {"2xx": 10, "5xx": 30}}
+    try:
+        for page in ("requests", "keys", "host"):
+            at.switch_page(f"app_pages/{page}.py").run()
+            assert any("30건 (75%) 실패" in w.value for w in at.warning), page
+    finally:
+        env.now = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}

@@ -24,6 +24,7 @@ from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow
 from domain.key_policy import KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
+from domain.periods import day_key, day_start, month_start
 from domain.usage import TokenUsage
 from monitor.app import make_app
 from monitor.settings import MonitorSettings
@@ -84,7 +85,7 @@ def ledger(pg_url):
             daily_limit_nanos=Money.from_usd("2").nanos, monthly_limit_nanos=Money.from_usd("10").nanos,
             may_use_server_key=True, created_at=now))
         conn.execute(BudgetCounterRow.__table__.insert().values(
-            scope=f"key:{key_id}", period=f"d:{now:%Y-%m-%d}", spent_nanos=Money.from_usd("0.5").nanos,
+            scope=f"key:{key_id}", period=day_key(now), spent_nanos=Money.from_usd("0.5").nanos,
             reserved_nanos=0))
     yield engine, short_id
     engine.dispose()
@@ -144,9 +145,9 @@ def test_spend_figures_equal_ledger_sums(ledger, pg_url, tmp_path):
     assert unpriced["my-finetune"] >= 1
 
     now = datetime.now(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     windows = {(lb["window"], lb["key_source"]): v for lb, v in samples["llm_spend_usd"]}
-    for window, start in (("today", day), ("month", day.replace(day=1))):
+    # today and this month are Korean (BUDGET_TIMEZONE) days and months, as budgets are
+    for window, start in (("today", day_start(now)), ("month", month_start(now))):
         for source in ("server", "user"):
             (nanos,), = _sql(engine, "SELECT COALESCE(SUM(cost_nanos), 0) FROM spend_ledger "
                                      "WHERE created_at >= :s AND key_source = :ks", s=start, ks=source)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from domain.client_keys import BudgetLimits, scope_of
 from domain.errors import BudgetExceeded
 from domain.money import Money
+from domain.periods import KST, day_key, month_key
 
 GLOBAL_SCOPE = "global"
 
@@ -28,20 +29,22 @@ class Reservation:
     amount: Money
 
 
-def day_period(at: datetime) -> str:
-    """The budget counter period of ``at``'s calendar day (``d:YYYY-MM-DD``)."""
-    return f"d:{at:%Y-%m-%d}"
+def day_period(at: datetime, tz: tzinfo = KST) -> str:
+    """The budget counter period of ``at``'s calendar day in ``tz`` (``d:YYYY-MM-DD``)."""
+    return day_key(at, tz)
 
 
-def month_period(at: datetime) -> str:
-    """The budget counter period of ``at``'s calendar month (``m:YYYY-MM``)."""
-    return f"m:{at:%Y-%m}"
+def month_period(at: datetime, tz: tzinfo = KST) -> str:
+    """The budget counter period of ``at``'s calendar month in ``tz`` (``m:YYYY-MM``)."""
+    return month_key(at, tz)
 
 
-def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime) -> tuple[BudgetLine, ...]:
-    """Every counter a request is counted in. Periods are calendar days and months of the
-    server's clock (UTC)."""
-    day, month = day_period(now), month_period(now)
+def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime,
+                 tz: tzinfo = KST) -> tuple[BudgetLine, ...]:
+    """Every counter a request is counted in. Periods are calendar days and months in the
+    budget time zone (``BUDGET_TIMEZONE``, ``domain.periods``): a daily cap rolls over at
+    local midnight, not at UTC midnight."""
+    day, month = day_period(now, tz), month_period(now, tz)
     return (
         BudgetLine(scope, day, limits.daily),
         BudgetLine(scope, month, limits.monthly),
@@ -57,10 +60,10 @@ def capped(lines: tuple[BudgetLine, ...]) -> tuple[BudgetLine, ...]:
     return tuple(line for line in lines if line.limit is not None)
 
 
-def spend_lines(client_key_id: str | None, at: datetime) -> tuple[BudgetLine, ...]:
+def spend_lines(client_key_id: str | None, at: datetime, tz: tzinfo = KST) -> tuple[BudgetLine, ...]:
     """Where a stored ledger row's charge is counted: its client's and the global day and
-    month of the moment it was recorded."""
-    return budget_lines(scope_of(client_key_id), BudgetLimits(), BudgetLimits(), at)
+    month (budget time zone) of the moment it was recorded."""
+    return budget_lines(scope_of(client_key_id), BudgetLimits(), BudgetLimits(), at, tz)
 
 
 def budget_exceeded(line: BudgetLine) -> BudgetExceeded:

@@ -17,6 +17,7 @@ from domain.conversations import Turn
 from domain.ledger import UsageRecord
 from domain.money import Money
 from domain.pricing import ModelPrice
+from domain.request_log import RequestLogEntry
 from domain.usage import TokenUsage
 
 
@@ -95,6 +96,16 @@ class SpendLedger(Protocol):
 
     async def record(self, record: UsageRecord) -> int | None:
         """Store now; returns the turn's index in its conversation when it has a turn."""
+
+
+class RequestLog(Protocol):
+    """Every client request to a chat route, once, refusals included (see
+    ``domain.request_log``). The gateway calls ``record`` exactly once per request, after
+    the answer's status is known (for a stream: when it ends), whatever the outcome."""
+
+    def record(self, entry: RequestLogEntry) -> None:
+        """Hand over an entry without waiting (never blocks the request, never raises); it
+        is written later in a batch."""
 
 
 class BudgetStore(Protocol):

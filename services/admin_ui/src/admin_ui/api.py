@@ -67,7 +67,8 @@ class AdminApi:
     timeout: float = 15.0
 
     def _client(self) -> httpx.Client:
-        headers = {"Accept-Language": "ko"}
+        # Audit entries name the console as the actor (one operator password: no user names).
+        headers = {"Accept-Language": "ko", "X-Admin-Actor": "console"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout)
@@ -91,6 +92,24 @@ class AdminApi:
                 pass
             raise ApiError(r.status_code, code, message)
         return r.content if path.endswith(".csv") else r.json()
+
+    def now(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/now")  # type: ignore[no-any-return]
+
+    def requests(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/requests", params=params)  # type: ignore[no-any-return]
+
+    def request_detail(self, request_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/admin/v1/requests/{_segment(request_id)}")  # type: ignore[no-any-return]
+
+    def requests_csv(self, **params: Any) -> bytes:
+        return self._call("GET", "/admin/v1/requests.csv", params=params)  # type: ignore[no-any-return]
+
+    def audit(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/audit", params=params)  # type: ignore[no-any-return]
+
+    def alerts(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/alerts")  # type: ignore[no-any-return]
 
     def overview(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/overview")  # type: ignore[no-any-return]

@@ -9,7 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TZ = "Asia/Seoul"
 _KST = timezone(timedelta(hours=9), "KST")
-_MD_SPECIAL = "\\`*_[]()<>#!|~$:"
+# Every ASCII punctuation a Markdown reader acts on, "." and "@" included: escaping them
+# breaks GFM's autolinks ("www.example.com", "user@example.com") as well as emphasis,
+# links, HTML and headings.
+_MD_SPECIAL = "\\`*_[]()<>#!|~$:.@-+={}&\"'"
 
 
 def display_tz() -> tzinfo:
@@ -85,5 +88,7 @@ def to_api_time(value: datetime) -> str:
 
 
 def escape_markdown(text: object) -> str:
-    """Text that st.markdown/st.caption shows literally (no links, images, HTML or emphasis)."""
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text))
+    """Text that st.markdown/st.caption/st.subheader shows literally, on one line: no links
+    (autolinks included), images, HTML, emphasis or a heading broken out by a newline."""
+    flat = " ".join(str(text).splitlines())
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in flat)

@@ -16,6 +16,9 @@ def command() -> list[str]:
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",  # no "Deploy" or developer menu for operators
+        # A table's own CSV download escapes no formula and ignores KST/KRW/names: exports go
+        # through the console's export (admin API CSV) only.
+        "--client.disableDataExport", "true",
     ]
 
 

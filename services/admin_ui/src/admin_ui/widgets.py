@@ -57,3 +57,36 @@ def time_range(key: str, default: str = "30d") -> tuple[str | None, str | None]:
 
 def key_source_label(source: str | None) -> str:
     return t(f"source.{source}") if source in ("server", "user") else "-"
+
+
+def health_lines(probes: list[dict[str, Any]]) -> None:
+    """Each service's probe as coloured text (no emoji: they render as empty boxes on
+    servers without an emoji font)."""
+    for h in probes:
+        colour, word = ("green", t("host.ok")) if h["ok"] else ("red", t("host.down"))
+        status = h["status"] if h["status"] is not None else "-"
+        st.markdown(f":{colour}[**{formatting.escape_markdown(word)}**] · {formatting.escape_markdown(h['service'])}"
+                    f" · {t('host.http')} {status} · {h['latency_ms']} ms")
+
+
+def text_cell(value: object) -> str:
+    """Caller-supplied text for a table cell: as is (dataframes never render Markdown or
+    links), '-' when empty."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def query_param(name: str, allowed: tuple[str, ...] | None = None) -> str | None:
+    """A filter from the page's URL (deep links), validated."""
+    value = st.query_params.get(name)
+    if value is None or value == "" or len(value) > 200:
+        return None
+    if allowed is not None and value not in allowed:
+        return None
+    return value
+
+
+def cost_or_unpriced(usd: object, krw: object, currency: str = "KRW") -> str:
+    """'가격 없음' for an unpriced amount (None), never ₩0."""
+    if usd is None:
+        return t("common.unpriced")
+    return formatting.money(usd, krw, currency)

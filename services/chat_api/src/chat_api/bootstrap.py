@@ -14,20 +14,23 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
+from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
-from domain.adapters.openai_provider import OpenAiLlmProvider
+from domain.adapters.openai_provider import CircuitBreaker, OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
+from domain.adapters.sql.operator_records import SqlAuditLog
 from domain.adapters.sql.psycopg_budgets import PsycopgBudgetStore
 from domain.adapters.sql.repositories import (
     SqlBudgetStore,
     SqlClientKeyRepository,
     SqlConversationRepository,
 )
+from domain.adapters.sql.request_log import SqlRequestLog
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.key_policy import DefaultKeyPolicy
 from domain.model_catalog import ModelCatalog
@@ -75,6 +78,9 @@ class Container:
     set_budget: SetClientBudget
     admin_token: str
     executor: ThreadPoolExecutor
+    request_log: SqlRequestLog
+    audit: SqlAuditLog
+    alerts: AlertWatch
     schema_head: str | None = None
 
     @property
@@ -83,14 +89,20 @@ class Container:
 
     async def start(self) -> None:
         self.ledger.start()
+        self.request_log.start()
         await self.budgets.open()
 
     async def flush(self) -> None:
-        """Waits until every ledger record handed over so far is stored (or spooled)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.ledger.flush)
+        """Waits until every ledger record handed over so far is stored (or spooled), and
+        every request-log entry written."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.ledger.flush)
+        await loop.run_in_executor(None, self.request_log.wait_written)
 
     async def aclose(self) -> None:
         self.ledger.close()
+        self.request_log.close()
+        await self.alerts.aclose()
         await self.provider.aclose()
         await self.budgets.aclose()
         self.executor.shutdown(wait=True)
@@ -121,7 +133,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                    else SqlBudgetStore(budget_engine, executor))
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
-                                      or settings.data_dir / "ledger-spool.jsonl")
+                                      or settings.data_dir / "ledger-spool.jsonl", tz=settings.tz)
     provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
                                              timeout=settings.upstream_timeout_seconds,
                                              max_retries=settings.upstream_max_retries, on_retry=on_retry)
@@ -131,7 +143,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
         policy=policy, clock=clock,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
-                                                         _usd_cap(settings.global_monthly_usd))))
+                                                         _usd_cap(settings.global_monthly_usd)),
+                              tz=settings.tz))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
                          list_models=ListModels(models))
@@ -139,12 +152,25 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                                            _usd_cap(settings.anonymous_monthly_usd)))
                  if settings.allow_anonymous else None)
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+    alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,
+                        budget_pct=settings.alert_budget_pct, error_rate=settings.alert_error_rate)
+    if isinstance(provider, OpenAiLlmProvider):
+        server_circuit = CircuitBreaker.key_id(settings.openai_api_key) if settings.openai_api_key else None
+
+        def circuit_opened(key_id: str) -> None:
+            # One subject for the upstream: when OpenAI is down, every key's circuit opens,
+            # and the operator wants one alert, not one per client.
+            alerts.circuit_opened("openai", detail="server key" if key_id == server_circuit else "a client's own key")
+
+        provider.breaker.on_open = circuit_opened
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
                      policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), admin_token=admin_token, executor=executor,
+                     request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),
+                     alerts=alerts,
                      schema_head=migrations_head())
 
 

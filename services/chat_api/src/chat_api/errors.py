@@ -60,6 +60,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_field/valid_role": ("{field}의 각 항목에는 올바른 role이 있어야 합니다.", "Each item of {field} needs a valid role."),
     "invalid_field/printable_text": ("{field}은(는) {max}자 이하의 출력 가능한 문자여야 합니다.",
                                      "{field} must be at most {max} printable characters."),
+    "invalid_field/status_filter": ("{field} 값이 올바르지 않습니다 (예: 402, 4xx, error).",
+                                    "Invalid {field} filter (e.g. 402, 4xx, error)."),
     "invalid_field/invalid": ("{field} 값이 올바르지 않습니다: {detail}", "Invalid value for {field}: {detail}"),
     "too_many_messages": ("메시지가 너무 많습니다 (최대 {max}개).", "Too many messages (max {max})."),
     "prompt_too_long": ("프롬프트가 너무 깁니다 (최대 {max}자).", "The prompt is too long (max {max} characters)."),
@@ -89,6 +91,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # not found
     "client_key_not_found": ("클라이언트 키를 찾을 수 없습니다.", "Client key not found."),
     "conversation_not_found": ("대화를 찾을 수 없습니다.", "Conversation not found."),
+    "request_not_found": ("요청을 찾을 수 없습니다.", "Request not found."),
     "response_not_found": ("응답을 찾을 수 없습니다.", "No such response."),
     # limits
     "budget_exceeded": ("{scope} {period} 예산을 초과했습니다. 나중에 다시 시도하거나 운영자에게 문의하세요.",

@@ -6,7 +6,9 @@
 4. the per-minute token allowance (chat turns),
 5. the use case, at most once per Idempotency-Key (non-streamed answers), or the stream
    relay (a stream slot, the first event awaited so refusals stay HTTP errors),
-6. metrics, key headers and the dialect's rendering of the result or the error.
+6. metrics, key headers and the dialect's rendering of the result or the error,
+7. one request-log entry with the status the client got (refusals included; a stream's
+   when it ends).
 
 Nothing raised on the way reaches the client as a bare 500: domain errors are rendered by
 the dialect, anything else is logged in one line and rendered as ``internal_error``.
@@ -16,9 +18,11 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -45,12 +49,39 @@ from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
-from domain.ports import Clock, StreamData
+from domain.ports import Clock, RequestLog, StreamData
+from domain.request_log import RequestLogEntry
 
 log = logging.getLogger("chat_api.gateway")
 
 C = TypeVar("C")
 R = TypeVar("R")
+
+
+@runtime_checkable
+class Identified(Protocol):
+    """A command carrying the id the ledger and the conversation know the request by."""
+
+    @property
+    def request_id(self) -> str: ...
+
+
+@dataclass
+class Visit:
+    """What the request log needs of one request, filled in as the pipeline learns it."""
+
+    route: str
+    created_at: datetime
+    started: float
+    client_key_id: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    result: Metered | None = None
+
+    def learn(self, command: object, model: str | None) -> None:
+        if isinstance(command, Identified):
+            self.request_id = command.request_id
+        self.model = model
 
 
 def one_line(error: BaseException) -> str:
@@ -76,14 +107,17 @@ class Gateway:
     streams: StreamSlots
     settings: DialectSettings
     max_body_bytes: int
+    request_log: RequestLog | None = None
 
     async def serve(self, request: Request, dialect: Dialect[C, R],
                     use_case: UseCase[C, R] | StreamingUseCase[C, R]) -> Response:
         started = time.perf_counter()
         body: dict[str, Any] | None = None
         command: C | None = None
+        visit = Visit(dialect.route, self.clock.now(), started)
         try:
             client = await self.authenticate.execute(bearer(request))
+            visit.client_key_id = client.key_id
             self.rate.take(_slot(client))
             call = Call(dialect.route, client, language(request), started, request.headers,
                         request.path_params, self.settings)
@@ -91,6 +125,7 @@ class Gateway:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
             command = dialect.parse(body or {}, call)
+            visit.learn(command, dialect.model_of(command))
             if isinstance(use_case, Validating):
                 use_case.validate(command)
             if isinstance(command, TokenMetered):
@@ -98,27 +133,33 @@ class Gateway:
             if body is not None and dialect.wants_stream(body):
                 if not isinstance(use_case, StreamingUseCase):
                     raise TypeError(f"{type(use_case).__name__} cannot stream")
-                return await self._stream(dialect, use_case, command, call)
+                return await self._stream(dialect, use_case, command, call, visit)
             checked_command = command
 
             async def answer() -> Response:
                 result = await use_case.execute(checked_command)
+                if isinstance(result, Metered):
+                    visit.result = result
                 response = dialect.render(result, checked_command, call)
                 self._succeeded(dialect.route, result, response, started)
                 return response
 
             if dialect.idempotent and body is not None:
-                return await run_once(self.idempotency, self.clock, client, idempotency_key(request), body, answer)
-            return await answer()
+                response = await run_once(self.idempotency, self.clock, client, idempotency_key(request), body,
+                                          answer)
+            else:
+                response = await answer()
+            self._log(visit, response.status_code)  # a replayed answer is a request too
+            return response
         except DomainError as error:
-            return self._refused(dialect, error, request, started, body, command)
+            return self._refused(dialect, error, request, started, body, command, visit)
         except Exception as unexpected:  # the last resort: the dialect's error shape, one log line
             log.error("%s %s failed: %s", request.method, dialect.route, one_line(unexpected))
-            return self._refused(dialect, internal_error(), request, started, body, command)
+            return self._refused(dialect, internal_error(), request, started, body, command, visit)
 
     # -- the steps ---------------------------------------------------------------------
     async def _stream(self, dialect: Dialect[C, R], use_case: StreamingUseCase[C, R], command: C,
-                      call: Call) -> Response:
+                      call: Call, visit: Visit) -> Response:
         """SSE relayed as produced (no buffering). A stream slot is taken and the first event
         awaited first, so refusals (budget, upstream errors before the first byte) are still
         plain HTTP errors. Whatever ends the stream, the slot is given back."""
@@ -135,12 +176,13 @@ class Gateway:
 
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
-            status = 200
+            status, error_code = 200, None
             event: StreamData | R = first
             try:
                 while True:
                     if isinstance(event, Metered):
                         self._count_usage(event)
+                        visit.result = event
                     chunk = dialect.render_event(event, command, call)
                     if chunk:
                         yield chunk
@@ -148,17 +190,19 @@ class Gateway:
                         return
                     event = await anext(events)
             except DomainError as error:
-                status = ERROR_TABLE[error.kind].status
+                status, error_code = ERROR_TABLE[error.kind].status, error.code
                 yield dialect.render_stream_error(error, command, call)
             except Exception as unexpected:  # after the first byte the status is sent: an error event
                 log.error("stream on %s failed: %s", call.route, one_line(unexpected))
-                status = 500
+                status, error_code = 500, "internal_error"
                 yield dialect.render_stream_error(internal_error(), command, call)
             finally:
                 await events.aclose()
                 self.streams.release(slot)
                 self.metrics.open_streams.dec()
                 self._observe(call.route, status, model, call.started)
+                # The client got a 200 and then an error event: the log keeps the error's status.
+                self._log(visit, status, error_code)
 
         return StreamingResponse(relay(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -172,13 +216,32 @@ class Gateway:
             self._observe(route, response.status_code, None, started)
 
     def _refused(self, dialect: Dialect[C, R], error: DomainError, request: Request, started: float,
-                 body: Mapping[str, Any] | None, command: C | None) -> Response:
+                 body: Mapping[str, Any] | None, command: C | None, visit: Visit) -> Response:
         if error.kind in (ErrorKind.BUDGET_EXCEEDED, ErrorKind.RATE_LIMITED):
             self.metrics.budget_rejections.labels(error.code).inc()
         response = dialect.render_error(error, Failure(language(request), started, body))
         self._observe(dialect.route, response.status_code, dialect.model_of(command) if command is not None else None,
                       started)
+        self._log(visit, response.status_code, error.code)
         return response
+
+    def _log(self, visit: Visit, status: int, error_code: str | None = None) -> None:
+        """The request's one log entry. Never fails the request: the log's ``record`` only
+        queues, and anything it raises is logged here."""
+        if self.request_log is None:
+            return
+        result = visit.result
+        try:
+            self.request_log.record(RequestLogEntry(
+                request_id=visit.request_id or "req_" + uuid.uuid4().hex, created_at=visit.created_at,
+                route=visit.route, status=status, client_key_id=visit.client_key_id, error_code=error_code,
+                model=result.model if result is not None else visit.model,
+                key_source=result.key_source.value if result is not None else None,
+                fallback_reason=result.fallback_reason.value if result is not None and result.fallback_reason else None,
+                latency_ms=int((time.perf_counter() - visit.started) * 1000),
+                cost=result.cost if result is not None else None))
+        except Exception as failed:
+            log.warning("request log entry not recorded: %s", one_line(failed))
 
     # -- metrics -----------------------------------------------------------------------
     def _observe(self, route: str, status: int, model: str | None, started: float,

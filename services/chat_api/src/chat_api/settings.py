@@ -4,9 +4,12 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.periods import budget_timezone
 
 _PLACEHOLDERS = {"your_api_key_here", "changeme", "change-me", "sk-your-api-key", "secret"}
 
@@ -45,6 +48,26 @@ class ChatApiSettings(BaseSettings):
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
     ledger_spool_path: Path | None = None
+    # Budget days and months roll over at local midnight of this zone; "today" means it too.
+    budget_timezone: str = "Asia/Seoul"
+    # Operator alerts (Slack-compatible webhook); unset: alerts are only listed in the console.
+    alert_webhook_url: str | None = Field(default=None, repr=False)
+    alert_budget_pct: Decimal = Field(default=Decimal(80), gt=0, le=1000)
+    alert_error_rate: float = Field(default=0.2, ge=0, le=1)
+    alert_check_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Seoul)") from None
+        return value.strip()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return budget_timezone(self.budget_timezone)
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from domain.money import NANOS_PER_USD
+from domain.periods import KST
 from monitor.spend_queries import BusinessFigures, read_business_figures
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class BusinessCollector(Collector):
     """
 
     def __init__(self, engine: Engine, usd_krw_rate: Decimal,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), tz: tzinfo = KST) -> None:
         self.engine = engine
+        self._tz = tz
         self.usd_krw_rate = Decimal(usd_krw_rate)
         self._now = now
 
@@ -47,7 +49,7 @@ class BusinessCollector(Collector):
         started = time.perf_counter()
         try:
             with self.engine.connect() as conn:
-                figures = read_business_figures(conn, self._now())
+                figures = read_business_figures(conn, self._now(), self._tz)
         except Exception as exc:  # any driver or SQL error means "the database is not usable"
             log.warning("business metrics unavailable: %s", (str(exc).splitlines() or [type(exc).__name__])[0])
             figures = None

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine
 
+from domain.periods import budget_timezone
 from domain.ports import HostMetrics
 from monitor.cached_collector import CachedCollector
 from monitor.metrics_business import BusinessCollector
@@ -26,7 +27,8 @@ def build_registry(settings: MonitorSettings, engine: Engine, host: HostMetrics 
     registry.register(HostCollector(host))
     registry.register(StackProcessCollector(Path(settings.stack_pid_dir)))
     ProcessCollector(registry=registry)  # the monitor's own process_* metrics
-    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate), seconds, tick))
+    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate,
+                                                        tz=budget_timezone(settings.budget_timezone)), seconds, tick))
     registry.register(CachedCollector(ChatApiReadinessCollector(settings.chat_api_url,
                                                                 settings.chat_api_timeout_seconds), seconds, tick))
     return registry

@@ -16,6 +16,7 @@ class MonitorSettings(BaseSettings):
     monitor_port: int = 8002
     log_level: str = "INFO"
     usd_krw_rate: Decimal = Decimal("1400")
+    budget_timezone: str = "Asia/Seoul"  # budget days and months (the chat_api's setting)
     chat_api_url: str = "http://127.0.0.1:8001"
     chat_api_timeout_seconds: float = 0.5
     # Pid files ``<service>.pid`` of the stack's processes (written by `make dev`).

@@ -4,12 +4,13 @@ ever loaded into memory, whatever its size."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Float, case, cast, func, literal, select
 from sqlalchemy.sql import ColumnElement
 
+from domain import periods
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
 from domain.budgets import day_period, month_period
 from domain.client_keys import KEY_SCOPE_PREFIX
@@ -52,25 +53,23 @@ class Utilisation:
 @dataclass(frozen=True, slots=True)
 class BusinessFigures:
     groups: list[SpendGroup] = field(default_factory=list)
-    # key_source -> nano-USD in the current UTC day / month
+    # key_source -> nano-USD in the current budget day / month (BUDGET_TIMEZONE)
     today_nanos: dict[str, int] = field(default_factory=dict)
     month_nanos: dict[str, int] = field(default_factory=dict)
     utilisation: list[Utilisation] = field(default_factory=list)
     active_conversations: int = 0
 
 
-def read_business_figures(conn: Connection, now: datetime) -> BusinessFigures:
-    """Everything in one read-only pass. ``now`` is UTC: days and months are UTC calendar
-    periods, as the budget counters' periods are."""
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month_start = day_start.replace(day=1)
-    today, month = _window_spend(conn, day_start, month_start)
+def read_business_figures(conn: Connection, now: datetime, tz: tzinfo = periods.KST) -> BusinessFigures:
+    """Everything in one read-only pass. Days and months are those of the budget time zone,
+    as the budget counters' periods are (``domain.periods``)."""
+    today, month = _window_spend(conn, periods.day_start(now, tz), periods.month_start(now, tz))
     return BusinessFigures(
         groups=_spend_groups(conn),
         today_nanos=today,
         month_nanos=month,
-        utilisation=_utilisation(conn, day_period(now), "day", keys.c.daily_limit_nanos)
-        + _utilisation(conn, month_period(now), "month", keys.c.monthly_limit_nanos),
+        utilisation=_utilisation(conn, day_period(now, tz), "day", keys.c.daily_limit_nanos)
+        + _utilisation(conn, month_period(now, tz), "month", keys.c.monthly_limit_nanos),
         active_conversations=_active_conversations(conn, now - ACTIVE_CONVERSATION_WINDOW),
     )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.alerts import Alert
 from domain.budgets import BudgetLine, Reservation, budget_exceeded, spend_lines
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
@@ -15,6 +16,7 @@ from domain.errors import UpstreamError
 from domain.ledger import UsageRecord
 from domain.money import Money
 from domain.ports import HostSnapshot, StreamData, StreamDone, UpstreamReply, UpstreamRequest
+from domain.request_log import RequestLogEntry
 from domain.usage import TokenUsage
 
 
@@ -203,3 +205,38 @@ class FakeHostMetrics:
         if self.error:
             raise self.error
         return {"cpu": {"percent": self._snapshot.cpu_percent}}
+
+
+class InMemoryRequestLog:
+    """The request log as a list (same contract as ``SqlRequestLog.record``)."""
+
+    def __init__(self) -> None:
+        self.entries: list[RequestLogEntry] = []
+
+    def record(self, entry: RequestLogEntry) -> None:
+        self.entries.append(entry.cleaned())
+
+    def counts(self) -> tuple[int, int]:
+        """(requests, errors) as the overview counts them."""
+        return len(self.entries), sum(1 for e in self.entries if e.is_error)
+
+
+class InMemoryAlertClaims:
+    def __init__(self) -> None:
+        self.claimed: dict[tuple[str, str, str], Alert] = {}
+
+    async def claim(self, alert: Alert, at: datetime) -> bool:
+        key = (alert.kind.value, alert.subject, alert.period)
+        if key in self.claimed:
+            return False
+        self.claimed[key] = alert
+        return True
+
+
+class FakeAlertSink:
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    async def send(self, alert: Alert) -> bool:
+        self.sent.append(alert)
+        return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,8 @@ import orjson
 from domain.errors import UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest
 from domain.usage import TokenUsage
+
+log = logging.getLogger(__name__)
 
 _PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/chat/completions"}
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
@@ -80,11 +83,21 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
 class CircuitBreaker:
     """Per upstream key: after ``threshold`` consecutive failures (5xx, timeouts, connection
     errors) calls fail fast for ``cooldown`` seconds, so one broken user key cannot tie up
-    the pool, and never trips the server key's breaker. Bounded to ``max_keys`` entries."""
+    the pool, and never trips the server key's breaker. Bounded to ``max_keys`` entries.
 
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, max_keys: int = 10_000) -> None:
+    ``on_open`` is called with the key's id (``key_id``, a hash prefix, never the key) each
+    time a key's circuit opens — on the failure that reaches the threshold, not on later ones."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0, max_keys: int = 10_000,
+                 on_open: Callable[[str], None] | None = None) -> None:
         self._threshold, self._cooldown, self._max = threshold, cooldown, max_keys
         self._state: dict[str, tuple[int, float]] = {}
+        self.on_open = on_open
+
+    @staticmethod
+    def key_id(api_key: str) -> str:
+        """The id a key's circuit is known by."""
+        return CircuitBreaker._id(api_key)
 
     @staticmethod
     def _id(api_key: str) -> str:
@@ -104,10 +117,19 @@ class CircuitBreaker:
         if ok:
             self._state.pop(key, None)
             return
-        failures = self._state.get(key, (0, 0.0))[0] + 1
-        self._state[key] = (failures, time.monotonic())
+        failures, opened_at = self._state.get(key, (0, 0.0))
+        now = time.monotonic()
+        if failures >= self._threshold and now - opened_at >= self._cooldown:
+            failures = self._threshold - 1  # a failed probe after the cooldown opens it again
+        failures += 1
+        self._state[key] = (failures, now)
         if len(self._state) > self._max:
             self._state.pop(next(iter(self._state)))
+        if failures == self._threshold and self.on_open is not None:
+            try:
+                self.on_open(key)
+            except Exception:  # an alert must never fail the request that tripped it
+                log.warning("circuit-open callback failed", exc_info=True)
 
 
 class OpenAiLlmProvider:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from typing import Any, TypeVar
 
 from domain.admission import choices, estimate_input, output_worst_case
@@ -14,6 +15,7 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySo
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.periods import KST
 from domain.ports import (
     BudgetStore,
     Clock,
@@ -91,6 +93,7 @@ class ChatSettings:
     history_token_budget: int = 3000
     history_max_turns: int = 50
     global_limits: BudgetLimits = field(default_factory=BudgetLimits)
+    tz: tzinfo = KST  # BUDGET_TIMEZONE: budget days and months are local ones
 
 
 def _unknown_model(model: str) -> InvalidInput:
@@ -157,7 +160,7 @@ class HandleChatTurn:
                 raise _unpriced_model(cmd.model)
             return None
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
-                                    self._clock.now()))
+                                    self._clock.now(), self._settings.tz))
         if not lines:
             return None
         sent = estimate_input(messages, cmd.params, cmd.model)

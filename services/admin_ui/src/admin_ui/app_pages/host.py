@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from admin_ui import api
+from admin_ui import api, widgets
 from admin_ui import formatting as fmt
 from admin_ui.i18n import t
 
@@ -46,7 +46,7 @@ def live() -> None:
         with c1:
             usage = cpu.get("total_cpu_usage", 0)
             st.metric(t("host.cpu"), f"{float(fmt.decimal(usage)):.1f}%",
-                      f'{cpu.get("total_cores", "?")} cores', delta_color="off", delta_arrow="off")
+                      t("common.cores", n=cpu.get("total_cores", "?")), delta_color="off", delta_arrow="off")
             st.progress(_percent(usage))
         with c2:
             st.metric(t("host.memory"), f'{float(fmt.decimal(mem.get("percentage"))):.1f}%',
@@ -66,11 +66,7 @@ def live() -> None:
             st.bar_chart(pd.DataFrame({"core": [str(i) for i in range(len(per_core))], "%": per_core}),
                          x="core", y="%", height=160)
     st.subheader(t("host.services"))
-    st.dataframe(pd.DataFrame([{
-        t("host.service"): h["service"], "path": h["path"],
-        t("keys.status"): ("✅ " + t("host.ok")) if h["ok"] else ("❌ " + t("host.down")),
-        "HTTP": h["status"] or "-", t("host.latency"): h["latency_ms"],
-    } for h in monitor.health()]), hide_index=True, width="stretch")
+    widgets.health_lines(monitor.health())
     st.caption(t("host.updated", seconds=REFRESH_SECONDS,
                  time=fmt.when(datetime.now(UTC).isoformat(), seconds=True)))
 

@@ -1,8 +1,12 @@
 """Client keys: issue (the key is shown once, in the answer to that click only), revoke,
-set budgets, and see each key's budget use."""
+set budgets, and see each key's budget use — fullest first, with %, a coloured risk level,
+what is held by requests in flight and today's budget refusals; searchable and paged so
+1,000 keys stay one short table."""
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -32,7 +36,11 @@ def _amount(text: str) -> tuple[bool, str | None]:
     return True, str(value)
 
 
-with st.expander(t("keys.create"), expanded=False), st.form("create_key", clear_on_submit=True):
+PAGE_SIZE = 50
+WARN_PCT = 80.0
+
+# Kept filled on a refusal (an empty name, a bad amount), so nothing typed is lost.
+with st.expander(t("keys.create"), expanded=False), st.form("create_key", clear_on_submit=False):
     name = st.text_input(t("keys.name"), max_chars=100, key="new_key_name")
     c1, c2 = st.columns(2)
     daily_text = c1.text_input(t("keys.daily"), key="new_key_daily")
@@ -42,7 +50,9 @@ with st.expander(t("keys.create"), expanded=False), st.form("create_key", clear_
 if create:
     ok_daily, daily = _amount(daily_text)
     ok_monthly, monthly = _amount(monthly_text)
-    if not (ok_daily and ok_monthly):
+    if not name.strip():
+        st.error(t("keys.name_required"))
+    elif not (ok_daily and ok_monthly):
         st.error(t("keys.bad_amount"))
     else:
         created = widgets.call(api.create_key, name.strip(), daily, monthly, may_use_server)
@@ -60,32 +70,64 @@ if not items:
     st.stop()
 
 
-def _cap(value: str | None) -> str:
-    return t("common.unlimited") if value is None else fmt.usd(value)
+def _level(k: dict[str, Any]) -> str:
+    pct = k.get("utilisation_pct")
+    if k["revoked_at"]:
+        return t("keys.revoked")
+    if pct is None:
+        return t("keys.level_none")
+    if pct >= 100 or k.get("refused_today"):
+        return t("keys.level_full")
+    return t("keys.level_warn") if pct >= WARN_PCT else t("keys.level_ok")
 
 
-st.dataframe(pd.DataFrame([{
-    t("keys.short_id"): k["short_id"], t("keys.name"): k["name"],
-    t("keys.status"): t("keys.revoked") if k["revoked_at"] else t("keys.active"),
-    t("keys.created_at"): fmt.when(k["created_at"]),
-    t("keys.spent_today"): fmt.usd(k["spent_today_usd"]), t("keys.daily_short"): _cap(k["daily_limit_usd"]),
-    t("keys.spent_month"): fmt.usd(k["spent_month_usd"]), t("keys.monthly_short"): _cap(k["monthly_limit_usd"]),
-    t("keys.server_key"): "✓" if k["may_use_server_key"] else "✗",
-} for k in items]), hide_index=True, width="stretch")
+_COLOURS = {t("keys.level_full"): "background-color: #f8d7da; color: #842029",
+            t("keys.level_warn"): "background-color: #fff3cd; color: #664d03",
+            t("keys.level_ok"): "background-color: #d1e7dd; color: #0f5132"}
 
-capped = [k for k in items if not k["revoked_at"] and (k["daily_limit_usd"] or k["monthly_limit_usd"])]
-if capped:
-    st.subheader(t("keys.utilisation"))
-    for k in capped:
-        for period, spent, cap in ((t("keys.daily_short"), k["spent_today_usd"], k["daily_limit_usd"]),
-                                   (t("keys.monthly_short"), k["spent_month_usd"], k["monthly_limit_usd"])):
-            if cap is None:
-                continue
-            limit = fmt.decimal(cap)
-            used = fmt.decimal(spent)
-            ratio = 1.0 if limit == 0 else float(min(Decimal(1), used / limit))
-            st.progress(ratio, text=fmt.escape_markdown(t("keys.util_line", name=k["name"], short=k["short_id"],
-                                                          period=period, spent=fmt.usd(spent), cap=fmt.usd(cap))))
+
+def _usd_number(value: str | None) -> float | None:
+    return None if value is None else float(fmt.decimal(value))
+
+
+query = st.text_input(t("common.search"), key="keys_search", max_chars=100).strip().casefold()
+shown = [k for k in items if not query or query in k["name"].casefold() or query in k["short_id"].casefold()]
+# Fullest first (live keys before revoked ones); uncapped keys after capped ones.
+shown.sort(key=lambda k: (bool(k["revoked_at"]), -(k.get("utilisation_pct") or -1.0), -(k.get("refused_today") or 0),
+                          k["name"]))
+if st.session_state.get("_keys_query") != query:
+    st.session_state["_keys_query"] = query
+    st.session_state["keys_page"] = 1
+pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
+page = min(int(st.session_state.get("keys_page", 1)), pages)
+if int(st.session_state.get("keys_page", 1)) > pages:
+    st.session_state["keys_page"] = pages
+rows = shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+st.caption(t("common.page_of", total=len(shown), page=page, pages=pages) + " · " + t("keys.sorted"))
+if rows:
+    level_col = t("keys.level")
+    table = pd.DataFrame([{
+        t("keys.name"): k["name"], t("keys.short_id"): k["short_id"], level_col: _level(k),
+        t("keys.utilisation_pct"): k.get("utilisation_pct"),
+        t("keys.spent_today"): _usd_number(k["spent_today_usd"]), t("keys.daily_short"): _usd_number(k["daily_limit_usd"]),
+        t("keys.spent_month"): _usd_number(k["spent_month_usd"]),
+        t("keys.monthly_short"): _usd_number(k["monthly_limit_usd"]),
+        t("keys.held"): (_usd_number(k.get("held_today_usd")) or 0.0) + (_usd_number(k.get("held_month_usd")) or 0.0)
+        if k.get("held_today_usd") is not None else None,
+        t("keys.refused_today"): int(k.get("refused_today") or 0),
+        t("keys.created_at"): fmt.when(k["created_at"]),
+        t("keys.server_key"): t("common.yes") if k["may_use_server_key"] else t("common.no"),
+    } for k in rows])
+    money = st.column_config.NumberColumn(format="$%.4f")
+    st.dataframe(table.style.map(lambda v: _COLOURS.get(v, ""), subset=[level_col]), hide_index=True,
+                 width="stretch", column_config={
+                     t("keys.utilisation_pct"): st.column_config.ProgressColumn(min_value=0, max_value=100,
+                                                                                format="%.1f%%"),
+                     t("keys.spent_today"): money, t("keys.daily_short"): money, t("keys.spent_month"): money,
+                     t("keys.monthly_short"): money, t("keys.held"): money})
+else:
+    st.info(t("common.none"))
+st.pagination(pages, key="keys_page")
 
 st.subheader(t("keys.manage"))
 by_id = {k["id"]: k for k in items}

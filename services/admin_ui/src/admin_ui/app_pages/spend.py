@@ -1,11 +1,12 @@
-"""Spend: grouped by day, model, key source or client key; USD or KRW; the ledger as CSV."""
+"""Spend: grouped by day (Korean days), model, key source or client key; USD or KRW; the
+ledger as CSV with the filters on screen."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from admin_ui import exports, widgets
 from admin_ui import formatting as fmt
-from admin_ui import widgets
 from admin_ui.i18n import t
 
 GROUPS = ("day", "model", "key_source", "client_key")
@@ -49,26 +50,44 @@ if rows:
     table = pd.DataFrame([{
         t(f"group.{group_by}"): _label(r), t("common.requests"): r["requests"],
         t("common.input_tokens"): r["input_tokens"], t("common.output_tokens"): r["output_tokens"],
-        cost_col: fmt.money(r["cost_usd"], r["cost_krw"], currency),
+        # a number, so the column sorts by amount; formatted by the column
+        cost_col: float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"])),
     } for r in rows])
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        cost_col: st.column_config.NumberColumn(format="₩%.0f" if currency == "KRW" else "$%.6f")})
     chart = pd.DataFrame({"key": [_label(r) for r in rows],
                           currency: [float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"]))
                                      for r in rows]})
     st.bar_chart(chart, x="key", y=currency, x_label="", y_label="₩" if currency == "KRW" else "$",
                  horizontal=group_by != "day")
     if group_by == "day":
-        st.caption(t("common.dates_utc"))
+        st.caption(t("common.dates_kst"))
 else:
     st.info(t("common.none"))
 
-# The export can be large: fetched only when asked, then offered for download.
+# -- export: the filters on screen, newest first; fetched only when asked -------------------------
+st.divider()
+range_key = (st.session_state.get("spend_range"),
+             until if st.session_state.get("spend_range") == "custom" else None)
+export_sig = (range_key, client_key_id)
+prepared: exports.Prepared | None = st.session_state.get("_spend_export")
+if prepared is not None and prepared.signature[:2] != export_sig:
+    st.session_state.pop("_spend_export")
+    prepared = None
+    st.caption(t("export.stale"))
 if st.button(t("spend.csv_prepare"), key="spend_csv_prepare"):
-    body = widgets.call(api.ledger_csv, **filters)
+    body = widgets.call(api.ledger_csv, **filters, limit=exports.PART_ROWS)
     if body is not None:
-        st.session_state["_spend_csv"] = body
-csv_body = st.session_state.get("_spend_csv")
-if csv_body:
-    st.caption(t("spend.csv_ready", rows=max(0, csv_body.count(b"\n") - 1)))
-    st.download_button(t("spend.csv_download"), csv_body, file_name="ledger.csv", mime="text/csv",
-                       key="spend_csv_download", on_click="ignore")
+        prepared = exports.prepare((*export_sig, None), body, "ledger", since, until)
+        st.session_state["_spend_export"] = prepared
+if prepared is not None:
+    if prepared.truncated and st.button(t("export.next"), key="spend_csv_next"):
+        part_until = prepared.oldest
+        body = widgets.call(api.ledger_csv, **{**filters, "until": part_until}, limit=exports.PART_ROWS)
+        if body is not None:
+            prepared = exports.prepare((*export_sig, part_until), body, "ledger", since, part_until)
+            st.session_state["_spend_export"] = prepared
+    st.caption(t("spend.csv_ready", rows=prepared.rows) + " · " + prepared.filename)
+    if prepared.truncated:
+        st.warning(t("export.truncated", limit=exports.PART_ROWS))
+    st.iframe(exports.download_frame(prepared, t("spend.csv_download")), height=48)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat_api.bootstrap import Container
 from chat_api.deps import ContainerDep, require_admin
 from domain.adapters.sql import queries
+from domain.audit import AuditAction, AuditEntry, actor_name
 from domain.client_keys import BudgetLimits
 from domain.errors import InvalidInput, NotFound
 from domain.money import Money
@@ -69,7 +70,19 @@ def _money(nanos: int | None, rate: Decimal) -> dict[str, str | None]:
 
 def _totals(t: queries.Totals, rate: Decimal) -> dict[str, Any]:
     return {"requests": t.requests, "errors": t.errors, "input_tokens": t.input_tokens,
-            "output_tokens": t.output_tokens, **_money(t.cost_nanos, rate)}
+            "output_tokens": t.output_tokens, **_money(t.cost_nanos, rate),
+            "server_cost_usd": _usd(t.cost_nanos - t.user_cost_nanos),
+            "server_cost_krw": _krw(t.cost_nanos - t.user_cost_nanos, rate),
+            "user_cost_usd": _usd(t.user_cost_nanos), "user_cost_krw": _krw(t.user_cost_nanos, rate),
+            "unpriced_requests": t.unpriced}
+
+
+def _request(r: queries.RequestItem, rate: Decimal) -> dict[str, Any]:
+    return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
+            "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
+            "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
+            "latency_ms": r.latency_ms, "cost_usd": _usd(r.cost_nanos), "cost_krw": _krw(r.cost_nanos, rate),
+            "client_name": r.client_name, "client_short_id": r.client_short_id}
 
 
 def _conversation(c: queries.ConversationItem, rate: Decimal) -> dict[str, Any]:
@@ -91,7 +104,18 @@ def _key(k: queries.KeyView) -> dict[str, Any]:
     return {"id": k.id, "short_id": k.short_id, "name": k.name, "created_at": _iso(k.created_at),
             "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd(k.daily_limit_nanos),
             "monthly_limit_usd": _usd(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
-            "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos)}
+            "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos),
+            "held_today_usd": _usd(k.held_today_nanos), "held_month_usd": _usd(k.held_month_nanos),
+            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k)}
+
+
+def _utilisation(k: queries.KeyView) -> float | None:
+    """The fuller of the key's two budgets, spent plus held, in percent (None: uncapped)."""
+    pcts = [100.0 if cap <= 0 else (spent + held) * 100.0 / cap
+            for spent, held, cap in ((k.spent_today_nanos, k.held_today_nanos, k.daily_limit_nanos),
+                                     (k.spent_month_nanos, k.held_month_nanos, k.monthly_limit_nanos))
+            if cap is not None]
+    return round(max(pcts), 1) if pcts else None
 
 
 def _limit(value: Decimal | None) -> Money | None:
@@ -126,18 +150,40 @@ ModelName = Annotated[str | None, Query(max_length=100)]
 @router.get("/overview")
 async def get_overview(container: ContainerDep) -> dict[str, Any]:
     rate = container.settings.usd_krw_rate
-    ov = await _db(container, queries.overview, container.engine, _now(container))
+    now, tz = _now(container), container.settings.tz
+    ov = await _db(container, queries.overview, container.engine, now, tz=tz)
+    keys = await _db(container, queries.keys, container.engine, now, tz=tz)
+    pct = float(container.settings.alert_budget_pct)
+    risk = sorted((k for k in keys if k.revoked_at is None
+                   and (k.refused_today or (_utilisation(k) or 0.0) >= pct)),
+                  key=lambda k: (-(_utilisation(k) or 0.0), -k.refused_today))
+    recent = await _db(container, queries.recent_requests, container.engine, now - timedelta(minutes=15))
     return {
         "usd_krw_rate": str(rate),
+        "timezone": container.settings.budget_timezone,
+        "today_start": _iso(queries.day_start(now, tz)),
+        "budget_risk": [_key(k) for k in risk[:50]],
+        "last_15m": recent,
         "today": _totals(ov.today, rate),
         "month": _totals(ov.month, rate),
-        "top_models": [{"model": r.key, "requests": r.totals.requests, **_money(r.totals.cost_nanos, rate)}
+        # a model whose every request is unpriced has no cost (null), not a cost of 0
+        "top_models": [{"model": r.key, "requests": r.totals.requests, "unpriced_requests": r.totals.unpriced,
+                        **_money(None if r.totals.unpriced == r.totals.requests else r.totals.cost_nanos, rate)}
                        for r in ov.top_models],
         "top_clients": [{"client_key_id": r.client_key_id, "short_id": r.short_id, "name": r.name,
                          "requests": r.totals.requests, **_money(r.totals.cost_nanos, rate)} for r in ov.top_clients],
         "by_day": [{"day": r.key, "requests": r.totals.requests, **_money(r.totals.cost_nanos, rate)}
                    for r in ov.by_day],
     }
+
+
+@router.get("/now")
+async def get_now(container: ContainerDep) -> dict[str, Any]:
+    """The last 15 minutes of the request log (the console's banner on every page): one
+    index range scan."""
+    now = _now(container)
+    recent = await _db(container, queries.recent_requests, container.engine, now - timedelta(minutes=15))
+    return {**recent, "error_rate_threshold": container.settings.alert_error_rate}
 
 
 @router.get("/conversations")
@@ -173,11 +219,39 @@ async def get_spend(
 ) -> dict[str, Any]:
     _range(since, until)
     flt = queries.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
-    rows, total = await _db(container, queries.spend, container.engine, group_by, flt)
+    rows, total = await _db(container, queries.spend, container.engine, group_by, flt, tz=container.settings.tz)
     rate = container.settings.usd_krw_rate
     return {"group_by": group_by,
             "rows": [{"key": r.key, "label": r.label, **_totals(r.totals, rate)} for r in rows],
             "total": _totals(total, rate)}
+
+
+CSV_LIMIT_HEADER = "X-Row-Limit"
+
+
+def _csv_response(container: Container, chunks: Any, name: str, since: datetime | None, until: datetime | None,
+                  limit: int) -> StreamingResponse:
+    loop = asyncio.get_running_loop()
+
+    async def body() -> AsyncIterator[bytes]:
+        # A BOM first, so Excel opens the UTF-8 (Korean names) correctly.
+        yield "\ufeff".encode()
+        # Each chunk is one short query: pull it in the database pool, never on the loop.
+        while True:
+            chunk = await loop.run_in_executor(container.executor, next, chunks, None)
+            if chunk is None:
+                return
+            yield chunk.encode("utf-8")
+
+    tz = container.settings.tz
+
+    def stamp(value: datetime | None, default: str) -> str:
+        return default if value is None else queries.utc(value).astimezone(tz).strftime("%Y%m%d-%H%M")
+
+    filename = f"{name}_{stamp(since, 'start')}_{stamp(until or _now(container), 'now')}.csv"
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      CSV_LIMIT_HEADER: str(limit)})
 
 
 @router.get("/spend/ledger.csv")
@@ -186,28 +260,85 @@ async def ledger_csv(
     model: ModelName = None, key_source: KeySourceParam | None = None,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
 ) -> StreamingResponse:
+    """Newest first; at most ``limit`` rows (a full export has exactly ``limit`` data rows:
+    ask again with ``until`` = the oldest row's time for the rest)."""
     _range(since, until)
     flt = queries.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
-    chunks = queries.ledger_csv(container.engine, flt, limit=limit)
-    loop = asyncio.get_running_loop()
+    chunks = queries.ledger_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
+                                krw_rate=container.settings.usd_krw_rate)
+    return _csv_response(container, chunks, "ledger", since, until, limit)
 
-    async def body() -> AsyncIterator[bytes]:
-        # Each chunk is one short query: pull it in the database pool, never on the loop.
-        while True:
-            chunk = await loop.run_in_executor(container.executor, next, chunks, None)
-            if chunk is None:
-                return
-            yield chunk.encode("utf-8")
 
-    stamp = _now(container).strftime("%Y%m%dT%H%M%SZ")
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="ledger-{stamp}.csv"'})
+StatusParam = Annotated[str | None, Query(max_length=5, description="402, 4xx, 5xx or error")]
+
+
+def _status(status: str | None) -> str | None:
+    if status is None or not status.strip():
+        return None
+    if not queries.valid_status_filter(status):
+        raise InvalidInput("invalid_field", field="status", reason="status_filter")
+    return status.strip()
+
+
+@router.get("/requests")
+async def list_requests(
+    container: ContainerDep, status: StatusParam = None, client_key_id: ClientKeyId = None,
+    since: Since = None, until: Until = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1, page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The request log, newest first: every client request once, refusals included."""
+    _range(since, until)
+    flt = queries.RequestFilter(_status(status), client_key_id or None, since, until)
+    result = await _db(container, queries.requests, container.engine, flt, page=page, page_size=page_size)
+    rate = container.settings.usd_krw_rate
+    return {"items": [_request(r, rate) for r in result.items], "total": result.total,
+            "page": result.page, "page_size": result.page_size}
+
+
+@router.get("/requests.csv")
+async def requests_csv(
+    container: ContainerDep, status: StatusParam = None, client_key_id: ClientKeyId = None,
+    since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
+) -> StreamingResponse:
+    _range(since, until)
+    flt = queries.RequestFilter(_status(status), client_key_id or None, since, until)
+    chunks = queries.requests_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
+                                  krw_rate=container.settings.usd_krw_rate)
+    return _csv_response(container, chunks, "requests", since, until, limit)
+
+
+@router.get("/requests/{request_id:path}")
+async def request_detail(container: ContainerDep, request_id: str) -> dict[str, Any]:
+    """A request's log entries (a caller may reuse an id) and its conversation, if any."""
+    page = await _db(container, queries.requests, container.engine, queries.RequestFilter(), page=1, page_size=1,
+                     request_id=request_id)
+    if not page.items:
+        raise NotFound("request_not_found")
+    conversation = await _db(container, queries.conversation_of_request, container.engine, request_id)
+    rate = container.settings.usd_krw_rate
+    return {"item": _request(page.items[0], rate), "conversation_id": conversation}
+
+
+@router.get("/audit")
+async def list_audit(container: ContainerDep, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+                     page_size: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    items, total = await _db(container, queries.audit, container.engine, page=page, page_size=page_size)
+    return {"items": [{"at": _iso(a.at), "actor": a.actor, "action": a.action, "key_id": a.key_id,
+                       "key_name": a.key_name, "key_short_id": a.key_short_id, "detail": a.detail} for a in items],
+            "total": total, "page": page, "page_size": page_size}
+
+
+@router.get("/alerts")
+async def list_alerts(container: ContainerDep) -> dict[str, Any]:
+    items = await _db(container, queries.alerts, container.engine)
+    return {"items": [{"kind": a.kind, "subject": a.subject, "period": a.period, "created_at": _iso(a.created_at),
+                       "text": a.text, "delivered": a.delivered} for a in items]}
 
 
 @router.get("/keys")
 async def list_keys(container: ContainerDep) -> dict[str, Any]:
-    items = await _db(container, queries.keys, container.engine, _now(container))
-    return {"items": [_key(k) for k in items]}
+    items = await _db(container, queries.keys, container.engine, _now(container), tz=container.settings.tz)
+    return {"items": [_key(k) for k in items], "timezone": container.settings.budget_timezone}
 
 
 @router.get("/prices")
@@ -222,41 +353,66 @@ async def get_prices(container: ContainerDep) -> dict[str, Any]:
 # -- writes ---------------------------------------------------------------------------------------
 
 async def _key_item(container: Container, key_id: str) -> dict[str, Any]:
-    found = await _db(container, queries.key, container.engine, _now(container), key_id)
+    found = await _db(container, queries.key, container.engine, _now(container), key_id, container.settings.tz)
     if found is None:
         raise _key_not_found()
     return _key(found)
 
 
+ActorHeader = Annotated[str | None, Header(alias="X-Admin-Actor", max_length=200)]
+
+
+async def _audit(container: Container, actor: str | None, action: AuditAction, key_id: str,
+                 detail: dict[str, str | None]) -> None:
+    await container.audit.append(AuditEntry(_now(container), actor_name(actor), action, key_id, detail))
+
+
+def _limit_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 @router.post("/keys", status_code=201)
-async def create_key(container: ContainerDep, body: CreateKeyBody) -> dict[str, Any]:
+async def create_key(container: ContainerDep, body: CreateKeyBody, actor: ActorHeader = None) -> dict[str, Any]:
     issued = await container.issue_key.execute(
         body.name, BudgetLimits(_limit(body.daily_limit_usd), _limit(body.monthly_limit_usd)),
         may_use_server_key=body.may_use_server_key)
+    await _audit(container, actor, AuditAction.KEY_CREATED, issued.key.id,
+                 {"name": body.name, "daily_limit_usd": _limit_text(body.daily_limit_usd),
+                  "monthly_limit_usd": _limit_text(body.monthly_limit_usd),
+                  "may_use_server_key": str(body.may_use_server_key).lower()})
     # The only answer that ever carries the secret: it is not stored, only its keyed hash.
     return {"key": issued.secret, "item": await _key_item(container, issued.key.id)}
 
 
 @router.post("/keys/{key_id}/revoke")
-async def revoke_key(container: ContainerDep, key_id: str) -> dict[str, Any]:
+async def revoke_key(container: ContainerDep, key_id: str, actor: ActorHeader = None) -> dict[str, Any]:
     await container.revoke_key.execute(key_id)
     # Revocation takes effect at once on this replica (others within the auth cache's TTL).
     container.authenticate.invalidate()
-    return {"item": await _key_item(container, key_id)}
+    item = await _key_item(container, key_id)
+    await _audit(container, actor, AuditAction.KEY_REVOKED, key_id, {"name": item["name"]})
+    return {"item": item}
 
 
 @router.put("/keys/{key_id}/budget")
-async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody) -> dict[str, Any]:
+async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, actor: ActorHeader = None) -> dict[str, Any]:
+    before = await _key_item(container, key_id)
     await container.set_budget.execute(key_id, BudgetLimits(_limit(body.daily_limit_usd),
                                                             _limit(body.monthly_limit_usd)))
     # Cached identities carry the limits: drop them so the new caps apply now.
     container.authenticate.invalidate()
+    await _audit(container, actor, AuditAction.BUDGET_CHANGED, key_id,
+                 {"name": before["name"], "daily_limit_usd_before": before["daily_limit_usd"],
+                  "monthly_limit_usd_before": before["monthly_limit_usd"],
+                  "daily_limit_usd": _limit_text(body.daily_limit_usd),
+                  "monthly_limit_usd": _limit_text(body.monthly_limit_usd)})
     return {"item": await _key_item(container, key_id)}
 
 
 @router.post("/ledger/flush")
 async def flush_ledger(container: ContainerDep) -> dict[str, Any]:
     """Returns once every ledger record this replica had queued is stored (or spooled), so a
-    reader (a test, a script that reconciles spend) need not guess how long the writer takes."""
+    reader (a test, a script that reconciles spend) need not guess how long the writer takes.
+    The request log's writer is waited for too."""
     await container.flush()
     return {"pending": container.ledger.pending(), "spooled": container.ledger.spooled}

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
+from domain.periods import KST
 from domain.usage import TokenUsage
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecor
     return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
 
 
-def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None]:
+def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) -> list[int | None]:
     """Stores a batch in one transaction: ledger rows, turns (with their indexes) and the
     budget settlement — each reservation's hold released, each charge counted on the
-    record's ``spend_lines``.
+    record's ``spend_lines`` (days and months of ``tz``, the budget time zone).
 
     A record whose request id is already in the ledger is skipped whole, so replaying a
     spool twice changes nothing. Statements are per batch, not per record (one multi-row
@@ -93,7 +94,7 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
         deltas: dict[tuple[str, str], tuple[int, int]] = {}
         turns: dict[str, int] = {}
         for r in fresh:
-            for line in spend_lines(r.client_key_id, r.created_at):
+            for line in spend_lines(r.client_key_id, r.created_at, tz):
                 held, spent = deltas.get((line.scope, line.period), (0, 0))
                 deltas[(line.scope, line.period)] = (held, spent + r.charged.nanos)
             if r.reservation and r.reservation.id in released:
@@ -162,8 +163,9 @@ class SqlSpendLedger:
     """
 
     def __init__(self, engine: Engine, *, spool_path: str | Path, max_queue: int = 10_000,
-                 batch_size: int = 200, retry_seconds: float = 1.0) -> None:
+                 batch_size: int = 200, retry_seconds: float = 1.0, tz: tzinfo = KST) -> None:
         self.engine = engine
+        self._tz = tz  # BUDGET_TIMEZONE: the counters' days and months
         self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | object | None] = queue.Queue(max_queue)
         self._spool = Path(spool_path)
         self._spool_lock = threading.Lock()
@@ -284,7 +286,7 @@ class SqlSpendLedger:
         fails again, kept in the rejected file for an operator — never dropped, never retried
         forever."""
         try:
-            return write_records(self.engine, records)
+            return write_records(self.engine, records, self._tz)
         except (OperationalError, InterfaceError, SqlTimeout):
             raise
         except SQLAlchemyError:

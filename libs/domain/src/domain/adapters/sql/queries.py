@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow, table_of
+from domain import periods
+from domain.adapters.sql.tables import (
+    AdminAuditRow,
+    AlertRow,
+    BudgetCounterRow,
+    ClientKeyRow,
+    ConversationRow,
+    RequestLogRow,
+    SpendRow,
+    TurnRow,
+    table_of,
+)
 from domain.budgets import day_period, month_period
 from domain.client_keys import scope_of
 from domain.money import Money
+from domain.periods import KST
 
 GroupBy = Literal["day", "model", "key_source", "client_key"]
 
@@ -34,6 +49,10 @@ TURNS = table_of(TurnRow)
 CONVERSATIONS = table_of(ConversationRow)
 KEYS = table_of(ClientKeyRow)
 COUNTERS = table_of(BudgetCounterRow)
+REQUESTS = table_of(RequestLogRow)
+AUDIT = table_of(AdminAuditRow)
+ALERTS = table_of(AlertRow)
+_requests = REQUESTS.c
 
 
 def utc(value: datetime) -> datetime:
@@ -41,15 +60,22 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def day_start(now: datetime) -> datetime:
-    """Budget periods are UTC calendar days and months (``domain.budgets``): so are these."""
-    now = utc(now)
-    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+def day_start(now: datetime, tz: tzinfo = KST) -> datetime:
+    """Budget periods are local days and months of the budget time zone (``domain.periods``):
+    so are "today" and "this month" here."""
+    return periods.day_start(now, tz)
 
 
-def month_start(now: datetime) -> datetime:
-    now = utc(now)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
+def month_start(now: datetime, tz: tzinfo = KST) -> datetime:
+    return periods.month_start(now, tz)
+
+
+def _zone_sql(tz: tzinfo) -> str:
+    """The zone's IANA name, safe to put into SQL text (only a ZoneInfo's own key passes)."""
+    name = tz.key if isinstance(tz, ZoneInfo) else "UTC"
+    if not name or any(not (ch.isalnum() or ch in "/_+-") for ch in name):
+        raise ValueError(f"unusable time zone name: {name!r}")
+    return name
 
 
 # -- shared shapes ----------------------------------------------------------------------------
@@ -81,11 +107,17 @@ class LedgerFilter:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
+    """``requests``/``errors`` count ledger rows here; the overview replaces them with the
+    request log's client requests. ``user_cost_nanos`` is the part paid with callers' own
+    keys; ``unpriced`` counts rows of unpriced models (their cost is unknown, not zero)."""
+
     requests: int = 0
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_nanos: int = 0
+    user_cost_nanos: int = 0
+    unpriced: int = 0
 
     @property
     def cost(self) -> Money:
@@ -127,43 +159,61 @@ def _totals_columns() -> list[Any]:
         func.coalesce(func.sum(_spend.input_tokens), 0).label("input_tokens"),
         func.coalesce(func.sum(_spend.output_tokens), 0).label("output_tokens"),
         func.coalesce(func.sum(_spend.cost_nanos), 0).label("cost_nanos"),
+        func.coalesce(func.sum(case((_spend.key_source == "user", _spend.cost_nanos), else_=0)), 0)
+        .label("user_cost_nanos"),
+        func.coalesce(func.sum(case((_spend.cost_nanos.is_(None), 1), else_=0)), 0).label("unpriced"),
     ]
 
 
 def _totals(row: Any) -> Totals:
     return Totals(_int(row.requests), _int(row.errors), _int(row.input_tokens), _int(row.output_tokens),
-                  _int(row.cost_nanos))
+                  _int(row.cost_nanos), _int(row.user_cost_nanos), _int(row.unpriced))
 
 
-def _day_expr(engine: Engine) -> ColumnElement[Any]:
-    """The UTC calendar day of a ledger row (a date, or 'YYYY-MM-DD' text on SQLite)."""
+def _day_expr(engine: Engine, tz: tzinfo = KST, table: str = "spend_ledger") -> ColumnElement[Any]:
+    """The local calendar day (budget time zone) of a row's ``created_at`` (a date, or
+    'YYYY-MM-DD' text on SQLite)."""
     if engine.dialect.name == "postgresql":
         # literal SQL, no bound parameters: GROUP BY / GROUPING SETS must match it textually
-        return literal_column("((spend_ledger.created_at AT TIME ZONE 'UTC')::date)")
-    # SQLite stores UTC wall-clock text 'YYYY-MM-DD HH:MM:SS...'
-    return func.substr(_spend.created_at, 1, 10)
+        return literal_column(f"(({table}.created_at AT TIME ZONE '{_zone_sql(tz)}')::date)")
+    # SQLite stores UTC wall-clock text 'YYYY-MM-DD HH:MM:SS...' and knows no zones: shift by
+    # the zone's offset now (exact for zones without daylight saving, such as Korea's).
+    offset = datetime.now(UTC).astimezone(tz).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    column = _spend.created_at if table == "spend_ledger" else _requests.created_at
+    if not minutes:
+        return func.substr(column, 1, 10)
+    return func.substr(func.datetime(func.substr(column, 1, 19), f"{minutes:+d} minutes"), 1, 10)
 
 
 # -- overview -------------------------------------------------------------------------------------
 
-def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> Overview:
-    """Today and this month (UTC, like budget periods), the month's top models and clients,
-    and spend per day over the last ``days`` days: one range scan on ``ix_spend_created_at``.
+def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz: tzinfo = KST) -> Overview:
+    """Today and this month (local days of the budget time zone, like budget periods), the
+    month's top models and clients, and spend per day over the last ``days`` days: one range
+    scan on ``ix_spend_created_at``.
+
+    ``requests`` and ``errors`` of today, the month and each day are client requests from the
+    request log (a fallback is one request, a refusal is an error), one more range scan on
+    ``ix_request_log_created_at``; tokens and money come from the ledger.
 
     PostgreSQL aggregates every panel in that one pass with GROUPING SETS; SQLite (small,
     embedded installs) groups by (day, model, client) and the panels are folded here."""
-    today0, month0 = day_start(now), month_start(now)
-    window0 = today0 - timedelta(days=days - 1)
-    today_s, month_s, window_s = today0.date().isoformat(), month0.date().isoformat(), window0.date().isoformat()
+    month0 = month_start(now, tz)
+    today_s, month_s = periods.local_date(now, tz), periods.local_date(month0, tz)
+    first_day = (datetime.fromisoformat(today_s) - timedelta(days=days - 1)).date()
+    window0 = day_start(datetime.combine(first_day, datetime.min.time(), tzinfo=tz), tz)
+    window_s = first_day.isoformat()
     today, month = _Acc(), _Acc()
     per_day: dict[str, _Acc] = {}
     per_model: dict[str, _Acc] = {}
     per_client: dict[str | None, _Acc] = {}
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            _overview_grouping_sets(conn, engine, min(month0, window0), month0, month, per_day, per_model, per_client)
+            _overview_grouping_sets(conn, engine, tz, min(month0, window0), month0, month, per_day, per_model,
+                                    per_client)
         else:
-            day = _day_expr(engine).label("day")
+            day = _day_expr(engine, tz).label("day")
             rows = conn.execute(
                 select(day, _spend.model, _spend.client_key_id, *_totals_columns())
                 .where(_spend.created_at >= min(month0, window0))
@@ -177,6 +227,7 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> 
                     per_client.setdefault(r.client_key_id, _Acc()).add(r)
         if today_s in per_day:
             today = per_day[today_s]
+        counts = _request_counts_by_day(conn, engine, tz, min(month0, window0))
 
         def ranked(groups: dict[Any, _Acc]) -> list[tuple[Any, Totals]]:
             items = sorted(groups.items(), key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, str(kv[0])))
@@ -185,21 +236,37 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> 
         models = ranked(per_model)
         clients = ranked(per_client)
         names = _key_names(conn, [k for k, _ in clients if k])
+
+    def with_counts(t: Totals, requests: int, errors: int) -> Totals:
+        return Totals(requests, errors, t.input_tokens, t.output_tokens, t.cost_nanos, t.user_cost_nanos, t.unpriced)
+
+    month_counts = [v for d, v in counts.items() if d >= month_s]
     by_day = []
     for i in range(days):
-        d = (window0 + timedelta(days=i)).date().isoformat()
-        by_day.append(GroupRow(d, d, per_day[d].totals() if d in per_day and d >= window_s else Totals()))
+        d = (first_day + timedelta(days=i)).isoformat()
+        totals = per_day[d].totals() if d in per_day and d >= window_s else Totals()
+        by_day.append(GroupRow(d, d, with_counts(totals, *counts.get(d, (0, 0)))))
     return Overview(
-        today=today.totals(), month=month.totals(),
+        today=with_counts(today.totals(), *counts.get(today_s, (0, 0))),
+        month=with_counts(month.totals(), sum(r for r, _ in month_counts), sum(e for _, e in month_counts)),
         top_models=[GroupRow(k, k, t) for k, t in models],
         top_clients=[_client_group(k, names.get(k), t) for k, t in clients],
         by_day=by_day)
 
 
-def _overview_grouping_sets(conn: Any, engine: Engine, start: datetime, month0: datetime, month: _Acc,
+def _request_counts_by_day(conn: Any, engine: Engine, tz: tzinfo, start: datetime) -> dict[str, tuple[int, int]]:
+    """Client requests and errors (status >= 400) per local day since ``start``."""
+    day = _day_expr(engine, tz, table="request_log").label("day")
+    rows = conn.execute(select(day, func.count().label("n"),
+                               func.coalesce(func.sum(case((_requests.status >= 400, 1), else_=0)), 0).label("e"))
+                        .where(_requests.created_at >= start).group_by(day)).all()
+    return {str(r.day)[:10]: (_int(r.n), _int(r.e)) for r in rows}
+
+
+def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: datetime, month0: datetime, month: _Acc,
                             per_day: dict[str, _Acc], per_model: dict[str, _Acc],
                             per_client: dict[str | None, _Acc]) -> None:
-    day = _day_expr(engine)
+    day = _day_expr(engine, tz)
     in_month = _spend.created_at >= month0
     # Every set reads the same scan: days over the whole window; models, clients and the
     # month's total only over this month (the window can start in the previous month).
@@ -209,6 +276,7 @@ def _overview_grouping_sets(conn: Any, engine: Engine, start: datetime, month0: 
         func.sum(_spend.input_tokens).filter(in_month).label("m_input_tokens"),
         func.sum(_spend.output_tokens).filter(in_month).label("m_output_tokens"),
         func.sum(_spend.cost_nanos).filter(in_month).label("m_cost_nanos"),
+        func.count().filter(and_(in_month, _spend.cost_nanos.is_(None))).label("m_unpriced"),
         *_totals_columns(),
         func.grouping(day).label("g_day"), func.grouping(_spend.model).label("g_model"),
         func.grouping(_spend.client_key_id).label("g_client"),
@@ -218,11 +286,13 @@ def _overview_grouping_sets(conn: Any, engine: Engine, start: datetime, month0: 
         .group_by(func.grouping_sets(tuple_(day), tuple_(_spend.model), tuple_(_spend.client_key_id), tuple_()))
     ).all()
     for r in rows:
+        # the month's user-paid share is summed from its days below (one aggregate fewer here)
         m = _Acc(_int(r.m_requests), _int(r.m_errors), _int(r.m_input_tokens), _int(r.m_output_tokens),
-                 _int(r.m_cost_nanos))
+                 _int(r.m_cost_nanos), 0, _int(r.m_unpriced))
         if not r.g_day:
             per_day[str(r.day)[:10]] = _Acc(_int(r.requests), _int(r.errors), _int(r.input_tokens),
-                                             _int(r.output_tokens), _int(r.cost_nanos))
+                                             _int(r.output_tokens), _int(r.cost_nanos), _int(r.user_cost_nanos),
+                                             _int(r.unpriced))
         elif not r.g_model:
             if m.requests:
                 per_model[r.model] = m
@@ -231,6 +301,8 @@ def _overview_grouping_sets(conn: Any, engine: Engine, start: datetime, month0: 
                 per_client[r.client_key_id] = m
         else:
             month.add(m)
+    month0_s = periods.local_date(month0, tz)
+    month.user_cost_nanos = sum(acc.user_cost_nanos for d, acc in per_day.items() if d >= month0_s)
 
 
 @dataclass(slots=True)
@@ -240,6 +312,8 @@ class _Acc:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_nanos: int = 0
+    user_cost_nanos: int = 0
+    unpriced: int = 0
 
     def add(self, row: Any) -> None:  # a query row or another _Acc
         self.requests += _int(row.requests)
@@ -247,9 +321,12 @@ class _Acc:
         self.input_tokens += _int(row.input_tokens)
         self.output_tokens += _int(row.output_tokens)
         self.cost_nanos += _int(row.cost_nanos)
+        self.user_cost_nanos += _int(row.user_cost_nanos)
+        self.unpriced += _int(row.unpriced)
 
     def totals(self) -> Totals:
-        return Totals(self.requests, self.errors, self.input_tokens, self.output_tokens, self.cost_nanos)
+        return Totals(self.requests, self.errors, self.input_tokens, self.output_tokens, self.cost_nanos,
+                      self.user_cost_nanos, self.unpriced)
 
 
 def _client_group(key_id: str | None, named: tuple[str, str] | None, totals: Totals) -> ClientGroupRow:
@@ -266,15 +343,16 @@ def _key_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 # -- spend ----------------------------------------------------------------------------------------
 
-def spend(engine: Engine, group_by: GroupBy, flt: LedgerFilter, *, limit: int = 1000) -> tuple[list[GroupRow], Totals]:
-    """Ledger totals grouped by day (UTC), model, key source or client key, plus the grand
+def spend(engine: Engine, group_by: GroupBy, flt: LedgerFilter, *, limit: int = 1000,
+          tz: tzinfo = KST) -> tuple[list[GroupRow], Totals]:
+    """Ledger totals grouped by day (local, budget time zone), model, key source or client key, plus the grand
     total under the same filters. Callers should bound ``since`` (the console does) so the
     scan stays on ``ix_spend_created_at`` / ``ix_spend_*_created``."""
     conds = flt.conditions()
     with engine.connect() as conn:
         total = _totals(conn.execute(select(*_totals_columns()).where(*conds)).one())
         if group_by == "day":
-            key = _day_expr(engine).label("key")
+            key = _day_expr(engine, tz).label("key")
             order: list[Any] = [key]
         else:
             column = {"model": _spend.model, "key_source": _spend.key_source,
@@ -297,58 +375,135 @@ def spend(engine: Engine, group_by: GroupBy, flt: LedgerFilter, *, limit: int = 
 
 
 LEDGER_CSV_COLUMNS = (
-    "created_at", "request_id", "client_key_id", "conversation_id", "route", "model", "key_source",
-    "fallback_reason", "outcome", "error_code", "input_tokens", "cached_input_tokens", "output_tokens",
-    "reasoning_tokens", "cost_usd", "charged_usd", "priced", "estimated", "catalog_version", "latency_ms",
+    "created_at_local", "created_at", "request_id", "client_key_id", "client_key_name", "conversation_id", "route",
+    "model", "key_source", "fallback_reason", "outcome", "error_code", "input_tokens", "cached_input_tokens",
+    "output_tokens", "reasoning_tokens", "cost_usd", "cost_krw", "charged_usd", "priced", "estimated",
+    "catalog_version", "latency_ms",
+)
+REQUESTS_CSV_COLUMNS = (
+    "created_at_local", "created_at", "request_id", "route", "status", "error_code", "client_key_id",
+    "client_key_name", "model", "key_source", "fallback_reason", "upstream", "latency_ms", "cost_usd", "cost_krw",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(value: Any) -> Any:
-    # request ids and model names come from callers: a leading "=" would run as a formula
-    # in a spreadsheet that opens the export.
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet will not run: request ids, model names and key names come
+    from callers and operators, and a leading '=', '+', '-', '@', tab or CR would make
+    Excel or LibreOffice evaluate it as a formula (=HYPERLINK(...)). Numbers pass as they are."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
 
 
-def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk_rows: int = 5_000) -> Iterator[str]:
-    """The ledger rows under ``flt`` as CSV text chunks, oldest first, at most ``limit`` rows.
+def _krw_formatter(rate: Decimal) -> Callable[[int], str]:
+    """Nano-USD to KRW text at ``rate``, 2 decimals, half up, as ``Money.krw`` — in integer
+    arithmetic, since an export formats one per row."""
+    p, q = rate.as_integer_ratio()
+    den = q * 10**9
 
-    Keyset pagination on (created_at, id): each chunk is its own short query, so no connection
-    or cursor is held between chunks and memory stays at one chunk."""
-    conds = flt.conditions()
-    plain = [c for c in LEDGER_CSV_COLUMNS if c not in ("created_at", "cost_usd", "charged_usd")]
-    cols = [_spend.id, _spend.created_at, *(_spend[c] for c in plain), _spend.cost_nanos, _spend.charged_nanos]
-    at = {c: i for i, c in enumerate(LEDGER_CSV_COLUMNS)}
+    def krw(nanos: int) -> str:
+        sign, n = ("-", -nanos) if nanos < 0 else ("", nanos)
+        cents = (2 * n * p * 100 + den) // (2 * den)
+        return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+    return krw
+
+
+def _keyset_chunks(engine: Engine, table: Any, cols: list[Any], conds: list[ColumnElement[bool]], limit: int,
+                   chunk_rows: int, row_out: Callable[[Any, dict[str, tuple[str, str]]], list[Any]],
+                   header: Sequence[str], key_column: str) -> Iterator[str]:
+    """CSV text chunks of ``table`` rows, newest first, at most ``limit`` rows: keyset
+    pagination on (created_at, id) descending, so each chunk is its own short query (no
+    connection or cursor held between chunks) and memory stays at one chunk."""
+    c = table.c
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(LEDGER_CSV_COLUMNS)
+    # CRLF rows (what Excel writes), and a field holding a bare CR or LF is quoted.
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(header)
     yield _drain(buf)
     sent, after = 0, None
     while sent < limit:
-        q = select(*cols).where(*conds)
+        q = select(c.id, c.created_at, *cols).where(*conds)
         if after is not None:
-            q = q.where(or_(_spend.created_at > after[0], and_(_spend.created_at == after[0], _spend.id > after[1])))
-        q = q.order_by(_spend.created_at, _spend.id).limit(min(chunk_rows, limit - sent))
+            q = q.where(or_(c.created_at < after[0], and_(c.created_at == after[0], c.id < after[1])))
+        q = q.order_by(c.created_at.desc(), c.id.desc()).limit(min(chunk_rows, limit - sent))
         with engine.connect() as conn:
             rows = conn.execute(q).all()
+            names = _key_names(conn, [getattr(r, key_column) for r in rows if getattr(r, key_column)])
         if not rows:
             return
         for r in rows:
-            out: list[Any] = [None] * len(LEDGER_CSV_COLUMNS)
-            out[at["created_at"]] = utc(r[1]).isoformat()
-            for i, c in enumerate(plain, start=2):
-                v = r[i]
-                out[at[c]] = "" if v is None else _csv_cell(v)
-            out[at["cost_usd"]] = "" if r[-2] is None else usd_8(r[-2])
-            out[at["charged_usd"]] = usd_8(r[-1])
-            writer.writerow(out)
+            writer.writerow(row_out(r, names))
         sent += len(rows)
         after = (rows[-1].created_at, rows[-1].id)
         yield _drain(buf)
         if len(rows) < chunk_rows:
             return
+
+
+def _local_text(value: datetime, tz: tzinfo) -> str:
+    return utc(value).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _row_writer(plain: Sequence[str], text: frozenset[str], key_at: int, tz: tzinfo, krw_rate: Decimal,
+                with_charged: bool, tail: Sequence[str]) -> Callable[[Any, dict[str, tuple[str, str]]], list[Any]]:
+    """Formats one selected row (id, created_at, *plain, cost_nanos, [charged_nanos], *tail)
+    by position: exports run this per row, so no per-row lookups by name."""
+    krw = _krw_formatter(krw_rate)
+    is_text = [c in text for c in plain]
+    tail_text = [c in text for c in tail]
+    n_plain = len(plain)
+
+    def row_out(r: Any, names: dict[str, tuple[str, str]]) -> list[Any]:
+        created = r[1]
+        out: list[Any] = [_local_text(created, tz), utc(created).isoformat()]
+        for i in range(n_plain):
+            v = r[2 + i]
+            out.append("" if v is None else (csv_cell(v) if is_text[i] else v))
+            if i == key_at:
+                out.append(csv_cell(names[v][1]) if v in names else "")
+        cost = r[2 + n_plain]
+        out += ["", ""] if cost is None else [usd_8(cost), krw(cost)]
+        at = 3 + n_plain
+        if with_charged:
+            out.append(usd_8(r[at]))
+            at += 1
+        for j, flag in enumerate(tail_text):
+            v = r[at + j]
+            out.append("" if v is None else (csv_cell(v) if flag else v))
+        return out
+
+    return row_out
+
+
+_TEXT_COLUMNS = frozenset({"request_id", "client_key_id", "route", "model", "key_source", "fallback_reason",
+                           "outcome", "error_code", "catalog_version", "upstream"})
+
+
+def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk_rows: int = 5_000,
+               tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400)) -> Iterator[str]:
+    """The ledger rows under ``flt`` as CSV text chunks, newest first, at most ``limit``
+    rows; times in UTC and in the budget time zone, key names beside ids, USD and KRW as plain
+    numbers, caller-supplied text neutralised (``csv_cell``)."""
+    plain = ("request_id", "client_key_id", "conversation_id", "route", "model", "key_source", "fallback_reason",
+             "outcome", "error_code", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+    tail = ("priced", "estimated", "catalog_version", "latency_ms")
+    cols = [*(_spend[c] for c in plain), _spend.cost_nanos, _spend.charged_nanos, *(_spend[c] for c in tail)]
+    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, True, tail)
+    return _keyset_chunks(engine, SPEND, cols, flt.conditions(), limit, chunk_rows, row_out, LEDGER_CSV_COLUMNS,
+                          "client_key_id")
+
+
+def requests_csv(engine: Engine, flt: RequestFilter, *, limit: int = 100_000, chunk_rows: int = 5_000,
+                 tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400)) -> Iterator[str]:
+    """The request log under ``flt`` as CSV, newest first, like ``ledger_csv``."""
+    plain = ("request_id", "route", "status", "error_code", "client_key_id", "model", "key_source",
+             "fallback_reason", "upstream", "latency_ms")
+    cols = [*(_requests[c] for c in plain), _requests.cost_nanos]
+    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, False, ())
+    return _keyset_chunks(engine, REQUESTS, cols, flt.conditions(), limit, chunk_rows, row_out,
+                          REQUESTS_CSV_COLUMNS, "client_key_id")
 
 
 def usd_8(nanos: int) -> str:
@@ -538,35 +693,215 @@ class KeyView:
     may_use_server_key: bool
     spent_today_nanos: int
     spent_month_nanos: int
+    held_today_nanos: int = 0
+    held_month_nanos: int = 0
+    refused_today: int = 0
 
 
-def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[KeyView]:
-    """Client keys (never their hashes) with what each spent today and this month, read from
-    the budget counters by primary key (scope 'key:<id>', periods 'd:…' and 'm:…')."""
+def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo = KST) -> list[KeyView]:
+    """Client keys (never their hashes) with what each spent and holds (open reservations)
+    today and this month, read from the budget counters by primary key (scope 'key:<id>',
+    periods 'd:…' and 'm:…' of the budget time zone), and how many of today's requests were
+    refused for budget (402, from the request log)."""
     now = utc(now)
-    day, month = day_period(now), month_period(now)
+    day, month = day_period(now, tz), month_period(now, tz)
     q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
                _keys.monthly_limit_nanos, _keys.may_use_server_key)
     q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         scopes = [scope_of(r.id) for r in rows]
-        spent: dict[tuple[str, str], int] = {}
+        spent: dict[tuple[str, str], tuple[int, int]] = {}
         for start in range(0, len(scopes), 500):
             part = scopes[start:start + 500]
             pairs = [(s, p) for s in part for p in (day, month)]
-            spent.update({(r.scope, r.period): _int(r.spent_nanos) for r in conn.execute(
-                select(_counters.scope, _counters.period, _counters.spent_nanos)
+            spent.update({(r.scope, r.period): (_int(r.spent_nanos), _int(r.reserved_nanos)) for r in conn.execute(
+                select(_counters.scope, _counters.period, _counters.spent_nanos, _counters.reserved_nanos)
                 .where(tuple_(_counters.scope, _counters.period).in_(pairs)))})
-    return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
-                    revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
-                    monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
-                    spent_today_nanos=spent.get((scope_of(r.id), day), 0),
-                    spent_month_nanos=spent.get((scope_of(r.id), month), 0))
-            for r in rows]
+        refused_q = (select(_requests.client_key_id, func.count().label("n"))
+                     .where(_requests.status == 402, _requests.created_at >= day_start(now, tz)))
+        if key_id is not None:
+            refused_q = refused_q.where(_requests.client_key_id == key_id)
+        refused = {r.client_key_id: _int(r.n) for r in conn.execute(refused_q.group_by(_requests.client_key_id))}
+    out = []
+    for r in rows:
+        d_spent, d_held = spent.get((scope_of(r.id), day), (0, 0))
+        m_spent, m_held = spent.get((scope_of(r.id), month), (0, 0))
+        out.append(KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
+                           revoked_at=utc(r.revoked_at) if r.revoked_at else None,
+                           daily_limit_nanos=r.daily_limit_nanos, monthly_limit_nanos=r.monthly_limit_nanos,
+                           may_use_server_key=bool(r.may_use_server_key), spent_today_nanos=d_spent,
+                           spent_month_nanos=m_spent, held_today_nanos=d_held, held_month_nanos=m_held,
+                           refused_today=refused.get(r.id, 0)))
+    return out
 
 
-def key(engine: Engine, now: datetime, key_id: str) -> KeyView | None:
-    found = keys(engine, now, key_id=key_id)
+def key(engine: Engine, now: datetime, key_id: str, tz: tzinfo = KST) -> KeyView | None:
+    found = keys(engine, now, key_id=key_id, tz=tz)
     return found[0] if found else None
 
+
+# -- request log --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """``status``: one HTTP status (402), a class ("4xx", "5xx") or "error" (>= 400).
+    ``until`` is exclusive."""
+
+    status: str | None = None
+    client_key_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        st = (self.status or "").strip().lower()
+        if st == "error":
+            conds.append(_requests.status >= 400)
+        elif len(st) == 3 and st.endswith("xx") and st[0] in "12345":
+            base = int(st[0]) * 100
+            conds.extend([_requests.status >= base, _requests.status < base + 100])
+        elif st:
+            conds.append(_requests.status == int(st))
+        if self.client_key_id is not None:
+            conds.append(_requests.client_key_id == self.client_key_id)
+        if self.since is not None:
+            conds.append(_requests.created_at >= utc(self.since))
+        if self.until is not None:
+            conds.append(_requests.created_at < utc(self.until))
+        return conds
+
+
+def valid_status_filter(value: str) -> bool:
+    st = value.strip().lower()
+    return (st == "error" or (len(st) == 3 and st.endswith("xx") and st[0] in "12345")
+            or (st.isdigit() and len(st) == 3 and 100 <= int(st) <= 599))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestItem:
+    request_id: str
+    created_at: datetime
+    route: str
+    status: int
+    error_code: str | None
+    client_key_id: str | None
+    model: str | None
+    key_source: str | None
+    fallback_reason: str | None
+    upstream: str | None
+    latency_ms: int
+    cost_nanos: int | None
+    client_name: str | None = None
+    client_short_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPage:
+    items: list[RequestItem]
+    total: int
+    page: int
+    page_size: int
+
+
+def requests(engine: Engine, flt: RequestFilter, *, page: int = 1, page_size: int = 50,
+             request_id: str | None = None) -> RequestPage:
+    """One page of the request log, newest first, and how many entries match in all."""
+    page, page_size = max(1, page), max(1, page_size)
+    conds = flt.conditions()
+    if request_id is not None:
+        conds.append(_requests.request_id == request_id)
+    with engine.connect() as conn:
+        total = _int(conn.execute(select(func.count()).select_from(REQUESTS).where(*conds)).scalar())
+        rows = conn.execute(
+            select(_requests.request_id, _requests.created_at, _requests.route, _requests.status,
+                   _requests.error_code, _requests.client_key_id, _requests.model, _requests.key_source,
+                   _requests.fallback_reason, _requests.upstream, _requests.latency_ms, _requests.cost_nanos)
+            .where(*conds).order_by(_requests.created_at.desc(), _requests.id.desc())
+            .limit(page_size).offset((page - 1) * page_size)).all()
+        names = _key_names(conn, [r.client_key_id for r in rows if r.client_key_id])
+    return RequestPage([RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
+                                    r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
+                                    _int(r.latency_ms), r.cost_nanos,
+                                    *reversed(names.get(r.client_key_id or "", (None, None))))
+                        for r in rows], total, page, page_size)
+
+
+def request_window(engine: Engine, since: datetime) -> tuple[int, int]:
+    """(requests, errors) since a moment: the "now" error rate (status >= 400)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(func.count().label("n"),
+                                  func.coalesce(func.sum(case((_requests.status >= 400, 1), else_=0)), 0).label("e"))
+                           .where(_requests.created_at >= utc(since))).one()
+    return _int(row.n), _int(row.e)
+
+
+def recent_requests(engine: Engine, since: datetime, *, max_samples: int = 20_000) -> dict[str, Any]:
+    """The "now" view: requests since a moment by status class, errors, and latency
+    percentiles (p50/p95 over up to ``max_samples`` of the newest entries)."""
+    cls = (_requests.status // 100).label("cls")
+    with engine.connect() as conn:
+        by_class = {f"{int(r.cls)}xx": _int(r.n) for r in conn.execute(
+            select(cls, func.count().label("n")).where(_requests.created_at >= utc(since)).group_by(cls))}
+        latencies = sorted(_int(v) for v in conn.execute(
+            select(_requests.latency_ms).where(_requests.created_at >= utc(since))
+            .order_by(_requests.created_at.desc()).limit(max_samples)).scalars())
+
+    def pct(p: float) -> int | None:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
+
+    total = sum(by_class.values())
+    errors = sum(n for c, n in by_class.items() if c[0] in "45")
+    return {"since": utc(since).isoformat().replace("+00:00", "Z"), "requests": total, "errors": errors,
+            "by_class": by_class, "p50_ms": pct(0.5), "p95_ms": pct(0.95)}
+
+
+def conversation_of_request(engine: Engine, request_id: str) -> int | None:
+    """The conversation a request's turn was stored in, when it has one."""
+    with engine.connect() as conn:
+        return conn.execute(select(_spend.conversation_id).where(_spend.request_id == request_id)).scalar()
+
+
+# -- audit log and alerts ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AuditItem:
+    at: datetime
+    actor: str
+    action: str
+    key_id: str
+    key_name: str | None
+    key_short_id: str | None
+    detail: dict[str, Any]
+
+
+def audit(engine: Engine, *, page: int = 1, page_size: int = 50) -> tuple[list[AuditItem], int]:
+    """Operator actions, newest first."""
+    page, page_size = max(1, page), max(1, page_size)
+    a = AUDIT.c
+    with engine.connect() as conn:
+        total = _int(conn.execute(select(func.count()).select_from(AUDIT)).scalar())
+        rows = conn.execute(select(a.at, a.actor, a.action, a.key_id, a.detail)
+                            .order_by(a.at.desc(), a.id.desc()).limit(page_size).offset((page - 1) * page_size)).all()
+        names = _key_names(conn, [r.key_id for r in rows])
+    return [AuditItem(utc(r.at), r.actor, r.action, r.key_id, names.get(r.key_id, (None, None))[1],
+                      names.get(r.key_id, (None, None))[0], json.loads(r.detail or "{}")) for r in rows], total
+
+
+@dataclass(frozen=True, slots=True)
+class AlertItem:
+    kind: str
+    subject: str
+    period: str
+    created_at: datetime
+    text: str
+    delivered: bool
+
+
+def alerts(engine: Engine, *, limit: int = 100) -> list[AlertItem]:
+    """The most recent alerts raised."""
+    c = ALERTS.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.kind, c.subject, c.period, c.created_at, c.text, c.delivered)
+                            .order_by(c.created_at.desc()).limit(limit)).all()
+    return [AlertItem(r.kind, r.subject, r.period, utc(r.created_at), r.text, bool(r.delivered)) for r in rows]

@@ -144,6 +144,62 @@ class IdempotencyRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
+class RequestLogRow(SQLModel, table=True):
+    """Every client request once, refusals included (``domain.request_log``). Not unique
+    on ``request_id``: a caller may reuse its own ids, and a log row is never replayed."""
+
+    __tablename__ = "request_log"
+    __table_args__ = (
+        Index("ix_request_log_created_at", "created_at"),
+        Index("ix_request_log_client_created", "client_key_id", "created_at"),
+        Index("ix_request_log_status_created", "status", "created_at"),
+        Index("ix_request_log_request_id", "request_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    route: str = Field(max_length=64)
+    status: int
+    error_code: str | None = Field(default=None, max_length=64)
+    client_key_id: str | None = Field(default=None, max_length=32)
+    model: str | None = Field(default=None, max_length=100)
+    key_source: str | None = Field(default=None, max_length=8)
+    fallback_reason: str | None = Field(default=None, max_length=32)
+    upstream: str | None = Field(default=None, max_length=64)
+    latency_ms: int = 0
+    cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class AdminAuditRow(SQLModel, table=True):
+    """Operator actions on client keys: who, what, when (never a key's secret)."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_ts(nullable=False))
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=32)
+    key_id: str = Field(max_length=32)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+
+
+class AlertRow(SQLModel, table=True):
+    """Alerts raised; the primary key makes each (kind, subject, period) fire once across
+    every replica."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_created_at", "created_at"),)
+
+    kind: str = Field(primary_key=True, max_length=16)
+    subject: str = Field(primary_key=True, max_length=160)
+    period: str = Field(primary_key=True, max_length=32)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    delivered: bool = False
+
+
 def table_of(row: type[SQLModel]) -> Table:
     """The Core table of a row class, typed (SQLModel sets ``__table__`` without declaring it)."""
     table = inspect(row).local_table

@@ -1,0 +1,97 @@
+"""The SQL request log: batched by its writer thread on PostgreSQL and SQLite, any text
+stored safely, and entries kept (not lost) while the database is away."""
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from domain.adapters.sql import queries
+from domain.adapters.sql.database import make_engine
+from domain.adapters.sql.request_log import SqlRequestLog
+from domain.money import Money
+from domain.request_log import RequestLogEntry
+from tests.support.tcp_proxy import CuttableProxy
+
+
+def _count(engine: Engine, tag: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM request_log WHERE request_id LIKE :t"),
+                                {"t": f"{tag}%"}).scalar_one())
+
+
+def test_entries_from_many_threads_are_written_once_each(engine: Engine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    log = SqlRequestLog(engine, batch_size=64)
+    log.start()
+    at = datetime.now(UTC)
+
+    def burst(n: int) -> None:
+        for i in range(250):
+            log.record(RequestLogEntry(f"{tag}-{n}-{i}", at, "/api/v1/chat", 200 if i % 5 else 429,
+                                       model="gpt-4o-mini", latency_ms=i, cost=Money(i)))
+
+    threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    assert _count(engine, tag) == 1000 and log.written == 1000 and log.dropped == 0
+    page = queries.requests(engine, queries.RequestFilter(status="429", since=at - timedelta(seconds=1)),
+                            page_size=500)
+    assert page.total >= 200 and all(i.status == 429 for i in page.items)
+
+
+def test_any_text_is_stored_bounded(engine: Engine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    log = SqlRequestLog(engine)
+    odd = f"{tag}\x00\u2028\ud800" + "가" * 400
+    log.record(RequestLogEntry(odd, datetime.now(UTC), "/v1/" + "x" * 500, 400, error_code="c" * 500,
+                               model="m\x00" * 200, upstream="u" * 500, client_key_id="k" * 100, latency_ms=-5))
+    log.flush()
+    clean = "".join("\ufffd" if c in "\x00\ud800" else c for c in odd[:200])
+    page = queries.requests(engine, queries.RequestFilter(), request_id=clean)
+    assert page.total == 1
+    item = page.items[0]
+    assert len(item.route) == 64 and item.latency_ms == 0 and item.model and "\x00" not in item.model
+
+
+def test_entries_wait_for_the_database_and_are_then_written(pg_url: str) -> None:
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    port = proxy.start()
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    engine = make_engine(url)
+    direct = make_engine(pg_url)
+    tag = uuid.uuid4().hex[:8]
+    log = SqlRequestLog(engine, retry_seconds=0.05)
+    log.start()
+    try:
+        proxy.cut()
+        for i in range(10):
+            log.record(RequestLogEntry(f"{tag}-{i}", datetime.now(UTC), "/api/v1/chat", 503))
+        assert _count(direct, tag) == 0
+        proxy.restore()
+        log.close()
+        assert _count(direct, tag) == 10 and log.dropped == 0
+    finally:
+        proxy.cut()
+        engine.dispose()
+        direct.dispose()
+
+
+def test_export_krw_equals_money_krw() -> None:
+    """Exports format KRW in integer arithmetic: the same text as ``Money.krw`` always."""
+    import random
+    from decimal import Decimal
+
+    from domain.adapters.sql.queries import _krw_formatter
+
+    rng = random.Random(7)
+    for rate in (Decimal(1400), Decimal("1387.55"), Decimal("0.5"), Decimal("1333.3333")):
+        krw = _krw_formatter(rate)
+        for nanos in [0, 1, 5, -5, 357_142, 357_143, 9_000_000_000, -123_456_789,
+                      *(rng.randint(-10**13, 10**13) for _ in range(5000))]:
+            assert krw(nanos) == format(Money(nanos).krw(rate), "f"), (rate, nanos)
