@@ -103,3 +103,30 @@ def test_every_client_request_is_logged_once_as_the_client_saw_it(api: ChatApiPr
     assert refused["refused_today"] == 1
     # admin calls are not client requests: none of the above added an entry
     assert admin.get("/admin/v1/requests").json()["total"] == 8
+
+
+@pytest.fixture(scope="module")
+def watched(fake_openai: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChatApiProcess, Any]]:
+    """A chat-api whose alerts go to a local webhook listener, without upstream retries."""
+    from tests.services.test_operator_truth import WebhookListener
+
+    listener = WebhookListener()
+    url = create_database("llm_circuit")
+    migrate(url)
+    proc, api = start_chat_api(url, fake_openai, tmp_path_factory.mktemp("circuit"), UPSTREAM_MAX_RETRIES="0",
+                               ALERT_WEBHOOK_URL=listener.url, ALERT_ERROR_RATE="1")
+    yield api, listener
+    stop(proc)
+    drop_database(url)
+    listener.close()
+
+
+def test_the_upstream_circuit_opening_alerts_the_operator_once(watched: tuple[ChatApiProcess, Any]) -> None:
+    api, listener = watched
+    key = api.new_key("circuit")
+    codes = [_chat(api, key, {**_body("고장"), "model": "fake-500"}).json()["error"]["code"] for _ in range(7)]
+    assert "upstream_circuit_open" not in codes[:5] and set(codes[5:]) == {"upstream_circuit_open"}, codes
+    received = listener.wait_for(lambda r: any(a.get("kind") == "circuit" for a in r))
+    circuit = [a for a in received if a.get("kind") == "circuit"]
+    assert len(circuit) == 1 and circuit[0]["upstream"] == "openai" and circuit[0]["detail"] == "server key"
+    assert "sk-" not in str(received)  # no key in the alert

@@ -40,3 +40,39 @@ def test_breaker_never_keeps_the_key():
     breaker = CircuitBreaker()
     breaker.record("sk-secret-value-123", ok=False)
     assert "sk-secret" not in repr(breaker._state)
+
+
+def test_breaker_reports_each_opening_once():
+    opened: list[str] = []
+    breaker = CircuitBreaker(threshold=3, cooldown=60, on_open=opened.append)
+    for _ in range(2):
+        breaker.record("sk-user-broken", ok=False)
+    assert opened == []  # below the threshold: not open
+    breaker.record("sk-user-broken", ok=False)
+    assert opened == [CircuitBreaker.key_id("sk-user-broken")] and "sk-user" not in opened[0]
+    with pytest.raises(UpstreamError):
+        breaker.check("sk-user-broken")  # open: fails fast, no new report
+    assert len(opened) == 1
+
+
+def test_a_failed_probe_after_the_cooldown_reopens_and_reports_again():
+    opened: list[str] = []
+    breaker = CircuitBreaker(threshold=2, cooldown=0, on_open=opened.append)
+    breaker.record("sk-a", ok=False)
+    breaker.record("sk-a", ok=False)
+    breaker.check("sk-a")  # cooldown over: one probe goes through
+    breaker.record("sk-a", ok=False)
+    assert len(opened) == 2
+    breaker.record("sk-a", ok=True)  # a success closes it
+    breaker.record("sk-a", ok=False)
+    assert len(opened) == 2
+
+
+def test_a_failing_report_never_fails_the_request():
+    def broken(key_id: str) -> None:
+        raise RuntimeError("webhook down")
+
+    breaker = CircuitBreaker(threshold=1, on_open=broken)
+    breaker.record("sk-a", ok=False)  # no exception
+    with pytest.raises(UpstreamError):
+        breaker.check("sk-a")
