@@ -84,7 +84,12 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     conversations = SqlConversationRepository(engine, executor)
     ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
     provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
-                                 max_retries=settings.upstream_max_retries, on_retry=on_retry)
+                                 max_retries=settings.upstream_max_retries, on_retry=on_retry,
+                                 max_connections=settings.upstream_max_connections,
+                                 client_share=settings.upstream_client_share,
+                                 breaker_threshold=settings.circuit_threshold,
+                                 breaker_cooldown=settings.circuit_cooldown_seconds,
+                                 breaker_min_clients=settings.circuit_min_clients)
     extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
     policy = DefaultKeyPolicy(settings.openai_api_key)
     chat = HandleChatTurn(

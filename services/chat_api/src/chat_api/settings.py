@@ -37,6 +37,16 @@ class ChatApiSettings(BaseSettings):
     history_token_budget: int = 3000
     upstream_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2
+    # Upstream connections per replica, and the share of them one client may hold at once
+    # (streams included); over it: 429 too_many_concurrent_requests. 1 turns the rule off.
+    upstream_max_connections: int = Field(default=200, ge=1)
+    upstream_client_share: float = Field(default=0.25, gt=0)
+    # The circuit breaker (domain.upstream_guard): a client's own circuit opens after
+    # CIRCUIT_THRESHOLD consecutive failures; the upstream key's shared one only when that
+    # many failures come from at least CIRCUIT_MIN_CLIENTS distinct clients.
+    circuit_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=30.0, gt=0)
+    circuit_min_clients: int = Field(default=2, ge=1)
     max_body_bytes: int = 1_000_000
     max_messages: int = 500
     max_prompt_chars: int = 200_000
