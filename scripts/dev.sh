@@ -38,6 +38,7 @@ secret() {
   if [[ ! -s $file ]]; then
     (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file")
   fi
+  chmod 600 "$file"  # also one kept from before files were created private
   tr -d '\n' <"$file"
 }
 token_from="the ADMIN_TOKEN environment variable"
@@ -69,7 +70,7 @@ echo "==> migrations (${DATABASE_URL:-SQLite under ./data/})"
 
 echo "==> development client key"
 client_key=$("$BIN/llmctl" keys create --name "dev-$(date +%Y%m%d-%H%M%S)" | tail -n 1)
-(umask 077 && printf '%s\n' "$client_key" >"$DATA/dev_client_key")
+(umask 077 && printf '%s\n' "$client_key" >"$DATA/dev_client_key" && chmod 600 "$DATA/dev_client_key")
 
 nginx_bin=$(command -v nginx || true)
 for candidate in /usr/sbin/nginx /usr/local/sbin/nginx /usr/local/bin/nginx; do

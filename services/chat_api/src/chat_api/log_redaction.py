@@ -1,8 +1,15 @@
-"""Secrets never reach a log line: a filter on every handler redacts them at the sink."""
+"""Secrets never reach a log line: a filter on every handler redacts them at the sink.
+
+The process logs through one handler on the root logger (``logging_config``), so a record
+from any logger — ours, uvicorn's, a library's — passes the filter; nothing falls through to
+Python's unfiltered last-resort handler.
+"""
 from __future__ import annotations
 
 import logging
 import re
+import sys
+from typing import Any
 
 _PATTERNS = [
     (re.compile(r"(?i)(authorization|x-openai-api-key|openai_api_key|api[_-]?key)([\"']?\s*[:=]\s*[\"']?)"
@@ -32,9 +39,36 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_OWN_LOGGERS = ("chat_api", "domain", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """The process's logging (``logging.config.dictConfig`` shape, as uvicorn takes it): one
+    redacting stderr handler on the root; our loggers and uvicorn's at ``level`` and
+    propagating to it; libraries at WARNING (their DEBUG output quotes request headers)."""
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactingFilter}},
+        "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                "formatter": "line", "filters": ["redact"]}},
+        "root": {"level": "WARNING", "handlers": ["stderr"]},
+        "loggers": {name: {"level": level, "handlers": [], "propagate": True} for name in _OWN_LOGGERS},
+    }
+
+
 def install_redaction() -> None:
-    """Adds the filter to every handler of the root and uvicorn loggers (idempotent)."""
-    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "chat_api", "domain"):
+    """Adds the filter to every handler of the root and uvicorn loggers (idempotent), and
+    gives the root a redacting handler when it has none (an app served without
+    ``logging_config``), so no record reaches the unfiltered last-resort handler."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for name in ("", *_OWN_LOGGERS):
         logger = logging.getLogger(name)
         for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
