@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import orjson
+import psycopg
 import pytest
 
 from tests.services.conftest import ChatApiProcess, start_chat_api
@@ -40,7 +41,13 @@ def short_timeout_api(pg_url, fake_url, tmp_path_factory) -> Iterator[ChatApiPro
 @pytest.fixture(scope="module")
 def shared_api(pg_url, fake_url, tmp_path_factory) -> Iterator[ChatApiProcess]:
     yield from _api(pg_url, fake_url, tmp_path_factory, UPSTREAM_TIMEOUT_SECONDS="8", UPSTREAM_MAX_RETRIES="0",
-                    UPSTREAM_MAX_CONNECTIONS="8", UPSTREAM_CLIENT_SHARE="0.25", CIRCUIT_THRESHOLD="5",
+                    UPSTREAM_MAX_CONNECTIONS="8", UPSTREAM_CLIENT_SHARE="0.25")
+
+
+@pytest.fixture(scope="module")
+def circuit_api(pg_url, fake_url, tmp_path_factory) -> Iterator[ChatApiProcess]:
+    # its own process: no other test's calls still in flight count towards its circuit
+    yield from _api(pg_url, fake_url, tmp_path_factory, UPSTREAM_MAX_RETRIES="0", CIRCUIT_THRESHOLD="5",
                     CIRCUIT_MIN_CLIENTS="2", CIRCUIT_COOLDOWN_SECONDS="2")
 
 
@@ -103,14 +110,27 @@ def test_a_client_holds_at_most_its_share_of_upstream_calls(shared_api, fake_url
         assert r.status_code == 429 and _code(r) == "too_many_concurrent_requests", r.text
         assert r.headers["retry-after"] == "1"
         assert _seen(fake_url, "fake-slow") == before + 2  # the refused call never went upstream
+        r = httpx.post(api.url + "/api/v1/chat", headers={"Authorization": f"Bearer {key_a}"}, timeout=30,
+                       json={"user_prompt": "하나 더", "model": "fake-slow"})
+        assert r.status_code == 429 and r.json()["code"] == "too_many_concurrent_requests"
+        # the refusals are in the ledger (their budget holds settled with them), like any call
+        # that did not go through
+        with psycopg.connect(api.pg_url, autocommit=True) as conn:
+            key_id = conn.execute("SELECT id FROM client_keys WHERE name = 'greedy-a'").fetchone()[0]
+
+            def recorded() -> bool:
+                return conn.execute("SELECT count(*) FROM spend_ledger WHERE client_key_id = %s AND error_code = "
+                                    "'too_many_concurrent_requests'", (key_id,)).fetchone()[0] == 2
+
+            _wait_until(recorded, "the refusals to reach the ledger")
         assert [_chat(api, key_b).status_code for _ in range(5)] == [200] * 5
     finally:
         for sock in held:
             sock.close()
 
 
-def test_failures_from_several_clients_open_the_shared_circuit_then_one_probe_closes_it(shared_api):
-    api = shared_api
+def test_failures_from_several_clients_open_the_shared_circuit_then_one_probe_closes_it(circuit_api):
+    api = circuit_api
     key_c, key_d, key_e = (api.issue_key(n) for n in ("broken-c", "broken-d", "bystander-e"))
     for key in (key_c, key_c, key_c, key_d, key_d):  # a real outage: several clients fail
         r = _chat(api, key, "fake-500")

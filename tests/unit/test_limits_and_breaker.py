@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from domain.adapters.prices import load_price_catalog
-from domain.errors import InvalidInput, RateLimited, UpstreamError
-from domain.upstream_guard import CircuitBreaker, UpstreamShares
+from domain.errors import ErrorKind, InvalidInput, UpstreamError
+from domain.upstream_guard import CircuitBreaker, UpstreamBusy, UpstreamShares
 from domain.use_cases.chat_turn import _check_output_cap
 
 
@@ -134,9 +134,11 @@ def test_a_client_gets_its_share_of_upstream_slots_and_no_more():
     shares = UpstreamShares(total=8, share=0.25)
     assert shares.per_client == 2
     held = [shares.acquire("a"), shares.acquire("a")]
-    with pytest.raises(RateLimited) as err:
+    with pytest.raises(UpstreamBusy) as err:
         shares.acquire("a")
     assert err.value.code == "too_many_concurrent_requests" and err.value.retry_after
+    assert err.value.kind is ErrorKind.RATE_LIMITED and err.value.upstream_status == 429
+    assert not err.value.rejects_key  # never a reason to switch to the server key
     assert shares.acquire("b") == "b"  # another client is not held back by a's calls
     shares.release(held.pop())
     shares.acquire("a")

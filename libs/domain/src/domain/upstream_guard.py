@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from domain.errors import RateLimited, UpstreamError
+from domain.errors import ErrorKind, UpstreamError
 
 ANONYMOUS = "(anonymous)"  # callers without a key are one client: they cannot be told apart
 
@@ -28,6 +28,14 @@ def circuit_open(retry_after: float) -> UpstreamError:
     return UpstreamError("upstream_circuit_open", "OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.",
                          "Calls to OpenAI keep failing; paused briefly.", upstream_status=503,
                          retry_after=max(1.0, round(retry_after, 1)))
+
+
+class UpstreamBusy(UpstreamError):
+    """The client already has its share of upstream calls in flight: a 429 (a rate limit),
+    raised as an upstream error so that the turn's budget hold is released and the refusal
+    gets its ledger row like any call that did not go through."""
+
+    kind = ErrorKind.RATE_LIMITED
 
 
 @dataclass(slots=True)
@@ -154,8 +162,8 @@ class UpstreamShares:
     client in flight at once on this replica (streams count until they end), so one client
     cannot take every connection of the pool and starve the others. ``per_client`` is
     ``ceil(total * share)``, at least 1; a share of 1 or more turns the rule off. Over its
-    share a client gets 429 ``too_many_concurrent_requests`` at once, rather than waiting in
-    front of everyone else."""
+    share a client gets 429 ``too_many_concurrent_requests`` (``UpstreamBusy``) at once,
+    rather than waiting in front of everyone else; nothing is sent upstream."""
 
     def __init__(self, total: int, share: float) -> None:
         self.per_client = max(1, math.ceil(total * share)) if share < 1 else total
@@ -171,9 +179,10 @@ class UpstreamShares:
             return who
         used = self._in_flight.get(who, 0)
         if used >= self.per_client:
-            raise RateLimited("too_many_concurrent_requests",
-                              f"동시에 처리 중인 요청이 너무 많습니다 (최대 {self.per_client}개).",
-                              f"Too many requests in flight at once (max {self.per_client}).", retry_after=1)
+            raise UpstreamBusy("too_many_concurrent_requests",
+                               f"동시에 처리 중인 요청이 너무 많습니다 (최대 {self.per_client}개).",
+                               f"Too many requests in flight at once (max {self.per_client}).",
+                               upstream_status=429, retry_after=1)
         self._in_flight[who] = used + 1
         return who
 
