@@ -71,7 +71,7 @@ def test_a_kept_secret_file_others_can_read_is_made_private(tmp_path):
 
 _LOG_PROGRAM = r"""
 import logging, logging.config, sys
-from chat_api.log_redaction import logging_config, install_redaction
+from domain.adapters.log_redaction import logging_config, install_redaction
 if sys.argv[1] == "config":
     logging.config.dictConfig(logging_config("DEBUG"))
 else:
@@ -80,6 +80,7 @@ logging.getLogger("some.library").warning("sent Authorization: Bearer sk-live-ab
 logging.getLogger("some.library").info("library chatter at info")
 logging.getLogger("chat_api.x").info("client key llms-ABCDEFGH12345678 used")
 logging.getLogger("domain.y").error("openai_api_key=sk-proj-zzzzzzzzzzzz failed")
+logging.getLogger("monitor.z").error("cannot connect to postgresql+psycopg://llm:pg-Secret-99@db:5432/llm")
 try:
     raise ValueError("boom with sk-inexception-12345678")
 except ValueError:
@@ -92,7 +93,8 @@ def test_every_loggers_records_are_redacted(setup):
     out = subprocess.run([sys.executable, "-c", _LOG_PROGRAM, setup], capture_output=True, text=True, check=True)
     log = out.stderr
     assert "sk-live" not in log and "llms-ABCDEFGH" not in log and "sk-proj" not in log
-    assert "sk-inexception" not in log
+    assert "sk-inexception" not in log and "pg-Secret-99" not in log
+    assert "postgresql+psycopg://llm:[REDACTED]@db:5432/llm" in log
     assert "some.library" in log and "[REDACTED]" in log and "Traceback" in log
     if setup == "config":
         assert "client key llms-[REDACTED] used" in log  # our loggers at LOG_LEVEL
