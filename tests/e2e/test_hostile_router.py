@@ -156,6 +156,11 @@ def test_one_address_holds_at_most_its_connection_limit(router):
         # another address is not limited by this one's connections
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         assert other.get(base + "/api/v1/", headers={"Host": "127.0.0.1"}).status_code == 200
+        # one slot freed: exactly one more request fits (7 held + 1 = the limit of 8)
+        held.pop().close()
+        _wait_until(lambda: httpx.get(base + "/api/v1/", timeout=10).status_code == 200, "a freed slot")
+        held.append(_partial_post(base))
+        _wait_until(refused, "the limit to be reached again")
     finally:
         for sock in held:
             sock.close()
