@@ -29,6 +29,9 @@ export DATA_DIR=${DATA_DIR:-data}
 export FORWARDED_ALLOW_IPS=${FORWARDED_ALLOW_IPS:-127.0.0.1}
 export STACK_PID_DIR=${STACK_PID_DIR:-$DATA_DIR/run}
 mkdir -p "$DATA_DIR/run" "$DATA_DIR/nginx"
+# Secrets, the SQLite database and spooled usage live here: the developer's only. (nginx's
+# workers run as the same user: no user switch without root, `user root` with it.)
+chmod 700 "$DATA_DIR"
 DATA=$(cd "$DATA_DIR" && pwd)
 
 # A secret from the environment, else the one kept in DATA_DIR (generated once, 0600).
