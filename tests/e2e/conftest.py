@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.database import create_database, drop_database, migrate
@@ -54,6 +55,20 @@ class Stack:
     log_dir: Path
     client_key: str = ""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    nginx: str = ""
+    admin_ui_addr: str = ""
+
+    def start_router(self, name: str, *, rate: str, burst: int) -> tuple[subprocess.Popen, str]:
+        """Another nginx in front of the same services, with its own rate-limit zone (so a
+        test that drains it leaves the shared router alone)."""
+        return start_router(self.nginx, self.log_dir / name, [u.split("//", 1)[1] for u in self.chat_api_urls],
+                            self.monitor_url.split("//", 1)[1], self.admin_ui_addr, self.log_dir, rate=rate, burst=burst)
+
+    def flush_ledgers(self) -> None:
+        """Returns once every replica's ledger writer has stored what it had queued."""
+        for url in self.chat_api_urls:
+            httpx.post(url + "/admin/v1/ledger/flush", headers={"Authorization": f"Bearer {self.admin_token}"},
+                       timeout=60).raise_for_status()
 
     @property
     def fake_root(self) -> str:
@@ -134,23 +149,15 @@ def stack() -> Iterator[Stack]:
                                       ready_url=f"http://127.0.0.1:{admin_port}/admin/_stcore/health", timeout=90)
             admin_ui_url = f"http://127.0.0.1:{admin_port}/admin/"
 
-        renderer = load_renderer()
-        prefix = log_dir / "nginx"
-        renderer.prepare_prefix(prefix)
-        listen = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(renderer.render(renderer.native_values(
-            prefix=prefix, listen=listen, chat_api=[f"127.0.0.1:{p}" for p in chat_ports],
-            monitor=f"127.0.0.1:{monitor_port}", admin_ui=f"127.0.0.1:{admin_port}",
-            access_log=str(log_dir / "nginx_access.log"), error_log=str(log_dir / "nginx_error.log"))))
-        procs["nginx"] = start([nginx, "-c", str(conf), "-p", str(prefix), "-e", str(log_dir / "nginx_error.log"),
-                                "-g", "daemon off;"], log=log_dir / "nginx.log",
-                               ready_url=f"http://127.0.0.1:{listen}/healthz", timeout=30)
+        admin_ui = f"127.0.0.1:{admin_port}"
+        nginx_proc, base_url = start_router(nginx, log_dir / "nginx", [u.split("//", 1)[1] for u in chat_api_urls],
+                                            f"127.0.0.1:{monitor_port}", admin_ui, log_dir)
+        procs["nginx"] = nginx_proc
 
-        s = Stack(base_url=f"http://127.0.0.1:{listen}", chat_api_urls=chat_api_urls,
+        s = Stack(base_url=base_url, chat_api_urls=chat_api_urls,
                   monitor_url=f"http://127.0.0.1:{monitor_port}", admin_ui_url=admin_ui_url,
                   fake_openai_url=fake_url, pg_url=pg_url, admin_token=admin_token, admin_password=admin_password,
-                  env=env, log_dir=log_dir, processes=procs)
+                  env=env, log_dir=log_dir, processes=procs, nginx=nginx, admin_ui_addr=admin_ui)
         s.client_key = s.issue_key("e2e")
         # /readyz through nginx: the replicas see the database.
         wait_http(f"{s.base_url}/readyz", timeout=30)
@@ -160,6 +167,22 @@ def stack() -> Iterator[Stack]:
             stop(procs[name])
         if pg_url:
             drop_database(pg_url)
+
+
+def start_router(nginx: str, prefix: Path, chat_api: list[str], monitor: str, admin_ui: str, log_dir: Path, *,
+                 rate: str = "20r/s", burst: int = 50) -> tuple[subprocess.Popen, str]:
+    """An nginx router rendered from the project's template in front of the given services;
+    returns the process and its base URL. Each router has its own rate-limit zone."""
+    renderer = load_renderer()
+    renderer.prepare_prefix(prefix)
+    listen = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(renderer.render(renderer.native_values(
+        prefix=prefix, listen=listen, chat_api=chat_api, monitor=monitor, admin_ui=admin_ui, rate=rate, burst=burst,
+        access_log=str(prefix / "access.log"), error_log=str(prefix / "error.log"))))
+    proc = start([nginx, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+                 log=log_dir / f"{prefix.name}.log", ready_url=f"http://127.0.0.1:{listen}/healthz", timeout=30)
+    return proc, f"http://127.0.0.1:{listen}"
 
 
 def start(cmd: list[str], *, log: Path, **kwargs) -> subprocess.Popen:

@@ -82,7 +82,7 @@ def test_prometheus_scrapes_the_stack_after_chat_traffic(stack, tmp_path):
         r = httpx.post(stack.base_url + "/api/v1/chat", headers=headers,
                        json={"user_prompt": f"프로메테우스 {i}", "model": "gpt-4.1-mini"}, timeout=30)
         assert r.status_code == 200, r.text
-    time.sleep(1.5)  # the ledger writes in the background
+    stack.flush_ledgers()
     targets = {"monitor": [stack.monitor_url.split("//", 1)[1]],
                "chat_api": [u.split("//", 1)[1] for u in stack.chat_api_urls]}
     proc, base = start_prometheus(tmp_path, targets)

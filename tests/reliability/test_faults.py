@@ -49,7 +49,7 @@ def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_
         while time.monotonic() < deadline and httpx.get(api.url + "/readyz").status_code != 200:
             time.sleep(0.5)
         assert httpx.get(api.url + "/readyz").status_code == 200
-        time.sleep(2.5)  # the writer replays its spool
+        api.flush_ledger()  # the writer replays its spool
         with psycopg.connect(direct) as conn:
             rows = conn.execute("SELECT key_source, outcome FROM spend_ledger ORDER BY id").fetchall()
         assert rows.count(("user", "ok")) == 1, rows

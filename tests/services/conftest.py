@@ -33,6 +33,23 @@ class ChatApiProcess:
                              check=True)
         return out.stdout.strip().splitlines()[-1]
 
+    def new_key(self, name: str = "pipeline") -> str:
+        """A fresh client key through the admin API (faster than llmctl when a test needs many)."""
+        return self.new_key_and_id(name)[0]
+
+    def new_key_and_id(self, name: str = "pipeline") -> tuple[str, str]:
+        import uuid
+
+        r = httpx.post(self.url + "/admin/v1/keys", json={"name": f"{name}-{uuid.uuid4().hex[:8]}"},
+                       headers={"Authorization": f"Bearer {self.admin_token}"})
+        r.raise_for_status()
+        return r.json()["key"], r.json()["item"]["id"]
+
+    def flush_ledger(self) -> None:
+        """Returns once the ledger writer has stored everything this process had queued."""
+        httpx.post(self.url + "/admin/v1/ledger/flush", headers={"Authorization": f"Bearer {self.admin_token}"},
+                   timeout=60).raise_for_status()
+
     def fake_requests(self) -> list[dict]:
         return httpx.get(self.fake_url.rsplit("/v1", 1)[0] + "/_fake/requests").json()
 

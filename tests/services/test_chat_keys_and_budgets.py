@@ -70,7 +70,7 @@ def test_budget_race_never_overspends_and_refusals_never_reach_upstream(chat_api
     assert 1 <= len(ok) <= 5
     assert all(r.json()["code"] == "budget_exceeded" for r in refused)
     assert len(chat_api.fake_requests()) == len(ok), "a refused request never reaches the upstream"
-    time.sleep(1.5)
+    chat_api.flush_ledger()
     with psycopg.connect(chat_api.pg_url) as conn:
         key_id = conn.execute("SELECT id FROM client_keys WHERE name='budget-race-5'").fetchone()[0]
         spent, reserved = conn.execute("SELECT spent_nanos, reserved_nanos FROM budget_counters "
@@ -130,7 +130,7 @@ def test_canary_keys_never_leave(chat_api, client_key):
     responses.append(httpx.post(chat_api.url + "/v1/chat/completions",
                                 json={"model": "fake-500", "messages": [{"role": "user", "content": "c"}]},
                                 headers={"Authorization": f"Bearer {client_key}", "X-OpenAI-Api-Key": CANARY}))
-    time.sleep(1.5)
+    chat_api.flush_ledger()
     pieces = {c[i:i + 8] for c in (CANARY, CANARY_INVALID) for i in range(3, len(c) - 7)}  # past the "sk-" prefix
 
     def leaks(text: str) -> set[str]:

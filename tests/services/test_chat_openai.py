@@ -1,8 +1,6 @@
 """The OpenAI dialect with the official SDK as the client."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import psycopg
@@ -34,7 +32,7 @@ def test_chat_stream_without_usage_asked_still_records_exact_usage(sdk, chat_api
     assert all(c.choices for c in chunks), "the usage chunk the client did not ask for is not relayed"
     (seen,) = chat_api.fake_requests()
     assert seen["body"]["stream_options"] == {"include_usage": True}
-    time.sleep(1.5)  # the ledger writes in the background
+    chat_api.flush_ledger()
     with psycopg.connect(chat_api.pg_url) as conn:
         row = conn.execute("SELECT output_tokens, estimated FROM spend_ledger WHERE route='/v1/chat/completions' "
                            "ORDER BY id DESC LIMIT 1").fetchone()

@@ -57,7 +57,8 @@ def test_client_abort_leaves_an_estimated_ledger_row(chat_api, client_key):
     deadline = time.monotonic() + 10
     rows = []
     while time.monotonic() < deadline and not rows:
-        time.sleep(0.3)
+        time.sleep(0.3)  # until the server notices the client left (the ledger part is flushed)
+        chat_api.flush_ledger()
         rows = _ledger_rows(chat_api, before)
     assert len(rows) == 1
     _, outcome, estimated, output_tokens, route = rows[0]
@@ -70,6 +71,6 @@ def test_completed_stream_is_exact(chat_api, client_key):
     with httpx.stream("POST", chat_api.url + "/v1/responses", headers={"Authorization": f"Bearer {client_key}"},
                       json={"model": "gpt-4o-mini", "stream": True, "input": "끝까지"}, timeout=30) as r:
         r.read()
-    time.sleep(1.5)
+    chat_api.flush_ledger()
     rows = _ledger_rows(chat_api, before)
     assert [(o, e, t) for _, o, e, t, _ in rows] == [("ok", False, 12)]

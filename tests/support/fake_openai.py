@@ -18,6 +18,8 @@ Behaviour is deterministic so callers can assert on it:
   * model "fake-429" answers 429 with Retry-After: 1, "fake-500" answers 500,
     "fake-flaky" answers 500 on the first try of each distinct body and 200 on
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
+  * like OpenAI, answers name the dated snapshot that served the request
+    (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
     server created ("background": true creates a queued response)
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
@@ -42,6 +44,14 @@ CHUNK = float(os.environ.get("FAKE_CHUNK_MS", "0")) / 1000
 SEEN: collections.deque = collections.deque(maxlen=1000)
 FLAKY_SEEN: set[str] = set()
 RESPONSES: collections.OrderedDict = collections.OrderedDict()  # id -> response (bounded below)
+# What OpenAI names in its answers for a family alias (its current snapshot).
+SNAPSHOTS = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06", "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14", "o3": "o3-2025-04-16",
+    "o3-mini": "o3-mini-2025-01-31", "o4-mini": "o4-mini-2025-04-16", "gpt-5": "gpt-5-2025-08-07",
+    "gpt-5-mini": "gpt-5-mini-2025-08-07", "gpt-5-nano": "gpt-5-nano-2025-08-07", "gpt-4": "gpt-4-0613",
+    "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+}
 
 
 def _text_of(content) -> str:
@@ -203,13 +213,14 @@ async def app(scope, receive, send):
         chunk_delay = 0.05
     created = int(time.time())
     rid = "resp_" + hashlib.sha1(raw).hexdigest()[:24]
+    served = SNAPSHOTS.get(model, model)
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
                  "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
                  "total_tokens": prompt + completion}
         response = {"id": rid, "object": "response", "created_at": created, "status": "completed",
-                    "model": model, "output": [{"type": "message", "id": "msg_" + rid[5:], "status": "completed",
+                    "model": served, "output": [{"type": "message", "id": "msg_" + rid[5:], "status": "completed",
                                                 "role": "assistant",
                                                 "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
                     "usage": usage, "text": {"format": {"type": "text"}},
@@ -263,7 +274,7 @@ async def app(scope, receive, send):
              "completion_tokens_details": {"reasoning_tokens": reasoning}}
     cid = "chatcmpl-" + rid[5:]
     if not body.get("stream"):
-        out = {"id": cid, "object": "chat.completion", "created": created, "model": model,
+        out = {"id": cid, "object": "chat.completion", "created": created, "model": served,
                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
                             "finish_reason": "stop", "logprobs": None}],
                "usage": usage, "system_fingerprint": "fp_fake"}
@@ -272,7 +283,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
 
     def chunk(delta: dict, finish=None, with_usage=None) -> bytes:
-        c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+        c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
              "choices": [] if with_usage else [{"index": 0, "delta": delta, "finish_reason": finish,
                                                 "logprobs": None}]}
         if with_usage:

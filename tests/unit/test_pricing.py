@@ -173,7 +173,9 @@ def test_snapshot_of_gpt_4o_2024_05_13_is_priced_at_5_and_15(catalog):
     assert catalog.cost("gpt-4o-2024-05-13", TokenUsage(input_tokens=1000, output_tokens=1000)).usd == Decimal("0.02")
 
 
-@pytest.mark.parametrize("name", ["gpt-9-ultra", "my-finetune", "ft:gpt-4o-mini:acme::abc123", "gpt-9-2024-07-18", ""])
+@pytest.mark.parametrize("name", ["gpt-9-ultra", "my-finetune", "ft:gpt-4o-mini:acme::abc123", "gpt-9-2024-07-18", "",
+                                  "gpt-4o-mini-9999", "o3-1234", "gpt-4-0999", "gpt-4o-mini-2024-13-01",
+                                  "gpt-4o-mini-2024-07-18-2024-07-18", "gpt-4o-mini-2024-07-18x"])
 def test_unknown_models_are_unpriced_never_priced_as_another_model(catalog, name):
     assert catalog.price_of(name) is None
     assert catalog.family_of(name) is None
@@ -216,3 +218,19 @@ def test_token_usage_rejects_impossible_counts():
         TokenUsage(output_tokens=-1)
     assert TokenUsage(input_tokens=7, output_tokens=5, cached_input_tokens=3).total_tokens == 12
     assert TokenUsage(input_tokens=7, output_tokens=5, cached_input_tokens=3).uncached_input_tokens == 4
+
+
+def test_the_model_catalogue_labels_by_family_and_bounds_unknown_names():
+    from domain.model_catalog import ModelCatalog
+
+    models = ModelCatalog(load_price_catalog(), ["acme-finetune", " ", "gpt-4o"])
+    assert models.label("gpt-4o-mini-2024-07-18") == "gpt-4o-mini"
+    assert models.label("gpt-4-0613") == "gpt-4"
+    assert models.label("gpt-4o-2024-05-13") == "gpt-4o-2024-05-13"  # priced itself
+    assert models.label("acme-finetune") == "acme-finetune"
+    for unknown in ("gpt-4o-mini-9999", "o3-1234", "acme-finetune-2024-07-18", None, ""):
+        assert models.label(unknown) == "other"
+    assert models.allows("o3-2025-04-16") and not models.allows("o3-1234")
+    assert "acme-finetune" in models.listed() and " " not in models.listed()
+    assert list(models.listed()) == sorted(models.listed())
+    assert models.price_of("acme-finetune") is None

@@ -28,10 +28,20 @@ class Reservation:
     amount: Money
 
 
+def day_period(at: datetime) -> str:
+    """The budget counter period of ``at``'s calendar day (``d:YYYY-MM-DD``)."""
+    return f"d:{at:%Y-%m-%d}"
+
+
+def month_period(at: datetime) -> str:
+    """The budget counter period of ``at``'s calendar month (``m:YYYY-MM``)."""
+    return f"m:{at:%Y-%m}"
+
+
 def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime) -> tuple[BudgetLine, ...]:
     """Every counter a request is counted in. Periods are calendar days and months of the
     server's clock (UTC)."""
-    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    day, month = day_period(now), month_period(now)
     return (
         BudgetLine(scope, day, limits.daily),
         BudgetLine(scope, month, limits.monthly),
@@ -54,8 +64,5 @@ def spend_lines(client_key_id: str | None, at: datetime) -> tuple[BudgetLine, ..
 
 
 def budget_exceeded(line: BudgetLine) -> BudgetExceeded:
-    period = "일일" if line.period.startswith("d:") else "월간"
-    period_en = "daily" if line.period.startswith("d:") else "monthly"
-    who, who_en = ("전체 서버", "server-wide") if line.scope == "global" else ("이 클라이언트 키의", "this client key's")
-    return BudgetExceeded("budget_exceeded", f"{who} {period} 예산을 초과했습니다. 나중에 다시 시도하거나 운영자에게 문의하세요.",
-                          f"The {who_en} {period_en} budget is exhausted. Try again later or ask an operator.")
+    return BudgetExceeded("budget_exceeded", scope="global" if line.scope == "global" else "key",
+                          period="daily" if line.period.startswith("d:") else "monthly")

@@ -59,9 +59,12 @@ class ClientIdentity:
         return scope_of(self.key_id)
 
 
+KEY_SCOPE_PREFIX = "key:"  # a client key's budget counters: scope "key:<id>"
+
+
 def scope_of(client_key_id: str | None) -> str:
     """The budget scope of a client: its key, or the shared anonymous scope."""
-    return f"key:{client_key_id}" if client_key_id else "anonymous"
+    return f"{KEY_SCOPE_PREFIX}{client_key_id}" if client_key_id else "anonymous"
 
 
 def generate_client_key() -> str:

@@ -1,5 +1,7 @@
-"""Domain errors: a stable machine-readable ``code``, a kind the entrypoints map to an HTTP
-status, and the message in Korean (default) and English."""
+"""Domain errors: a stable machine-readable ``code`` with its parameters, and a kind the
+entrypoints map to an HTTP status. The words (Korean by default, English on request) are
+not here: an entrypoint renders them from its message catalogue, keyed by code (and
+``reason``, when one code covers several cases)."""
 from __future__ import annotations
 
 from enum import StrEnum
@@ -21,23 +23,28 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"
 
 
+Param = str | int | float
+
+
 class DomainError(Exception):
     """Base of every error a use case raises on purpose."""
 
     kind: ErrorKind = ErrorKind.INTERNAL
 
-    def __init__(self, code: str, ko: str, en: str, *, field: str | None = None,
-                 retry_after: float | None = None, upstream_status: int | None = None) -> None:
-        super().__init__(en)
+    def __init__(self, code: str, *, field: str | None = None, reason: str | None = None,
+                 retry_after: float | None = None, upstream_status: int | None = None, **params: Param) -> None:
+        super().__init__(code if reason is None else f"{code}/{reason}")
         self.code = code
-        self.ko = ko
-        self.en = en
+        self.reason = reason
         self.field = field
+        self.params: dict[str, Param] = {"field": field, **params} if field is not None else dict(params)
         self.retry_after = retry_after
         self.upstream_status = upstream_status
 
-    def message(self, lang: str = "ko") -> str:
-        return self.en if lang == "en" else self.ko
+    @property
+    def message_key(self) -> str:
+        """The message catalogue's key: ``code``, or ``code/reason``."""
+        return self.code if self.reason is None else f"{self.code}/{self.reason}"
 
 
 class InvalidInput(DomainError):
@@ -79,9 +86,10 @@ class UpstreamError(DomainError):
 
     kind = ErrorKind.UPSTREAM
 
-    def __init__(self, code: str, ko: str, en: str, *, upstream_status: int | None = None,
-                 upstream_code: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(code, ko, en, retry_after=retry_after, upstream_status=upstream_status)
+    def __init__(self, code: str, *, upstream_status: int | None = None, upstream_code: str | None = None,
+                 retry_after: float | None = None, **params: Param) -> None:
+        super().__init__(code, retry_after=retry_after, upstream_status=upstream_status)
+        self.params.update(params)
         self.upstream_code = upstream_code
 
     @property
@@ -94,6 +102,14 @@ class UpstreamTimeout(UpstreamError):
     kind = ErrorKind.UPSTREAM_TIMEOUT
 
 
+class UpstreamBusy(UpstreamError):
+    """The client already has its share of upstream calls in flight: a 429 (a rate limit),
+    raised as an upstream error so that the turn's budget hold is released and the refusal
+    gets its ledger row like any call that did not go through."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+
 class ServiceUnavailable(DomainError):
     kind = ErrorKind.UNAVAILABLE
 
@@ -102,9 +118,11 @@ class ConfigurationError(DomainError):
     kind = ErrorKind.CONFIGURATION
 
 
+class InternalError(DomainError):
+    """Something the code did not expect; the entrypoints answer with it instead of a traceback."""
+
+    kind = ErrorKind.INTERNAL
+
+
 def no_api_key() -> ConfigurationError:
-    return ConfigurationError("no_api_key", "사용 가능한 API Key가 없습니다.", "No API key is available.")
-
-
-def invalid(field: str, code: str, ko: str, en: str) -> InvalidInput:
-    return InvalidInput(code, ko, en, field=field)
+    return ConfigurationError("no_api_key")

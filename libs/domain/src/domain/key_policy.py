@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from domain.errors import Forbidden, UpstreamError, no_api_key
+from domain.errors import Forbidden, InvalidInput, UpstreamError, no_api_key
 
 
 class KeySource(StrEnum):
@@ -62,6 +62,19 @@ class DefaultKeyPolicy:
         if not self._server_key:
             raise no_api_key()
         if not may_use_server_key:
-            raise Forbidden("server_key_not_allowed", "이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
-                            "This client key may not use the server's API key; send your own OpenAI key.")
+            raise Forbidden("server_key_not_allowed")
         return self._server_key
+
+
+MAX_USER_KEY_CHARS = 512
+
+
+def user_api_key(value: str | None, field: str) -> str | None:
+    """A caller's own OpenAI key as given (None when absent or blank). It travels upstream in
+    an HTTP header, so it must be visible ASCII without spaces; anything else is refused here
+    rather than failing at the upstream call (the message never repeats the value)."""
+    if not value:
+        return None
+    if len(value) > MAX_USER_KEY_CHARS or not (value.isascii() and value.isprintable()) or " " in value:
+        raise InvalidInput("invalid_user_api_key", field=field, max=MAX_USER_KEY_CHARS)
+    return value

@@ -78,6 +78,9 @@ class LlmProvider(Protocol):
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
 
+    async def aclose(self) -> None:
+        """Closes its connections (at shutdown)."""
+
 
 class ConversationRepository(Protocol):
     """Stored turns, scoped by owner: a client never reads another client's conversation."""

@@ -2,20 +2,22 @@
 
 A catalogue maps model families to USD-per-1M-token prices. Dated snapshot names that the
 upstream returns (``gpt-4o-mini-2024-07-18``) resolve to their family unless the snapshot is
-priced itself (``gpt-4o-2024-05-13``). A model the catalogue does not know is *unpriced*:
-never priced as another model.
+priced itself (``gpt-4o-2024-05-13``). Only real snapshot shapes resolve: a ``-YYYY-MM-DD``
+suffix, or a dated name the catalogue lists for its family (``gpt-4-0613``); any other
+suffix (``gpt-4o-mini-9999``, ``o3-1234``) is a different, unknown model. A model the
+catalogue does not know is *unpriced*: never priced as another model.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from domain.money import NANOS_PER_USD, Money
 from domain.usage import TokenUsage
 
-_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+_SNAPSHOT_SUFFIX = re.compile(r"-20\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 _PER = Decimal(1_000_000)
 
 
@@ -51,20 +53,19 @@ class PriceTable:
 
     version: str
     prices: Mapping[str, ModelPrice]
+    snapshots: Mapping[str, str] = field(default_factory=dict)  # dated name → family, as listed
 
     def price_of(self, model: str) -> ModelPrice | None:
-        if model in self.prices:
-            return self.prices[model]
-        family = _SNAPSHOT_SUFFIX.sub("", model)
-        if family != model:
-            return self.prices.get(family)
-        return None
+        family = self.family_of(model)
+        return None if family is None else self.prices[family]
 
     def family_of(self, model: str) -> str | None:
         if model in self.prices:
             return model
+        if model in self.snapshots:
+            return self.snapshots[model]
         family = _SNAPSHOT_SUFFIX.sub("", model)
-        return family if family in self.prices else None
+        return family if family != model and family in self.prices else None
 
     def models(self) -> Iterable[str]:
         return sorted(self.prices)

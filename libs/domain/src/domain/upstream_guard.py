@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from domain.errors import ErrorKind, UpstreamError
+from domain.errors import UpstreamBusy, UpstreamError
 
 ANONYMOUS = "(anonymous)"  # callers without a key are one client: they cannot be told apart
 
@@ -25,17 +25,7 @@ def _digest(*parts: str) -> str:
 
 
 def circuit_open(retry_after: float) -> UpstreamError:
-    return UpstreamError("upstream_circuit_open", "OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.",
-                         "Calls to OpenAI keep failing; paused briefly.", upstream_status=503,
-                         retry_after=max(1.0, round(retry_after, 1)))
-
-
-class UpstreamBusy(UpstreamError):
-    """The client already has its share of upstream calls in flight: a 429 (a rate limit),
-    raised as an upstream error so that the turn's budget hold is released and the refusal
-    gets its ledger row like any call that did not go through."""
-
-    kind = ErrorKind.RATE_LIMITED
+    return UpstreamError("upstream_circuit_open", upstream_status=503, retry_after=max(1.0, round(retry_after, 1)))
 
 
 @dataclass(slots=True)
@@ -179,10 +169,8 @@ class UpstreamShares:
             return who
         used = self._in_flight.get(who, 0)
         if used >= self.per_client:
-            raise UpstreamBusy("too_many_concurrent_requests",
-                               f"동시에 처리 중인 요청이 너무 많습니다 (최대 {self.per_client}개).",
-                               f"Too many requests in flight at once (max {self.per_client}).",
-                               upstream_status=429, retry_after=1)
+            raise UpstreamBusy("too_many_concurrent_requests", upstream_status=429, retry_after=1,
+                               max=self.per_client)
         self._in_flight[who] = used + 1
         return who
 

@@ -21,6 +21,9 @@ from typing import Any
 
 from admin_ui.api import read_secret
 
+# st.session_state is a MutableMapping[str | int, Any]; tests pass plain dicts.
+Session = MutableMapping[Any, Any]
+
 SIGNED_IN = "_signed_in"
 FAILURES = "_signin_failures"
 LOCKED_UNTIL = "_signin_locked_until"
@@ -163,16 +166,16 @@ def client_address() -> str:
     return peer or "local"
 
 
-def is_signed_in(session: MutableMapping[str, Any]) -> bool:
+def is_signed_in(session: Session) -> bool:
     return bool(session.get(SIGNED_IN))
 
 
-def remaining_lock(session: MutableMapping[str, Any], now: float | None = None) -> float:
+def remaining_lock(session: Session, now: float | None = None) -> float:
     now = time.time() if now is None else now
     return max(0.0, float(session.get(LOCKED_UNTIL, 0.0)) - now)
 
 
-def sign_in(session: MutableMapping[str, Any], candidate: str, *, now: float | None = None,
+def sign_in(session: Session, candidate: str, *, now: float | None = None,
             address: str | None = None, throttle: SignInThrottle = THROTTLE) -> str:
     """'ok', 'locked', 'wrong' or 'unconfigured'. Only 'ok' changes the signed-in flag.
     While the session, its address or the console as a whole must wait, the try is refused
@@ -199,5 +202,5 @@ def sign_in(session: MutableMapping[str, Any], candidate: str, *, now: float | N
     return "wrong"
 
 
-def sign_out(session: MutableMapping[str, Any]) -> None:
+def sign_out(session: Session) -> None:
     session[SIGNED_IN] = False

@@ -163,7 +163,7 @@ def lookup(key: str, lang: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
-def current_lang(session: Mapping[str, Any] | None = None) -> str:
+def current_lang(session: Mapping[Any, Any] | None = None) -> str:
     if session is None:
         import streamlit as st
 

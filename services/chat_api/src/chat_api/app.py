@@ -14,8 +14,9 @@ from fastapi.responses import Response
 
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
-from chat_api.errors import error_headers, http_error
-from chat_api.gateway import Gateway
+from chat_api.dialects.base import DialectSettings
+from chat_api.errors import error_headers, http_error, internal_error, message_of
+from chat_api.gateway import Gateway, one_line
 from chat_api.inbound import language
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.log_redaction import install_redaction
@@ -23,7 +24,7 @@ from chat_api.metrics import GatewayMetrics
 from chat_api.routes import openai as openai_routes
 from chat_api.routes import ops, original
 from chat_api.settings import ChatApiSettings
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidInput
 
 log = logging.getLogger("chat_api")
 
@@ -56,10 +57,13 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         await c.start()
         s = c.settings
         app.state.container = c
-        app.state.gateway = Gateway(c, metrics, MinuteQuota(s.rate_limit_per_minute),
-                                    MinuteQuota(s.tokens_per_minute, ("토큰", "tokens")),
-                                    StreamSlots(s.max_concurrent_streams),
-                                    frozenset(c.chat.allowed_models))
+        app.state.gateway = Gateway(
+            use_cases=c.use_cases, authenticate=c.authenticate, idempotency=c.idempotency, clock=c.clock,
+            models=c.models, metrics=metrics, rate=MinuteQuota(s.rate_limit_per_minute),
+            tokens=MinuteQuota(s.tokens_per_minute, "tokens"), streams=StreamSlots(s.max_concurrent_streams),
+            settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
+                                     reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
+            max_body_bytes=s.max_body_bytes)
         sweeper = asyncio.create_task(release_stale_holds(c))
         try:
             yield
@@ -77,7 +81,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:
         mapped = http_error(error)
-        body = {"detail": {"code": error.code, "message": error.message(language(request)), "field": error.field}}
+        body = {"detail": {"code": error.code, "message": message_of(error, language(request)), "field": error.field}}
         return Response(orjson.dumps(body), status_code=mapped.status, media_type="application/json",
                         headers=error_headers(error))
 
@@ -87,17 +91,17 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         bilingual {code, message, field} shape as every other error."""
         first = error.errors()[0] if error.errors() else {}
         field = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-        message = (f"Invalid value for {field}: {first.get('msg', '')}" if language(request) == "en"
-                   else f"{field} 값이 올바르지 않습니다: {first.get('msg', '')}")
-        body = {"detail": {"code": "invalid_field", "message": message, "field": field}}
+        invalid = InvalidInput("invalid_field", field=field, reason="invalid", detail=str(first.get("msg", "")))
+        body = {"detail": {"code": invalid.code, "message": message_of(invalid, language(request)), "field": field}}
         return Response(orjson.dumps(body), status_code=422, media_type="application/json")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        lang = language(request)
-        message = "A system error occurred." if lang == "en" else "시스템 오류가 발생했습니다."
-        body = {"error": {"message": message, "type": "api_error", "param": None, "code": "internal_error"}}
+        """The last resort for routes outside the pipeline (admin, ops): one log line, and
+        the OpenAI error shape with no detail."""
+        log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
+        body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
+                          "param": None, "code": "internal_error"}}
         return Response(orjson.dumps(body), status_code=500, media_type="application/json")
 
     return app

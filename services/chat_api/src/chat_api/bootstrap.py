@@ -1,6 +1,13 @@
-"""The composition root: builds every adapter and use case from settings, once, at startup."""
+"""The composition root: builds every adapter and use case from settings, once, at startup.
+
+Every port can be replaced (``bootstrap(settings, provider=FakeLlmProvider())``), the way
+cosmicpython's bootstrap takes its dependencies: tests and tools swap one adapter and keep
+the rest real.
+"""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,14 +30,28 @@ from domain.adapters.sql.repositories import (
 )
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.key_policy import DefaultKeyPolicy
+from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.ports import Clock, LlmProvider
 from domain.pricing import PriceTable
 from domain.use_cases.chat_turn import ChatSettings, HandleChatTurn
 from domain.use_cases.client_keys import AuthenticateClient, IssueClientKey, RevokeClientKey, SetClientBudget
+from domain.use_cases.models import ListModels
+from domain.use_cases.stored_responses import HandleStoredResponse
 
 
-def _usd(value: Decimal | None) -> Money | None:
+def _usd_cap(value: Decimal | None) -> Money | None:
+    """A budget cap from settings (None: no cap)."""
     return None if value is None else Money.from_usd(value)
+
+
+@dataclass(frozen=True)
+class UseCases:
+    """What the request pipeline runs, one object per endpoint family."""
+
+    chat: HandleChatTurn
+    stored_responses: HandleStoredResponse
+    list_models: ListModels
 
 
 @dataclass
@@ -38,15 +59,16 @@ class Container:
     settings: ChatApiSettings
     engine: Engine
     prices: PriceTable
-    clock: SystemClock
+    models: ModelCatalog
+    clock: Clock
     keys: SqlClientKeyRepository
     budgets: SqlBudgetStore
     conversations: SqlConversationRepository
     ledger: SqlSpendLedger
     idempotency: SqlIdempotencyStore
-    provider: OpenAiLlmProvider
+    provider: LlmProvider
     policy: DefaultKeyPolicy
-    chat: HandleChatTurn
+    use_cases: UseCases
     authenticate: CachedAuthenticator
     issue_key: IssueClientKey
     revoke_key: RevokeClientKey
@@ -55,9 +77,17 @@ class Container:
     executor: ThreadPoolExecutor
     schema_head: str | None = None
 
+    @property
+    def chat(self) -> HandleChatTurn:
+        return self.use_cases.chat
+
     async def start(self) -> None:
         self.ledger.start()
         await self.budgets.open()
+
+    async def flush(self) -> None:
+        """Waits until every ledger record handed over so far is stored (or spooled)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.ledger.flush)
 
     async def aclose(self) -> None:
         self.ledger.close()
@@ -67,47 +97,59 @@ class Container:
         self.engine.dispose()
 
 
-def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Container:  # type: ignore[no-untyped-def]
+def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None = None,
+              prices: PriceTable | None = None, clock: Clock | None = None,
+              keys: SqlClientKeyRepository | None = None, budgets: SqlBudgetStore | None = None,
+              conversations: SqlConversationRepository | None = None, ledger: SqlSpendLedger | None = None,
+              idempotency: SqlIdempotencyStore | None = None, provider: LlmProvider | None = None,
+              on_retry: Callable[[str], None] | None = None) -> Container:
+    """Every adapter from ``settings``, except those passed in (per-port overrides)."""
     settings = settings or ChatApiSettings()
-    engine = make_engine(settings.database_url, pool_size=10)
+    engine = engine or make_engine(settings.database_url, pool_size=10)
     executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="db")
-    prices = load_price_catalog(settings.price_catalog_path)
-    clock = SystemClock()
+    prices = prices or load_price_catalog(settings.price_catalog_path)
+    models = ModelCatalog.from_setting(prices, settings.extra_models)
+    clock = clock or SystemClock()
     hash_secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret).encode()
     admin_token = load_or_create_secret(settings.secret_file("admin_token"), settings.admin_token)
-    keys = SqlClientKeyRepository(engine, executor)
-    # Budget holds are written without waiting for the WAL flush: losing one in a crash only
-    # loosens the budget until the (durably written) ledger row counts the real charge.
-    budget_engine = make_engine(settings.database_url, pool_size=10, synchronous_commit=False)
-    budgets = (PsycopgBudgetStore(budget_engine, executor) if budget_engine.dialect.name == "postgresql"
-               else SqlBudgetStore(budget_engine, executor))
-    conversations = SqlConversationRepository(engine, executor)
-    ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
-    provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
-                                 max_retries=settings.upstream_max_retries, on_retry=on_retry,
-                                 max_connections=settings.upstream_max_connections,
-                                 client_share=settings.upstream_client_share,
-                                 breaker_threshold=settings.circuit_threshold,
-                                 breaker_cooldown=settings.circuit_cooldown_seconds,
-                                 breaker_min_clients=settings.circuit_min_clients)
-    extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
+    keys = keys or SqlClientKeyRepository(engine, executor)
+    if budgets is None:
+        # Budget holds are written without waiting for the WAL flush: losing one in a crash only
+        # loosens the budget until the (durably written) ledger row counts the real charge.
+        budget_engine = make_engine(settings.database_url, pool_size=10, synchronous_commit=False)
+        budgets = (PsycopgBudgetStore(budget_engine, executor) if budget_engine.dialect.name == "postgresql"
+                   else SqlBudgetStore(budget_engine, executor))
+    conversations = conversations or SqlConversationRepository(engine, executor)
+    ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
+                                      or settings.data_dir / "ledger-spool.jsonl")
+    provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
+                                             timeout=settings.upstream_timeout_seconds,
+                                             max_retries=settings.upstream_max_retries, on_retry=on_retry,
+                                             max_connections=settings.upstream_max_connections,
+                                             client_share=settings.upstream_client_share,
+                                             breaker_threshold=settings.circuit_threshold,
+                                             breaker_cooldown=settings.circuit_cooldown_seconds,
+                                             breaker_min_clients=settings.circuit_min_clients)
     policy = DefaultKeyPolicy(settings.openai_api_key)
     chat = HandleChatTurn(
-        provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, prices=prices,
+        provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
-                              global_limits=BudgetLimits(_usd(settings.global_daily_usd), _usd(settings.global_monthly_usd)),
-                              allowed_models=frozenset(prices.models()) | extra))
-    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd(settings.anonymous_daily_usd),
-                                                           _usd(settings.anonymous_monthly_usd)))
+                              global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
+                                                         _usd_cap(settings.global_monthly_usd))))
+    use_cases = UseCases(chat=chat,
+                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
+                         list_models=ListModels(models))
+    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
+                                                           _usd_cap(settings.anonymous_monthly_usd)))
                  if settings.allow_anonymous else None)
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
-    return Container(settings=settings, engine=engine, prices=prices, clock=clock, keys=keys, budgets=budgets,
-                     conversations=conversations, ledger=ledger,
-                     idempotency=SqlIdempotencyStore(engine, executor), provider=provider, policy=policy, chat=chat,
-                     authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
-                     revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
-                     admin_token=admin_token, executor=executor,
+    return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
+                     budgets=budgets, conversations=conversations, ledger=ledger,
+                     idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
+                     policy=policy, use_cases=use_cases, authenticate=authenticate,
+                     issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
+                     set_budget=SetClientBudget(keys), admin_token=admin_token, executor=executor,
                      schema_head=migrations_head())
 
 

@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from chat_api.errors import message_of
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
@@ -111,5 +112,5 @@ def main(argv: list[str] | None = None) -> None:
                 cached = "-" if p.cached_input is None else str(p.cached_input)
                 print(f"{name:<22}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
     except DomainError as exc:
-        print(f"error: {exc.en} ({exc.code})", file=sys.stderr)
+        print(f"error: {message_of(exc, 'en')} ({exc.code})", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,7 +12,8 @@ from domain.errors import Unauthorized
 
 
 async def get_container(request: Request) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    container: Container = request.app.state.container
+    return container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
@@ -24,8 +25,7 @@ async def require_admin(request: Request, container: ContainerDep) -> None:
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else ""
     if not token or not hmac.compare_digest(token.encode(), container.admin_token.encode()):
-        raise Unauthorized("invalid_admin_token", "관리자 토큰이 없거나 올바르지 않습니다.",
-                           "The admin token is missing or invalid.")
+        raise Unauthorized("invalid_admin_token")
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

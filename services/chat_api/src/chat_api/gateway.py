@@ -1,122 +1,216 @@
-"""What every chat route does around the use case: authenticate, rate-limit, measure."""
+"""The one request pipeline. Every endpoint, whatever its dialect, goes through ``serve``:
+
+1. authenticate (before the body is read: a bad or missing key is a 401 whatever the body),
+2. the per-minute request allowance,
+3. read and parse the body (size, nesting, NFC) into the dialect's command,
+4. the per-minute token allowance (chat turns),
+5. the use case, at most once per Idempotency-Key (non-streamed answers), or the stream
+   relay (a stream slot, the first event awaited so refusals stay HTTP errors),
+6. metrics, key headers and the dialect's rendering of the result or the error.
+
+Nothing raised on the way reaches the client as a bare 500: domain errors are rendered by
+the dialect, anything else is logged in one line and rendered as ``internal_error``.
+"""
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+import traceback
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from chat_api.bootstrap import Container
-from chat_api.errors import ERROR_TABLE
-from chat_api.inbound import bearer, language
+from chat_api.auth_cache import CachedAuthenticator
+from chat_api.bootstrap import UseCases
+from chat_api.dialects.base import (
+    Call,
+    Dialect,
+    DialectSettings,
+    Failure,
+    Metered,
+    StreamingUseCase,
+    TokenMetered,
+    UseCase,
+)
+from chat_api.errors import ERROR_TABLE, internal_error
+from chat_api.idempotency import idempotency_key, run_once
+from chat_api.inbound import bearer, checked, language, read_json
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.metrics import GatewayMetrics
+from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
-from domain.ports import StreamData
-from domain.text import estimate_message_tokens
-from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
+from domain.model_catalog import ModelCatalog
+from domain.ports import Clock, StreamData
+
+log = logging.getLogger("chat_api.gateway")
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+def one_line(error: BaseException) -> str:
+    """An unexpected error as one log line: its type and where it was raised. Not its
+    message: that may quote request content or a key."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}{where}"
 
 
 @dataclass
 class Gateway:
-    """Per-process state shared by the chat routes (bounded: see each member)."""
+    """The pipeline and the per-process state it keeps (bounded: see each member)."""
 
-    container: Container
+    use_cases: UseCases
+    authenticate: CachedAuthenticator
+    idempotency: SqlIdempotencyStore
+    clock: Clock
+    models: ModelCatalog
     metrics: GatewayMetrics
     rate: MinuteQuota
     tokens: MinuteQuota
     streams: StreamSlots
-    model_labels: frozenset[str] = field(default_factory=frozenset)
+    settings: DialectSettings
+    max_body_bytes: int
 
-    async def admit(self, request: Request) -> ClientIdentity:
-        client = await self.container.authenticate.execute(bearer(request))
-        self.rate.take(client.key_id or "anonymous")
-        return client
+    async def serve(self, request: Request, dialect: Dialect[C, R],
+                    use_case: UseCase[C, R] | StreamingUseCase[C, R]) -> Response:
+        started = time.perf_counter()
+        body: dict[str, Any] | None = None
+        command: C | None = None
+        try:
+            client = await self.authenticate.execute(bearer(request))
+            self.rate.take(_slot(client))
+            call = Call(dialect.route, client, language(request), started, request.headers,
+                        request.path_params, self.settings)
+            if dialect.reads_body:
+                body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
+                body = checked(body)
+            command = dialect.parse(body or {}, call)
+            if isinstance(command, TokenMetered):
+                self.tokens.take(_slot(command.client), command.token_allowance())
+            if body is not None and dialect.wants_stream(body):
+                if not isinstance(use_case, StreamingUseCase):
+                    raise TypeError(f"{type(use_case).__name__} cannot stream")
+                return await self._stream(dialect, use_case, command, call)
+            checked_command = command
 
-    def charge_tokens(self, cmd: ChatTurnCommand) -> None:
-        """The per-minute token allowance: what the request sends plus what it may get back."""
-        sent = estimate_message_tokens([*cmd.system, *(cmd.history or []), *cmd.new_messages])
-        self.tokens.take(cmd.client.key_id or "anonymous", sent + (cmd.max_output_tokens or 0))
+            async def answer() -> Response:
+                result = await use_case.execute(checked_command)
+                response = dialect.render(result, checked_command, call)
+                self._succeeded(dialect.route, result, response, started)
+                return response
 
-    def model_label(self, model: str | None) -> str:
-        # Label values are bounded to the allowed models: a caller cannot mint series.
-        return model if model in self.model_labels else "other"
+            if dialect.idempotent and body is not None:
+                return await run_once(self.idempotency, self.clock, client, idempotency_key(request), body, answer)
+            return await answer()
+        except DomainError as error:
+            return self._refused(dialect, error, request, started, body, command)
+        except Exception as unexpected:  # the last resort: the dialect's error shape, one log line
+            log.error("%s %s failed: %s", request.method, dialect.route, one_line(unexpected))
+            return self._refused(dialect, internal_error(), request, started, body, command)
 
-    def observe(self, route: str, status: int, model: str | None, started: float,
-                upstream_seconds: float | None = None) -> None:
+    # -- the steps ---------------------------------------------------------------------
+    async def _stream(self, dialect: Dialect[C, R], use_case: StreamingUseCase[C, R], command: C,
+                      call: Call) -> Response:
+        """SSE relayed as produced (no buffering). A stream slot is taken and the first event
+        awaited first, so refusals (budget, upstream errors before the first byte) are still
+        plain HTTP errors. Whatever ends the stream, the slot is given back."""
+        slot = _slot(call.client)
+        self.streams.acquire(slot)
+        try:
+            events = use_case.stream(command)
+            first = await anext(events)
+        except BaseException:
+            self.streams.release(slot)
+            raise
+        self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
+        model = dialect.model_of(command)
+
+        async def relay() -> AsyncIterator[bytes]:
+            self.metrics.open_streams.inc()
+            status = 200
+            event: StreamData | R = first
+            try:
+                while True:
+                    if isinstance(event, Metered):
+                        self._count_usage(event)
+                    chunk = dialect.render_event(event, command, call)
+                    if chunk:
+                        yield chunk
+                    if not isinstance(event, StreamData):
+                        return
+                    event = await anext(events)
+            except DomainError as error:
+                status = ERROR_TABLE[error.kind].status
+                yield dialect.render_stream_error(error, command, call)
+            except Exception as unexpected:  # after the first byte the status is sent: an error event
+                log.error("stream on %s failed: %s", call.route, one_line(unexpected))
+                status = 500
+                yield dialect.render_stream_error(internal_error(), command, call)
+            finally:
+                await events.aclose()
+                self.streams.release(slot)
+                self.metrics.open_streams.dec()
+                self._observe(call.route, status, model, call.started)
+
+        return StreamingResponse(relay(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
+        if isinstance(result, Metered):
+            self._count_usage(result)
+            response.headers.update(_key_headers(result))
+            self._observe(route, response.status_code, result.model, started, result.upstream_seconds)
+        else:
+            self._observe(route, response.status_code, None, started)
+
+    def _refused(self, dialect: Dialect[C, R], error: DomainError, request: Request, started: float,
+                 body: Mapping[str, Any] | None, command: C | None) -> Response:
+        if error.kind in (ErrorKind.BUDGET_EXCEEDED, ErrorKind.RATE_LIMITED):
+            self.metrics.budget_rejections.labels(error.code).inc()
+        response = dialect.render_error(error, Failure(language(request), started, body))
+        self._observe(dialect.route, response.status_code, dialect.model_of(command) if command is not None else None,
+                      started)
+        return response
+
+    # -- metrics -----------------------------------------------------------------------
+    def _observe(self, route: str, status: int, model: str | None, started: float,
+                 upstream_seconds: float | None = None) -> None:
         total = time.perf_counter() - started
-        self.metrics.requests.labels(route, str(status), self.model_label(model)).inc()
+        # Label values are the catalogue's families: a caller cannot mint series.
+        self.metrics.requests.labels(route, str(status), self.models.label(model)).inc()
         self.metrics.duration.labels(route).observe(total)
         if upstream_seconds is not None:
             self.metrics.upstream.labels(route).observe(upstream_seconds)
             self.metrics.overhead.labels(route).observe(max(0.0, total - upstream_seconds))
 
-    def count_usage(self, result: ChatTurnResult) -> None:
-        model, m = self.model_label(result.model), self.metrics
-        m.tokens.labels("input", model).inc(result.usage.input_tokens)
-        m.tokens.labels("cached_input", model).inc(result.usage.cached_input_tokens)
-        m.tokens.labels("output", model).inc(result.usage.output_tokens)
-        m.tokens.labels("reasoning", model).inc(result.usage.reasoning_tokens)
+    def _count_usage(self, result: Metered) -> None:
+        model, m, usage = self.models.label(result.model), self.metrics, result.usage
+        m.tokens.labels("input", model).inc(usage.input_tokens)
+        m.tokens.labels("cached_input", model).inc(usage.cached_input_tokens)
+        m.tokens.labels("output", model).inc(usage.output_tokens)
+        m.tokens.labels("reasoning", model).inc(usage.reasoning_tokens)
         if result.cost is not None:
             m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
 
-    async def open_stream(self, cmd: ChatTurnCommand, route: str,
-                          started: float) -> tuple[AsyncIterator[StreamData | ChatTurnResult], StreamData | ChatTurnResult]:
-        """Takes a stream slot and waits for the first event, so that refusals (budget,
-        upstream errors before the first byte) are still plain HTTP errors."""
-        slot = cmd.client.key_id or "anonymous"
-        self.streams.acquire(slot)
-        try:
-            events = self.container.chat.stream(cmd)
-            first = await anext(events)
-        except BaseException:
-            self.streams.release(slot)
-            raise
-        self.metrics.ttft.labels(route).observe(time.perf_counter() - started)
-        return events, first
 
-    def stream_response(self, cmd: ChatTurnCommand, route: str, started: float,
-                        events: AsyncIterator[StreamData | ChatTurnResult], first: StreamData | ChatTurnResult,
-                        render: Callable[[StreamData | ChatTurnResult], bytes | None],
-                        render_error: Callable[[DomainError], bytes]) -> StreamingResponse:
-        """SSE relayed as produced (no buffering); ``render`` turns each event into bytes to
-        send (or None to skip it). Whatever ends the stream, the slot is given back."""
-        async def relay() -> AsyncIterator[bytes]:
-            self.metrics.open_streams.inc()
-            status = 200
-            event = first
-            try:
-                while True:
-                    if isinstance(event, ChatTurnResult):
-                        self.count_usage(event)
-                    chunk = render(event)
-                    if chunk:
-                        yield chunk
-                    if isinstance(event, ChatTurnResult):
-                        return
-                    event = await anext(events)
-            except DomainError as error:
-                status = ERROR_TABLE[error.kind].status
-                yield render_error(error)
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
-                self.streams.release(cmd.client.key_id or "anonymous")
-                self.metrics.open_streams.dec()
-                self.observe(route, status, cmd.model, started)
+def _slot(client: ClientIdentity) -> str:
+    return client.key_id or "anonymous"
 
-        return StreamingResponse(relay(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    def refused(self, error: DomainError) -> None:
-        if error.kind in (ErrorKind.BUDGET_EXCEEDED, ErrorKind.RATE_LIMITED):
-            self.metrics.budget_rejections.labels(error.code).inc()
+def _key_headers(result: Metered) -> dict[str, str]:
+    headers = {"x-llm-key-source": result.key_source.value}
+    if result.fallback_reason is not None:
+        headers["x-llm-fallback-reason"] = result.fallback_reason.value
+    if result.cost is not None:
+        headers["x-llm-cost-usd"] = format(result.cost.usd_rounded(8), "f")
+    return headers
 
 
 async def get_gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-__all__ = ["Gateway", "get_gateway", "language"]
+    gateway: Gateway = request.app.state.gateway
+    return gateway

@@ -20,8 +20,7 @@ def idempotency_key(request: Request) -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise InvalidInput("invalid_idempotency_key", "Idempotency-Key는 1~200자의 출력 가능한 문자여야 합니다.",
-                           "Idempotency-Key must be 1-200 printable characters.", field="Idempotency-Key")
+        raise InvalidInput("invalid_idempotency_key", field="Idempotency-Key")
     return key
 
 

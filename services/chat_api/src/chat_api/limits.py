@@ -13,8 +13,7 @@ class MinuteQuota:
     trade for not paying a database round trip per request (budgets, which are money, are
     enforced globally)."""
 
-    def __init__(self, per_minute: int, unit: tuple[str, str] = ("요청", "requests"),
-                 max_clients: int = 10_000) -> None:
+    def __init__(self, per_minute: int, unit: str = "requests", max_clients: int = 10_000) -> None:
         self._limit, self._unit, self._max = per_minute, unit, max_clients
         self._windows: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
@@ -28,10 +27,8 @@ class MinuteQuota:
             start, used = window, 0
         if used + amount > self._limit:
             retry = 60 - (now % 60)
-            ko, en = self._unit
-            raise RateLimited("rate_limited", f"분당 {ko} 한도({self._limit})를 넘었습니다. {int(retry) + 1}초 후 다시 시도하세요.",
-                              f"Over the limit of {self._limit} {en} per minute. Retry in {int(retry) + 1} s.",
-                              retry_after=retry)
+            raise RateLimited("rate_limited", retry_after=retry, limit=self._limit, unit=self._unit,
+                              seconds=int(retry) + 1)
         self._windows[client] = (start, used + amount)
         self._windows.move_to_end(client)
         while len(self._windows) > self._max:
@@ -47,8 +44,7 @@ class StreamSlots:
 
     def acquire(self, client: str) -> None:
         if self._open.get(client, 0) >= self._limit:
-            raise RateLimited("too_many_streams", f"동시 스트림이 너무 많습니다 (최대 {self._limit}개).",
-                              f"Too many concurrent streams (max {self._limit}).", retry_after=1)
+            raise RateLimited("too_many_streams", retry_after=1, max=self._limit)
         self._open[client] = self._open.get(client, 0) + 1
 
     def release(self, client: str) -> None:

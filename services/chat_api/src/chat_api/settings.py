@@ -33,7 +33,6 @@ class ChatApiSettings(BaseSettings):
     anonymous_monthly_usd: Decimal | None = Decimal("10")
     global_daily_usd: Decimal | None = None
     global_monthly_usd: Decimal | None = None
-    default_model: str = "gpt-4o-mini"
     history_token_budget: int = 3000
     upstream_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2

@@ -2,6 +2,7 @@
 one test process never share or double-register collectors)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from monitor.settings import MonitorSettings
 def build_registry(settings: MonitorSettings, engine: Engine, host: HostMetrics | None,
                    clock: Callable[[], float] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    cache = {"seconds": settings.metrics_cache_seconds, **({"clock": clock} if clock else {})}
+    seconds = settings.metrics_cache_seconds
+    tick = clock or time.monotonic
     registry.register(HostCollector(host))
     registry.register(StackProcessCollector(Path(settings.stack_pid_dir)))
     ProcessCollector(registry=registry)  # the monitor's own process_* metrics
-    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate), **cache))  # type: ignore[arg-type]
+    registry.register(CachedCollector(BusinessCollector(engine, settings.usd_krw_rate), seconds, tick))
     registry.register(CachedCollector(ChatApiReadinessCollector(settings.chat_api_url,
-                                                                settings.chat_api_timeout_seconds), **cache))  # type: ignore[arg-type]
+                                                                settings.chat_api_timeout_seconds), seconds, tick))
     return registry

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Float, case, cast, func, literal, select
+from sqlalchemy.sql import ColumnElement
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
+from domain.budgets import day_period, month_period
+from domain.client_keys import KEY_SCOPE_PREFIX
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50
@@ -16,10 +20,10 @@ MAX_CLIENTS = 50
 OTHER = "other"
 ACTIVE_CONVERSATION_WINDOW = timedelta(minutes=15)
 
-spend = SpendRow.__table__
-keys = ClientKeyRow.__table__
-counters = BudgetCounterRow.__table__
-conversations = ConversationRow.__table__
+spend = table_of(SpendRow)
+keys = table_of(ClientKeyRow)
+counters = table_of(BudgetCounterRow)
+conversations = table_of(ConversationRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +69,8 @@ def read_business_figures(conn: Connection, now: datetime) -> BusinessFigures:
         groups=_spend_groups(conn),
         today_nanos=today,
         month_nanos=month,
-        utilisation=_utilisation(conn, f"d:{now:%Y-%m-%d}", "day", keys.c.daily_limit_nanos)
-        + _utilisation(conn, f"m:{now:%Y-%m}", "month", keys.c.monthly_limit_nanos),
+        utilisation=_utilisation(conn, day_period(now), "day", keys.c.daily_limit_nanos)
+        + _utilisation(conn, month_period(now), "month", keys.c.monthly_limit_nanos),
         active_conversations=_active_conversations(conn, now - ACTIVE_CONVERSATION_WINDOW),
     )
 
@@ -106,11 +110,11 @@ def _window_spend(conn: Connection, day_start: datetime,
     return today, month
 
 
-def _utilisation(conn: Connection, period: str, window: str, limit_col) -> list[Utilisation]:  # type: ignore[no-untyped-def]
+def _utilisation(conn: Connection, period: str, window: str, limit_col: ColumnElement[Any]) -> list[Utilisation]:
     """Spent / cap of every live key with a cap in this period, the fullest first."""
     spent = func.coalesce(counters.c.spent_nanos, 0)
     ratio = (cast(spent, Float) / cast(limit_col, Float)).label("ratio")
-    joined = keys.outerjoin(counters, (counters.c.scope == literal("key:") + keys.c.id) & (counters.c.period == period))
+    joined = keys.outerjoin(counters, (counters.c.scope == literal(KEY_SCOPE_PREFIX) + keys.c.id) & (counters.c.period == period))
     rows = conn.execute(
         select(keys.c.short_id, ratio).select_from(joined)
         .where(keys.c.revoked_at.is_(None), limit_col.is_not(None), limit_col > 0)

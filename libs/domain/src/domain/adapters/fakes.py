@@ -155,11 +155,11 @@ class FakeLlmProvider:
     def _check(self, request: UpstreamRequest, api_key: str) -> None:
         self.calls.append((request, api_key))
         if "invalid" in api_key:
-            raise UpstreamError("upstream_error", "잘못된 API 키", "Incorrect API key provided.", upstream_status=401,
-                                upstream_code="invalid_api_key")
+            raise UpstreamError("upstream_error", upstream_status=401, upstream_code="invalid_api_key", status=401,
+                                message="Incorrect API key provided.")
         if "quota" in api_key:
-            raise UpstreamError("upstream_error", "할당량 초과", "You exceeded your quota.", upstream_status=429,
-                                upstream_code="insufficient_quota")
+            raise UpstreamError("upstream_error", upstream_status=429, upstream_code="insufficient_quota", status=429,
+                                message="You exceeded your quota.")
         if self.fail_with:
             raise self.fail_with
 
@@ -184,6 +184,9 @@ class FakeLlmProvider:
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         return {"id": response_id, "status": "cancelled"}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class FakeHostMetrics:

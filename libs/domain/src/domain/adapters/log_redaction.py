@@ -68,9 +68,9 @@ def install_redaction() -> None:
     ``logging_config``), so no record reaches the unfiltered last-resort handler."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stderr)
     for name in ("", *_OWN_LOGGERS):
         logger = logging.getLogger(name)
         for handler in logger.handlers:

@@ -42,8 +42,9 @@ def usage_from(api: UpstreamApi, usage: dict[str, Any] | None) -> TokenUsage | N
 
 
 def responses_text(body: dict[str, Any]) -> str:
-    if isinstance(body.get("output_text"), str):
-        return body["output_text"]
+    output_text = body.get("output_text")
+    if isinstance(output_text, str):
+        return output_text
     parts = []
     for item in body.get("output") or []:
         for content in (item.get("content") or []) if isinstance(item, dict) else []:
@@ -62,8 +63,8 @@ def _upstream_error(status: int, body: Any, retry_after: float | None) -> Upstre
     err = err if isinstance(err, dict) else {}
     code = err.get("code") or err.get("type")
     message = str(err.get("message") or f"HTTP {status}")
-    return UpstreamError("upstream_error", f"OpenAI 오류 ({status}): {message}", f"OpenAI error ({status}): {message}",
-                         upstream_status=status, upstream_code=code, retry_after=retry_after)
+    return UpstreamError("upstream_error", upstream_status=status, upstream_code=code, retry_after=retry_after,
+                         status=status, message=message)
 
 
 def _retry_after(response: httpx2.Response | None) -> float | None:
@@ -99,7 +100,7 @@ class OpenAiLlmProvider:
         await self._client.close()
 
     @staticmethod
-    def _headers(api_key: str) -> dict[str, Any]:
+    def _headers(api_key: str) -> openai.RequestOptions:
         return {"headers": {"Authorization": f"Bearer {api_key}"}}
 
     def _body(self, request: UpstreamRequest, stream: bool) -> bytes:
@@ -118,7 +119,7 @@ class OpenAiLlmProvider:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._max_backoff)
-        return min(self._max_backoff, self._backoff_base * 2**attempt) * (0.5 + random.random() / 2)
+        return min(self._max_backoff, self._backoff_base * 2.0**attempt) * (0.5 + random.random() / 2)
 
     async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool,
                     client: str | None = None) -> httpx2.Response:
@@ -156,12 +157,10 @@ class OpenAiLlmProvider:
                     raise error from None
                 reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
             except openai.APITimeoutError:
-                raise UpstreamTimeout("upstream_timeout", "OpenAI 응답 시간이 초과되었습니다.",
-                                      "OpenAI did not answer in time.", upstream_status=504) from None
+                raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
             except openai.APIConnectionError:
                 if attempt >= self._max_retries:
-                    raise UpstreamError("upstream_unreachable", "OpenAI 서버에 연결할 수 없습니다.",
-                                        "Could not connect to OpenAI.", upstream_status=502) from None
+                    raise UpstreamError("upstream_unreachable", upstream_status=502) from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1
             self._on_retry(reason)
@@ -234,8 +233,20 @@ class OpenAiLlmProvider:
 
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("GET", f"/responses/{response_id}", api_key, None, False)
-        return orjson.loads(response.content)
+        return _json_object(response.content)
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("POST", f"/responses/{response_id}/cancel", api_key, b"{}", False)
-        return orjson.loads(response.content)
+        return _json_object(response.content)
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    """The upstream's JSON object; anything else (another JSON value, or not JSON) is an
+    upstream error rather than a crash further on."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise UpstreamError("upstream_error", upstream_status=502, status=502, message="not a JSON object")
+    return body

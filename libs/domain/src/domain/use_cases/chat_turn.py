@@ -1,7 +1,7 @@
 """HandleChatTurn: one chat request from admission to the ledger."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -11,13 +11,13 @@ from domain.conversations import Turn, trim_to_budget
 from domain.errors import InvalidInput, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
+from domain.model_catalog import ModelCatalog
 from domain.money import Money
 from domain.ports import (
     BudgetStore,
     Clock,
     ConversationRepository,
     LlmProvider,
-    PriceCatalog,
     SpendLedger,
     StreamData,
     StreamDone,
@@ -57,6 +57,12 @@ class ChatTurnCommand:
     user_api_key: str | None = None
     durable: bool = False  # store the ledger row before answering (the response will be fetched by id)
 
+    def token_allowance(self) -> int:
+        """What the request counts against a per-minute token allowance: the estimated
+        tokens it sends plus the most it may get back."""
+        sent = estimate_message_tokens([*self.system, *(self.history or []), *self.new_messages])
+        return sent + (self.max_output_tokens or 0)
+
     def __repr__(self) -> str:  # never print the caller's key
         return f"ChatTurnCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
 
@@ -74,22 +80,24 @@ class ChatTurnResult:
     text: str
     estimated: bool = False
 
+    @property
+    def upstream_seconds(self) -> float | None:
+        return self.reply.upstream_seconds if self.reply else None
+
 
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     history_token_budget: int = 3000
     history_max_turns: int = 50
     global_limits: BudgetLimits = field(default_factory=BudgetLimits)
-    allowed_models: frozenset[str] | None = None  # None: the catalogue's models only
 
 
 def _unknown_model(model: str) -> InvalidInput:
-    return InvalidInput("unknown_model", f"지원하지 않는 모델입니다: {model}", f"Unknown or disallowed model: {model}", field="model")
+    return InvalidInput("unknown_model", field="model", model=model)
 
 
 def _unpriced_model(model: str) -> InvalidInput:
-    return InvalidInput("unpriced_model", f"가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
-                        f"Model {model} has no price, so it cannot be used on a budgeted server key.", field="model")
+    return InvalidInput("unpriced_model", field="model", model=model)
 
 
 class HandleChatTurn:
@@ -107,25 +115,19 @@ class HandleChatTurn:
     """
 
     def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
-                 budgets: BudgetStore, prices: PriceCatalog, policy: DefaultKeyPolicy, clock: Clock,
+                 budgets: BudgetStore, models: ModelCatalog, policy: DefaultKeyPolicy, clock: Clock,
                  settings: ChatSettings = ChatSettings()) -> None:
         self._provider, self._conversations, self._ledger = provider, conversations, ledger
-        self._budgets, self._prices, self._policy, self._clock = budgets, prices, policy, clock
+        self._budgets, self._models, self._policy, self._clock = budgets, models, policy, clock
         self._settings = settings
-
-    @property
-    def allowed_models(self) -> frozenset[str]:
-        allowed = self._settings.allowed_models
-        return allowed if allowed is not None else frozenset(self._prices.models())
 
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
         """The model (or, for a dated snapshot, its family) must be allowed; its price may be
         None (an operator-allowed model outside the catalogue)."""
-        allowed = self.allowed_models
-        if model not in allowed and (self._prices.family_of(model) or model) not in allowed:
+        if not self._models.allows(model):
             raise _unknown_model(model)
-        return self._prices.price_of(model)
+        return self._models.price_of(model)
 
     async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.history is not None or not cmd.conversation_id:
@@ -154,7 +156,7 @@ class HandleChatTurn:
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
-        price = self._prices.price_of(upstream_model) or self._prices.price_of(cmd.model)
+        price = self._models.price_of(upstream_model) or self._models.price_of(cmd.model)
         return None if price is None else price.cost(usage)
 
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
@@ -168,7 +170,7 @@ class HandleChatTurn:
             turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt, text, model)
         return UsageRecord(
             request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
-            model=model, usage=usage, cost=cost, catalog_version=self._prices.version, key_source=choice.source,
+            model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
             turn=turn, error_code=error_code, response_id=response_id)
@@ -245,7 +247,7 @@ class HandleChatTurn:
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
-    async def stream(self, cmd: ChatTurnCommand) -> AsyncIterator[StreamData | ChatTurnResult]:
+    async def stream(self, cmd: ChatTurnCommand) -> AsyncGenerator[StreamData | ChatTurnResult, None]:
         """Yields the upstream's events as they come, then one ``ChatTurnResult``.
 
         A fallback to the server key is possible only before the first byte. If the consumer
@@ -312,6 +314,4 @@ class _Plan:
 def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:
     """max_tokens may not exceed what the model can produce (it also bounds the reservation)."""
     if price is not None and cmd.max_output_tokens is not None and cmd.max_output_tokens > price.max_output_tokens:
-        raise InvalidInput("max_tokens_too_large",
-                           f"max_tokens가 이 모델의 최대값({price.max_output_tokens})을 넘습니다.",
-                           f"max_tokens exceeds this model's maximum ({price.max_output_tokens}).", field="max_tokens")
+        raise InvalidInput("max_tokens_too_large", field="max_tokens", max=price.max_output_tokens)

@@ -32,7 +32,7 @@ class IssueClientKey:
     async def execute(self, name: str, limits: BudgetLimits = BudgetLimits(), may_use_server_key: bool = True) -> IssuedKey:
         name = name.strip()
         if not name or len(name) > 100:
-            raise InvalidInput("invalid_key_name", "키 이름은 1~100자여야 합니다.", "A key name must be 1-100 characters.", field="name")
+            raise InvalidInput("invalid_key_name", field="name")
         secret = generate_client_key()
         key = ClientKey(id=uuid.uuid4().hex, short_id=short_id_of(secret), name=name,
                         key_hash=hash_client_key(self._secret, secret), created_at=self._clock.now(),
@@ -42,8 +42,7 @@ class IssueClientKey:
 
 
 def unauthorized() -> Unauthorized:
-    return Unauthorized("invalid_client_key", "클라이언트 키가 없거나 올바르지 않습니다.",
-                        "The client key is missing or invalid.")
+    return Unauthorized("invalid_client_key")
 
 
 class AuthenticateClient:
@@ -65,7 +64,7 @@ class AuthenticateClient:
         if key is None or not hmac.compare_digest(key.key_hash, key_hash):
             raise unauthorized()
         if key.revoked:
-            raise Forbidden("client_key_revoked", "폐기된 클라이언트 키입니다.", "This client key has been revoked.")
+            raise Forbidden("client_key_revoked")
         return ClientIdentity(key.id, key.short_id, key.limits, key.may_use_server_key)
 
 
@@ -75,7 +74,7 @@ class RevokeClientKey:
 
     async def execute(self, key_id: str) -> None:
         if not await self._keys.revoke(key_id, self._clock.now()):
-            raise NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")
+            raise NotFound("client_key_not_found")
 
 
 class SetClientBudget:
@@ -85,6 +84,6 @@ class SetClientBudget:
     async def execute(self, key_id: str, limits: BudgetLimits) -> None:
         for cap in (limits.daily, limits.monthly):
             if cap is not None and cap.nanos < 0:
-                raise InvalidInput("invalid_budget", "예산은 0 이상이어야 합니다.", "A budget cannot be negative.", field="budget")
+                raise InvalidInput("invalid_budget", field="budget")
         if not await self._keys.set_limits(key_id, limits):
-            raise NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")
+            raise NotFound("client_key_not_found")

@@ -100,12 +100,11 @@ def _limit(value: Decimal | None) -> Money | None:
 
 def _range(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and queries.utc(since) >= queries.utc(until):
-        raise InvalidInput("invalid_time_range", "시작 시각은 종료 시각보다 앞서야 합니다.",
-                           "'since' must be earlier than 'until'.", field="since")
+        raise InvalidInput("invalid_time_range", field="since")
 
 
 def _key_not_found() -> NotFound:
-    return NotFound("client_key_not_found", "클라이언트 키를 찾을 수 없습니다.", "Client key not found.")
+    return NotFound("client_key_not_found")
 
 
 async def _db(container: Container, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -161,7 +160,7 @@ async def list_conversations(
 async def conversation_turns(container: ContainerDep, conversation_id: int) -> dict[str, Any]:
     detail = await _db(container, queries.conversation_turns, container.engine, conversation_id)
     if detail is None:
-        raise NotFound("conversation_not_found", "대화를 찾을 수 없습니다.", "Conversation not found.")
+        raise NotFound("conversation_not_found")
     rate = container.settings.usd_krw_rate
     return {"conversation": _conversation(detail.conversation, rate), "turns": [_turn(t, rate) for t in detail.turns]}
 
@@ -253,3 +252,11 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody) -> 
     # Cached identities carry the limits: drop them so the new caps apply now.
     container.authenticate.invalidate()
     return {"item": await _key_item(container, key_id)}
+
+
+@router.post("/ledger/flush")
+async def flush_ledger(container: ContainerDep) -> dict[str, Any]:
+    """Returns once every ledger record this replica had queued is stored (or spooled), so a
+    reader (a test, a script that reconciles spend) need not guess how long the writer takes."""
+    await container.flush()
+    return {"pending": container.ledger.pending(), "spooled": container.ledger.spooled}

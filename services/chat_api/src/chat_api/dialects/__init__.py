@@ -1,1 +1,2 @@
-"""The two HTTP dialects: the original /api/v1/chat API and the OpenAI API."""
+"""Dialects: the request and answer shapes of each endpoint (parse → command, render result,
+stream event, error). The sequence around them is the Gateway's (gateway.py)."""

@@ -1,18 +1,25 @@
 """The original dialect: POST /api/v1/chat (+ /stream), as the seed server accepted and
-answered it (../shared/seed/ORIGINAL_API.md), with its bugs fixed."""
+answered it (the seed's ORIGINAL_API.md), with its bugs fixed."""
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from domain.client_keys import ClientIdentity
+from chat_api.dialects.base import Call, Dialect, Failure
+from chat_api.dialects.openai_compat import json_response
+from chat_api.errors import error_headers, http_error, message_of
 from domain.errors import DomainError, InvalidInput
+from domain.key_policy import MAX_USER_KEY_CHARS, user_api_key
 from domain.money import Money
-from domain.ports import UpstreamApi
+from domain.ports import StreamData, UpstreamApi
+from domain.text import contains_hangul
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
 
 KOREAN_REPLY_INSTRUCTION = "사용자가 한국어로 물으면 한국어로 답하세요."
@@ -45,7 +52,7 @@ class OriginalChatRequest(BaseModel):
     max_tokens: int = Field(1000, gt=0)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     model: str = Field("gpt-4o-mini", min_length=1, max_length=100)
-    openai_api_key: str = Field("", repr=False)
+    openai_api_key: str = Field("", max_length=MAX_USER_KEY_CHARS, repr=False)
     use_user_api_key: bool = False
 
     @field_validator("user_prompt")
@@ -56,48 +63,44 @@ class OriginalChatRequest(BaseModel):
         return value
 
 
-_FIELD_MESSAGES = {
-    "user_prompt": ("user_prompt는 비어 있을 수 없습니다.", "user_prompt is required and must not be blank."),
-    "max_tokens": ("max_tokens는 0보다 큰 정수여야 합니다.", "max_tokens must be an integer greater than 0."),
-    "temperature": ("temperature는 0.0 이상 2.0 이하여야 합니다.", "temperature must be between 0.0 and 2.0."),
-}
-
-
 def parse_request(data: dict[str, Any], max_prompt_chars: int, max_messages: int) -> OriginalChatRequest:
     try:
         req = OriginalChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "body"
-        ko, en = _FIELD_MESSAGES.get(field, (f"{field} 필드 값이 올바르지 않습니다: {first['msg']}",
-                                             f"Invalid value for {field}: {first['msg']}"))
-        raise InvalidInput("invalid_field", ko, en, field=field) from None
+        if field == "temperature":
+            raise InvalidInput("invalid_field", field=field, reason="between", low=0.0, high=2.0) from None
+        if field == "user_prompt":
+            raise InvalidInput("invalid_field", field=field, reason="not_blank") from None
+        if field == "max_tokens":
+            raise InvalidInput("invalid_field", field=field, reason="positive_int") from None
+        # Any other field: pydantic's own reason.
+        raise InvalidInput("invalid_field", field=field, reason="invalid", detail=first["msg"]) from None
     total = len(req.user_prompt) + len(req.system_prompt) + len(req.instructions) + sum(
         len(m.content) for m in req.conversation_history)
     if total > max_prompt_chars:
-        raise InvalidInput("prompt_too_long", f"프롬프트가 너무 깁니다 (최대 {max_prompt_chars}자).",
-                           f"The prompt is too long (max {max_prompt_chars} characters).", field="user_prompt")
+        raise InvalidInput("prompt_too_long", field="user_prompt", max=max_prompt_chars)
     if len(req.conversation_history) > max_messages:
-        raise InvalidInput("too_many_messages", f"대화 기록이 너무 깁니다 (최대 {max_messages}개).",
-                           f"Too many history messages (max {max_messages}).", field="conversation_history")
+        raise InvalidInput("too_many_messages", field="conversation_history", max=max_messages)
+    user_api_key(req.openai_api_key, "openai_api_key")
     return req
 
 
-def to_command(req: OriginalChatRequest, client: ClientIdentity, route: str, *,
-               korean_reply_policy: bool) -> ChatTurnCommand:
+def to_command(req: OriginalChatRequest, call: Call) -> ChatTurnCommand:
     """The original's upstream call: Responses API, input = [system] + history + [user],
     temperature, max_output_tokens = max_tokens, instructions when given."""
     system = [{"role": "system", "content": req.system_prompt}] if req.system_prompt.strip() else []
     params: dict[str, Any] = {"temperature": req.temperature, "max_output_tokens": req.max_tokens}
     instructions = req.instructions
-    if korean_reply_policy and any("가" <= ch <= "힣" for ch in req.user_prompt):
+    if call.settings.reply_language_policy and contains_hangul(req.user_prompt):
         instructions = f"{instructions}\n{KOREAN_REPLY_INSTRUCTION}".strip()
     if instructions:
         params["instructions"] = instructions
     return ChatTurnCommand(
-        request_id="req_" + uuid.uuid4().hex, client=client, api=UpstreamApi.RESPONSES, model=req.model, route=route,
-        new_messages=[{"role": "user", "content": req.user_prompt}], prompt=req.user_prompt, system=system,
-        history=[m.model_dump() for m in req.conversation_history] or None,
+        request_id="req_" + uuid.uuid4().hex, client=call.client, api=UpstreamApi.RESPONSES, model=req.model,
+        route=call.route, new_messages=[{"role": "user", "content": req.user_prompt}], prompt=req.user_prompt,
+        system=system, history=[m.model_dump() for m in req.conversation_history] or None,
         conversation_id=req.request_id or None, params=params, max_output_tokens=req.max_tokens,
         use_user_key=req.use_user_api_key, user_api_key=req.openai_api_key or None)
 
@@ -108,34 +111,84 @@ def _money_fields(cost: Money | None, rate: Decimal) -> dict[str, Any]:
     return {"cost": cost.millicents, "cost_usd": float(cost.usd_rounded(8)), "cost_krw": float(cost.krw(rate))}
 
 
-def success_body(req: OriginalChatRequest, result: ChatTurnResult, rate: Decimal, started: float) -> dict[str, Any]:
+def success_body(cmd: ChatTurnCommand, result: ChatTurnResult, call: Call) -> dict[str, Any]:
     body = result.reply.body if result.reply else {}
     usage = result.usage
     return {
-        "id": body.get("id") or "", "request_id": req.request_id, "object": "response",
+        "id": body.get("id") or "", "request_id": cmd.conversation_id or "", "object": "response",
         "created_at": int(body.get("created_at") or time.time()), "status": "completed", "model": result.model,
         "output_text": result.text, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_input_tokens,
         "reasoning_tokens": usage.reasoning_tokens, "text_format_type": "text",
-        **_money_fields(result.cost, rate),
-        "response_time": round(time.perf_counter() - started, 4), "success": True, "error": None,
-        "use_user_api_key": req.use_user_api_key,
+        **_money_fields(result.cost, call.settings.usd_krw_rate),
+        "response_time": round(time.perf_counter() - call.started, 4), "success": True, "error": None,
+        "use_user_api_key": cmd.use_user_key,
         "key_source": result.key_source.value,
         "fallback_reason": result.fallback_reason.value if result.fallback_reason else None,
         "conversation_turn": result.turn_index,
     }
 
 
-def error_body(error: DomainError, prefix: str, lang: str, *, request_id: str, model: str,
-               use_user_api_key: bool, started: float) -> dict[str, Any]:
+def error_body(error: DomainError, lang: str, started: float, body: Mapping[str, Any] | None) -> dict[str, Any]:
     """The original's 18-key failure object, plus a stable ``code``; the caller's request_id
-    is echoed (the original always sent "")."""
+    (when the body got that far) is echoed (the original always sent "")."""
+    data = body or {}
+    request_id = data.get("request_id")
+    model = data.get("model")
+    mapped = http_error(error)
     return {
-        "id": "", "request_id": request_id, "object": "response", "created_at": int(time.time()),
-        "status": "failed", "model": model, "output_text": "", "input_tokens": 0, "output_tokens": 0,
-        "total_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0, "text_format_type": "text", "cost": 0,
-        "response_time": round(time.perf_counter() - started, 4), "success": False,
-        "error": prefix + error.message(lang), "use_user_api_key": use_user_api_key,
+        "id": "", "request_id": request_id[:200] if isinstance(request_id, str) else "", "object": "response",
+        "created_at": int(time.time()), "status": "failed",
+        "model": model[:100] if isinstance(model, str) and model else "gpt-4o-mini", "output_text": "",
+        "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0,
+        "text_format_type": "text", "cost": 0, "response_time": round(time.perf_counter() - started, 4),
+        "success": False, "error": (mapped.prefix_en if lang == "en" else mapped.prefix_ko) + message_of(error, lang),
+        "use_user_api_key": data.get("use_user_api_key") is True,
         "cost_usd": None, "cost_krw": None, "key_source": None, "fallback_reason": None, "conversation_turn": None,
         "code": error.code,
     }
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class OriginalDialect(Dialect[ChatTurnCommand, ChatTurnResult]):
+    """/api/v1/chat answers with the original's JSON object; /api/v1/chat/stream with
+    ``delta`` events, then one ``done`` event carrying the same object (usage, cost)."""
+
+    idempotent = True
+
+    def __init__(self, route: str, *, streams: bool) -> None:
+        self.route, self._streams = route, streams
+
+    def parse(self, body: dict[str, Any], call: Call) -> ChatTurnCommand:
+        req = parse_request(body, call.settings.max_prompt_chars, call.settings.max_messages)
+        return to_command(req, call)
+
+    def wants_stream(self, body: Mapping[str, Any]) -> bool:
+        return self._streams
+
+    def model_of(self, command: ChatTurnCommand) -> str | None:
+        return command.model
+
+    def render(self, result: ChatTurnResult, command: ChatTurnCommand, call: Call) -> Response:
+        return json_response(success_body(command, result, call))
+
+    def render_event(self, event: StreamData | ChatTurnResult, command: ChatTurnCommand, call: Call) -> bytes | None:
+        if isinstance(event, ChatTurnResult):
+            return _sse("done", success_body(command, event, call))
+        return _sse("delta", {"delta": event.text_delta}) if event.text_delta else None
+
+    def render_stream_error(self, error: DomainError, command: ChatTurnCommand, call: Call) -> bytes:
+        echo = {"request_id": command.conversation_id or "", "model": command.model,
+                "use_user_api_key": command.use_user_key}
+        return _sse("error", error_body(error, call.lang, call.started, echo))
+
+    def render_error(self, error: DomainError, failure: Failure) -> Response:
+        return json_response(error_body(error, failure.lang, failure.started, failure.body), http_error(error).status,
+                             error_headers(error))
+
+
+CHAT = OriginalDialect("/api/v1/chat", streams=False)
+CHAT_STREAM = OriginalDialect("/api/v1/chat/stream", streams=True)

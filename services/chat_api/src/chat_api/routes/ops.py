@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from chat_api.deps import ContainerDep
 from chat_api.gateway import Gateway, get_gateway
 
 router = APIRouter(tags=["ops"])
@@ -22,9 +23,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(gw: GatewayDep) -> JSONResponse:
+async def readyz(container: ContainerDep) -> JSONResponse:
     """Ready to serve: the database answers and its schema is at the migrations' head."""
-    container = gw.container
     expected = container.schema_head
 
     def check() -> str | None:
@@ -44,9 +44,9 @@ async def readyz(gw: GatewayDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(gw: GatewayDep) -> Response:
+async def metrics(gw: GatewayDep, container: ContainerDep) -> Response:
     m = gw.metrics
-    m.ledger_queue.set(gw.container.ledger.pending())
-    m.ledger_spool.set(gw.container.ledger.spooled)
-    m.auth_cache.set(len(gw.container.authenticate))
+    m.ledger_queue.set(container.ledger.pending())
+    m.ledger_spool.set(container.ledger.spooled)
+    m.auth_cache.set(len(container.authenticate))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 DEFAULT_SQLITE_PATH = Path("data") / "llm_server.db"
 
@@ -39,7 +40,7 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, pool_timeout: fl
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL lets the monitor read while chat_api writes; foreign keys are off by default.
             # pysqlite's implicit transactions are disabled so BEGIN IMMEDIATE (below) works.
             dbapi_conn.isolation_level = None
@@ -50,7 +51,7 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, pool_timeout: fl
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn: Connection) -> None:
             # Take the write lock at BEGIN: the budget check-then-add must not interleave.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

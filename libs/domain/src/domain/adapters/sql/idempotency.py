@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from domain.adapters.sql.repositories import SqlBase, upsert_ignore
 from domain.adapters.sql.tables import IdempotencyRow
@@ -27,27 +28,22 @@ class SqlIdempotencyStore(SqlBase):
             with Session(self.engine) as s, s.begin():
                 claimed = s.execute(upsert_ignore(self.engine)(IdempotencyRow).values(
                     owner=owner, key=key, body_hash=body_hash, created_at=now)
-                    .on_conflict_do_nothing().returning(IdempotencyRow.key)).first()
+                    .on_conflict_do_nothing().returning(col(IdempotencyRow.key))).first()
                 if claimed is not None:
                     return None
-                row = s.execute(select(IdempotencyRow).where(IdempotencyRow.owner == owner,
-                                                             IdempotencyRow.key == key)).scalar_one()
+                row = s.execute(select(IdempotencyRow).where(col(IdempotencyRow.owner) == owner,
+                                                             col(IdempotencyRow.key) == key)).scalar_one()
                 if row.body_hash != body_hash:
-                    raise Conflict("idempotency_key_reused",
-                                   "같은 Idempotency-Key가 다른 요청 본문과 함께 쓰였습니다.",
-                                   "This Idempotency-Key was used with a different request body.",
-                                   field="Idempotency-Key")
+                    raise Conflict("idempotency_key_reused", field="Idempotency-Key")
                 if row.status_code is None:
-                    raise Conflict("idempotency_in_progress", "같은 Idempotency-Key의 요청이 아직 처리 중입니다.",
-                                   "A request with this Idempotency-Key is still in progress.",
-                                   field="Idempotency-Key", retry_after=1)
+                    raise Conflict("idempotency_in_progress", field="Idempotency-Key", retry_after=1)
                 return StoredAnswer(row.status_code, row.response or "")
         return await self._run(run)
 
     async def finish(self, owner: str, key: str, status_code: int, body: str) -> None:
         def run() -> None:
             with Session(self.engine) as s, s.begin():
-                s.execute(update(IdempotencyRow).where(IdempotencyRow.owner == owner, IdempotencyRow.key == key)
+                s.execute(update(IdempotencyRow).where(col(IdempotencyRow.owner) == owner, col(IdempotencyRow.key) == key)
                           .values(status_code=status_code, response=body))
         await self._run(run)
 
@@ -55,5 +51,5 @@ class SqlIdempotencyStore(SqlBase):
         """A failed request frees its key, so the client's retry really runs."""
         def run() -> None:
             with Session(self.engine) as s, s.begin():
-                s.execute(delete(IdempotencyRow).where(IdempotencyRow.owner == owner, IdempotencyRow.key == key))
+                s.execute(delete(IdempotencyRow).where(col(IdempotencyRow.owner) == owner, col(IdempotencyRow.key) == key))
         await self._run(run)

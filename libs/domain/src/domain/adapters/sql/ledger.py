@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
+from sqlmodel import col
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
 from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
@@ -32,6 +33,8 @@ from domain.money import Money
 from domain.usage import TokenUsage
 
 log = logging.getLogger(__name__)
+
+_FLUSH = object()  # a queue item asking the writer to replay the spool now (see ``flush``)
 
 
 def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
 def _insert_spend(dialect: str) -> Any:
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
     return (ins(SpendRow).on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(SpendRow.request_id))
+            .returning(col(SpendRow.request_id)))
 
 
 def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
@@ -59,9 +62,9 @@ def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecor
     conn.execute(upsert_ignore(engine)(ConversationRow).values([
         {"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
         for (owner, ext), at in sorted(named.items())]).on_conflict_do_nothing())
-    rows = conn.execute(select(ConversationRow.id, ConversationRow.owner, ConversationRow.external_id).where(
+    rows = conn.execute(select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
         tuple_(ConversationRow.owner, ConversationRow.external_id).in_(list(named))))
-    return {(owner, ext): pk for pk, owner, ext in rows}
+    return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
 
 
 def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None]:
@@ -102,9 +105,9 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
                 # The counter update takes the conversation's row lock, so two turns racing on
                 # one conversation get distinct, consecutive indexes.
                 turns[r.request_id] = conn.execute(
-                    update(ConversationRow).where(ConversationRow.id == pk)
+                    update(ConversationRow).where(col(ConversationRow.id) == pk)
                     .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
-                    .returning(ConversationRow.turn_count)).scalar_one()
+                    .returning(col(ConversationRow.turn_count))).scalar_one()
                 t = r.turn
                 conn.execute(insert(TurnRow).values(
                     conversation_id=pk, turn_index=turns[r.request_id], request_id=t.request_id,
@@ -161,7 +164,7 @@ class SqlSpendLedger:
     def __init__(self, engine: Engine, *, spool_path: str | Path, max_queue: int = 10_000,
                  batch_size: int = 200, retry_seconds: float = 1.0) -> None:
         self.engine = engine
-        self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | None] = queue.Queue(max_queue)
+        self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | object | None] = queue.Queue(max_queue)
         self._spool = Path(spool_path)
         self._spool_lock = threading.Lock()
         self._batch_size = batch_size
@@ -194,11 +197,24 @@ class SqlSpendLedger:
         self._thread.join(timeout)
         self._thread = None
 
+    def flush(self, timeout: float = 30.0) -> None:
+        """Blocks until every record submitted so far is stored (or spooled) and the spool
+        has been replayed once; for tests and tools, which must not guess how long the
+        writer takes."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        self._queue.put(_FLUSH, timeout=timeout)  # the writer also replays the spool before it is done
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError("the ledger writer did not catch up in time")
+
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
         """(found, client key id) of the request that produced an upstream response."""
         def run() -> tuple[bool, str | None]:
             with self.engine.connect() as conn:
-                row = conn.execute(select(SpendRow.client_key_id).where(SpendRow.response_id == response_id)
+                row = conn.execute(select(col(SpendRow.client_key_id)).where(col(SpendRow.response_id) == response_id)
                                    .limit(1)).first()
                 return (row is not None, row[0] if row else None)
         return await asyncio.get_running_loop().run_in_executor(None, run)
@@ -229,28 +245,36 @@ class SqlSpendLedger:
     def _run(self) -> None:
         last_replay = 0.0
         while True:
+            taken = 0  # items to mark done once written (``flush`` waits on them)
             try:
                 item = self._queue.get(timeout=self._retry)
+                taken += 1
             except queue.Empty:
                 item = ...
             batch: list[tuple[UsageRecord, Future[int | None] | None]] = []
             stop = item is None
-            if item is not None and item is not ...:
-                batch.append(item)  # type: ignore[arg-type]
+            replay_now = item is _FLUSH
+            if isinstance(item, tuple):
+                batch.append(item)
             while len(batch) < self._batch_size and not stop:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                taken += 1
                 if nxt is None:
                     stop = True
-                else:
+                elif nxt is _FLUSH:
+                    replay_now = True
+                elif isinstance(nxt, tuple):
                     batch.append(nxt)
             if batch:
                 self._write(batch)
-            if time.monotonic() - last_replay > self._retry or stop:
+            if time.monotonic() - last_replay > self._retry or stop or replay_now:
                 last_replay = time.monotonic()
                 self._replay_spool()
+            for _ in range(taken):
+                self._queue.task_done()
             if stop:
                 return
 

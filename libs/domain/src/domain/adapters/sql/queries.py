@@ -17,21 +17,23 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow
+from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow, table_of
+from domain.budgets import day_period, month_period
+from domain.client_keys import scope_of
 from domain.money import Money
 
 GroupBy = Literal["day", "model", "key_source", "client_key"]
 
-_spend = SpendRow.__table__.c  # type: ignore[attr-defined]
-_turns = TurnRow.__table__.c  # type: ignore[attr-defined]
-_convs = ConversationRow.__table__.c  # type: ignore[attr-defined]
-_keys = ClientKeyRow.__table__.c  # type: ignore[attr-defined]
-_counters = BudgetCounterRow.__table__.c  # type: ignore[attr-defined]
-SPEND = SpendRow.__table__  # type: ignore[attr-defined]
-TURNS = TurnRow.__table__  # type: ignore[attr-defined]
-CONVERSATIONS = ConversationRow.__table__  # type: ignore[attr-defined]
-KEYS = ClientKeyRow.__table__  # type: ignore[attr-defined]
-COUNTERS = BudgetCounterRow.__table__  # type: ignore[attr-defined]
+_spend = table_of(SpendRow).c
+_turns = table_of(TurnRow).c
+_convs = table_of(ConversationRow).c
+_keys = table_of(ClientKeyRow).c
+_counters = table_of(BudgetCounterRow).c
+SPEND = table_of(SpendRow)
+TURNS = table_of(TurnRow)
+CONVERSATIONS = table_of(ConversationRow)
+KEYS = table_of(ClientKeyRow)
+COUNTERS = table_of(BudgetCounterRow)
 
 
 def utc(value: datetime) -> datetime:
@@ -190,7 +192,7 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30) -> 
     return Overview(
         today=today.totals(), month=month.totals(),
         top_models=[GroupRow(k, k, t) for k, t in models],
-        top_clients=[ClientGroupRow(k, *names.get(k, (None, None)), t) for k, t in clients],
+        top_clients=[_client_group(k, names.get(k), t) for k, t in clients],
         by_day=by_day)
 
 
@@ -248,6 +250,11 @@ class _Acc:
 
     def totals(self) -> Totals:
         return Totals(self.requests, self.errors, self.input_tokens, self.output_tokens, self.cost_nanos)
+
+
+def _client_group(key_id: str | None, named: tuple[str, str] | None, totals: Totals) -> ClientGroupRow:
+    short_id, name = named if named else (None, None)
+    return ClientGroupRow(key_id, short_id, name, totals)
 
 
 def _key_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -537,13 +544,13 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     """Client keys (never their hashes) with what each spent today and this month, read from
     the budget counters by primary key (scope 'key:<id>', periods 'd:…' and 'm:…')."""
     now = utc(now)
-    day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+    day, month = day_period(now), month_period(now)
     q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
                _keys.monthly_limit_nanos, _keys.may_use_server_key)
     q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
-        scopes = [f"key:{r.id}" for r in rows]
+        scopes = [scope_of(r.id) for r in rows]
         spent: dict[tuple[str, str], int] = {}
         for start in range(0, len(scopes), 500):
             part = scopes[start:start + 500]
@@ -554,8 +561,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
                     revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
                     monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
-                    spent_today_nanos=spent.get((f"key:{r.id}", day), 0),
-                    spent_month_nanos=spent.get((f"key:{r.id}", month), 0))
+                    spent_today_nanos=spent.get((scope_of(r.id), day), 0),
+                    spent_month_nanos=spent.get((scope_of(r.id), month), 0))
             for r in rows]
 
 

@@ -11,16 +11,38 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, TextClause, bindparam, delete, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Engine,
+    Select,
+    TextClause,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlalchemy.orm import Session
+from sqlmodel import SQLModel, col
 
-from domain.adapters.sql.tables import BudgetCounterRow, BudgetReservationRow, ClientKeyRow, ConversationRow, TurnRow
+from domain.adapters.sql.tables import (
+    BudgetCounterRow,
+    BudgetReservationRow,
+    ClientKeyRow,
+    ConversationRow,
+    TurnRow,
+    table_of,
+)
 from domain.budgets import BudgetLine, Reservation, budget_exceeded
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
@@ -45,11 +67,10 @@ class SqlBase:
 
 
 def database_unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable("database_unavailable", "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.",
-                              "The database is unavailable; try again shortly.", retry_after=5)
+    return ServiceUnavailable("database_unavailable", retry_after=5)
 
 
-def upsert_ignore(engine: Engine):  # type: ignore[no-untyped-def]
+def upsert_ignore(engine: Engine) -> Callable[[type[SQLModel]], PgInsert | SqliteInsert]:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the engine's dialect."""
     return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
@@ -76,28 +97,28 @@ class SqlClientKeyRepository(SqlBase):
                                    revoked_at=key.revoked_at))
         await self._run(run)
 
-    def _one(self, clause: object) -> ClientKey | None:
+    def _one(self, clause: ColumnElement[bool]) -> ClientKey | None:
         with Session(self.engine) as s:
-            row = s.execute(select(ClientKeyRow).where(clause)).scalar_one_or_none()  # type: ignore[arg-type]
+            row = s.execute(select(ClientKeyRow).where(clause)).scalar_one_or_none()
             return _key_from_row(row) if row else None
 
     async def by_hash(self, key_hash: str) -> ClientKey | None:
-        return await self._run(self._one, ClientKeyRow.key_hash == key_hash)
+        return await self._run(self._one, col(ClientKeyRow.key_hash) == key_hash)
 
     async def get(self, key_id: str) -> ClientKey | None:
-        return await self._run(self._one, ClientKeyRow.id == key_id)
+        return await self._run(self._one, col(ClientKeyRow.id) == key_id)
 
     async def list(self) -> Sequence[ClientKey]:
         def run() -> list[ClientKey]:
             with Session(self.engine) as s:
-                rows = s.execute(select(ClientKeyRow).order_by(ClientKeyRow.created_at)).scalars()
+                rows = s.execute(select(ClientKeyRow).order_by(col(ClientKeyRow.created_at))).scalars()
                 return [_key_from_row(r) for r in rows]
         return await self._run(run)
 
     def _update(self, key_id: str, **values: object) -> bool:
         with Session(self.engine) as s, s.begin():
-            result = s.execute(update(ClientKeyRow).where(ClientKeyRow.id == key_id).values(**values))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            result = s.execute(update(ClientKeyRow).where(col(ClientKeyRow.id) == key_id).values(**values))
+            return isinstance(result, CursorResult) and result.rowcount > 0
 
     async def revoke(self, key_id: str, at: datetime) -> bool:
         return await self._run(lambda: self._update(key_id, revoked_at=at))
@@ -122,10 +143,11 @@ class SqlConversationRepository(SqlBase):
 
 
 @functools.cache
-def _recent_turns_statement(limit: int) -> Select:  # type: ignore[type-arg]
-    t, c = TurnRow.__table__.c, ConversationRow.__table__.c  # type: ignore[attr-defined]
+def _recent_turns_statement(limit: int) -> Select[Any]:
+    turns, conversations = table_of(TurnRow), table_of(ConversationRow)
+    t, c = turns.c, conversations.c
     return (select(t.request_id, t.created_at, t.system_prompt, t.prompt, t.reply, t.model, t.turn_index)
-            .join_from(TurnRow.__table__, ConversationRow.__table__, t.conversation_id == c.id)  # type: ignore[attr-defined]
+            .join_from(turns, conversations, t.conversation_id == c.id)
             .where(c.owner == bindparam("owner"), c.external_id == bindparam("external_id"))
             .order_by(t.turn_index.desc()).limit(limit))
 
@@ -209,7 +231,7 @@ class SqlBudgetStore(SqlBase):
     def release_stale(self, older_than: datetime) -> int:
         """Holds left by a replica that died between reserving and settling."""
         with self.engine.begin() as conn:
-            rows = conn.execute(select(BudgetReservationRow).where(BudgetReservationRow.created_at < older_than)
+            rows = conn.execute(select(BudgetReservationRow).where(col(BudgetReservationRow.created_at) < older_than)
                                 .with_for_update(skip_locked=True)).all()
             ids = close_reservations(conn, [r.id for r in rows])
             deltas: dict[tuple[str, str], tuple[int, int]] = {}
@@ -281,8 +303,8 @@ def close_reservations(conn: Connection, ids: Sequence[str]) -> set[str]:
     hold is released exactly once."""
     if not ids:
         return set()
-    rows = conn.execute(delete(BudgetReservationRow).where(BudgetReservationRow.id.in_(ids))  # type: ignore[attr-defined]
-                        .returning(BudgetReservationRow.id))
+    rows = conn.execute(delete(BudgetReservationRow).where(col(BudgetReservationRow.id).in_(ids))
+                        .returning(col(BudgetReservationRow.id)))
     return {r[0] for r in rows}
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Table, Text, UniqueConstraint, inspect
 from sqlmodel import Field, SQLModel
 
 
-def _ts(**kw: object) -> Column:  # type: ignore[type-arg]
-    return Column(DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+def _ts(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
 
 
 class ClientKeyRow(SQLModel, table=True):
@@ -142,3 +142,11 @@ class IdempotencyRow(SQLModel, table=True):
     status_code: int | None = None
     response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+def table_of(row: type[SQLModel]) -> Table:
+    """The Core table of a row class, typed (SQLModel sets ``__table__`` without declaring it)."""
+    table = inspect(row).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{row.__name__} is not mapped to a table")
+    return table

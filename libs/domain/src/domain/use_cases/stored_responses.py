@@ -1,0 +1,63 @@
+"""Stored upstream responses (Responses API objects) fetched or cancelled by id."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from domain.client_keys import ClientIdentity
+from domain.errors import NotFound
+from domain.key_policy import DefaultKeyPolicy
+from domain.ports import LlmProvider
+
+
+class ResponseOwnership(Protocol):
+    """Who created an upstream response through the gateway: ``(found, client key id)``."""
+
+    async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
+
+
+class StoredResponseAction(StrEnum):
+    FETCH = "fetch"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponseCommand:
+    client: ClientIdentity
+    response_id: str
+    action: StoredResponseAction
+    user_api_key: str | None = None
+
+    def __repr__(self) -> str:  # never print the caller's key
+        return f"StoredResponseCommand(response_id={self.response_id!r}, action={self.action.value})"
+
+
+def response_not_found() -> NotFound:
+    return NotFound("response_not_found", field="response_id")
+
+
+class HandleStoredResponse:
+    """The rules for a stored response:
+
+    * only the client that created it (through the gateway) may fetch or cancel it; for
+      anyone else it does not exist (404, nothing is sent upstream);
+    * anonymous callers cannot be told apart, so they can fetch or cancel nothing;
+    * the key policy picks the key, as for a chat turn (the caller's own key when it sends
+      one, else the server key if this client may use it).
+    """
+
+    def __init__(self, *, owners: ResponseOwnership, provider: LlmProvider, policy: DefaultKeyPolicy) -> None:
+        self._owners, self._provider, self._policy = owners, provider, policy
+
+    async def execute(self, cmd: StoredResponseCommand) -> dict[str, Any]:
+        if cmd.client.key_id is None:
+            raise response_not_found()
+        found, owner = await self._owners.response_owner(cmd.response_id)
+        if not found or owner != cmd.client.key_id:
+            raise response_not_found()
+        choice = self._policy.choose(use_user_key=cmd.user_api_key is not None, user_key=cmd.user_api_key,
+                                     may_use_server_key=cmd.client.may_use_server_key)
+        if cmd.action is StoredResponseAction.CANCEL:
+            return await self._provider.cancel_response(cmd.response_id, choice.api_key)
+        return await self._provider.get_response(cmd.response_id, choice.api_key)

@@ -1,0 +1,139 @@
+"""What a dialect is: the request and answer shapes of one endpoint, and nothing else.
+
+A dialect parses a request into a command for a use case and renders what comes back (a
+result, a stream event, an error). The sequence around it — authentication, limits,
+idempotency, the use case, metrics, headers, the stream relay — is the ``Gateway``'s, the
+same for every dialect. A new endpoint is a new ``Dialect`` plus the use case it feeds.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from fastapi.responses import Response
+
+from domain.client_keys import ClientIdentity
+from domain.errors import DomainError
+from domain.key_policy import FallbackReason, KeySource
+from domain.money import Money
+from domain.ports import StreamData
+from domain.usage import TokenUsage
+
+Cmd = TypeVar("Cmd")
+Res = TypeVar("Res")
+Cmd_contra = TypeVar("Cmd_contra", contravariant=True)
+Res_co = TypeVar("Res_co", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DialectSettings:
+    """The operator's settings a dialect reads while parsing and rendering."""
+
+    max_prompt_chars: int = 200_000
+    max_messages: int = 500
+    reply_language_policy: bool = False
+    usd_krw_rate: Decimal = Decimal("1400")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated HTTP request as a dialect sees it, besides its body."""
+
+    route: str
+    client: ClientIdentity
+    lang: str
+    started: float  # perf_counter() when the request arrived
+    headers: Mapping[str, str]
+    path_params: Mapping[str, str]
+    settings: DialectSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a dialect may use to render an error: the request may have failed before it
+    was authenticated, or before its body was read (``body`` None)."""
+
+    lang: str
+    started: float
+    body: Mapping[str, Any] | None
+
+
+class UseCase(Protocol[Cmd_contra, Res_co]):
+    async def execute(self, command: Cmd_contra) -> Res_co: ...
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """A result that used the upstream: counted in the metrics and described in headers."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def usage(self) -> TokenUsage: ...
+
+    @property
+    def cost(self) -> Money | None: ...
+
+    @property
+    def key_source(self) -> KeySource: ...
+
+    @property
+    def fallback_reason(self) -> FallbackReason | None: ...
+
+    @property
+    def upstream_seconds(self) -> float | None: ...
+
+
+@runtime_checkable
+class TokenMetered(Protocol):
+    """A command that counts against the per-minute token allowance."""
+
+    client: ClientIdentity
+
+    def token_allowance(self) -> int: ...
+
+
+@runtime_checkable
+class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]):
+    """A use case that can also answer as a stream: events, then one result."""
+
+    def stream(self, command: Cmd_contra) -> AsyncGenerator[StreamData | Res_co, None]: ...
+
+
+class Dialect(ABC, Generic[Cmd, Res]):
+    """The shapes of one endpoint. ``route`` is its metric label; ``reads_body`` False for
+    endpoints without one (GET by id); ``idempotent`` when the Idempotency-Key header is
+    honoured (non-streamed answers only)."""
+
+    route: str
+    reads_body: bool = True
+    idempotent: bool = False
+
+    @abstractmethod
+    def parse(self, body: dict[str, Any], call: Call) -> Cmd:
+        """The use case's command, or ``InvalidInput`` naming the offending field."""
+
+    def wants_stream(self, body: Mapping[str, Any]) -> bool:
+        return False
+
+    def model_of(self, command: Cmd) -> str | None:
+        """The requested model, for the metrics of a request that fails."""
+        return None
+
+    @abstractmethod
+    def render(self, result: Res, command: Cmd, call: Call) -> Response: ...
+
+    def render_event(self, event: StreamData | Res, command: Cmd, call: Call) -> bytes | None:
+        """One stream event as bytes to send, or None to skip it."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def render_stream_error(self, error: DomainError, command: Cmd, call: Call) -> bytes:
+        """An error after the stream's first byte: the HTTP status is already sent."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    @abstractmethod
+    def render_error(self, error: DomainError, failure: Failure) -> Response: ...

@@ -1,0 +1,52 @@
+"""POST /v1/chat/completions: OpenAI's Chat Completions API."""
+from __future__ import annotations
+
+from typing import Any
+
+from chat_api.dialects.base import Call
+from chat_api.dialects.openai_compat import (
+    OpenAiChatDialect,
+    chat_turn,
+    check_size,
+    common_fields,
+    positive_int,
+    role_of,
+    text_of,
+)
+from domain.errors import InvalidInput
+from domain.ports import StreamData, UpstreamApi
+from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+class ChatCompletionsDialect(OpenAiChatDialect):
+    route = "/v1/chat/completions"
+
+    def parse(self, body: dict[str, Any], call: Call) -> ChatTurnCommand:
+        model = common_fields(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidInput("invalid_field", field="messages", reason="non_empty_array")
+        for m in messages:
+            if not isinstance(m, dict) or role_of(m) not in _ROLES:
+                raise InvalidInput("invalid_field", field="messages", reason="valid_role")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidInput("invalid_field", field="stream_options", reason="object")
+        check_size([text_of(m.get("content")) for m in messages], len(messages), call.settings.max_prompt_chars,
+                   call.settings.max_messages)
+        max_out = positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens")
+        return chat_turn(UpstreamApi.CHAT_COMPLETIONS, call, "messages", body, messages, model, max_out)
+
+    def render_event(self, event: StreamData | ChatTurnResult, command: ChatTurnCommand, call: Call) -> bytes | None:
+        """The usage chunk the gateway always asks for is passed on only if the client asked
+        for it too."""
+        if isinstance(event, StreamData) and event.usage_only:
+            options = command.params.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                return None
+        return super().render_event(event, command, call)
+
+
+CHAT_COMPLETIONS = ChatCompletionsDialect()

@@ -1,0 +1,85 @@
+"""The last-resort handler: a failure nobody planned for is answered in the dialect's own error
+shape, with no detail, and logged in one line (no traceback per request).
+
+The app runs in-process with one port replaced (``bootstrap(..., provider=...)``) by an
+upstream whose client code is broken; everything else (Postgres, keys, ledger) is real.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chat_api.app import make_app
+from chat_api.bootstrap import bootstrap
+from chat_api.settings import ChatApiSettings
+from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
+
+SECRET_DETAIL = "dict object has no attribute 'choices' (sk-server-very-secret)"
+
+
+class BrokenProvider:
+    """An upstream client with a bug: every call raises something that is not a domain error."""
+
+    async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
+        yield StreamData(b'data: {"choices": []}\n\n', "partial ")
+        raise KeyError(SECRET_DETAIL)
+
+    async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def client(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = ChatApiSettings(database_url=pg_url, openai_api_key="sk-server-very-secret",
+                               admin_token="admin-" + "b" * 40, key_hash_secret="k" * 40, allow_anonymous=True,
+                               data_dir=tmp_path_factory.mktemp("last-resort"))
+    container = bootstrap(settings, provider=BrokenProvider())
+    with TestClient(make_app(settings, container), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("path", "body", "code_of"), [
+    ("/api/v1/chat", {"user_prompt": "x"}, lambda b: b["code"]),
+    ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+     lambda b: b["error"]["code"]),
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "x"}, lambda b: b["error"]["code"]),
+], ids=["original", "chat.completions", "responses"])
+def test_an_unexpected_error_is_a_500_in_the_dialects_shape_and_one_log_line(client, caplog, path, body, code_of):
+    caplog.set_level(logging.DEBUG)
+    r = client.post(path, json=body, headers={"Accept-Language": "en"})
+    assert r.status_code == 500
+    assert code_of(r.json()) == "internal_error"
+    assert "choices" not in r.text and "secret" not in r.text
+    if path.startswith("/api/"):
+        assert r.json()["success"] is False and r.json()["error"].endswith("A system error occurred.")
+    lines = [rec for rec in caplog.records if rec.name == "chat_api.gateway"]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "AttributeError" in lines[0].getMessage() and path in lines[0].getMessage()
+    assert "secret" not in lines[0].getMessage(), "the message may quote anything: only the type and place"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/chat/stream", {"user_prompt": "x"}),
+    ("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}),
+], ids=["original", "chat.completions"])
+def test_an_unexpected_error_mid_stream_ends_it_with_an_error_event(client, caplog, path, body):
+    caplog.set_level(logging.DEBUG)
+    r = client.post(path, json=body)
+    assert r.status_code == 200  # sent with the first event
+    assert "internal_error" in r.text and "choices\": []" not in r.text.split("internal_error")[-1]
+    assert "secret" not in r.text
+    lines = [rec for rec in caplog.records if rec.name == "chat_api.gateway"]
+    assert len(lines) == 1 and "KeyError" in lines[0].getMessage()
