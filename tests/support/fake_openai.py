@@ -269,14 +269,17 @@ async def app(scope, receive, send):
         await event("response.completed", {"response": response})
         return await send({"type": "http.response.body", "body": b""})
 
+    # OpenAI generates and bills every one of n choices.
+    n = body.get("n") if isinstance(body.get("n"), int) and not isinstance(body.get("n"), bool) else 1
+    completion *= max(1, n)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
              "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": reasoning}}
     cid = "chatcmpl-" + rid[5:]
     if not body.get("stream"):
         out = {"id": cid, "object": "chat.completion", "created": created, "model": served,
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                            "finish_reason": "stop", "logprobs": None}],
+               "choices": [{"index": i, "message": {"role": "assistant", "content": reply},
+                            "finish_reason": "stop", "logprobs": None} for i in range(max(1, n))],
                "usage": usage, "system_fingerprint": "fp_fake"}
         return await _send_json(send, 200, orjson.dumps(out))
     await send({"type": "http.response.start", "status": 200,

@@ -75,6 +75,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unknown_model": ("지원하지 않는 모델입니다: {model}", "Unknown or disallowed model: {model}"),
     "unpriced_model": ("가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
                        "Model {model} has no price, so it cannot be used on a budgeted server key."),
+    "input_not_estimable": ("크기를 미리 알 수 없는 입력({kinds})은 예산이 적용되는 키로 보낼 수 없습니다. 자신의 OpenAI 키를 사용하세요.",
+                            "Input whose size cannot be known in advance ({kinds}) cannot be sent on a budgeted key; "
+                            "use your own OpenAI key."),
     "max_tokens_too_large": ("max_tokens가 이 모델의 최대값({max})을 넘습니다.", "max_tokens exceeds this model's maximum ({max})."),
     # who is calling
     "invalid_client_key": ("클라이언트 키가 없거나 올바르지 않습니다.", "The client key is missing or invalid."),

@@ -34,6 +34,7 @@ from chat_api.dialects.base import (
     StreamingUseCase,
     TokenMetered,
     UseCase,
+    Validating,
 )
 from chat_api.errors import ERROR_TABLE, internal_error
 from chat_api.idempotency import idempotency_key, run_once
@@ -90,6 +91,8 @@ class Gateway:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
             command = dialect.parse(body or {}, call)
+            if isinstance(use_case, Validating):
+                use_case.validate(command)
             if isinstance(command, TokenMetered):
                 self.tokens.take(_slot(command.client), command.token_allowance())
             if body is not None and dialect.wants_stream(body):

@@ -5,6 +5,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from domain.admission import choices, estimate_input, output_worst_case
 from domain.budgets import Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
@@ -60,8 +61,8 @@ class ChatTurnCommand:
     def token_allowance(self) -> int:
         """What the request counts against a per-minute token allowance: the estimated
         tokens it sends plus the most it may get back."""
-        sent = estimate_message_tokens([*self.system, *(self.history or []), *self.new_messages])
-        return sent + (self.max_output_tokens or 0)
+        sent = estimate_input([*self.system, *(self.history or []), *self.new_messages], self.params, self.model)
+        return sent.tokens + (self.max_output_tokens or 0) * choices(self.params)
 
     def __repr__(self) -> str:  # never print the caller's key
         return f"ChatTurnCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
@@ -129,6 +130,13 @@ class HandleChatTurn:
             raise _unknown_model(model)
         return self._models.price_of(model)
 
+    def validate(self, cmd: ChatTurnCommand) -> ModelPrice | None:
+        """Refusals that need no I/O (model, output cap), so that an invalid request is a
+        400 before it spends any per-minute allowance."""
+        price = self.check_model(cmd.model)
+        _check_output_cap(cmd, price)
+        return price
+
     async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.history is not None or not cmd.conversation_id:
             history = cmd.history or []
@@ -148,11 +156,16 @@ class HandleChatTurn:
             if budgeted:
                 raise _unpriced_model(cmd.model)
             return None
-        prompt_tokens = estimate_message_tokens(messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
-        worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now()))
-        return await self._budgets.reserve(lines, worst) if lines else None
+        if not lines:
+            return None
+        sent = estimate_input(messages, cmd.params, cmd.model)
+        if sent.unbounded:  # counting it as 0 would let it past the budget for free
+            raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(sent.unbounded))
+        worst = price.worst_case(sent.tokens, output_worst_case(cmd.params, price.max_output_tokens,
+                                                                   cmd.max_output_tokens))
+        return await self._budgets.reserve(lines, worst)
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
@@ -207,8 +220,7 @@ class HandleChatTurn:
         """Admission, common to both ways of answering: model, output cap, context, whose key
         pays, and the budget hold."""
         started = self._clock.monotonic()
-        price = self.check_model(cmd.model)
-        _check_output_cap(cmd, price)
+        price = self.validate(cmd)
         messages = await self._context(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)

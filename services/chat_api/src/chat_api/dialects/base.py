@@ -66,6 +66,13 @@ class UseCase(Protocol[Cmd_contra, Res_co]):
 
 
 @runtime_checkable
+class Validating(Protocol[Cmd_contra]):
+    """A use case that can refuse a command without I/O, before any allowance is spent on it."""
+
+    def validate(self, command: Cmd_contra) -> object: ...
+
+
+@runtime_checkable
 class Metered(Protocol):
     """A result that used the upstream: counted in the metrics and described in headers."""
 

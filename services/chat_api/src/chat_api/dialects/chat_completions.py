@@ -13,6 +13,7 @@ from chat_api.dialects.openai_compat import (
     role_of,
     text_of,
 )
+from domain.admission import MAX_CHOICES
 from domain.errors import InvalidInput
 from domain.ports import StreamData, UpstreamApi
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
@@ -36,7 +37,12 @@ class ChatCompletionsDialect(OpenAiChatDialect):
             raise InvalidInput("invalid_field", field="stream_options", reason="object")
         check_size([text_of(m.get("content")) for m in messages], len(messages), call.settings.max_prompt_chars,
                    call.settings.max_messages)
-        max_out = positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens")
+        # Whichever limit the model reads, the worst case is the larger one.
+        limits = [v for v in (positive_int(body, "max_completion_tokens"), positive_int(body, "max_tokens")) if v]
+        max_out = max(limits) if limits else None
+        n = positive_int(body, "n")
+        if n is not None and n > MAX_CHOICES:
+            raise InvalidInput("invalid_field", field="n", reason="between", low=1, high=MAX_CHOICES)
         return chat_turn(UpstreamApi.CHAT_COMPLETIONS, call, "messages", body, messages, model, max_out)
 
     def render_event(self, event: StreamData | ChatTurnResult, command: ChatTurnCommand, call: Call) -> bytes | None:

@@ -1,0 +1,119 @@
+"""Budget admission cannot be got around (issue 12): every billable input is counted and the
+output worst case is multiplied by n, so each bypass that a hostile caller tried is refused
+before the upstream is called. Real chat-api process, real Postgres, the fake upstream."""
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+
+BIG = "x" * 800_000  # ~200,000 tokens by the estimate: $0.03 of gpt-4o-mini input
+
+
+def _post(api, key: str, path: str, body: dict) -> httpx.Response:
+    return httpx.post(api.url + path, json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {key}", "Accept-Language": "en"})
+
+
+def _chat(**extra) -> dict:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+ATTACKS = {
+    "tools": ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {
+        "name": "f", "description": BIG, "parameters": {"type": "object"}}}])),
+    "tool_call_arguments": ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": BIG}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}),
+    # 30 images of unknown size: 30 × 48,169 tokens at gpt-4o-mini's image rule. (3,000 of them
+    # is refused earlier still, by the per-minute token allowance: see below.)
+    "images": ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"https://example.invalid/{i}.png"}} for i in range(30)]}]}),
+    "function_call_output": ("/v1/responses", {"model": "gpt-4o-mini", "input": [
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": BIG}]}),
+    # 150,000 Hangul syllables: under the 200,000-character prompt limit, ~150,000 tokens
+    "instructions": ("/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "instructions": "가" * 150_000}),
+    "n_choices": ("/v1/chat/completions", _chat(n=128, max_tokens=12)),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_each_bypass_is_refused_before_the_upstream(chat_api, attack: str) -> None:
+    # $0.0001 a day: far below any of the attacks' worst case, above one plain "hi".
+    key = chat_api.issue_key(f"bypass-{attack}", daily_usd="0.0001")
+    path, body = ATTACKS[attack]
+    chat_api.clear_fake()
+    r = _post(chat_api, key, path, body)
+    assert r.status_code == 402, r.text
+    assert r.json()["error"]["code"] == "budget_exceeded"
+    assert chat_api.fake_requests() == []
+    # and the key still works for what its budget covers
+    assert _post(chat_api, key, "/v1/chat/completions", _chat(max_tokens=12)).status_code == 200
+
+
+def test_three_thousand_images_never_reach_the_upstream(chat_api) -> None:
+    key = chat_api.issue_key("bypass-3000-images", daily_usd="0.001")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"https://example.invalid/{i}.png"}} for i in range(3000)]}]}
+    chat_api.clear_fake()
+    r = _post(chat_api, key, "/v1/chat/completions", body)
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")  # 144M tokens > 2M a minute
+    assert chat_api.fake_requests() == []
+
+
+def test_the_larger_output_limit_is_the_one_reserved(chat_api) -> None:
+    # "hi" = 5 tokens × $0.15/1M; 1 output token × $0.60/1M → 1.35 µUSD, 12 → 7.95 µUSD.
+    key = chat_api.issue_key("bypass-max-completion", daily_usd="0.000005")
+    chat_api.clear_fake()
+    r = _post(chat_api, key, "/v1/chat/completions", _chat(max_completion_tokens=1, max_tokens=12))
+    assert r.status_code == 402, r.text
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, key, "/v1/chat/completions", _chat(max_completion_tokens=1)).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (_chat(max_tokens=10**12), "max_tokens_too_large"),
+    (_chat(max_completion_tokens=10**12), "max_tokens_too_large"),
+    (_chat(n=129), "invalid_field"),
+    (_chat(n=0), "invalid_field"),
+    (_chat(n="2"), "invalid_field"),
+])
+def test_absurd_limits_are_refused(chat_api, client_key, body: dict, code: str) -> None:
+    chat_api.clear_fake()
+    r = _post(chat_api, client_key, "/v1/chat/completions", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == code
+    assert chat_api.fake_requests() == []
+
+
+FILE_PART = {"type": "file", "file": {"file_id": "file-abc"}}
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+
+
+@pytest.mark.parametrize("part", [FILE_PART, AUDIO_PART], ids=["file", "audio"])
+def test_unboundable_input_is_refused_on_a_budgeted_key_only(chat_api, client_key, part: dict) -> None:
+    budgeted = chat_api.issue_key("bypass-file", daily_usd="5")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, part]}]}
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, "/v1/chat/completions", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "input_not_estimable"
+    assert chat_api.fake_requests() == []
+    # a key without a budget has nothing to protect: the request goes through
+    assert _post(chat_api, client_key, "/v1/chat/completions", body).status_code == 200
+
+
+def test_n_choices_are_billed_and_reserved(chat_api) -> None:
+    # The fake bills n × 12 output tokens as OpenAI does; the row must say so.
+    key, key_id = chat_api.new_key_and_id("bypass-n-billed")
+    r = _post(chat_api, key, "/v1/chat/completions", _chat(n=3, max_tokens=12))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 3
+    chat_api.flush_ledger()
+    with psycopg.connect(chat_api.pg_url) as conn:
+        output = conn.execute("SELECT output_tokens FROM spend_ledger WHERE client_key_id = %s",
+                              (key_id,)).fetchone()
+    assert output == (36,)
