@@ -134,11 +134,20 @@ def watched(fake_openai: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_the_upstream_circuit_opening_alerts_the_operator_once(watched: tuple[ChatApiProcess, Any]) -> None:
+    """One client's failures open its own circuit only; a second client failing too opens the
+    server key's shared circuit, and that is what reaches the operator, once."""
     api, listener = watched
-    key = api.new_key("circuit")
-    codes = [_chat(api, key, {**_body("고장"), "model": "fake-500"}).json()["error"]["code"] for _ in range(7)]
-    assert "upstream_circuit_open" not in codes[:5] and set(codes[5:]) == {"upstream_circuit_open"}, codes
+    first, second = api.new_key("circuit-a"), api.new_key("circuit-b")
+
+    def code(key: str) -> str:
+        error_code: str = _chat(api, key, {**_body("고장"), "model": "fake-500"}).json()["error"]["code"]
+        return error_code
+
+    codes = [code(first) for _ in range(6)]
+    assert "upstream_circuit_open" not in codes[:5] and codes[5] == "upstream_circuit_open", codes
+    assert code(second) != "upstream_circuit_open"  # its own failure, sent upstream: now 2 clients failed
+    assert code(second) == "upstream_circuit_open"  # the shared circuit is open for everyone
     received = listener.wait_for(lambda r: any(a.get("kind") == "circuit" for a in r))
     circuit = [a for a in received if a.get("kind") == "circuit"]
-    assert len(circuit) == 1 and circuit[0]["upstream"] == "openai" and circuit[0]["detail"] == "server key"
+    assert len(circuit) == 1 and circuit[0]["upstream"] == "openai" and circuit[0]["detail"] == "shared circuit"
     assert "sk-" not in str(received)  # no key in the alert

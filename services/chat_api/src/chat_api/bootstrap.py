@@ -18,7 +18,7 @@ from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
-from domain.adapters.openai_provider import CircuitBreaker, OpenAiLlmProvider
+from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
@@ -134,9 +134,24 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
                                       or settings.data_dir / "ledger-spool.jsonl", tz=settings.tz)
+    alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,
+                        budget_pct=settings.alert_budget_pct, error_rate=settings.alert_error_rate)
+
+    def circuit_opened(scope: str) -> None:
+        # The operator is told when an upstream key's shared circuit opens (failures from
+        # several clients: the upstream is down), not when one client's own circuit does.
+        if scope == "key":
+            alerts.circuit_opened("openai", detail="shared circuit")
+
     provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
                                              timeout=settings.upstream_timeout_seconds,
-                                             max_retries=settings.upstream_max_retries, on_retry=on_retry)
+                                             max_retries=settings.upstream_max_retries, on_retry=on_retry,
+                                             max_connections=settings.upstream_max_connections,
+                                             client_share=settings.upstream_client_share,
+                                             breaker_threshold=settings.circuit_threshold,
+                                             breaker_cooldown=settings.circuit_cooldown_seconds,
+                                             breaker_min_clients=settings.circuit_min_clients,
+                                             on_circuit_open=circuit_opened)
     policy = DefaultKeyPolicy(settings.openai_api_key)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
@@ -152,17 +167,6 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                                            _usd_cap(settings.anonymous_monthly_usd)))
                  if settings.allow_anonymous else None)
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
-    alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,
-                        budget_pct=settings.alert_budget_pct, error_rate=settings.alert_error_rate)
-    if isinstance(provider, OpenAiLlmProvider):
-        server_circuit = CircuitBreaker.key_id(settings.openai_api_key) if settings.openai_api_key else None
-
-        def circuit_opened(key_id: str) -> None:
-            # One subject for the upstream: when OpenAI is down, every key's circuit opens,
-            # and the operator wants one alert, not one per client.
-            alerts.circuit_opened("openai", detail="server key" if key_id == server_circuit else "a client's own key")
-
-        provider.breaker.on_open = circuit_opened
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
