@@ -180,7 +180,7 @@ class OpenAiLlmProvider:
             text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
             usage = usage_from(request.api, body.get("usage")) or TokenUsage()
         except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
-            raise UpstreamBadResponse() from None
+            raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
@@ -259,7 +259,7 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        raise UpstreamBadResponse()
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502)
     return body
 
 
@@ -270,4 +270,4 @@ async def _lines(response: httpx2.Response) -> AsyncIterator[str]:
         async for line in response.aiter_lines():
             yield line
     except httpx2.HTTPError:
-        raise UpstreamBadResponse() from None
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
