@@ -40,10 +40,6 @@ class RaiseSite:
         return self.code if self.reason is None else f"{self.code}/{self.reason}"
 
 
-# Error classes that take no code: each always raises the one named here.
-FIXED_CODES = {"UpstreamBadResponse": "upstream_bad_response"}
-
-
 def _sites() -> list[RaiseSite]:
     sites = []
     for root in SOURCES:
@@ -56,14 +52,9 @@ def _sites() -> list[RaiseSite]:
                 if name not in ERROR_CLASSES:
                     continue
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                if not node.args and not node.keywords and name in FIXED_CODES:
-                    # a class with one code of its own (UpstreamBadResponse()): the code is its
-                    code = ast.Constant(FIXED_CODES[name])
-                else:
-                    code = node.args[0]
+                code = node.args[0]
                 assert isinstance(code, ast.Constant) and isinstance(code.value, str), f"{where}: a literal code"
-                assert len(node.args) == (0 if name in FIXED_CODES else 1), (
-                    f"{where}: the words are the catalogue's, not the raise site's")
+                assert len(node.args) == 1, f"{where}: the words are the catalogue's, not the raise site's"
                 reason = next((k.value for k in node.keywords if k.arg == "reason"), None)
                 assert reason is None or isinstance(reason, ast.Constant), f"{where}: a literal reason"
                 assert all(k.arg is not None for k in node.keywords), f"{where}: no **params splat"
@@ -98,9 +89,8 @@ def test_every_raised_code_has_both_messages_over_the_params_it_is_given(site):
     assert HANGUL.search(ko) and not HANGUL.search(en), site.key
     assert _placeholders(ko) == _placeholders(en), site.key
     assert _placeholders(ko) <= site.params, f"{site.where}: {site.key} needs {_placeholders(ko) - site.params}"
-    error = ERROR_CLASSES[site.cls]() if site.cls in FIXED_CODES else ERROR_CLASSES[site.cls](
-        site.code, reason=site.reason, **{p: "x" for p in site.params if p != "field"},
-        **({"field": "x"} if "field" in site.params else {}))
+    error = ERROR_CLASSES[site.cls](site.code, reason=site.reason, **{p: "x" for p in site.params if p != "field"},
+                                    **({"field": "x"} if "field" in site.params else {}))
     for lang in ("ko", "en"):
         text = message_of(error, lang)
         assert text and "?" not in text and "{" not in text
