@@ -219,7 +219,7 @@ async def test_a_daily_cap_rolls_over_at_midnight_kst(engine):
 
 
 async def test_a_non_default_budget_timezone_is_used_for_holds_and_charges_alike(engine):
-    """BUDGET_TIMEZONE=UTC: 23:30 UTC is still the 30th, for the hold (budget_lines) and for
+    """BUDGET_TIMEZONE=UTC: 23:30 UTC is still the 31st, for the hold (budget_lines) and for
     the charge the ledger settles (write_records' spend_lines), so the hold is released on
     the counter it was taken on and the charge counted there — none left on a KST day."""
     from zoneinfo import ZoneInfo
@@ -233,13 +233,13 @@ async def test_a_non_default_budget_timezone_is_used_for_holds_and_charges_alike
     scope_id = uuid.uuid4().hex
     scope = f"key:{scope_id}"
     store = SqlBudgetStore(engine)
-    at = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 08:30 KST on Dec 1
+    at = datetime(2026, 10, 31, 23, 30, tzinfo=UTC)  # 08:30 KST on Nov 1
     limits = BudgetLimits(daily=Money.from_usd("1"), monthly=Money.from_usd("5"))
     hold = await store.reserve(budget_lines(scope, limits, BudgetLimits(), at, utc_zone), Money.from_usd("0.5"))
-    assert {line.period for line in hold.lines} == {"d:2026-11-30", "m:2026-11"}
+    assert {line.period for line in hold.lines} == {"d:2026-10-31", "m:2026-10"}
     write_records(engine, [UsageRecord(
         request_id=uuid.uuid4().hex, created_at=at, client_key_id=scope_id, route="/api/v1/chat",
         model="gpt-4o-mini", usage=TokenUsage(input_tokens=1), cost=Money.from_usd("0.25"), catalog_version="t",
         key_source=KeySource.SERVER, latency_ms=1, reservation=hold)], utc_zone)
     quarter = Money.from_usd("0.25").nanos
-    assert counters(engine, scope) == {"d:2026-11-30": (quarter, 0), "m:2026-11": (quarter, 0)}
+    assert counters(engine, scope) == {"d:2026-10-31": (quarter, 0), "m:2026-10": (quarter, 0)}
