@@ -16,6 +16,7 @@ class ErrorKind(StrEnum):
     CONFLICT = "conflict"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
+    PII_DETECTED = "pii_detected"
     UPSTREAM = "upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
@@ -80,6 +81,23 @@ class BudgetExceeded(DomainError):
 
 class RateLimited(DomainError):
     kind = ErrorKind.RATE_LIMITED
+
+
+class PiiDetected(DomainError):
+    """The request carries personal data and the policy is ``block``. The message names the
+    kinds found (codes and Korean names), never a value."""
+
+    kind = ErrorKind.PII_DETECTED
+
+    def __init__(self, kinds: list[str], names_ko: list[str]) -> None:
+        super().__init__(
+            "pii_detected",
+            f"요청에 개인정보({', '.join(names_ko)})가 포함되어 있어 보내지 않았습니다. "
+            "해당 값을 지우거나 가린 뒤 다시 보내 주세요.",
+            f"The request contains personal data ({', '.join(kinds)}) and was not sent; "
+            "remove or mask it and try again.",
+        )
+        self.kinds = kinds
 
 
 class UpstreamError(DomainError):

@@ -28,6 +28,7 @@ ERROR_TABLE: dict[ErrorKind, HttpError] = {
     ErrorKind.NOT_FOUND: HttpError(404, "찾을 수 없음: ", "Not found: ", "not_found_error"),
     ErrorKind.CONFLICT: HttpError(422, "요청 충돌: ", "Conflict: ", "invalid_request_error"),
     ErrorKind.BUDGET_EXCEEDED: HttpError(402, "예산 초과: ", "Budget exceeded: ", "insufficient_quota"),
+    ErrorKind.PII_DETECTED: HttpError(400, "개인정보 보호: ", "Personal data protection: ", "invalid_request_error"),
     ErrorKind.RATE_LIMITED: HttpError(429, "요청 한도 초과: ", "Rate limited: ", "rate_limit_error"),
     ErrorKind.UPSTREAM: HttpError(503, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
     ErrorKind.UPSTREAM_TIMEOUT: HttpError(504, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
