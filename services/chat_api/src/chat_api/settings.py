@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.pii import PiiPolicy
+
 _PLACEHOLDERS = {"your_api_key_here", "changeme", "change-me", "sk-your-api-key", "secret"}
 
 
@@ -54,6 +56,8 @@ class ChatApiSettings(BaseSettings):
     max_concurrent_streams: int = 20  # per client key
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
+    # Personal data in what leaves the gateway: off | mask (placeholders) | block (400 pii_detected).
+    pii_policy: PiiPolicy = PiiPolicy.MASK
     ledger_spool_path: Path | None = None
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")

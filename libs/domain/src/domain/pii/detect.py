@@ -1,23 +1,26 @@
-"""Finding personal data in a text: one pass of precompiled patterns, then validation.
+"""Finding personal data in a text: one scan of precompiled patterns, then validation.
 
 How a text is read:
-  * nothing to do when it has no digit and no '@' (most chat turns with no numbers);
-  * every run of digits joined by single separators (``-``, ``.``, a dash, one space) is a
-    *chunk*; a hyphen or dot keeps groups in one *token* (``010-1234-5678``), a space
-    separates tokens (``4111 1111 1111 1111`` is four). Runs of whole tokens, longest
-    first, are offered to the validators in a fixed order (주민등록번호, 운전면허,
-    사업자등록번호, card, phone, account), so a group is never split and a value is
-    replaced whole;
+  * nothing to do when it has no digit and no '@' (most chat turns);
+  * one regular-expression scan finds *chunks*: digit groups joined by single separators
+    (a hyphen or dash, a dot, or one space before a group of three digits or more), at
+    least eight characters long, plus the digits of 2021+ passports (``M123A4567``). A
+    hyphen or dot keeps groups in one *token* (``010-1234-5678``); a space separates
+    tokens (``4111 1111 1111 1111`` is four). Runs of whole tokens, longest first, are
+    offered to the validators in a fixed order (주민등록번호, 운전면허, 사업자등록번호, card,
+    phone, account), so a group is never split and a value is replaced whole;
   * a run glued to a word (``ORD-20241130``, ``0x01012345678``, ``v1.2``, a hash), to a
-    currency sign or followed by a unit (``원``, ``개``, ``%``…) is an identifier, code or a
-    price, not personal data; so is anything inside a URL, except an email passed as a
-    query value (``?email=…``);
-  * e-mail addresses are found from each '@' outwards (linear even on hostile input).
+    currency sign, followed by a unit (``원``, ``개``, ``%``…) or a time (``00:00``) is an
+    identifier, code, price or date, not personal data; so is any number inside a URL (an
+    e-mail inside one only as a query value, ``?email=…``);
+  * e-mail addresses are found from each '@' outwards (linear even on hostile input);
+    ``(02) 312-4567`` by its own small pattern, only when the text has ``(0``.
 Full-width digits (``０１０``) count as digits; hyphen-like dashes count as hyphens.
 """
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from domain.pii import validators as v
@@ -25,14 +28,24 @@ from domain.pii.kinds import PiiKind
 
 _D = "0-9\uff10-\uff19"
 _HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
-# Digits with at most one separator between two of them, at least eight digits (the
-# shortest value, 1588-1234): shorter numbers (years, counts, prices) never reach Python.
-_CHUNK = re.compile(rf"[{_D}](?:[{_HYPHENS}. \t]?[{_D}]){{7,}}")
+# Digit groups joined by single separators, starting where at least eight digit-or-separator
+# characters follow (the shortest value is 1588-1234 / 15881234): years, counts and prices
+# never reach Python. Possessive, so a failing run is never re-tried digit by digit.
+_SEP = _HYPHENS + ". \t"
+_CHUNK = re.compile(
+    rf"[{_D}](?:(?=[{_D}{_SEP}]{{7}})[{_D}]*+"
+    # a hyphen or dot joins any group; a space only a group of three digits or more (so
+    # "2024.11.29 14:32" stops before the hour), except after +82 ("+82 2 312 4567")
+    rf"(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+"
+    # or the digits of a 2021+ passport (M123A4567), in the same scan of the text
+    r"|(?P<passport>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
+)
 _GROUP = re.compile(rf"[{_D}]+")
-_HAS_TRIGGER = re.compile(rf"[{_D}@]")
+_DIGIT = re.compile(rf"[{_D}]")
 _PAREN_PHONE = re.compile(r"\((0[0-9]{1,3})\)[ ]?([0-9]{3,4})[\-. ]([0-9]{4})")
-_PASSPORT = re.compile(r"[MSROD][0-9]{3}[0-9A-Z][0-9]{4}")
-_URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`]+|www\.[^\s<>\"'`]+", re.IGNORECASE)
+_PASSPORT_LETTERS = frozenset("MSROD")
+_PASSPORT_OLD = re.compile(r"[0-9]{8}")
+_URL_REST = re.compile(r"[^\s<>\"'`]+")
 _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*"
     r"\.([A-Za-z]{2,24})(?![A-Za-z0-9\-_@])"
@@ -54,13 +67,25 @@ _RRN_KW = re.compile(r"주민|외국인|등록번호|생년")
 _PHONE_KW = re.compile(r"전화|연락|휴대|핸드폰|고객센터|콜센터|대표번호|문의|팩스|☎|tel|phone|fax", re.IGNORECASE)
 _BIZ_KW = re.compile(r"사업자|등록번호|business", re.IGNORECASE)
 _LICENSE_KW = re.compile(r"면허")
-_ACCOUNT_KW = re.compile(
-    r"계좌|은행|뱅크|농협|신협|수협|새마을금고|우체국|예금주|신한|국민|KB|NH|IBK|SC제일|account|bank", re.IGNORECASE
-)
+_BANK_WORDS = ("계좌", "은행", "뱅크", "농협", "신협", "수협", "새마을금고", "우체국", "예금주", "신한", "국민", "KB", "NH",
+               "IBK", "SC제일", "account", "Account", "ACCOUNT", "bank", "Bank", "BANK")
+
+
+def _first_char_pattern(words: tuple[str, ...]) -> str:
+    """An alternation that starts with a character class of the words' first letters, so
+    `re` skips ahead to a possible start instead of trying every branch at every position
+    (several times faster on the short windows searched per number; IGNORECASE would
+    undo it, so case variants are spelled out)."""
+    firsts = "".join(sorted({w[0] for w in words}))
+    return f"[{firsts}](?:" + "|".join(f"(?<={re.escape(w[0])}){re.escape(w[1:])}" for w in words) + ")"
+
+
+_ACCOUNT_KW = re.compile(_first_char_pattern(_BANK_WORDS))
 # A label between the bank keyword and the number says the number is something else.
 _ACCOUNT_NOT = re.compile(r"주문|송장|운송장|택배|배송|승인|예약|고객번호|회원번호|영수증|카드|invoice|order|tracking|card",
                           re.IGNORECASE)
-_ACCOUNT_AFTER = re.compile(r"[ ]?\(?[ ]?(?:" + _ACCOUNT_KW.pattern + ")", re.IGNORECASE)
+# 110-123-456789 (신한은행): a bank named in parentheses right after the number.
+_ACCOUNT_AFTER = re.compile(r"[ ]?\([ ]?(?:" + "|".join(map(re.escape, _BANK_WORDS)) + ")")
 _REGION_BEFORE = re.compile("(?:" + "|".join(v.DRIVER_REGION_NAMES) + ")[ ]?$")
 
 _MAX_TOKENS = 6  # 4-4-4-4-3 in spaced groups, +82 and three groups: never more
@@ -107,7 +132,10 @@ def _right_ok(text: str, pos: int) -> bool:
     return not text.startswith(_UNITS, pos)
 
 
-def _account_context(text: str, start: int, end: int) -> bool:
+def _account_context(text: str, start: int, end: int, *, after: bool = True) -> bool:
+    """A bank/계좌 keyword labels the number: the last one within 24 characters before it on
+    its line with no other label (주문, 송장, 카드...) in between, or (when ``after``) a bank
+    named in parentheses right after it."""
     window = text[max(0, start - 24):start]
     window = window[window.rfind("\n") + 1:]
     last = None
@@ -115,36 +143,57 @@ def _account_context(text: str, start: int, end: int) -> bool:
         pass
     if last is not None:
         return _ACCOUNT_NOT.search(window, last.end()) is None
-    if _ACCOUNT_AFTER.match(text, end) is not None:
+    if after and _ACCOUNT_AFTER.match(text, end) is not None:
         return _ACCOUNT_NOT.search(window) is None
     return False
 
 
-def _classify(text: str, digits: str, groups: tuple[int, ...], start: int, end: int
+class _Chunk:
+    """One chunk being read; whether a bank keyword stands near it is looked up once, and
+    only when a run has an account's length."""
+
+    __slots__ = ("_bank", "end", "start", "text")
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self.text, self.start, self.end = text, start, end
+        self._bank: bool | None = None
+
+    def bank_near(self) -> bool:
+        if self._bank is None:
+            self._bank = (_ACCOUNT_KW.search(self.text, max(0, self.start - 24), self.start) is not None
+                          or _ACCOUNT_AFTER.match(self.text, self.end) is not None)
+        return self._bank
+
+
+def _classify(text: str, digits: str, groups: tuple[int, ...], start: int, end: int, chunk: _Chunk
               ) -> tuple[PiiKind, int] | None:
-    """The kind of a run of tokens (and where its value starts), or None."""
+    """The kind of a run of tokens (and where its value starts), or None. Shapes are
+    checked before any keyword window is read."""
     n = len(digits)
-    if n == 13 and v.rrn_ok(digits, groups, keyword_near=_near(_RRN_KW, text, start, 16)):
+    if n == 13 and groups in ((13,), (6, 7)) and v.rrn_ok(
+            digits, groups, keyword_near=groups == (13,) and _near(_RRN_KW, text, start, 16)):
         return PiiKind.RRN, start
-    if n == 12 and v.driver_license_ok(digits, groups, region_name=False,
-                                       keyword_near=_near(_LICENSE_KW, text, start, 16)):
+    if n == 12 and groups in ((2, 2, 6, 2), (12,)) and v.driver_license_ok(
+            digits, groups, region_name=False, keyword_near=groups == (12,) and _near(_LICENSE_KW, text, start, 16)):
         return PiiKind.DRIVER_LICENSE, start
     if n == 10:
         if groups == (2, 6, 2):
             region = _REGION_BEFORE.search(text, max(0, start - 3), start)
             if region is not None and v.driver_license_ok(digits, groups, region_name=True, keyword_near=False):
                 return PiiKind.DRIVER_LICENSE, region.start()
-        if v.business_no_ok(digits, groups, keyword_near=_near(_BIZ_KW, text, start, 16)):
+        if groups in ((3, 2, 5), (10,)) and v.business_no_ok(
+                digits, groups, keyword_near=groups == (10,) and _near(_BIZ_KW, text, start, 16)):
             return PiiKind.BUSINESS_NO, start
     if n >= 13 and v.card_ok(digits, groups):
         # A bank keyword labelling the number outranks the card check: one number in ten
         # passes Luhn, and 13-16 digit accounts are common (a card is labelled 카드).
-        if n <= 16 and v.account_ok(digits, groups) and _account_context(text, start, end):
+        if n <= 16 and v.account_ok(digits, groups) and chunk.bank_near() and _account_context(
+                text, start, end, after=False):
             return PiiKind.ACCOUNT, start
         return PiiKind.CARD, start
-    if n <= 12 and v.phone_ok(digits, groups, keyword_near=n == 8 and _near(_PHONE_KW, text, start, 16)):
+    if n <= 12 and v.phone_ok(digits, groups, keyword_near=groups == (8,) and _near(_PHONE_KW, text, start, 16)):
         return PiiKind.PHONE, start
-    if 10 <= n <= 16 and v.account_ok(digits, groups) and _account_context(text, start, end):
+    if 10 <= n <= 16 and v.account_ok(digits, groups) and chunk.bank_near() and _account_context(text, start, end):
         return PiiKind.ACCOUNT, start
     return None
 
@@ -158,26 +207,96 @@ def _international(text: str, start: int) -> int | None:
     return None
 
 
-def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> None:
-    chunk = text[c_start:c_end]
-    if " " not in chunk and "\t" not in chunk and not (_left_ok(text, c_start) and _right_ok(text, c_end)):
-        return  # one token glued to a word (ORD-20241130-0001, a hash): the common reject, made cheap
-    # Tokens: (start, end, digits, group lengths); a space separator starts a new token.
-    tokens: list[tuple[int, int, str, tuple[int, ...]]] = []
-    t_start = c_start
-    t_digits: list[str] = []
-    t_groups: list[int] = []
-    prev_end = c_start
-    for g in _GROUP.finditer(text, c_start, c_end):
-        gs, ge = g.span()
-        if t_digits and text[prev_end] in " \t":
-            tokens.append((t_start, prev_end, "".join(t_digits), tuple(t_groups)))
-            t_start, t_digits, t_groups = gs, [], []
-        t_digits.append(g.group())
-        t_groups.append(ge - gs)
-        prev_end = ge
-    tokens.append((t_start, prev_end, "".join(t_digits), tuple(t_groups)))
+_REPRESENTATIVE = frozenset({"15", "16", "18"})
+_TEN_SHAPES = frozenset({(3, 2, 5), (10,), (2, 6, 2)})
+_TWELVE_SHAPES = frozenset({(2, 2, 6, 2), (12,)})
 
+
+def _worth(digits: str, groups: tuple[int, ...], n: int, chunk: _Chunk) -> bool:
+    """A cheap gate before classification: could any kind have these digits at all? (Most
+    runs of a chunk are dates, tracking or order numbers that no kind can take.)"""
+    return (digits[0] == "0" or n >= 13 or digits.startswith("82")
+            or (n == 8 and digits[:2] in _REPRESENTATIVE)
+            or (n == 10 and groups in _TEN_SHAPES) or (n == 12 and groups in _TWELVE_SHAPES)
+            or (n >= 10 and chunk.bank_near()))
+
+
+def _offer(text: str, digits: str, groups: tuple[int, ...], start: int, end: int, first: bool, chunk: _Chunk,
+           out: list[PiiFinding]) -> bool:
+    """Classify one run of whole tokens (ASCII digits); record it and return True when it
+    is a value."""
+    if first and digits.startswith("82"):
+        intl = _international(text, start)
+        if intl is not None:  # +82 10-1234-5678: only a phone is written this way
+            written_zero = digits[2:3] == "0"
+            national = digits[2:] if written_zero else "0" + digits[2:]
+            rest = groups[1:] if groups[0] == 2 else (groups[0] - 2, *groups[1:])
+            if rest and not written_zero:
+                rest = (rest[0] + 1, *rest[1:])
+            if rest and v.phone_ok(national, rest, keyword_near=False):
+                out.append(PiiFinding(PiiKind.PHONE, intl, end, national))
+                return True
+            return False
+    if len(digits) > _MAX_DIGITS:
+        return False
+    hit = _classify(text, digits, groups, start, end, chunk)
+    if hit is None:
+        return False
+    kind, value_start = hit
+    key = digits if value_start == start else text[value_start:start].strip() + digits
+    out.append(PiiFinding(kind, value_start, end, key))
+    return True
+
+
+def _passport_at(text: str, letter: int, end: int) -> bool:
+    """Whether a passport number spanning [letter, end) stands alone (not part of a word,
+    a model code or a longer identifier)."""
+    if letter > 0 and text[letter - 1] in _GLUE:
+        return False
+    if end >= len(text):
+        return True
+    c = text[end]
+    return c not in _GLUE and not (c in _JOINERS and end + 1 < len(text) and text[end + 1] in _ALNUM)
+
+
+def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> None:
+    if c_start > 0 and text[c_start - 1] in _PASSPORT_LETTERS:
+        # M12345678: a passport's eight digits, glued to its letter
+        m = _PASSPORT_OLD.match(text, c_start, c_end)
+        if m is not None and _passport_at(text, c_start - 1, m.end()):
+            out.append(PiiFinding(PiiKind.PASSPORT, c_start - 1, m.end(), text[c_start - 1:m.end()]))
+            if c_end - m.end() > _MIN_DIGITS:
+                _scan_chunk(text, m.end() + 1, c_end, out)
+            return
+    chunk = text[c_start:c_end]
+    if " " not in chunk and "\t" not in chunk:
+        # One token: the common case (a date, an order number, a phone), kept cheap.
+        if not (_left_ok(text, c_start) and _right_ok(text, c_end)):
+            return
+        parts = (chunk,) if chunk.isdigit() else _GROUP.findall(chunk)
+        digits = "".join(parts) if len(parts) > 1 else chunk
+        if not digits.isascii():
+            digits = digits.translate(_FULLWIDTH)
+        groups = tuple(map(len, parts))
+        n = len(digits)
+        ctx = _Chunk(text, c_start, c_end)
+        if _MIN_DIGITS <= n <= _MAX_DIGITS + 2 and _worth(digits, groups, n, ctx):
+            _offer(text, digits, groups, c_start, c_end, True, ctx, out)
+        return
+    # Tokens (start, end, digits, group lengths): one space or tab separates two tokens.
+    tokens: list[tuple[int, int, str, tuple[int, ...]]] = []
+    pos = c_start
+    for word in chunk.replace("\t", " ").split(" "):
+        if word.isdigit():
+            tokens.append((pos, pos + len(word), word if word.isascii() else word.translate(_FULLWIDTH),
+                           (len(word),)))
+        else:
+            parts = _GROUP.findall(word)
+            digits = "".join(parts)
+            tokens.append((pos, pos + len(word), digits if digits.isascii() else digits.translate(_FULLWIDTH),
+                           tuple(map(len, parts))))
+        pos += len(word) + 1
+    ctx = _Chunk(text, c_start, c_end)
     last = len(tokens)
     i = 0
     while i < last:
@@ -194,33 +313,14 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
                 continue
             groups = tuple(g for t in run for g in t[3])
-            if not digits.isascii():
-                digits = digits.translate(_FULLWIDTH)
-            intl = _international(text, start) if i == 0 and digits.startswith("82") else None
-            if intl is not None:
-                national = digits[2:] if digits[2:3] == "0" else "0" + digits[2:]
-                rest = groups[1:] if groups[0] == 2 else (groups[0] - 2, *groups[1:])
-                if rest and national[0] == "0" and digits[2:3] != "0":
-                    rest = (rest[0] + 1, *rest[1:])
-                if rest and v.phone_ok(national, rest, keyword_near=False):
-                    out.append(PiiFinding(PiiKind.PHONE, intl, end, national))
-                    i, found = j, True
-                    break
-                continue
-            if n > _MAX_DIGITS:
-                continue
-            hit = _classify(text, digits, groups, start, end)
-            if hit is not None:
-                kind, value_start = hit
-                key = digits if value_start == start else text[value_start:start].strip() + digits
-                out.append(PiiFinding(kind, value_start, end, key))
+            if _worth(digits, groups, n, ctx) and _offer(text, digits, groups, start, end, i == 0, ctx, out):
                 i, found = j, True
                 break
         if not found:
             i += 1
 
 
-def _emails(text: str, urls: list[tuple[int, int]], out: list[PiiFinding]) -> None:
+def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: list[PiiFinding]) -> None:
     at = text.find("@")
     while at != -1:
         local_start = at
@@ -240,7 +340,7 @@ def _emails(text: str, urls: list[tuple[int, int]], out: list[PiiFinding]) -> No
             and not (domain.end() < len(text) and text[domain.end()] == ":" and text[domain.end() + 1:domain.end() + 2].strip())
         )
         if ok and domain is not None:
-            inside_url = any(a <= local_start < b for a, b in urls)
+            inside_url = bool(urls) and _inside(urls, url_starts, local_start, local_start + 1)
             # In a URL only a query value (?email=hong@…) is an address; user:password@host is not.
             if not inside_url or text[local_start - 1] == "=":
                 out.append(PiiFinding(PiiKind.EMAIL, local_start, domain.end(), text[local_start:domain.end()].lower()))
@@ -249,35 +349,82 @@ def _emails(text: str, urls: list[tuple[int, int]], out: list[PiiFinding]) -> No
             at = text.find("@", at + 1)
 
 
+def _urls(text: str) -> list[tuple[int, int]]:
+    """Spans of http(s)/ftp URLs and www. addresses, found from their literal markers (a
+    case-insensitive alternation scanned over the whole text costs more than the rest)."""
+    spans: list[tuple[int, int]] = []
+    for marker, back in (("://", 5), ("www.", 0)):
+        at = text.find(marker)
+        while at != -1:
+            start = at
+            if back:
+                head = text[max(0, at - back):at].lower()
+                scheme = next((x for x in ("https", "http", "ftp") if head.endswith(x)), None)
+                start = at - len(scheme) if scheme is not None else -1
+            if start >= 0 and (start == 0 or not text[start - 1].isalnum()):
+                rest = _URL_REST.match(text, start)
+                if rest is not None:
+                    spans.append(rest.span())
+            at = text.find(marker, at + len(marker))
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _inside(spans: list[tuple[int, int]], starts: list[int], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps one of the sorted, disjoint ``spans``."""
+    i = bisect_right(starts, end - 1) - 1
+    return i >= 0 and spans[i][1] > start
+
+
 def find_pii(text: str) -> list[PiiFinding]:
     """Every personal value in ``text``, in order, never overlapping. Pure and
     deterministic; linear in the text's length."""
-    if _HAS_TRIGGER.search(text) is None:
-        return []
-    urls = [m.span() for m in _URL.finditer(text)] if ("://" in text or "www." in text) else []
+    has_at = "@" in text
+    first_digit = _DIGIT.search(text)
+    if first_digit is None and not has_at:
+        return []  # the pre-filter: every value but an e-mail has digits
+    urls = _urls(text)
+    if len(urls) > 1:
+        urls = _merged(urls)
+    url_starts = [a for a, _ in urls]
     found: list[PiiFinding] = []
-    if "@" in text:
-        _emails(text, urls, found)
-    if "(0" in text:
-        for m in _PAREN_PHONE.finditer(text):
-            digits = m.group(1) + m.group(2) + m.group(3)
-            if _right_ok(text, m.end()) and v.phone_ok(digits, (len(m.group(1)), len(m.group(2)), 4), keyword_near=False):
-                found.append(PiiFinding(PiiKind.PHONE, m.start(), m.end(), digits))
-    for m in _PASSPORT.finditer(text):
-        s, e = m.span()
-        if _left_ok(text, s) and (e >= len(text) or (text[e] not in _GLUE and not (
-                text[e] in _JOINERS and e + 1 < len(text) and text[e + 1] in _ALNUM))):
-            found.append(PiiFinding(PiiKind.PASSPORT, s, e, m.group()))
-    for m in _CHUNK.finditer(text):
-        _scan_chunk(text, m.start(), m.end(), found)
-    if not found:
-        return found
+    if has_at:
+        _emails(text, urls, url_starts, found)
+    if first_digit is not None:
+        begin = max(0, first_digit.start() - 1)  # a passport's letter stands before its digits
+        if "(0" in text:
+            for m in _PAREN_PHONE.finditer(text, begin):
+                digits = m.group(1) + m.group(2) + m.group(3)
+                if _right_ok(text, m.end()) and v.phone_ok(digits, (len(m.group(1)), len(m.group(2)), 4),
+                                                           keyword_near=False):
+                    found.append(PiiFinding(PiiKind.PHONE, m.start(), m.end(), digits))
+        for m in _CHUNK.finditer(text, begin):
+            s, e = m.span()
+            if urls and _inside(urls, url_starts, s, e):
+                continue  # numbers in a URL are paths and parameters
+            if m.lastgroup == "passport":
+                if _passport_at(text, s - 1, e):
+                    found.append(PiiFinding(PiiKind.PASSPORT, s - 1, e, text[s - 1:e]))
+                continue
+            _scan_chunk(text, s, e, found)
+    if len(found) < 2:
+        return [f for f in found if f.kind is PiiKind.EMAIL or not (urls and _inside(urls, url_starts, f.start, f.end))]
     found.sort(key=lambda f: (f.start, -f.end))
     kept: list[PiiFinding] = []
     for f in found:
         if kept and f.start < kept[-1].end:
             continue  # an e-mail or a (02) number already holds these characters
-        if urls and f.kind is not PiiKind.EMAIL and any(a < f.end and f.start < b for a, b in urls):
+        if urls and f.kind is not PiiKind.EMAIL and _inside(urls, url_starts, f.start, f.end):
             continue
         kept.append(f)
     return kept
