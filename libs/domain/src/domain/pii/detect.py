@@ -22,29 +22,35 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import chain
 
 from domain.pii import validators as v
 from domain.pii.kinds import PiiKind
 
 _D = "0-9\uff10-\uff19"
 _HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
-# Digit groups joined by single separators, starting where at least eight digit-or-separator
-# characters follow (the shortest value is 1588-1234 / 15881234): years, counts and prices
-# never reach Python. Possessive, so a failing run is never re-tried digit by digit.
+# The one scan of the text. At each digit that starts a number: either the rest of a
+# passport number glued to its letter (M12345678, M123A4567), or a chunk: digit groups
+# joined by single separators (a hyphen or dot joins any group; a space only a group of
+# three digits or more, so "2024.11.29 14:32" stops before the hour, except after +82:
+# "+82 2 312 4567"), starting where at least eight digit-or-separator characters follow
+# (the shortest value is 1588-1234). Numbers glued to a word (ORD-2024…, 0x…, a hash) and
+# lone dates (2024-11-30, 20241130) are refused inside the scan, so they never cost a
+# Python call. Possessive quantifiers: a failing run is never re-tried digit by digit.
 _SEP = _HYPHENS + ". \t"
+_END = rf"(?![0-9]|[{_HYPHENS}.][0-9]|[ \t][0-9]{{3}})"  # nothing more of the chunk follows
 _CHUNK = re.compile(
-    rf"[{_D}](?:(?=[{_D}{_SEP}]{{7}})[{_D}]*+"
-    # a hyphen or dot joins any group; a space only a group of three digits or more (so
-    # "2024.11.29 14:32" stops before the hour), except after +82 ("+82 2 312 4567")
-    rf"(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+"
-    # or the digits of a 2021+ passport (M123A4567), in the same scan of the text
-    r"|(?P<passport>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
+    rf"[{_D}](?:"
+    r"(?P<passport>(?<=[MSROD][0-9])(?:[0-9]{7}|[0-9]{2}[A-Z][0-9]{4}))"
+    rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#._][{_D}])"
+    rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
+    rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
+    rf"(?=[{_D}{_SEP}]{{7}})[{_D}]*+"
+    rf"(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
 )
 _GROUP = re.compile(rf"[{_D}]+")
 _DIGIT = re.compile(rf"[{_D}]")
 _PAREN_PHONE = re.compile(r"\((0[0-9]{1,3})\)[ ]?([0-9]{3,4})[\-. ]([0-9]{4})")
-_PASSPORT_LETTERS = frozenset("MSROD")
-_PASSPORT_OLD = re.compile(r"[0-9]{8}")
 _URL_REST = re.compile(r"[^\s<>\"'`]+")
 _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*"
@@ -251,7 +257,7 @@ def _offer(text: str, digits: str, groups: tuple[int, ...], start: int, end: int
 def _passport_at(text: str, letter: int, end: int) -> bool:
     """Whether a passport number spanning [letter, end) stands alone (not part of a word,
     a model code or a longer identifier)."""
-    if letter > 0 and text[letter - 1] in _GLUE:
+    if not _left_ok(text, letter):
         return False
     if end >= len(text):
         return True
@@ -260,14 +266,6 @@ def _passport_at(text: str, letter: int, end: int) -> bool:
 
 
 def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> None:
-    if c_start > 0 and text[c_start - 1] in _PASSPORT_LETTERS:
-        # M12345678: a passport's eight digits, glued to its letter
-        m = _PASSPORT_OLD.match(text, c_start, c_end)
-        if m is not None and _passport_at(text, c_start - 1, m.end()):
-            out.append(PiiFinding(PiiKind.PASSPORT, c_start - 1, m.end(), text[c_start - 1:m.end()]))
-            if c_end - m.end() > _MIN_DIGITS:
-                _scan_chunk(text, m.end() + 1, c_end, out)
-            return
     chunk = text[c_start:c_end]
     if " " not in chunk and "\t" not in chunk:
         # One token: the common case (a date, an order number, a phone), kept cheap.
@@ -283,36 +281,40 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         if _MIN_DIGITS <= n <= _MAX_DIGITS + 2 and _worth(digits, groups, n, ctx):
             _offer(text, digits, groups, c_start, c_end, True, ctx, out)
         return
-    # Tokens (start, end, digits, group lengths): one space or tab separates two tokens.
-    tokens: list[tuple[int, int, str, tuple[int, ...]]] = []
+    # Tokens: one space or tab separates two tokens; a token keeps its groups together.
+    starts: list[int] = []
+    ends: list[int] = []
+    tok_digits: list[str] = []
+    tok_groups: list[tuple[int, ...]] = []
     pos = c_start
     for word in chunk.replace("\t", " ").split(" "):
         if word.isdigit():
-            tokens.append((pos, pos + len(word), word if word.isascii() else word.translate(_FULLWIDTH),
-                           (len(word),)))
+            digits, groups = word, (len(word),)
         else:
             parts = _GROUP.findall(word)
-            digits = "".join(parts)
-            tokens.append((pos, pos + len(word), digits if digits.isascii() else digits.translate(_FULLWIDTH),
-                           tuple(map(len, parts))))
-        pos += len(word) + 1
+            digits, groups = "".join(parts), tuple(map(len, parts))
+        starts.append(pos)
+        pos += len(word)
+        ends.append(pos)
+        pos += 1
+        tok_digits.append(digits if digits.isascii() else digits.translate(_FULLWIDTH))
+        tok_groups.append(groups)
     ctx = _Chunk(text, c_start, c_end)
-    last = len(tokens)
+    last = len(tok_digits)
     i = 0
     while i < last:
         found = False
         for j in range(min(last, i + _MAX_TOKENS), i, -1):
-            run = tokens[i:j]
-            digits = "".join(t[2] for t in run)
+            digits = "".join(tok_digits[i:j])
             n = len(digits)
             if n > _MAX_DIGITS + 2:  # +82 adds two
                 continue
             if n < _MIN_DIGITS:
                 break
-            start, end = run[0][0], run[-1][1]
+            start, end = starts[i], ends[j - 1]
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
                 continue
-            groups = tuple(g for t in run for g in t[3])
+            groups = tuple(chain.from_iterable(tok_groups[i:j]))
             if _worth(digits, groups, n, ctx) and _offer(text, digits, groups, start, end, i == 0, ctx, out):
                 i, found = j, True
                 break
@@ -359,8 +361,12 @@ def _urls(text: str) -> list[tuple[int, int]]:
             start = at
             if back:
                 head = text[max(0, at - back):at].lower()
-                scheme = next((x for x in ("https", "http", "ftp") if head.endswith(x)), None)
-                start = at - len(scheme) if scheme is not None else -1
+                if head.endswith("https"):
+                    start = at - 5
+                elif head.endswith(("http", "ftp")):
+                    start = at - 4 if head.endswith("http") else at - 3
+                else:
+                    start = -1
             if start >= 0 and (start == 0 or not text[start - 1].isalnum()):
                 rest = _URL_REST.match(text, start)
                 if rest is not None:
