@@ -216,15 +216,35 @@ def _international(text: str, start: int) -> int | None:
 _REPRESENTATIVE = frozenset({"15", "16", "18"})
 _TEN_SHAPES = frozenset({(3, 2, 5), (10,), (2, 6, 2)})
 _TWELVE_SHAPES = frozenset({(2, 2, 6, 2), (12,)})
+_RRN_SHAPES = frozenset({(13,), (6, 7)})
 
 
 def _worth(digits: str, groups: tuple[int, ...], n: int, chunk: _Chunk) -> bool:
     """A cheap gate before classification: could any kind have these digits at all? (Most
     runs of a chunk are dates, tracking or order numbers that no kind can take.)"""
-    return (digits[0] == "0" or n >= 13 or digits.startswith("82")
+    return ((digits[0] == "0" and n <= 12) or digits.startswith("82")
+            or (n == 13 and groups in _RRN_SHAPES) or (n >= 13 and v.card_groups_ok(groups))
             or (n == 8 and digits[:2] in _REPRESENTATIVE)
             or (n == 10 and groups in _TEN_SHAPES) or (n == 12 and groups in _TWELVE_SHAPES)
             or (n >= 10 and chunk.bank_near()))
+
+
+def _may_start(first: str, g0: int, n: int) -> bool:
+    """Whether a run of ``n`` digits whose first token is ``first`` (first group ``g0``
+    long) could be anything but an account, from the first group of every other kind's
+    written shape: a phone's prefix (02, 0XX, 050X, +82, 15XX-XXXX), a card's four digits
+    from an issuer, 주민등록번호 6-7, licence 2-2-6-2, 사업자 3-2-5, or a number written
+    whole. Long space-separated runs of numbers then cost no string building."""
+    c = first[0]
+    if g0 >= 8:
+        return True
+    if c == "0":
+        return g0 in (2, 3) or (g0 == 4 and first.startswith("050")) or (g0 == 6 and n == 13)
+    if g0 == 4:
+        return (n >= 13 and (c in "234569" or first.startswith("81"))) or (n == 8 and first[:2] in _REPRESENTATIVE)
+    if g0 == 2:
+        return first == "82" or n in (10, 12)
+    return (g0 == 6 and n == 13) or (g0 == 3 and n == 10)
 
 
 def _offer(text: str, digits: str, groups: tuple[int, ...], start: int, end: int, first: bool, chunk: _Chunk,
@@ -301,16 +321,22 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         tok_groups.append(groups)
     ctx = _Chunk(text, c_start, c_end)
     last = len(tok_digits)
+    bank = ctx.bank_near()
+    cum = [0]  # digits before each token: a run's length without building it
+    for d in tok_digits:
+        cum.append(cum[-1] + len(d))
     i = 0
     while i < last:
         found = False
         for j in range(min(last, i + _MAX_TOKENS), i, -1):
-            digits = "".join(tok_digits[i:j])
-            n = len(digits)
+            n = cum[j] - cum[i]
             if n > _MAX_DIGITS + 2:  # +82 adds two
                 continue
             if n < _MIN_DIGITS:
                 break
+            if not (bank or _may_start(tok_digits[i], tok_groups[i][0], n)):
+                continue
+            digits = "".join(tok_digits[i:j])
             start, end = starts[i], ends[j - 1]
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
                 continue
@@ -325,6 +351,9 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
 def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: list[PiiFinding]) -> None:
     at = text.find("@")
     while at != -1:
+        if at == 0 or text[at - 1] not in _EMAIL_LOCAL_CHARS:
+            at = text.find("@", at + 1)
+            continue
         local_start = at
         floor = max(0, at - 64)
         while local_start > floor and text[local_start - 1] in _EMAIL_LOCAL_CHARS:
@@ -416,6 +445,8 @@ def find_pii(text: str) -> list[PiiFinding]:
                     found.append(PiiFinding(PiiKind.PHONE, m.start(), m.end(), digits))
         for m in _CHUNK.finditer(text, begin):
             s, e = m.span()
+            if e - s < _MIN_DIGITS and m.lastgroup is None:
+                continue  # "1 2 3": the look-ahead saw eight characters, the chunk has fewer
             if urls and _inside(urls, url_starts, s, e):
                 continue  # numbers in a URL are paths and parameters
             if m.lastgroup == "passport":

@@ -96,7 +96,8 @@ def card_issuer_ok(digits: str) -> bool:
     return two == 81
 
 
-def _card_groups_ok(groups: tuple[int, ...]) -> bool:
+def card_groups_ok(groups: tuple[int, ...]) -> bool:
+    """Written whole, or in the groups cards print."""
     if len(groups) == 1:
         return True
     if groups in ((4, 6, 5), (4, 6, 4)):  # Amex, Diners
@@ -108,7 +109,7 @@ def _card_groups_ok(groups: tuple[int, ...]) -> bool:
 def card_ok(digits: str, groups: tuple[int, ...]) -> bool:
     """13-19 digits, written whole or in the groups cards print (4-4-4-4, 4-6-5, 4-6-4),
     an issuer prefix, and the Luhn check."""
-    return 13 <= len(digits) <= 19 and _card_groups_ok(groups) and card_issuer_ok(digits) and luhn_ok(digits)
+    return 13 <= len(digits) <= 19 and card_groups_ok(groups) and card_issuer_ok(digits) and luhn_ok(digits)
 
 
 # -- 사업자등록번호 -------------------------------------------------------------------------
