@@ -74,6 +74,11 @@ def test_rrn_refused_without_a_real_birth_date_or_century_digit():
     assert v.rrn_birth_date("0501013234567") == date(2005, 1, 1)
 
 
+def test_a_corporate_registration_number_of_the_same_shape_is_not_taken():
+    assert kinds("법인등록번호 110111-1234567") == []
+    assert kinds(f"대표자 주민번호 {RRN[:6]}-{RRN[6:]}") == [("rrn", f"{RRN[:6]}-{RRN[6:]}")]
+
+
 def test_rrn_glued_to_a_word_or_inside_a_longer_run_is_not_taken():
     assert kinds(f"ID{RRN}") == []
     assert kinds(f"ORD-{RRN[:6]}-{RRN[6:]}") == []
@@ -88,10 +93,18 @@ def test_rrn_glued_to_a_word_or_inside_a_longer_run_is_not_taken():
     "011-234-5678", "016-2345-6789", "019-345-6789", "02-312-4567", "02-2345-6789", "031-234-5678",
     "064-7123-4567", "070-1234-5678", "0505-123-4567", "0504-1234-5678", "080-123-4567", "1588-1234",
     "1644-5678", "1899-0000", "+82 10-1234-5678", "+82-10-1234-5678", "+821012345678", "+82 2-312-4567",
-    "(02) 312-4567", "(031)234-5678", "010–1234–5678", "０１０－１２３４－５６７８",
+    "(02) 312-4567", "(031)234-5678", "02)2345-6789", "010–1234–5678", "０１０－１２３４－５６７８",
 ])
 def test_phone_shapes(number):
     assert kinds(f"연락처 {number} 로 연락 주세요") == [("phone", number)]
+
+
+@pytest.mark.parametrize("text,value", [
+    ("Tel.02-2345-6789", "02-2345-6789"), ("H.P.010-2345-6789", "010-2345-6789"),
+    ("FAX.031-234-5678", "031-234-5678"), ("TEL) 02-2345-6789", "02-2345-6789"),
+])
+def test_phone_after_a_label_and_its_dot(text, value):
+    assert kinds(text) == [("phone", value)]
 
 
 @pytest.mark.parametrize("text", [

@@ -14,7 +14,7 @@ How a text is read:
     identifier, code, price or date, not personal data; so is any number inside a URL (an
     e-mail inside one only as a query value, ``?email=…``);
   * e-mail addresses are found from each '@' outwards (linear even on hostile input);
-    ``(02) 312-4567`` by its own small pattern, only when the text has ``(0``.
+    ``(02) 312-4567``: the area code before a chunk, closed by a parenthesis.
 Full-width digits (``０１０``) count as digits; hyphen-like dashes count as hyphens.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ _END = rf"(?![0-9]|[{_HYPHENS}.][0-9]|[ \t][0-9]{{3}})"  # nothing more of the c
 _CHUNK = re.compile(
     rf"[{_D}](?:"
     r"(?P<passport>(?<=[MSROD][0-9])(?:[0-9]{7}|[0-9]{2}[A-Z][0-9]{4}))"
-    rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#._][{_D}])"
+    rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
     rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
     rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
     rf"(?=[{_D}{_SEP}]{{7}})[{_D}]*+"
@@ -50,7 +50,11 @@ _CHUNK = re.compile(
 )
 _GROUP = re.compile(rf"[{_D}]+")
 _DIGIT = re.compile(rf"[{_D}]")
-_PAREN_PHONE = re.compile(r"\((0[0-9]{1,3})\)[ ]?([0-9]{3,4})[\-. ]([0-9]{4})")
+# (02) 2345-6789 and 02)2345-6789: an area code closed by a parenthesis, before a chunk.
+_AREA_BEFORE = re.compile(r"\(?(0[0-9]{1,3})\)[ ]?$")
+# Tel.02-…, H.P.010-…, No.…: a label's dot, not a decimal point or a version.
+_LABEL_DOT = re.compile(r"(?:tel|fax|hp|h\.p|mobile|mob|phone|ph|no)\.$", re.IGNORECASE)
+_CORPORATE_KW = re.compile(r"법인")
 _URL_REST = re.compile(r"[^\s<>\"'`]+")
 _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*"
@@ -122,7 +126,9 @@ def _left_ok(text: str, pos: int) -> bool:
     c = text[pos - 1]
     if c in _GLUE:
         return False
-    return not (c in _JOINERS and pos >= 2 and text[pos - 2] in _ALNUM)
+    if c in _JOINERS and pos >= 2 and text[pos - 2] in _ALNUM:
+        return c == "." and _LABEL_DOT.search(text, max(0, pos - 8), pos) is not None
+    return True
 
 
 def _right_ok(text: str, pos: int) -> bool:
@@ -178,7 +184,8 @@ def _classify(text: str, digits: str, groups: tuple[int, ...], start: int, end: 
     n = len(digits)
     if n == 13 and groups in ((13,), (6, 7)) and v.rrn_ok(
             digits, groups, keyword_near=groups == (13,) and _near(_RRN_KW, text, start, 16)):
-        return PiiKind.RRN, start
+        # 법인등록번호 (a company's registration number) has the same shape
+        return None if _near(_CORPORATE_KW, text, start, 16) else (PiiKind.RRN, start)
     if n == 12 and groups in ((2, 2, 6, 2), (12,)) and v.driver_license_ok(
             digits, groups, region_name=False, keyword_near=groups == (12,) and _near(_LICENSE_KW, text, start, 16)):
         return PiiKind.DRIVER_LICENSE, start
@@ -297,6 +304,13 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
             digits = digits.translate(_FULLWIDTH)
         groups = tuple(map(len, parts))
         n = len(digits)
+        if c_start > 2 and (text[c_start - 1] == ")" or text[c_start - 2:c_start] == ") ") and len(groups) == 2:
+            area = _AREA_BEFORE.search(text, max(0, c_start - 7), c_start)
+            if area is not None and _left_ok(text, area.start()):
+                national = area.group(1) + digits
+                if v.phone_ok(national, (len(area.group(1)), *groups), keyword_near=False):
+                    out.append(PiiFinding(PiiKind.PHONE, area.start(), c_end, national))
+                return
         ctx = _Chunk(text, c_start, c_end)
         if _MIN_DIGITS <= n <= _MAX_DIGITS + 2 and _worth(digits, groups, n, ctx):
             _offer(text, digits, groups, c_start, c_end, True, ctx, out)
@@ -437,12 +451,6 @@ def find_pii(text: str) -> list[PiiFinding]:
         _emails(text, urls, url_starts, found)
     if first_digit is not None:
         begin = max(0, first_digit.start() - 1)  # a passport's letter stands before its digits
-        if "(0" in text:
-            for m in _PAREN_PHONE.finditer(text, begin):
-                digits = m.group(1) + m.group(2) + m.group(3)
-                if _right_ok(text, m.end()) and v.phone_ok(digits, (len(m.group(1)), len(m.group(2)), 4),
-                                                           keyword_near=False):
-                    found.append(PiiFinding(PiiKind.PHONE, m.start(), m.end(), digits))
         for m in _CHUNK.finditer(text, begin):
             s, e = m.span()
             if e - s < _MIN_DIGITS and m.lastgroup is None:
