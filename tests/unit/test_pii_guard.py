@@ -130,7 +130,7 @@ def test_pii_policy_setting_defaults_to_mask_and_refuses_unknown_values(monkeypa
     assert ChatApiSettings(_env_file=None).pii_policy is PiiPolicy.MASK
     monkeypatch.setenv("PII_POLICY", "block")
     assert ChatApiSettings(_env_file=None).pii_policy is PiiPolicy.BLOCK
-    monkeypatch.setenv("PII_POLICY", "off")
+    monkeypatch.setenv("PII_POLICY", " Off ")
     assert ChatApiSettings(_env_file=None).pii_policy is PiiPolicy.OFF
     monkeypatch.setenv("PII_POLICY", "redact")
     with pytest.raises(ValidationError):

@@ -67,6 +67,11 @@ class ChatApiSettings(BaseSettings):
             raise ValueError("a placeholder is not a secret: set a real value or leave it unset")
         return value or None
 
+    @field_validator("pii_policy", mode="before")
+    @classmethod
+    def _policy_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     def secret_file(self, name: str) -> Path:
         return self.data_dir / name
 

@@ -40,13 +40,13 @@ _HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
 _SEP = _HYPHENS + ". \t"
 _END = rf"(?![0-9]|[{_HYPHENS}.][0-9]|[ \t][0-9]{{3}})"  # nothing more of the chunk follows
 _CHUNK = re.compile(
-    rf"[{_D}](?:"
-    r"(?P<passport>(?<=[MSROD][0-9])(?:[0-9]{7}|[0-9]{2}[A-Z][0-9]{4}))"
+    rf"[{_D}](?:(?=[{_D}{_SEP}]{{7}})(?:"  # most numbers (years, prices, counts) stop here
+    r"(?P<passport>(?<=[MSROD][0-9])[0-9]{7})"
     rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
     rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
     rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
-    rf"(?=[{_D}{_SEP}]{{7}})[{_D}]*+"
-    rf"(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
+    rf"[{_D}]*+(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
+    r"|(?P<passport_2021>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
 )
 _GROUP = re.compile(rf"[{_D}]+")
 _DIGIT = re.compile(rf"[{_D}]")
@@ -453,11 +453,12 @@ def find_pii(text: str) -> list[PiiFinding]:
         begin = max(0, first_digit.start() - 1)  # a passport's letter stands before its digits
         for m in _CHUNK.finditer(text, begin):
             s, e = m.span()
-            if e - s < _MIN_DIGITS and m.lastgroup is None:
+            kind = m.lastgroup
+            if e - s < _MIN_DIGITS and kind is None:
                 continue  # "1 2 3": the look-ahead saw eight characters, the chunk has fewer
             if urls and _inside(urls, url_starts, s, e):
                 continue  # numbers in a URL are paths and parameters
-            if m.lastgroup == "passport":
+            if kind is not None:  # passport or passport_2021
                 if _passport_at(text, s - 1, e):
                     found.append(PiiFinding(PiiKind.PASSPORT, s - 1, e, text[s - 1:e]))
                 continue
