@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from domain.pii import PiiKind, find_pii
+from domain.pii import PiiGuard, PiiKind, find_pii
 from domain.pii import validators as v
 
 
@@ -302,3 +304,24 @@ def test_100kb_of_korean_text_with_values_spread_through_it():
 def test_text_without_digits_or_at_sign_is_not_scanned():
     assert find_pii("숫자가 없는 평범한 한국어 문장입니다. " * 1000) == []
     assert find_pii("") == []
+
+
+# -- any input --------------------------------------------------------------------------------
+
+FRAGMENTS = ["010", "-", "1234", " ", "5678", "@", "naver.com", ".", "가", "계좌 ", "M", "4111", "+82", "(02)", "02)",
+             "０１０", "\n", "abc", "900101", "1234567", "ORD-", "원", ":", "/", "https://x.kr/", "\t", "1588", "－", "x@",
+             "전화 ", "12", "서울 ", "_", "S", "123A4567", "₩", "%"]
+
+
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_on_any_input_findings_are_ordered_disjoint_whole_values(text):
+    found = find_pii(text)
+    for f in found:
+        assert 0 <= f.start < f.end <= len(text) and f.key
+        assert text[f.start:f.end] == text[f.start:f.end].strip()
+    for a, b in zip(found, found[1:]):
+        assert a.end <= b.start
+    result = PiiGuard().apply([text])
+    assert result.total == len(found)
+    assert result.texts[0].count("[") - text.count("[") == len(found)
