@@ -335,7 +335,6 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         tok_groups.append(groups)
     ctx = _Chunk(text, c_start, c_end)
     last = len(tok_digits)
-    bank = ctx.bank_near()
     cum = [0]  # digits before each token: a run's length without building it
     for d in tok_digits:
         cum.append(cum[-1] + len(d))
@@ -348,8 +347,8 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
                 continue
             if n < _MIN_DIGITS:
                 break
-            if not (bank or _may_start(tok_digits[i], tok_groups[i][0], n)):
-                continue
+            if not _may_start(tok_digits[i], tok_groups[i][0], n) and (n < 10 or not ctx.bank_near()):
+                continue  # nothing but an account could start here, and that needs a bank keyword
             digits = "".join(tok_digits[i:j])
             start, end = starts[i], ends[j - 1]
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
