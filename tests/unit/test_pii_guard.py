@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from chat_api.errors import ERROR_TABLE, http_error, openai_error_body, openai_status
+from chat_api.errors import ERROR_TABLE, http_error, message_of, openai_error_body, openai_status
 from chat_api.settings import ChatApiSettings
 from domain.errors import DomainError, ErrorKind, PiiDetected
 from domain.pii import PiiGuard, PiiKind, PiiPolicy, PiiScanner
@@ -86,9 +86,9 @@ def test_block_refuses_naming_every_kind_found_and_no_value():
     assert isinstance(error, DomainError)
     assert error.code == "pii_detected" and error.kind is ErrorKind.PII_DETECTED
     assert error.kinds == ["rrn", "phone", "card"]  # contract order, each once
-    assert "주민등록번호" in error.message("ko") and "전화번호" in error.message("ko") and "카드번호" in error.message("ko")
-    assert "rrn, phone, card" in error.message("en")
-    for message in (error.message("ko"), error.message("en"), str(error)):
+    assert "주민등록번호" in message_of(error, "ko") and "전화번호" in message_of(error, "ko") and "카드번호" in message_of(error, "ko")
+    assert "rrn, phone, card" in message_of(error, "en")
+    for message in (message_of(error, "ko"), message_of(error, "en"), str(error)):
         for value in (PHONE_A, PHONE_B, CARD_A, RRN, "2345", "1111", "900101"):
             assert value not in message
 

@@ -84,20 +84,14 @@ class RateLimited(DomainError):
 
 
 class PiiDetected(DomainError):
-    """The request carries personal data and the policy is ``block``. The message names the
-    kinds found (codes and Korean names), never a value."""
+    """The request carries personal data and the policy is ``block``. Its one parameter,
+    ``kinds``, lists the kinds found (contract codes, comma-separated), never a value."""
 
     kind = ErrorKind.PII_DETECTED
 
-    def __init__(self, kinds: list[str], names_ko: list[str]) -> None:
-        super().__init__(
-            "pii_detected",
-            f"요청에 개인정보({', '.join(names_ko)})가 포함되어 있어 보내지 않았습니다. "
-            "해당 값을 지우거나 가린 뒤 다시 보내 주세요.",
-            f"The request contains personal data ({', '.join(kinds)}) and was not sent; "
-            "remove or mask it and try again.",
-        )
-        self.kinds = kinds
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in str(self.params.get("kinds", "")).split(", ") if k]
 
 
 class UpstreamError(DomainError):

@@ -23,8 +23,8 @@ _PLACEHOLDER = re.compile(r"\[(" + "|".join(KOREAN_NAME.values()) + r")(\d{1,6})
 
 def pii_detected(kinds: Iterable[PiiKind]) -> PiiDetected:
     """The refusal under ``block``: the kinds found (in contract order), never a value."""
-    found = [k for k in PiiKind if k in set(kinds)]
-    return PiiDetected([k.value for k in found], [KOREAN_NAME[k] for k in found])
+    found = set(kinds)
+    return PiiDetected("pii_detected", kinds=", ".join(k.value for k in PiiKind if k in found))
 
 
 class PiiScanner:
