@@ -16,6 +16,7 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeySource
 from domain.ledger import Outcome
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.pii import PiiPolicy, PiiScanner
 from domain.ports import StreamData, UpstreamApi
 from domain.usage import TokenUsage
 from domain.use_cases.chat_turn import ChatSettings, ChatTurnCommand, ChatTurnResult, HandleChatTurn
@@ -54,6 +55,7 @@ def command(prompt: str, *, request_id: str = "r1", client: ClientIdentity = CAP
     return ChatTurnCommand(
         request_id=request_id, client=client, api=UpstreamApi.RESPONSES, model=model, route="/api/v1/chat",
         new_messages=[{"role": "user", "content": prompt}], prompt=prompt,
+        pii=kw.pop("pii", None) or PiiScanner(PiiPolicy.MASK),
         system=[{"role": "system", "content": system}] if system else [], history=history,
         conversation_id=conversation_id, max_output_tokens=kw.pop("max_output_tokens", 1000), **kw)
 

@@ -75,8 +75,10 @@ class PiiScanner:
         self._placeholders[slot] = placeholder
         return placeholder
 
-    def process(self, text: str) -> str:
-        """The text as it may leave the gateway under this policy."""
+    def process(self, text: str, *, counted: bool = True) -> str:
+        """The text as it may leave the gateway under this policy. ``counted`` False for a
+        second copy of a text already processed (the prompt kept for history) or for what is
+        only stored (a reply): its values get the same placeholders but are not counted again."""
         if self.policy is PiiPolicy.OFF or not text:
             return text
         findings = find_pii(text)
@@ -84,8 +86,9 @@ class PiiScanner:
             if self.policy is PiiPolicy.MASK:
                 self.reserve(text)
             return text
-        for f in findings:
-            self._counts[f.kind] = self._counts.get(f.kind, 0) + 1
+        if counted:
+            for f in findings:
+                self._counts[f.kind] = self._counts.get(f.kind, 0) + 1
         if self.policy is PiiPolicy.BLOCK:
             return text
         self.reserve(text)
@@ -97,6 +100,13 @@ class PiiScanner:
             pos = f.end
         parts.append(text[pos:])
         return "".join(parts)
+
+    def reserve_all(self, texts: Iterable[str]) -> None:
+        """Under ``mask``, note the placeholders of every text of the request before any is
+        rewritten, so a placeholder replayed anywhere in the request keeps its number."""
+        if self.policy is PiiPolicy.MASK:
+            for text in texts:
+                self.reserve(text)
 
     def raise_if_blocked(self) -> None:
         """Under ``block``, refuse when anything was found (call after the last text)."""
@@ -130,9 +140,7 @@ class PiiGuard:
         :class:`PiiDetected` under ``block``. Placeholders already in any of the texts are
         reserved first, wherever they stand."""
         scanner = self.scanner(policy)
-        if scanner.policy is PiiPolicy.MASK:
-            for text in texts:
-                scanner.reserve(text)
+        scanner.reserve_all(texts)
         out = [scanner.process(text) for text in texts]
         scanner.raise_if_blocked()
         return PiiResult(out, scanner.counts)

@@ -536,6 +536,7 @@ class KeyView:
     daily_limit_nanos: int | None
     monthly_limit_nanos: int | None
     may_use_server_key: bool
+    pii_policy: str | None  # None: the server's PII_POLICY
     spent_today_nanos: int
     spent_month_nanos: int
 
@@ -546,7 +547,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     now = utc(now)
     day, month = day_period(now), month_period(now)
     q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
-               _keys.monthly_limit_nanos, _keys.may_use_server_key)
+               _keys.monthly_limit_nanos, _keys.may_use_server_key, _keys.pii_policy)
     q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
@@ -561,6 +562,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
                     revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
                     monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
+                    pii_policy=r.pii_policy,
                     spent_today_nanos=spent.get((scope_of(r.id), day), 0),
                     spent_month_nanos=spent.get((scope_of(r.id), month), 0))
             for r in rows]
