@@ -56,3 +56,26 @@ def _map(node: Any, change: Callable[[str], str]) -> Any:
                 out[key] = value
         return out
     return node
+
+
+def map_input(value: Any, change: Callable[[str], str]) -> Any:
+    """An embeddings or moderations ``input`` with every text replaced by ``change(text)``:
+    a string, an array of strings, or moderation parts (``{"type": "text", "text": ...}``).
+    Token arrays pass as they are (numbers carry no text the guard can read)."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [change(v) if isinstance(v, str) else _map(v, change) if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def texts_of_input(value: Any) -> list[str]:
+    """The texts of an embeddings or moderations ``input``, in order (see :func:`map_input`)."""
+    found: list[str] = []
+
+    def note(text: str) -> str:
+        found.append(text)
+        return text
+
+    map_input(value, note)
+    return found
