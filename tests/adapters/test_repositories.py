@@ -333,3 +333,32 @@ async def test_a_record_the_database_refuses_does_not_block_the_others(pg_url, t
         assert not (tmp_path / "spool.jsonl").exists()
     finally:
         engine.dispose()
+
+
+# -- personal data ---------------------------------------------------------------------------
+async def test_client_key_pii_policy_is_stored_changed_and_cleared(engine):
+    from domain.pii import PiiPolicy
+
+    repo = SqlClientKeyRepository(engine)
+    key, plain = a_key(pii_policy=PiiPolicy.BLOCK), a_key()
+    await repo.add(key)
+    await repo.add(plain)
+    assert (await repo.get(key.id)).pii_policy is PiiPolicy.BLOCK
+    assert (await repo.get(plain.id)).pii_policy is None  # the server's PII_POLICY
+    assert await repo.set_pii_policy(key.id, PiiPolicy.OFF)
+    assert (await repo.by_hash(key.key_hash)).pii_policy is PiiPolicy.OFF
+    assert await repo.set_pii_policy(key.id, None)
+    assert (await repo.get(key.id)).pii_policy is None
+    assert not await repo.set_pii_policy(uid(), PiiPolicy.MASK)
+
+
+async def test_ledger_keeps_pii_counts_per_kind_through_the_database_and_the_spool(engine, tmp_path):
+    from domain.adapters.sql.ledger import record_from_json, record_to_json
+
+    counted = replace(a_record(), pii_counts={"phone": 2, "rrn": 1})
+    assert record_from_json(json.loads(json.dumps(record_to_json(counted)))) == counted
+    none = a_record()
+    write_records(engine, [counted, none])
+    rows = ledger_rows(engine, counted.request_id, none.request_id)
+    assert json.loads(rows[0]["pii_counts"]) == {"phone": 2, "rrn": 1}
+    assert rows[1]["pii_counts"] is None

@@ -130,6 +130,7 @@ def test_original_dialect_masks_every_text_it_sends_and_stores_and_replays_place
     assert body["input"][-1]["content"] == "새 번호 [전화번호3] 로 연락 주세요. 예전 번호 [전화번호4] 는 해지했어요."
     _assert_no_raw(_sent(chat_api))
     _assert_no_raw(_dump(chat_api))
+    _assert_no_raw(chat_api.log_path.read_text(encoding="utf-8"))  # DEBUG logs included
 
 
 def test_original_stream_has_the_count_in_its_first_headers_and_sends_only_placeholders(chat_api):
@@ -273,6 +274,7 @@ def test_block_refuses_naming_kinds_sends_nothing_and_stores_nothing(chat_api, b
         _assert_no_raw(r.text)
     assert blocking_api.fake_requests() == []
     assert _dump(blocking_api) == before
+    _assert_no_raw(blocking_api.log_path.read_text(encoding="utf-8"))
     assert _ledger_counts(blocking_api, key_id) == []
 
 

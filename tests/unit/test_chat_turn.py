@@ -391,3 +391,44 @@ def test_fake_clock_periods_match_the_constants_used_here():
     clock = FakeClock()
     assert f"d:{clock.now():%Y-%m-%d}" == DAY and f"m:{clock.now():%Y-%m}" == MONTH
     assert Decimal(8_700) / 10**9 == Decimal("0.0000087")
+
+
+# -- personal data ----------------------------------------------------------------------------
+PHONE, RRN = "010-2345-6789", "900101-1234568"
+
+
+async def test_block_refuses_before_any_budget_hold_upstream_call_or_row():
+    from domain.errors import PiiDetected
+
+    w = World()
+    cmd = command(f"번호 {PHONE}", conversation_id="c-block", system=f"주민 {RRN}", pii=PiiScanner(PiiPolicy.BLOCK))
+    with pytest.raises(PiiDetected) as caught:
+        await w.use_case.execute(cmd)
+    assert caught.value.kinds == ["rrn", "phone"]
+    with pytest.raises(PiiDetected):
+        await anext(w.use_case.stream(command(f"번호 {PHONE}", pii=PiiScanner(PiiPolicy.BLOCK))))
+    assert w.provider.calls == [] and w.store.records == {} and w.store.turns == {}
+    assert w.reserved() == 0 and w.reserved(GLOBAL_SCOPE, DAY) == 0
+
+
+async def test_mask_sends_and_stores_placeholders_and_counts_each_value_once():
+    w = World()
+    scanner = PiiScanner(PiiPolicy.MASK)
+    result = await w.use_case.execute(command(f"번호 {PHONE} 주민 {RRN}", conversation_id="c-mask",
+                                              system=f"담당 {PHONE}", pii=scanner,
+                                              params={"instructions": f"회신 {PHONE}"}))
+    assert scanner.total == 4 and result.text == "fake reply to: 번호 [전화번호1] 주민 [주민등록번호1]"
+    request = w.provider.calls[-1][0]
+    assert request.params["instructions"] == "회신 [전화번호1]"
+    assert request.messages == [{"role": "system", "content": "담당 [전화번호1]"},
+                                {"role": "user", "content": "번호 [전화번호1] 주민 [주민등록번호1]"}]
+    (turn,) = w.store.turns[("k1", "c-mask")]
+    assert (turn.system_prompt, turn.prompt) == ("담당 [전화번호1]", "번호 [전화번호1] 주민 [주민등록번호1]")
+    assert w.store.records["r1"].pii_counts == {"phone": 3, "rrn": 1}
+
+
+async def test_off_sends_values_as_they_are():
+    w = World()
+    await w.use_case.execute(command(f"번호 {PHONE}", pii=PiiScanner(PiiPolicy.OFF)))
+    assert sent_messages(w)[-1]["content"] == f"번호 {PHONE}"
+    assert w.store.records["r1"].pii_counts == {}
