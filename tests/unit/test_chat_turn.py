@@ -432,3 +432,11 @@ async def test_off_sends_values_as_they_are():
     await w.use_case.execute(command(f"번호 {PHONE}", pii=PiiScanner(PiiPolicy.OFF)))
     assert sent_messages(w)[-1]["content"] == f"번호 {PHONE}"
     assert w.store.records["r1"].pii_counts == {}
+
+
+async def test_a_fallback_counts_the_requests_personal_data_on_one_row_only():
+    w = World()
+    await w.use_case.execute(command(f"번호 {PHONE}", use_user_key=True, user_api_key=BAD_USER_KEY))
+    assert w.store.records["r1:user"].pii_counts == {}
+    assert w.store.records["r1"].pii_counts == {"phone": 1}
+    assert all("010" not in str(m) for call in w.provider.calls for m in call[0].messages)  # both attempts masked

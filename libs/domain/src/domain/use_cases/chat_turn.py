@@ -224,7 +224,9 @@ class HandleChatTurn:
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
                 model: str, text: str, started: float, reservation: Reservation | None,
                 outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None,
-                response_id: str | None = None) -> UsageRecord:
+                response_id: str | None = None, pii_counted: bool = True) -> UsageRecord:
+        """``pii_counted`` False for the refused first attempt of a fallback: the request's
+        personal-data counts go on one row only, so sums over the ledger count each value once."""
         now = self._clock.now()
         turn = None
         if cmd.conversation_id and outcome is not Outcome.ERROR:
@@ -238,17 +240,18 @@ class HandleChatTurn:
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
             turn=turn, error_code=error_code, response_id=response_id,
-            pii_counts={kind.value: n for kind, n in cmd.pii.counts.items()})
+            pii_counts={kind.value: n for kind, n in cmd.pii.counts.items()} if pii_counted else {})
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
-                        reservation: Reservation | None, error: UpstreamError) -> None:
+                        reservation: Reservation | None, error: UpstreamError, pii_counted: bool = True) -> None:
         """A failed call's row. An upstream that answered unreadably may still have billed
         the call: it is charged its hold (estimated), never released for free."""
         billed = isinstance(error, UpstreamBadResponse) and reservation is not None
         cost = reservation.amount if billed and reservation is not None else Money.zero()
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,
-                                         outcome=Outcome.ERROR, estimated=billed, error_code=error.code))
+                                         outcome=Outcome.ERROR, estimated=billed, error_code=error.code,
+                                         pii_counted=pii_counted))
 
     def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
@@ -260,7 +263,8 @@ class HandleChatTurn:
         except UpstreamError:
             self._record_failure(cmd, choice, started, None, error)
             raise
-        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
+        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error,
+                             pii_counted=False)
         return fallback
 
     async def _store(self, record: UsageRecord, durable: bool = False) -> int | None:
