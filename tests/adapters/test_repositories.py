@@ -362,3 +362,19 @@ async def test_ledger_keeps_pii_counts_per_kind_through_the_database_and_the_spo
     rows = ledger_rows(engine, counted.request_id, none.request_id)
     assert json.loads(rows[0]["pii_counts"]) == {"phone": 2, "rrn": 1}
     assert rows[1]["pii_counts"] is None
+
+
+def test_pii_counts_are_summed_per_kind_and_key_in_the_database(engine):
+    from domain.adapters.sql import queries
+
+    alice, bob = uid(), uid()
+    write_records(engine, [replace(a_record(owner=alice), pii_counts={"phone": 2, "rrn": 1}),
+                           replace(a_record(owner=alice), pii_counts={"phone": 1}),
+                           replace(a_record(owner=bob), pii_counts={"card": 3}), a_record(owner=bob),
+                           replace(a_record(owner=alice, at=T0 - timedelta(days=40)), pii_counts={"email": 9})])
+    found = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), client_key_id=alice))
+    assert found.total == {"phone": 3, "rrn": 1}
+    assert [(k.client_key_id, k.counts) for k in found.by_key] == [(alice, {"phone": 3, "rrn": 1})]
+    both = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)))
+    mine = {k.client_key_id: k.counts for k in both.by_key if k.client_key_id in (alice, bob)}
+    assert mine == {alice: {"phone": 3, "rrn": 1}, bob: {"card": 3}}

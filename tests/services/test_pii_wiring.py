@@ -350,3 +350,21 @@ def test_llmctl_creates_an_off_key_that_sends_values_as_is_on_a_masking_server(c
     assert "010-5555-1234" in _sent(chat_api)  # the operator allowed it for this key
     bad = _llmctl(chat_api, "keys", "create", "--name", name, "--pii-policy", "hide")
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
+def test_admin_api_sums_counts_per_kind_in_total_and_per_key(chat_api):
+    key, key_id = chat_api.new_key_and_id("pii-admin-sum")
+    for prompt in (f"번호 {PHONE} 와 {PHONE_B}", f"주민번호 {RRN}", "깨끗한 질문"):
+        r = httpx.post(chat_api.url + "/api/v1/chat", headers=_auth(key), json={"user_prompt": prompt})
+        assert r.status_code == 200, r.text
+    chat_api.flush_ledger()
+    answer = httpx.get(chat_api.url + "/admin/v1/pii", headers=_admin(chat_api)).json()
+    row = next(k for k in answer["by_key"] if k["client_key_id"] == key_id)
+    assert row["counts"] == {"phone": 2, "rrn": 1} and row["name"].startswith("pii-admin-sum")
+    assert answer["total"]["phone"] >= 2 and answer["total"]["rrn"] >= 1
+    assert sum(k["counts"].get("phone", 0) for k in answer["by_key"]) == answer["total"]["phone"]
+    only = httpx.get(chat_api.url + "/admin/v1/pii", params={"client_key_id": key_id}, headers=_admin(chat_api)).json()
+    assert only["total"] == {"phone": 2, "rrn": 1}
+    future = httpx.get(chat_api.url + "/admin/v1/pii", params={"since": "2099-01-01T00:00:00Z"},
+                       headers=_admin(chat_api)).json()
+    assert future["total"] == {} and future["by_key"] == []

@@ -189,6 +189,20 @@ async def get_spend(
             "total": _totals(total, rate)}
 
 
+@router.get("/pii")
+async def get_pii(container: ContainerDep, since: Since = None, until: Until = None,
+                  client_key_id: ClientKeyId = None) -> dict[str, Any]:
+    """Personal data the guard found, per kind: in total and per client key (counts from the
+    ledger rows, never values). Without ``since``, the current month."""
+    _range(since, until)
+    since = since if since is not None or until is not None else queries.month_start(_now(container))
+    flt = queries.LedgerFilter(since, until, client_key_id or None)
+    found = await _db(container, queries.pii_counts, container.engine, flt)
+    return {"since": _iso(since), "until": _iso(until), "total": found.total,
+            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts}
+                       for k in found.by_key]}
+
+
 @router.get("/spend/ledger.csv")
 async def ledger_csv(
     container: ContainerDep, since: Since = None, until: Until = None, client_key_id: ClientKeyId = None,
