@@ -440,3 +440,14 @@ async def test_a_fallback_counts_the_requests_personal_data_on_one_row_only():
     assert w.store.records["r1:user"].pii_counts == {}
     assert w.store.records["r1"].pii_counts == {"phone": 1}
     assert all("010" not in str(m) for call in w.provider.calls for m in call[0].messages)  # both attempts masked
+
+
+async def test_under_block_a_reply_with_a_number_is_stored_masked_so_the_next_turn_is_not_refused():
+    w = World()
+    w.provider._text = lambda request: f"담당자 직통 {PHONE} 로 연락하세요"  # type: ignore[method-assign]
+    first = command("환불 절차 알려주세요", conversation_id="c-reply", pii=PiiScanner(PiiPolicy.BLOCK))
+    await w.use_case.execute(first)
+    (turn,) = w.store.turns[("k1", "c-reply")]
+    assert turn.reply == "담당자 직통 [전화번호1] 로 연락하세요"
+    await w.use_case.execute(command("감사합니다", request_id="r2", conversation_id="c-reply",
+                                     pii=PiiScanner(PiiPolicy.BLOCK)))

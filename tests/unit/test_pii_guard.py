@@ -135,3 +135,12 @@ def test_pii_policy_setting_defaults_to_mask_and_refuses_unknown_values(monkeypa
     monkeypatch.setenv("PII_POLICY", "redact")
     with pytest.raises(ValidationError):
         ChatApiSettings(_env_file=None)
+
+
+def test_a_stored_reply_is_masked_under_mask_and_block_and_never_counted():
+    for policy in (PiiPolicy.MASK, PiiPolicy.BLOCK):
+        scanner = PiiGuard(policy).scanner()
+        assert scanner.stored(f"고객센터 {PHONE_A} 로 연락하세요") == "고객센터 [전화번호1] 로 연락하세요"
+        assert scanner.total == 0
+        scanner.raise_if_blocked()  # what the model wrote is not the caller's request
+    assert PiiGuard(PiiPolicy.OFF).scanner().stored(PHONE_A) == PHONE_A

@@ -77,19 +77,31 @@ class PiiScanner:
 
     def process(self, text: str, *, counted: bool = True) -> str:
         """The text as it may leave the gateway under this policy. ``counted`` False for a
-        second copy of a text already processed (the prompt kept for history) or for what is
-        only stored (a reply): its values get the same placeholders but are not counted again."""
+        second copy of a text already processed (the prompt kept for history): its values get
+        the same placeholders but are not counted again."""
         if self.policy is PiiPolicy.OFF or not text:
             return text
+        return self._rewrite(text, counted=counted, mask=self.policy is PiiPolicy.MASK)
+
+    def stored(self, text: str) -> str:
+        """What may be stored of a text the request did not send (the model's reply, kept as
+        history and replayed later): masked under ``mask`` and under ``block`` alike (a
+        blocked conversation must not trip on a number the model wrote), never counted;
+        as is under ``off``."""
+        if self.policy is PiiPolicy.OFF or not text:
+            return text
+        return self._rewrite(text, counted=False, mask=True)
+
+    def _rewrite(self, text: str, *, counted: bool, mask: bool) -> str:
         findings = find_pii(text)
         if not findings:
-            if self.policy is PiiPolicy.MASK:
+            if mask:
                 self.reserve(text)
             return text
         if counted:
             for f in findings:
                 self._counts[f.kind] = self._counts.get(f.kind, 0) + 1
-        if self.policy is PiiPolicy.BLOCK:
+        if not mask:
             return text
         self.reserve(text)
         parts: list[str] = []

@@ -233,7 +233,7 @@ class HandleChatTurn:
             system_text = " ".join(str(m.get("content", "")) for m in cmd.system if isinstance(m, dict))
             # The reply is stored as it will be replayed: masked like the request.
             turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt,
-                        cmd.pii.process(text, counted=False), model)
+                        cmd.pii.stored(text), model)
         return UsageRecord(
             request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
             model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
