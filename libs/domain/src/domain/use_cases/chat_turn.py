@@ -14,7 +14,7 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySo
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
-from domain.pii import PiiScanner
+from domain.pii import PiiPolicy, PiiScanner
 from domain.pii.messages import map_texts, texts_in
 from domain.ports import (
     BudgetStore,
@@ -182,18 +182,28 @@ class HandleChatTurn:
         it stores passed through the request's scanner, in that order; refused under ``block``
         when anything was found, before any budget is held, any byte sent or any row stored."""
         scanner = cmd.pii
+        if scanner.policy is PiiPolicy.OFF:
+            return replace(cmd, history=history)
         instructions = cmd.params.get("instructions")
         parts = [cmd.system, history, cmd.new_messages]
         scanner.reserve_all([*([instructions] if isinstance(instructions, str) else []),
                              *(text for part in parts for text in texts_in(part))])
+        done: dict[str, str] = {}
+
+        def process(text: str) -> str:
+            done[text] = scanner.process(text)
+            return done[text]
+
         params = cmd.params
         if isinstance(instructions, str):
-            params = {**params, "instructions": scanner.process(instructions)}
-        system, history, new = (map_texts(part, scanner.process) for part in parts)
+            params = {**params, "instructions": process(instructions)}
+        system, history, new = (map_texts(part, process) for part in parts)
         scanner.raise_if_blocked()
-        # The stored prompt is the last user message again: same placeholders, not counted twice.
+        # The stored prompt is the last user message again: the same text is not scanned (or
+        # counted) twice; a prompt that differs gets the same placeholders, uncounted.
+        prompt = done.get(cmd.prompt)
         return replace(cmd, system=system, history=history, new_messages=new, params=params,
-                       prompt=scanner.process(cmd.prompt, counted=False))
+                       prompt=prompt if prompt is not None else scanner.process(cmd.prompt, counted=False))
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
                      messages: list[Any]) -> Reservation | None:
