@@ -2,11 +2,14 @@
 
 1. authenticate (before the body is read: a bad or missing key is a 401 whatever the body),
 2. the per-minute request allowance,
-3. read and parse the body (size, nesting, NFC) into the dialect's command,
+3. read and parse the body (size, nesting, NFC) into the dialect's command, which carries
+   the request's personal-data scanner (the key's ``pii_policy``, else ``PII_POLICY``): the
+   use case passes every text it sends or stores through it, once, whatever the dialect,
 4. the per-minute token allowance (chat turns),
 5. the use case, at most once per Idempotency-Key (non-streamed answers), or the stream
    relay (a stream slot, the first event awaited so refusals stay HTTP errors),
-6. metrics, key headers and the dialect's rendering of the result or the error,
+6. metrics, key headers (``x-llm-pii-masked``: values masked) and the dialect's rendering
+   of the result or the error.
 7. one request-log entry with the status the client got (refusals included; a stream's
    when it ends).
 
@@ -49,6 +52,7 @@ from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
+from domain.pii import PiiGuard, PiiPolicy, PiiScanner
 from domain.ports import Clock, RequestLog, StreamData
 from domain.request_log import RequestLogEntry
 
@@ -107,6 +111,7 @@ class Gateway:
     streams: StreamSlots
     settings: DialectSettings
     max_body_bytes: int
+    pii: PiiGuard
     request_log: RequestLog | None = None
 
     async def serve(self, request: Request, dialect: Dialect[C, R],
@@ -115,12 +120,14 @@ class Gateway:
         body: dict[str, Any] | None = None
         command: C | None = None
         visit = Visit(dialect.route, self.clock.now(), started)
+        scanner: PiiScanner | None = None
         try:
             client = await self.authenticate.execute(bearer(request))
             visit.client_key_id = client.key_id
             self.rate.take(_slot(client))
+            scanner = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
-                        request.path_params, self.settings)
+                        request.path_params, self.settings, scanner)
             if dialect.reads_body:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
@@ -142,6 +149,7 @@ class Gateway:
                     visit.result = result
                 response = dialect.render(result, checked_command, call)
                 self._succeeded(dialect.route, result, response, started)
+                response.headers.update(self._pii_found(call.pii))
                 return response
 
             if dialect.idempotent and body is not None:
@@ -152,6 +160,8 @@ class Gateway:
             self._log(visit, response.status_code)  # a replayed answer is a request too
             return response
         except DomainError as error:
+            if scanner is not None and error.kind is ErrorKind.PII_DETECTED:
+                self._pii_found(scanner)
             return self._refused(dialect, error, request, started, body, command, visit)
         except Exception as unexpected:  # the last resort: the dialect's error shape, one log line
             log.error("%s %s failed: %s", request.method, dialect.route, one_line(unexpected))
@@ -173,6 +183,7 @@ class Gateway:
             raise
         self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
         model = dialect.model_of(command)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self._pii_found(call.pii)}
 
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
@@ -204,8 +215,7 @@ class Gateway:
                 # The client got a 200 and then an error event: the log keeps the error's status.
                 self._log(visit, status, error_code)
 
-        return StreamingResponse(relay(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
         if isinstance(result, Metered):
@@ -242,6 +252,17 @@ class Gateway:
                 cost=result.cost if result is not None else None))
         except Exception as failed:
             log.warning("request log entry not recorded: %s", one_line(failed))
+
+    def _pii_found(self, scanner: PiiScanner) -> dict[str, str]:
+        """Counts what the request's scanner found (per kind, by what was done with it) and
+        the header of a masked answer: how many values were replaced. Called once per
+        request, after the scanner saw every text (a stream: before its first byte)."""
+        if scanner.policy is PiiPolicy.OFF or not scanner.total:
+            return {}
+        action = "masked" if scanner.policy is PiiPolicy.MASK else "blocked"
+        for kind, n in scanner.counts.items():
+            self.metrics.pii.labels(kind.value, action).inc(n)
+        return {"x-llm-pii-masked": str(scanner.total)} if scanner.policy is PiiPolicy.MASK else {}
 
     # -- metrics -----------------------------------------------------------------------
     def _observe(self, route: str, status: int, model: str | None, started: float,

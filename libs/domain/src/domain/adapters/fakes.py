@@ -15,6 +15,7 @@ from domain.conversations import Turn
 from domain.errors import UpstreamError
 from domain.ledger import UsageRecord
 from domain.money import Money
+from domain.pii import PiiPolicy
 from domain.ports import HostSnapshot, StreamData, StreamDone, UpstreamReply, UpstreamRequest
 from domain.request_log import RequestLogEntry
 from domain.usage import TokenUsage
@@ -62,6 +63,12 @@ class InMemoryClientKeyRepository:
         if key_id not in self.keys:
             return False
         self.keys[key_id].limits = limits
+        return True
+
+    async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool:
+        if key_id not in self.keys:
+            return False
+        self.keys[key_id].pii_policy = policy
         return True
 
 
