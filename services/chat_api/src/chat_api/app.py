@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from chat_api import openai_edge
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.dialects.base import DialectSettings
@@ -77,6 +78,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
+                        else container.settings.cors_allow_origins)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:

@@ -44,6 +44,7 @@ from domain.use_cases.client_keys import (
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
+from domain.use_cases.passthrough import HandlePassThrough, PassThroughSettings
 from domain.use_cases.stored_responses import HandleStoredResponse
 
 
@@ -59,6 +60,7 @@ class UseCases:
     chat: HandleChatTurn
     stored_responses: HandleStoredResponse
     list_models: ListModels
+    passthrough: HandlePassThrough
 
 
 @dataclass
@@ -140,15 +142,18 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                              breaker_cooldown=settings.circuit_cooldown_seconds,
                                              breaker_min_clients=settings.circuit_min_clients)
     policy = DefaultKeyPolicy(settings.openai_api_key)
+    global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock, owners=ledger,
-        settings=ChatSettings(history_token_budget=settings.history_token_budget,
-                              global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
-                                                         _usd_cap(settings.global_monthly_usd))))
+        settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
-                         list_models=ListModels(models))
+                         list_models=ListModels(models, provider, settings.openai_api_key, clock,
+                                                settings.models_cache_seconds),
+                         passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
+                                                       policy=policy, clock=clock,
+                                                       settings=PassThroughSettings(global_limits)))
     anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
                                                            _usd_cap(settings.anonymous_monthly_usd)))
                  if settings.allow_anonymous else None)

@@ -34,6 +34,7 @@ from chat_api.dialects.base import (
     DialectSettings,
     Failure,
     Metered,
+    Relayed,
     StreamingUseCase,
     TokenMetered,
     UseCase,
@@ -50,6 +51,7 @@ from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
 from domain.pii import PiiGuard, PiiPolicy, PiiScanner
 from domain.ports import Clock, StreamData
+from domain.use_cases.chat_turn import StreamOpened
 
 log = logging.getLogger("chat_api.gateway")
 
@@ -93,7 +95,7 @@ class Gateway:
             self.rate.take(_slot(client))
             scanner = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
-                        request.path_params, self.settings, scanner)
+                        request.path_params, self.settings, scanner, request.query_params)
             if dialect.reads_body:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
@@ -131,12 +133,18 @@ class Gateway:
                       call: Call) -> Response:
         """SSE relayed as produced (no buffering). A stream slot is taken and the first event
         awaited first, so refusals (budget, upstream errors before the first byte) are still
-        plain HTTP errors. Whatever ends the stream, the slot is given back."""
+        plain HTTP errors, and whose key pays and the upstream's headers go out with the
+        response's headers. Whatever ends the stream, the slot is given back."""
         slot = _slot(call.client)
         self.streams.acquire(slot)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         try:
             events = use_case.stream(command)
             first = await anext(events)
+            if isinstance(first, StreamOpened):
+                headers.update(first.upstream_headers)
+                headers.update(_key_headers(first))
+                first = await anext(events)
         except BaseException:
             self.streams.release(slot)
             raise
@@ -147,9 +155,12 @@ class Gateway:
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
             status = 200
-            event: StreamData | R = first
+            event: StreamOpened | StreamData | R = first
             try:
                 while True:
+                    if isinstance(event, StreamOpened):  # only ever first: nothing to send
+                        event = await anext(events)
+                        continue
                     if isinstance(event, Metered):
                         self._count_usage(event)
                     chunk = dialect.render_event(event, command, call)
@@ -174,6 +185,8 @@ class Gateway:
         return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
+        if isinstance(result, Relayed):
+            response.headers.update(result.upstream_headers)
         if isinstance(result, Metered):
             self._count_usage(result)
             response.headers.update(_key_headers(result))
@@ -226,11 +239,12 @@ def _slot(client: ClientIdentity) -> str:
     return client.key_id or "anonymous"
 
 
-def _key_headers(result: Metered) -> dict[str, str]:
+def _key_headers(result: Metered | StreamOpened) -> dict[str, str]:
+    """Whose key paid and why; the cost when known (a stream's comes in its final event)."""
     headers = {"x-llm-key-source": result.key_source.value}
     if result.fallback_reason is not None:
         headers["x-llm-fallback-reason"] = result.fallback_reason.value
-    if result.cost is not None:
+    if isinstance(result, Metered) and result.cost is not None:
         headers["x-llm-cost-usd"] = format(result.cost.usd_rounded(8), "f")
     return headers
 

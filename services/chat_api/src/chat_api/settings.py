@@ -59,6 +59,9 @@ class ChatApiSettings(BaseSettings):
     # Personal data in what leaves the gateway: off | mask (placeholders) | block (400 pii_detected).
     pii_policy: PiiPolicy = PiiPolicy.MASK
     ledger_spool_path: Path | None = None
+    models_cache_seconds: float = 300.0  # how long /v1/models keeps the upstream's list
+    # Browser origins allowed to call the API (comma-separated, each echoed exactly; empty: no CORS).
+    cors_allow_origins: str = ""
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod
