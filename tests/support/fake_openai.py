@@ -281,10 +281,12 @@ async def app(scope, receive, send):
                     "metadata": {}}
         RESPONSES[rid] = response
         inp = body.get("input")
-        INPUT_ITEMS[rid] = [{"id": f"msg_in_{rid[5:]}_{i}", "type": "message", "status": "completed", **item}
-                            for i, item in enumerate([{"role": "user", "content": [
-                                {"type": "input_text", "text": inp}]}] if isinstance(inp, str) else (inp or []))
-                            if isinstance(item, dict)]
+        INPUT_ITEMS[rid] = [  # as OpenAI lists them: text content becomes an input_text part
+            {"id": f"msg_in_{rid[5:]}_{i}", "type": "message", "status": "completed", **item,
+             **({"content": [{"type": "input_text", "text": item["content"]}]}
+                if isinstance(item.get("content"), str) else {})}
+            for i, item in enumerate([{"role": "user", "content": inp}] if isinstance(inp, str) else (inp or []))
+            if isinstance(item, dict)]
         while len(RESPONSES) > 1000:
             INPUT_ITEMS.pop(RESPONSES.popitem(last=False)[0], None)
         if body.get("background"):

@@ -111,6 +111,7 @@ class UpstreamError(DomainError):
         self.upstream_code = upstream_code
         self.body = body
         self.headers: Mapping[str, str] = headers or {}
+        self.attempts = 1  # how many times the provider asked the upstream before giving up
 
     @property
     def rejects_key(self) -> bool:

@@ -176,13 +176,18 @@ def http_error(error: DomainError) -> HttpError:
     return ERROR_TABLE[error.kind]
 
 
-def error_headers(error: DomainError) -> dict[str, str]:
+def error_headers(error: DomainError, *, default_retry_after: bool = True) -> dict[str, str]:
+    """Retry-After (the upstream's or ours; 1 s for upstream trouble unless
+    ``default_retry_after`` is off); ``x-should-retry: false`` when the gateway already
+    retried the upstream itself, so an SDK does not multiply the attempts."""
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    elif error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UPSTREAM_BAD_RESPONSE,
-                        ErrorKind.UNAVAILABLE):
+    elif default_retry_after and error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT,
+                                                ErrorKind.UPSTREAM_BAD_RESPONSE, ErrorKind.UNAVAILABLE):
         headers["Retry-After"] = "1"
+    if isinstance(error, UpstreamError) and error.attempts > 1:
+        headers["x-should-retry"] = "false"
     return headers
 
 

@@ -164,13 +164,16 @@ class OpenAiLlmProvider:
                                         _retry_after(exc.response), passed_through(exc.response.headers.items()))
                 if exc.status_code not in _RETRYABLE or error.upstream_code == "insufficient_quota" \
                         or attempt >= max_retries:
+                    error.attempts = attempt + 1
                     raise error from None
                 reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
             except openai.APITimeoutError:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
             except openai.APIConnectionError:
                 if attempt >= max_retries:
-                    raise UpstreamError("upstream_unreachable", upstream_status=502) from None
+                    unreachable = UpstreamError("upstream_unreachable", upstream_status=502)
+                    unreachable.attempts = attempt + 1
+                    raise unreachable from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1
             self._on_retry(reason)

@@ -36,9 +36,10 @@ def header_user_key(call: Call) -> str | None:
 
 
 def client_retrying(call: Call) -> bool:
-    """The official SDKs number their attempts in ``x-stainless-retry-count``; on a retry
-    the gateway makes one upstream attempt, so one SDK call (its 2 retries by default)
-    stays within 3 upstream attempts instead of 3 × 3."""
+    """The official SDKs number their attempts in ``x-stainless-retry-count`` (0 on the
+    first). On a retry the gateway makes one upstream attempt; and a failure the gateway
+    already retried itself says ``x-should-retry: false`` (see ``error_headers``), which the
+    SDKs obey. One SDK call (2 retries by default) is so at most 3 upstream attempts."""
     value = call.headers.get("x-stainless-retry-count", "").strip()
     return value.isdigit() and int(value) > 0
 
@@ -139,9 +140,7 @@ def passed_through_refusal(error: DomainError) -> Response | None:
     if not isinstance(error, UpstreamError) or error.body is None or error.upstream_status is None \
             or not 400 <= error.upstream_status < 500:
         return None
-    headers = dict(error.headers)
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    headers = {**error.headers, **error_headers(error, default_retry_after=False)}
     return json_response(error.body, error.upstream_status, headers)
 
 
