@@ -38,10 +38,12 @@ def asdk(chat_api: ChatApiProcess, client_key: str) -> openai.AsyncOpenAI:
 
 @pytest.fixture(scope="module")
 def narrow(pg_url, tmp_path_factory) -> Iterator[ChatApiProcess]:
-    """A gateway whose upstream serves few models, with two browser origins allowed."""
+    """A gateway whose upstream serves few models, with two browser origins allowed, the
+    original dialect open without a key (and /v1 not), and a small per-minute allowance."""
     fake, fake_url = start_fake_openai(env={"FAKE_MODELS": "gpt-4o-mini,text-embedding-3-small,not-allowed-here"})
     proc, api = start_chat_api(pg_url, fake_url, tmp_path_factory.mktemp("narrow"),
-                               CORS_ALLOW_ORIGINS="https://app.example.com, https://tools.example.org")
+                               CORS_ALLOW_ORIGINS="https://app.example.com, https://tools.example.org",
+                               ALLOW_ANONYMOUS_ORIGINAL="true", RATE_LIMIT_PER_MINUTE="5")
     yield api
     stop(proc)
     stop(fake)
@@ -287,7 +289,7 @@ def test_message_shapes_openai_accepts_are_passed_on(sdk):
 
 
 def test_the_401_says_what_to_add_in_korean_and_english(narrow):
-    r = httpx.post(narrow.url + "/api/v1/chat", json={"user_prompt": "안녕"})  # the seed README's call, no key
+    r = httpx.post(narrow.url + "/api/v1/chat", json={"user_prompt": "안녕"}, headers={"Authorization": "Bearer x"})
     assert r.status_code == 401 and r.json()["code"] == "invalid_client_key"
     assert "Authorization: Bearer <클라이언트 키>" in r.json()["error"]
     assert "Authorization: Bearer <client key>" in r.json()["error"]
@@ -425,3 +427,41 @@ def test_base64_vectors_are_relayed_byte_for_byte(chat_api, client_key):
     assert via.json()["data"] == direct.json()["data"]
     packed = base64.b64decode(via.json()["data"][0]["embedding"])
     assert len(struct.unpack("<8f", packed)) == 8
+
+
+# -- existing clients of the original server ------------------------------------------------------
+def test_seed_readme_snippet_verbatim_with_allow_anonymous_original(narrow):
+    """The seed README's example as it was written (no key), under ALLOW_ANONYMOUS_ORIGINAL."""
+    response = httpx.post(narrow.url + "/api/v1/chat", json={
+        "request_id": "unique_session_id",
+        "user_prompt": "Python의 특징을 설명해주세요.",
+        "system_prompt": "당신은 친절한 프로그래밍 튜터입니다.",
+        "max_tokens": 1000,
+        "temperature": 0.7,
+        "model": "gpt-4o-mini",
+    }, headers={"X-Forwarded-For": "203.0.113.7"})
+    result = response.json()
+    assert response.status_code == 200, result
+    assert result["output_text"] == "fake reply to: Python의 특징을 설명해주세요." and result["key_source"] == "server"
+    with httpx.stream("POST", narrow.url + "/api/v1/chat/stream", json={"user_prompt": "스트림"},
+                      headers={"X-Forwarded-For": "203.0.113.7"}) as streamed:
+        assert streamed.status_code == 200 and b"event: done" in b"".join(streamed.iter_bytes())
+    # /v1 still needs a key: the setting opens the original dialect only
+    assert httpx.get(narrow.url + "/v1/models").status_code == 401
+    assert httpx.get(narrow.url + "/v1/models", headers={"Authorization": "Bearer anonymous"}).status_code == 401
+
+
+def test_keyless_original_callers_are_rate_limited_per_address(narrow):
+    def call(address: str) -> httpx.Response:
+        return httpx.post(narrow.url + "/api/v1/chat", json={"user_prompt": "한도"},
+                          headers={"X-Forwarded-For": address})
+
+    statuses = [call("198.51.100.1").status_code for _ in range(6)]
+    assert statuses[:5] == [200] * 5 and statuses[5] == 429
+    assert call("198.51.100.2").status_code == 200, "another address has its own allowance"
+
+
+def test_sdk_users_can_say_anonymous_where_anonymous_use_is_allowed(chat_api):
+    anonymous = openai.OpenAI(base_url=chat_api.url + "/v1", api_key="anonymous", max_retries=0)
+    reply = anonymous.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=USER)
+    assert reply.parse().choices[0].message.content == "fake reply to: 안녕하세요"

@@ -87,6 +87,7 @@ class Container:
     admin_token: str
     executor: ThreadPoolExecutor
     schema_head: str | None = None
+    keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
 
     @property
     def chat(self) -> HandleChatTurn:
@@ -154,10 +155,11 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                          passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
                                                        policy=policy, clock=clock,
                                                        settings=PassThroughSettings(global_limits)))
-    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
-                                                           _usd_cap(settings.anonymous_monthly_usd)))
-                 if settings.allow_anonymous else None)
-    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+    anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
+                                                          _usd_cap(settings.anonymous_monthly_usd)))
+    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
+                                                          anonymous if settings.allow_anonymous else None),
+                                       ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
@@ -165,7 +167,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
-                     schema_head=migrations_head())
+                     schema_head=migrations_head(),
+                     keyless_original=anonymous if settings.allow_anonymous_original else None)
 
 
 def migrations_head() -> str | None:

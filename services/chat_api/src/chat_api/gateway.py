@@ -54,6 +54,7 @@ from domain.ports import Clock, StreamData
 from domain.use_cases.chat_turn import StreamOpened
 
 log = logging.getLogger("chat_api.gateway")
+ANONYMOUS_BEARER = "anonymous"  # what an SDK user sends as api_key where anonymous use is allowed
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -83,6 +84,7 @@ class Gateway:
     settings: DialectSettings
     max_body_bytes: int
     pii: PiiGuard
+    keyless: ClientIdentity | None = None  # who a keyless caller of a ``keyless`` dialect is (else 401)
 
     async def serve(self, request: Request, dialect: Dialect[C, R],
                     use_case: UseCase[C, R] | StreamingUseCase[C, R]) -> Response:
@@ -91,11 +93,18 @@ class Gateway:
         command: C | None = None
         scanner: PiiScanner | None = None
         try:
-            client = await self.authenticate.execute(bearer(request))
-            self.rate.take(_slot(client))
+            token = bearer(request)
+            if token == ANONYMOUS_BEARER:  # the SDKs refuse an empty api_key
+                token = None
+            if token is None and dialect.keyless and self.keyless is not None:
+                client = self.keyless
+            else:
+                client = await self.authenticate.execute(token)
             scanner = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
-                        request.path_params, self.settings, scanner, request.query_params)
+                        request.path_params, self.settings, scanner, request.query_params,
+                        request.client.host if request.client else None)
+            self.rate.take(_slot(call))
             if dialect.reads_body:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
@@ -103,7 +112,7 @@ class Gateway:
             if isinstance(use_case, Validating):
                 use_case.validate(command)
             if isinstance(command, TokenMetered):
-                self.tokens.take(_slot(command.client), command.token_allowance())
+                self.tokens.take(_slot(call), command.token_allowance())
             if body is not None and dialect.wants_stream(body):
                 if not isinstance(use_case, StreamingUseCase):
                     raise TypeError(f"{type(use_case).__name__} cannot stream")
@@ -135,7 +144,7 @@ class Gateway:
         awaited first, so refusals (budget, upstream errors before the first byte) are still
         plain HTTP errors, and whose key pays and the upstream's headers go out with the
         response's headers. Whatever ends the stream, the slot is given back."""
-        slot = _slot(call.client)
+        slot = _slot(call)
         self.streams.acquire(slot)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         try:
@@ -150,7 +159,7 @@ class Gateway:
             raise
         self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
         model = dialect.model_of(command)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self._pii_found(call.pii)}
+        headers.update(self._pii_found(call.pii))
 
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
@@ -235,8 +244,10 @@ class Gateway:
             m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
 
 
-def _slot(client: ClientIdentity) -> str:
-    return client.key_id or "anonymous"
+def _slot(call: Call) -> str:
+    """Whose allowance a request draws on: its client key's, or, without one, its address's
+    (anonymous callers cannot be told apart otherwise)."""
+    return call.client.key_id or f"anonymous:{call.address}"
 
 
 def _key_headers(result: Metered | StreamOpened) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
@@ -71,18 +72,13 @@ def _route_error(request: Request, status: int) -> DomainError:
 
 def install(app: FastAPI, cors_allow_origins: str) -> None:
     """The /v1 edge: request ids, OpenAI-shaped 404/405, CORS when origins are configured."""
-    fallback = app.exception_handlers.get(HTTPException)
-
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if request.url.path.startswith(OPENAI_PREFIX) and exc.status_code in (404, 405):
             error = _route_error(request, exc.status_code)
             body = openai_error_body(error, _language(request))
             return json_response(body, exc.status_code, exc.headers)
-        if fallback is not None:
-            response: Response = await fallback(request, exc)
-            return response
-        return json_response({"detail": exc.detail}, exc.status_code, exc.headers)
+        return await http_exception_handler(request, exc)  # FastAPI's own, elsewhere
 
     app.add_exception_handler(HTTPException, http_error)
     origins = [o.strip() for o in cors_allow_origins.split(",") if o.strip() and o.strip() != "*"]

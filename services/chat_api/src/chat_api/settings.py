@@ -31,6 +31,9 @@ class ChatApiSettings(BaseSettings):
     price_catalog_path: str | None = None
     extra_models: str = ""  # comma-separated unpriced models the operator allows (e.g. fine-tunes)
     allow_anonymous: bool = False
+    # The original dialect (/api/v1/chat*) without a client key, on the anonymous budget and
+    # rate-limited per address: existing clients of the original server keep working.
+    allow_anonymous_original: bool = False
     anonymous_daily_usd: Decimal | None = Decimal("1")
     anonymous_monthly_usd: Decimal | None = Decimal("10")
     global_daily_usd: Decimal | None = None

@@ -53,6 +53,7 @@ class Call:
     settings: DialectSettings
     pii: PiiScanner  # this request's personal-data scanner (the key's policy, else the server's)
     query: Mapping[str, str] | None = None
+    address: str | None = None  # the caller's address (behind nginx: the forwarded one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +128,13 @@ class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]
 class Dialect(ABC, Generic[Cmd, Res]):
     """The shapes of one endpoint. ``route`` is its metric label; ``reads_body`` False for
     endpoints without one (GET by id); ``idempotent`` when the Idempotency-Key header is
-    honoured (non-streamed answers only)."""
+    honoured (non-streamed answers only); ``keyless`` when the operator may let callers
+    without a client key in (ALLOW_ANONYMOUS_ORIGINAL: the original dialect)."""
 
     route: str
     reads_body: bool = True
     idempotent: bool = False
+    keyless: bool = False
 
     @abstractmethod
     def parse(self, body: dict[str, Any], call: Call) -> Cmd:
