@@ -34,6 +34,10 @@ class PassThroughCommand:
     user_api_key: str | None = None
     retries: bool = True
 
+    def token_allowance(self) -> int:
+        """What it counts against the per-minute token allowance: its input."""
+        return self.input_tokens
+
     def __repr__(self) -> str:  # never print the caller's key
         return f"PassThroughCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
 
