@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.services.conftest import ChatApiProcess, start_chat_api
-from tests.support.processes import BIN, ROOT, start_fake_openai, stop
+from tests.support.processes import BIN, ROOT, start_fake_openai, stop, wait_http
 
 USER = [{"role": "user", "content": "안녕하세요"}]
 
@@ -44,6 +44,9 @@ def narrow(pg_url, tmp_path_factory) -> Iterator[ChatApiProcess]:
     proc, api = start_chat_api(pg_url, fake_url, tmp_path_factory.mktemp("narrow"),
                                CORS_ALLOW_ORIGINS="https://app.example.com, https://tools.example.org",
                                ALLOW_ANONYMOUS_ORIGINAL="true", RATE_LIMIT_PER_MINUTE="5")
+    # Ready means it holds a database connection: on a shared Postgres near max_connections
+    # the first one can take a moment.
+    wait_http(api.url + "/readyz", 60)
     yield api
     stop(proc)
     stop(fake)
@@ -290,7 +293,7 @@ def test_message_shapes_openai_accepts_are_passed_on(sdk):
 
 def test_the_401_says_what_to_add_in_korean_and_english(narrow):
     r = httpx.post(narrow.url + "/api/v1/chat", json={"user_prompt": "안녕"}, headers={"Authorization": "Bearer x"})
-    assert r.status_code == 401 and r.json()["code"] == "invalid_client_key"
+    assert r.status_code == 401 and r.json()["code"] == "invalid_client_key", r.text
     assert "Authorization: Bearer <클라이언트 키>" in r.json()["error"]
     assert "Authorization: Bearer <client key>" in r.json()["error"]
     bad = openai.OpenAI(base_url=narrow.url + "/v1", api_key="llms-not-a-key", max_retries=0)
