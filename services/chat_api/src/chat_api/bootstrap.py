@@ -47,6 +47,7 @@ from domain.use_cases.client_keys import (
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
+from domain.use_cases.passthrough import HandlePassThrough, PassThroughSettings
 from domain.use_cases.stored_responses import HandleStoredResponse
 
 
@@ -62,6 +63,7 @@ class UseCases:
     chat: HandleChatTurn
     stored_responses: HandleStoredResponse
     list_models: ListModels
+    passthrough: HandlePassThrough
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Container:
     audit: SqlAuditLog
     alerts: AlertWatch
     schema_head: str | None = None
+    keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
 
     @property
     def chat(self) -> HandleChatTurn:
@@ -162,20 +165,24 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                              breaker_min_clients=settings.circuit_min_clients,
                                              on_circuit_open=circuit_opened)
     policy = DefaultKeyPolicy(settings.openai_api_key)
+    global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock, owners=ledger,
-        settings=ChatSettings(history_token_budget=settings.history_token_budget,
-                              global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
-                                                         _usd_cap(settings.global_monthly_usd)),
+        settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits,
                               tz=settings.tz))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
-                         list_models=ListModels(models))
-    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
-                                                           _usd_cap(settings.anonymous_monthly_usd)))
-                 if settings.allow_anonymous else None)
-    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+                         list_models=ListModels(models, provider, settings.openai_api_key, clock,
+                                                settings.models_cache_seconds),
+                         passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
+                                                       policy=policy, clock=clock,
+                                                       settings=PassThroughSettings(global_limits, settings.tz)))
+    anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
+                                                          _usd_cap(settings.anonymous_monthly_usd)))
+    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
+                                                          anonymous if settings.allow_anonymous else None),
+                                       ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
@@ -185,7 +192,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),
                      alerts=alerts,
-                     schema_head=migrations_head())
+                     schema_head=migrations_head(),
+                     keyless_original=anonymous if settings.allow_anonymous_original else None)
 
 
 def migrations_head() -> str | None:
