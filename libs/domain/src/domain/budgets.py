@@ -22,6 +22,19 @@ class BudgetLine:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldTag:
+    """Whose request a hold is for, stored with the hold: the hold is the request's
+    write-ahead record. If its replica dies before the ledger row is stored, the stale hold
+    becomes that request's ledger row (``Outcome.ORPHANED``), charged at the held amount."""
+
+    request_id: str
+    client_key_id: str | None
+    route: str
+    model: str
+    catalog_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
     id: str
     lines: tuple[BudgetLine, ...]

@@ -16,6 +16,9 @@ class Outcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     ABORTED = "aborted"  # the client went away mid-stream
+    # The replica died between taking the budget hold and storing the row: the hold is the
+    # write-ahead record, charged at the held amount (estimated) once it is stale.
+    ORPHANED = "orphaned"
 
 
 @dataclass(frozen=True, slots=True)

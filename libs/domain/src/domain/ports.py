@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from domain.budgets import BudgetLine, Reservation
+from domain.budgets import BudgetLine, HoldTag, Reservation
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.ledger import UsageRecord
@@ -99,9 +99,13 @@ class BudgetStore(Protocol):
     the amount to every (capped) line or to none, and refuses (``BudgetExceeded``) when a
     line would exceed its cap counting what is spent plus what is reserved. Settling moves
     the hold off the reservation's lines; the actual charge is counted on the record's
-    ``spend_lines`` (all of them, capped or not)."""
+    ``spend_lines`` (all of them, capped or not).
 
-    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation: ...
+    A hold is the request's write-ahead record (``tag`` says whose request it is): a hold
+    nobody settled within ``STALE_HOLD_SECONDS`` (its replica died) becomes the request's
+    ledger row, charged at the held amount — never released for free."""
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money, tag: HoldTag | None = None) -> Reservation: ...
 
     async def settle(self, reservation: Reservation, actual: Money) -> None: ...
 

@@ -56,6 +56,10 @@ class Container:
     schema_head: str | None = None
 
     async def start(self) -> None:
+        # A spool left by an older version (JSON lines at the old default path) is imported.
+        legacy = self.settings.data_dir / "ledger-spool.jsonl"
+        if legacy.exists() and legacy != self.ledger.spool.path:
+            self.ledger.spool.import_jsonl(legacy)
         self.ledger.start()
         await self.budgets.open()
 
@@ -82,7 +86,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     budgets = (PsycopgBudgetStore(budget_engine, executor) if budget_engine.dialect.name == "postgresql"
                else SqlBudgetStore(budget_engine, executor))
     conversations = SqlConversationRepository(engine, executor)
-    ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.sqlite3")
     provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
                                  max_retries=settings.upstream_max_retries, on_retry=on_retry)
     extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
@@ -99,7 +103,9 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, clock=clock, keys=keys, budgets=budgets,
                      conversations=conversations, ledger=ledger,
-                     idempotency=SqlIdempotencyStore(engine, executor), provider=provider, policy=policy, chat=chat,
+                     idempotency=SqlIdempotencyStore(engine, executor,
+                                                     pending_seconds=settings.idempotency_pending_seconds),
+                     provider=provider, policy=policy, chat=chat,
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
                      admin_token=admin_token, executor=executor,

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from domain.budgets import Reservation, budget_lines, capped
+from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
 from domain.errors import InvalidInput, UpstreamError
@@ -150,7 +150,8 @@ class HandleChatTurn:
         worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now()))
-        return await self._budgets.reserve(lines, worst) if lines else None
+        tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._prices.version)
+        return await self._budgets.reserve(lines, worst, tag) if lines else None
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:

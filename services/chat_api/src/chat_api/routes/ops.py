@@ -23,8 +23,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(gw: GatewayDep) -> JSONResponse:
-    """Ready to serve: the database answers and its schema is at the migrations' head."""
+    """Ready to serve: the database answers, its schema is at the migrations' head, and the
+    ledger writer runs."""
     container = gw.container
+    if not container.ledger.alive:
+        return JSONResponse({"status": "unavailable", "ledger_writer": "down"}, status_code=503)
     expected = container.schema_head
 
     def check() -> str | None:
@@ -48,5 +51,7 @@ async def metrics(gw: GatewayDep) -> Response:
     m = gw.metrics
     m.ledger_queue.set(gw.container.ledger.pending())
     m.ledger_spool.set(gw.container.ledger.spooled)
+    m.ledger_writer_up.set(1 if gw.container.ledger.alive else 0)
+    m.ledger_set_aside.set(gw.container.ledger.set_aside)
     m.auth_cache.set(len(gw.container.authenticate))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,10 +1,11 @@
 """Idempotency keys: a retried request replays its stored answer instead of paying twice."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from domain.adapters.sql.repositories import SqlBase, upsert_ignore
@@ -20,7 +21,14 @@ class StoredAnswer:
 
 class SqlIdempotencyStore(SqlBase):
     """``begin`` claims (owner, key) atomically. The same key with another body is a conflict
-    (422); while the first request is still running, a retry is told to wait (409)."""
+    (422); while the first request is still running, a retry is told to wait (409). A claim
+    still in progress after ``pending_seconds`` counts as failed (its replica died with it):
+    the next retry takes it over, exactly one retry wins."""
+
+    def __init__(self, engine: Engine, executor: ThreadPoolExecutor | None = None, *,
+                 pending_seconds: float = 120.0) -> None:
+        super().__init__(engine, executor)
+        self._pending = timedelta(seconds=pending_seconds)
 
     async def begin(self, owner: str, key: str, body_hash: str, now: datetime) -> StoredAnswer | None:
         def run() -> StoredAnswer | None:
@@ -37,6 +45,14 @@ class SqlIdempotencyStore(SqlBase):
                                    "같은 Idempotency-Key가 다른 요청 본문과 함께 쓰였습니다.",
                                    "This Idempotency-Key was used with a different request body.",
                                    field="Idempotency-Key")
+                if row.status_code is None and _aware(row.created_at) <= now - self._pending:
+                    # Compare-and-set on the claim's time: of racing retries, one takes it over.
+                    taken = s.execute(update(IdempotencyRow).where(
+                        IdempotencyRow.owner == owner, IdempotencyRow.key == key,
+                        IdempotencyRow.status_code.is_(None),  # type: ignore[union-attr]
+                        IdempotencyRow.created_at == row.created_at).values(created_at=now))
+                    if taken.rowcount == 1:  # type: ignore[attr-defined]
+                        return None
                 if row.status_code is None:
                     raise Conflict("idempotency_in_progress", "같은 Idempotency-Key의 요청이 아직 처리 중입니다.",
                                    "A request with this Idempotency-Key is still in progress.",
@@ -57,3 +73,8 @@ class SqlIdempotencyStore(SqlBase):
             with Session(self.engine) as s, s.begin():
                 s.execute(delete(IdempotencyRow).where(IdempotencyRow.owner == owner, IdempotencyRow.key == key))
         await self._run(run)
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives back naive UTC datetimes."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
