@@ -209,8 +209,9 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
         if engine.dialect.name == "postgresql" and not conn.execute(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ORPHAN_LOCK}).scalar():
             return 0  # another replica is sweeping right now
-        holds = conn.execute(select(BudgetReservationRow).where(BudgetReservationRow.created_at < older_than)
-                             .order_by(BudgetReservationRow.created_at).limit(limit)).scalars().all()
+        table = BudgetReservationRow.__table__  # type: ignore[attr-defined]
+        holds = conn.execute(select(table).where(table.c.created_at < older_than)
+                             .order_by(table.c.created_at).limit(limit)).all()
         if not holds:
             return 0
         rid = {h.id: stored_request_id(h.request_id or f"hold:{h.id}") for h in holds}
@@ -243,7 +244,7 @@ def _decode_lines(lines: str) -> list[tuple[str, str]]:
     return [(part.split("|", 1)[0], part.split("|", 1)[1]) for part in lines.split(";") if "|" in part]
 
 
-def _orphan_row(h: BudgetReservationRow, request_id: str) -> dict[str, Any]:
+def _orphan_row(h: Any, request_id: str) -> dict[str, Any]:
     anomalies: set[str] = set()
     return {"request_id": request_id, "created_at": h.created_at, "client_key_id": h.client_key_id,
             "conversation_id": None, "response_id": None, "route": bounded(h.route or "", NAME_LIMIT, anomalies),
