@@ -18,6 +18,8 @@ Behaviour is deterministic so callers can assert on it:
   * model "fake-429" answers 429 with Retry-After: 1, "fake-500" answers 500,
     "fake-flaky" answers 500 on the first try of each distinct body and 200 on
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
+  * a last user text containing "fake:long-ids" gets a ~450-character response id and a
+    150-character model name back (as some OpenAI-compatible proxies send)
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
     server created ("background": true creates a queued response)
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
@@ -203,6 +205,9 @@ async def app(scope, receive, send):
         chunk_delay = 0.05
     created = int(time.time())
     rid = "resp_" + hashlib.sha1(raw).hexdigest()[:24]
+    if "fake:long-ids" in last_user:
+        rid = "resp_" + hashlib.sha256(raw).hexdigest() * 7
+        model = (model + "-" + "x" * 150)[:150]
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},

@@ -1,0 +1,262 @@
+"""Money integrity with real processes on real PostgreSQL: a replica killed with SIGKILL
+with calls in flight, a spool poisoned with U+2028 while the database is cut, ids of ~450
+characters from the upstream, an Idempotency-Key left in progress by a crash — and after
+each, ``llmctl ledger reconcile`` finds the budget counters equal to the ledger.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.services.conftest import ChatApiProcess, start_chat_api
+from tests.support.database import create_database, drop_database, migrate
+from tests.support.processes import BIN, ROOT, start_fake_openai, stop
+from tests.support.tcp_proxy import CuttableProxy
+
+CHAT = "/v1/chat/completions"
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, every: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def reconcile(db_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "llmctl"), "ledger", "reconcile"], env={**os.environ, "DATABASE_URL": db_url},
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def assert_reconciled(db_url: str) -> None:
+    result = reconcile(db_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "drift 0.000000000 USD" in result.stdout
+
+
+def query(db_url: str, sql: str, *params: object) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    url = create_database("llm_money")
+    migrate(url)
+    yield url
+    drop_database(url)
+
+
+def served(api: ChatApiProcess, path: str = CHAT) -> int:
+    return sum(1 for r in api.fake_requests() if r["path"] == path and r["method"] == "POST")
+
+
+def replica(db_url: str, fake: str, data_dir: Path, **env: str) -> tuple[subprocess.Popen, ChatApiProcess]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return start_chat_api(db_url, fake, data_dir, **env)
+
+
+# -- SIGKILL with calls in flight ---------------------------------------------------------
+@pytest.mark.parametrize("run", [1, 2, 3])
+def test_sigkill_with_calls_in_flight_leaves_a_row_for_every_served_call(database, tmp_path, run):
+    """Replica A is killed with SIGKILL while calls (plain and streamed) are in flight at
+    the upstream and rows wait in its writer's queue. Every call the upstream served ends as
+    a ledger row — exact, or orphaned from its hold once replica B sweeps it — and the
+    counters equal the ledger."""
+    fake_proc, fake = start_fake_openai(env={"FAKE_LATENCY_MS": "400"})
+    a_proc = b_proc = None
+    try:
+        a_proc, a = replica(database, fake, tmp_path / "a")
+        key = a.issue_key("sigkill", daily_usd="50")
+        sent = 48
+
+        async def traffic() -> None:
+            async with httpx.AsyncClient(base_url=a.url, headers={"Authorization": f"Bearer {key}"},
+                                         timeout=30) as client:
+                async def one(i: int) -> None:
+                    await asyncio.sleep(i * 0.025)
+                    body = {"model": "gpt-4o-mini", "max_tokens": 50,
+                            "messages": [{"role": "user", "content": f"호출 {run}-{i}"}]}
+                    try:
+                        if i % 3 == 0:
+                            async with client.stream("POST", CHAT, json={**body, "stream": True}) as r:
+                                async for _ in r.aiter_lines():
+                                    pass
+                        else:
+                            await client.post(CHAT, json=body)
+                    except httpx.HTTPError:
+                        pass  # the replica died under it
+
+                async def killer() -> None:
+                    while await asyncio.to_thread(served, a) < sent // 2:
+                        await asyncio.sleep(0.02)
+                    kill(a_proc)
+
+                await asyncio.gather(killer(), *[one(i) for i in range(sent)])
+
+        asyncio.run(traffic())
+        upstream_served = served(a)
+        assert 0 < upstream_served < sent
+        b_proc, _ = replica(database, fake, tmp_path / "b", STALE_HOLD_SECONDS="2")
+
+        def settled() -> bool:
+            open_holds = query(database, "SELECT count(*) FROM budget_reservations")[0][0]
+            return open_holds == 0
+
+        assert wait_until(settled, 30), "replica B never swept the dead replica's holds"
+        rows = query(database, "SELECT outcome, estimated, charged_nanos FROM spend_ledger")
+        exact = sum(1 for outcome, _, _ in rows if outcome == "ok")
+        orphaned = sum(1 for outcome, estimated, charged in rows if outcome == "orphaned" and estimated and charged > 0)
+        lost = max(0, upstream_served - len(rows))
+        print(f"\nSIGKILL run {run}: sent {sent}, upstream served {upstream_served}, rows {len(rows)} "
+              f"(exact {exact}, orphaned {orphaned}), lost {lost}")
+        assert exact + orphaned == len(rows), rows
+        assert lost == 0
+        assert len(rows) <= sent  # at most one row per request
+        assert orphaned > 0  # the kill did catch calls in flight
+        assert_reconciled(database)
+    finally:
+        for proc in (a_proc, b_proc, fake_proc):
+            if proc is not None:
+                stop(proc)
+
+
+# -- the U+2028 spool poisoning -----------------------------------------------------------
+def test_a_prompt_with_line_separators_spooled_during_an_outage_cannot_poison_the_writer(database, fake_openai,
+                                                                                          tmp_path):
+    """The issue's first row: a prompt with U+2028 (and U+2029, U+0085) spooled while the
+    database is away. Once it is back the record is stored, and every later request leaves
+    its row too — across a restart — with /readyz green and the writer up."""
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    port = proxy.start()
+    via_proxy = database.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    proc, api = replica(via_proxy, fake_openai, tmp_path / "a", AUTH_CACHE_SECONDS="300")
+    poison = "독\u2028약\u2029이\u0085다"
+    try:
+        key = api.issue_key("poison")  # no budget: served while the database is away
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(api.url + "/api/v1/chat", headers=auth, json={"user_prompt": "준비"}).status_code == 200
+        proxy.cut()
+        # A named conversation with its own history: nothing to read, a turn to store.
+        during = httpx.post(api.url + "/api/v1/chat", headers=auth, timeout=30, json={
+            "request_id": "poisoned-conversation", "user_prompt": poison,
+            "conversation_history": [{"role": "user", "content": "앞"}, {"role": "assistant", "content": "뒤"}]})
+        assert during.status_code == 200, during.text
+        assert httpx.get(api.url + "/readyz").status_code == 503
+        proxy.restore()
+        assert wait_until(lambda: httpx.get(api.url + "/readyz").status_code == 200, 30)
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM turns WHERE prompt = %s", poison)[0][0], 30)
+        after = httpx.post(api.url + "/api/v1/chat", headers=auth, json={"user_prompt": "그 다음"})
+        assert after.status_code == 200
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 3, 10)
+        metrics = httpx.get(api.url + "/metrics").text
+        assert "llm_gateway_ledger_writer_up 1.0" in metrics
+        assert "llm_gateway_ledger_set_aside_records 0.0" in metrics
+        stop(proc)
+        proc, api = replica(database, fake_openai, tmp_path / "a")  # the same spool file, direct this time
+        assert httpx.post(api.url + "/api/v1/chat", headers=auth, json={"user_prompt": "재시작 후"}).status_code == 200
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 4, 10)
+        [(reply,)] = query(database, "SELECT reply FROM turns WHERE prompt = %s", poison)
+        assert "\u2028" in reply  # the fake echoes the prompt: the reply round-tripped too
+        assert_reconciled(database)
+    finally:
+        stop(proc)
+        proxy.cut()
+
+
+# -- long ids from the upstream -----------------------------------------------------------
+def test_ids_of_450_characters_from_the_upstream_are_stored_and_charged(database, fake_openai, tmp_path):
+    """An OpenAI-compatible proxy answering with ~450-character ids and a 150-character
+    model name: every row is stored (none refused or set aside) and the budget moves."""
+    proc, api = replica(database, fake_openai, tmp_path / "a")
+    try:
+        key = api.issue_key("long-ids", daily_usd="5")
+        auth = {"Authorization": f"Bearer {key}"}
+        r1 = httpx.post(api.url + "/v1/responses", headers=auth, timeout=30,
+                        json={"model": "gpt-4o-mini", "input": "fake:long-ids 응답"})
+        r2 = httpx.post(api.url + CHAT, headers=auth, timeout=30,
+                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fake:long-ids 챗"}]})
+        assert r1.status_code == 200 and r2.status_code == 200, (r1.text, r2.text)
+        long_id = r1.json()["id"]
+        assert len(long_id) > 440
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 2, 10)
+        rows = query(database, "SELECT response_id, model, charged_nanos FROM spend_ledger ORDER BY id")
+        assert rows[0][0] == long_id and len(rows[1][1]) == 150
+        assert all(charged > 0 for _, _, charged in rows)
+        [(spent,)] = query(database, "SELECT spent_nanos FROM budget_counters WHERE scope LIKE 'key:%%' "
+                                     "AND period LIKE 'd:%%'")
+        assert spent == sum(charged for _, _, charged in rows)
+        metrics = httpx.get(api.url + "/metrics").text
+        assert "llm_gateway_ledger_set_aside_records 0.0" in metrics
+        assert_reconciled(database)
+    finally:
+        stop(proc)
+
+
+# -- an Idempotency-Key stuck by a crash --------------------------------------------------
+def test_an_idempotency_key_left_in_progress_by_a_crash_can_be_retried(database, tmp_path):
+    """The replica dies while the keyed request is at the upstream. Until
+    IDEMPOTENCY_PENDING_SECONDS pass a retry is told the request is in progress; then one
+    retry runs it again (the upstream served it twice: two rows, one orphaned), and later
+    retries replay that answer."""
+    fake_proc, fake = start_fake_openai(env={"FAKE_LATENCY_MS": "1500"})
+    a_proc = b_proc = None
+    try:
+        a_proc, a = replica(database, fake, tmp_path / "a")
+        key = a.issue_key("idem", daily_usd="5")
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "order-42"}
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "한 번만"}]}
+
+        async def first() -> None:
+            async with httpx.AsyncClient(timeout=30) as client:
+                async def call() -> None:
+                    try:
+                        await client.post(a.url + CHAT, headers=headers, json=body)
+                    except httpx.HTTPError:
+                        pass
+
+                async def killer() -> None:
+                    while await asyncio.to_thread(served, a) < 1:
+                        await asyncio.sleep(0.02)
+                    kill(a_proc)
+                await asyncio.gather(call(), killer())
+
+        asyncio.run(first())
+        b_proc, b = replica(database, fake, tmp_path / "b", IDEMPOTENCY_PENDING_SECONDS="3", STALE_HOLD_SECONDS="2")
+        stuck = httpx.post(b.url + CHAT, headers=headers, json=body, timeout=30)
+        assert stuck.status_code == 422 and stuck.json()["error"]["code"] == "idempotency_in_progress", stuck.text
+
+        def retried() -> httpx.Response | None:
+            r = httpx.post(b.url + CHAT, headers=headers, json=body, timeout=30)
+            return r if r.status_code != 422 else None
+
+        answer = wait_until(retried, 20, every=0.5)
+        assert answer is not None and answer.status_code == 200, answer
+        assert served(b) == 2
+        replay = httpx.post(b.url + CHAT, headers=headers, json=body, timeout=30)
+        assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+        assert replay.json() == answer.json() and served(b) == 2
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM budget_reservations")[0][0] == 0, 20)
+        outcomes = sorted(o for (o,) in query(database, "SELECT outcome FROM spend_ledger"))
+        assert outcomes == ["ok", "orphaned"]
+        assert_reconciled(database)
+    finally:
+        for proc in (a_proc, b_proc, fake_proc):
+            if proc is not None:
+                stop(proc)
