@@ -1,10 +1,12 @@
-"""money integrity: ledger text columns of any length, holds as write-ahead records
+"""money integrity: ledger text columns of any length, holds as write-ahead records,
+background responses awaiting their final usage
 
 The spend ledger's identifiers, model names and codes become TEXT (a row is never refused
 for what an upstream sent; indexed values are bounded in code), with an ``anomalies``
 column saying what was normalised. A budget hold carries its request (id, client key, route,
 model, catalogue version) so that a hold whose replica died becomes that request's ledger
-row, charged at the held amount.
+row, charged at the held amount. ``background_responses`` keeps background requests whose
+ledger row waits for the upstream's final usage (durable, so polling survives a restart).
 
 Revision ID: 0006
 Revises: 0005
@@ -42,9 +44,25 @@ def upgrade() -> None:
             batch.add_column(sa.Column(name, sa.Text(), nullable=True))
         batch.add_column(sa.Column('client_key_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
         batch.create_index('ix_budget_reservations_created_at', ['created_at'], unique=False)
+    op.create_table('background_responses',
+                    sa.Column('response_id', sa.Text(), nullable=False),
+                    sa.Column('request_id', sa.Text(), nullable=False),
+                    sa.Column('client_key_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+                    sa.Column('reservation_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+                    sa.Column('record', sa.Text(), nullable=False),
+                    sa.Column('attempts', sa.Integer(), nullable=False),
+                    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+                    sa.Column('next_poll_at', sa.DateTime(timezone=True), nullable=False),
+                    sa.PrimaryKeyConstraint('response_id'))
+    op.create_index('ix_background_responses_next_poll_at', 'background_responses', ['next_poll_at'], unique=False)
+    op.create_index('ix_background_responses_reservation_id', 'background_responses', ['reservation_id'],
+                    unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_background_responses_reservation_id', table_name='background_responses')
+    op.drop_index('ix_background_responses_next_poll_at', table_name='background_responses')
+    op.drop_table('background_responses')
     with op.batch_alter_table('budget_reservations') as batch:
         batch.drop_index('ix_budget_reservations_created_at')
         batch.drop_column('client_key_id')

@@ -260,3 +260,57 @@ def test_an_idempotency_key_left_in_progress_by_a_crash_can_be_retried(database,
         for proc in (a_proc, b_proc, fake_proc):
             if proc is not None:
                 stop(proc)
+
+
+# -- background responses -----------------------------------------------------------------
+def test_background_responses_are_settled_from_their_final_usage_across_a_restart(database, tmp_path):
+    """``background: true`` is answered ``queued`` with ``usage: null``. The hold stays
+    open (not swept as stale) while the response is pending; the pending id survives a
+    SIGKILL, and the next replica polls it to completion and stores its row priced from the
+    final usage. A GET by id of a finished response settles it at once."""
+    fake_proc, fake = start_fake_openai()
+    a_proc = b_proc = None
+    try:
+        # A would first look after 3 s: it is killed before that.
+        a_proc, a = replica(database, fake, tmp_path / "a", BACKGROUND_POLL_SECONDS="3")
+        key = a.issue_key("background", daily_usd="5")
+        auth = {"Authorization": f"Bearer {key}"}
+        queued = httpx.post(a.url + "/v1/responses", headers=auth, timeout=30,
+                            json={"model": "gpt-4o-mini", "input": "오래 걸리는 일", "background": True})
+        assert queued.status_code == 200 and queued.json()["status"] == "queued" and queued.json()["usage"] is None
+        rid = queued.json()["id"]
+        assert query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 0
+        assert query(database, "SELECT count(*) FROM budget_reservations")[0][0] == 1
+        assert query(database, "SELECT response_id FROM background_responses") == [(rid,)]
+        kill(a_proc)
+
+        b_proc, b = replica(database, fake, tmp_path / "b", BACKGROUND_POLL_SECONDS="0.5", STALE_HOLD_SECONDS="1")
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM background_responses")[0][0] == 0, 30)
+        [(outcome, estimated, input_tokens, output_tokens, charged, response_id)] = query(
+            database, "SELECT outcome, estimated, input_tokens, output_tokens, charged_nanos, response_id "
+                      "FROM spend_ledger")
+        assert (outcome, estimated, response_id) == ("ok", False, rid)
+        assert input_tokens > 0 and output_tokens == 12 and charged > 0
+        assert query(database, "SELECT count(*) FROM budget_reservations")[0][0] == 0
+        gets = [r for r in b.fake_requests() if r["method"] == "GET" and r["path"] == f"/v1/responses/{rid}"]
+        assert len(gets) >= 2  # queued → in_progress → completed: polled until terminal
+        assert_reconciled(database)
+        stop(b_proc)
+
+        b_proc, b = replica(database, fake, tmp_path / "b", BACKGROUND_POLL_SECONDS="300")
+        second = httpx.post(b.url + "/v1/responses", headers=auth, timeout=30,
+                            json={"model": "gpt-4o-mini", "input": "조회로 정산", "background": True}).json()
+        first_look = httpx.get(b.url + f"/v1/responses/{second['id']}", headers=auth, timeout=30)
+        assert first_look.status_code == 200 and first_look.json()["status"] == "in_progress"
+        assert query(database, "SELECT count(*) FROM spend_ledger WHERE response_id = %s", second["id"])[0][0] == 0
+        done = httpx.get(b.url + f"/v1/responses/{second['id']}", headers=auth, timeout=30)
+        assert done.json()["status"] == "completed"
+        [(outcome, charged)] = query(database, "SELECT outcome, charged_nanos FROM spend_ledger "
+                                               "WHERE response_id = %s", second["id"])
+        assert outcome == "ok" and charged > 0
+        assert query(database, "SELECT count(*) FROM budget_reservations")[0][0] == 0
+        assert_reconciled(database)
+    finally:
+        for proc in (a_proc, b_proc, fake_proc):
+            if proc is not None:
+                stop(proc)

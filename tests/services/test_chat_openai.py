@@ -57,6 +57,7 @@ def test_responses_plain_stream_and_background(sdk):
         assert stream.get_final_response().output_text == "fake reply to: 흘려보내기"
     queued = sdk.responses.create(model="gpt-4o-mini", input="나중에", background=True)
     assert queued.status == "queued"
+    assert sdk.responses.retrieve(queued.id).status == "in_progress"
     assert sdk.responses.retrieve(queued.id).status == "completed"
     assert sdk.responses.cancel(queued.id).status == "cancelled"
 

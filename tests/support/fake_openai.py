@@ -21,7 +21,9 @@ Behaviour is deterministic so callers can assert on it:
   * a last user text containing "fake:long-ids" gets a ~450-character response id and a
     150-character model name back (as some OpenAI-compatible proxies send)
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
-    server created ("background": true creates a queued response)
+    server created. "background": true answers as OpenAI does: status "queued" with
+    "usage": null and no output; the first GET finds it "in_progress", the next one
+    "completed" with its output and usage
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
 (default 0) between stream chunks.
 
@@ -44,6 +46,7 @@ CHUNK = float(os.environ.get("FAKE_CHUNK_MS", "0")) / 1000
 SEEN: collections.deque = collections.deque(maxlen=1000)
 FLAKY_SEEN: set[str] = set()
 RESPONSES: collections.OrderedDict = collections.OrderedDict()  # id -> response (bounded below)
+FINALS: dict[str, dict] = {}  # background response id -> its completed form
 
 
 def _text_of(content) -> str:
@@ -173,7 +176,9 @@ async def app(scope, receive, send):
         elif action or method != "GET":
             return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
         elif stored["status"] == "queued":
-            stored["status"] = "completed"  # a later GET finds the background work done
+            stored["status"] = "in_progress"  # the background work has started
+        elif stored["status"] == "in_progress" and rid in FINALS:
+            stored = RESPONSES[rid] = FINALS.pop(rid)  # ... and is done by the next look
         return await _send_json(send, 200, orjson.dumps(stored))
     if not isinstance(body, dict) or "_unparsed" in body:
         return await _send_json(send, *_error(400, "could not parse JSON body", "invalid_request_error"))
@@ -226,7 +231,10 @@ async def app(scope, receive, send):
         while len(RESPONSES) > 1000:
             RESPONSES.popitem(last=False)
         if body.get("background"):
-            response = {**response, "status": "queued"}
+            FINALS[rid] = response
+            while len(FINALS) > 1000:
+                FINALS.pop(next(iter(FINALS)))
+            response = {**response, "status": "queued", "output": [], "usage": None}
             RESPONSES[rid] = response
         if not body.get("stream"):
             return await _send_json(send, 200, orjson.dumps(response))

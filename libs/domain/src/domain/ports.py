@@ -94,6 +94,16 @@ class SpendLedger(Protocol):
         """Store now; returns the turn's index in its conversation when it has a turn."""
 
 
+class BackgroundResponses(Protocol):
+    """Background responses (``background: true``) the upstream accepted but has not
+    finished. Their ledger row waits for the final usage and their hold stays open (it is
+    not swept as stale) until then; the pending ids are durable, so a restarted replica
+    goes on polling them."""
+
+    async def track(self, record: UsageRecord) -> None:
+        """Keep ``record`` (its usage not known yet) until the response is terminal."""
+
+
 class BudgetStore(Protocol):
     """Spend counters per scope and period. ``reserve`` is atomic across processes: it adds
     the amount to every (capped) line or to none, and refuses (``BudgetExceeded``) when a

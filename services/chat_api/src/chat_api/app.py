@@ -69,7 +69,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
                                     StreamSlots(s.max_concurrent_streams),
                                     frozenset(c.chat.allowed_models))
         background = [asyncio.create_task(sweep_stale_holds(c)),
-                       asyncio.create_task(supervise_ledger_writer(c, metrics))]
+                       asyncio.create_task(supervise_ledger_writer(c, metrics)),
+                       asyncio.create_task(c.background.run(every=min(1.0, c.settings.background_poll_seconds)))]
         try:
             yield
         finally:

@@ -8,10 +8,12 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from chat_api.auth_cache import CachedAuthenticator
+from chat_api.background import BackgroundPoller
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -53,6 +55,7 @@ class Container:
     set_budget: SetClientBudget
     admin_token: str
     executor: ThreadPoolExecutor
+    background: BackgroundPoller
     schema_head: str | None = None
 
     async def start(self) -> None:
@@ -91,9 +94,12 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                                  max_retries=settings.upstream_max_retries, on_retry=on_retry)
     extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
     policy = DefaultKeyPolicy(settings.openai_api_key)
+    pending = SqlBackgroundResponses(engine, executor)
+    background = BackgroundPoller(pending, provider, prices, ledger, clock, executor, settings.openai_api_key,
+                                  first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, prices=prices,
-        policy=policy, clock=clock,
+        policy=policy, clock=clock, background=pending,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd(settings.global_daily_usd), _usd(settings.global_monthly_usd)),
                               allowed_models=frozenset(prices.models()) | extra))
@@ -108,7 +114,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                      provider=provider, policy=policy, chat=chat,
                      authenticate=authenticate, issue_key=IssueClientKey(keys, clock, hash_secret),
                      revoke_key=RevokeClientKey(keys, clock), set_budget=SetClientBudget(keys),
-                     admin_token=admin_token, executor=executor,
+                     admin_token=admin_token, executor=executor, background=background,
                      schema_head=migrations_head())
 
 

@@ -52,6 +52,8 @@ class ChatApiSettings(BaseSettings):
     # An Idempotency-Key still in progress after this long counts as failed (its request
     # died with its replica) and may be retried.
     idempotency_pending_seconds: float = Field(default=120.0, gt=0)
+    # First look at a background response after this long; then doubling, capped at 60 s.
+    background_poll_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod

@@ -13,6 +13,7 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySo
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
 from domain.ports import (
+    BackgroundResponses,
     BudgetStore,
     Clock,
     ConversationRepository,
@@ -108,8 +109,9 @@ class HandleChatTurn:
 
     def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
                  budgets: BudgetStore, prices: PriceCatalog, policy: DefaultKeyPolicy, clock: Clock,
-                 settings: ChatSettings = ChatSettings()) -> None:
+                 settings: ChatSettings = ChatSettings(), background: BackgroundResponses | None = None) -> None:
         self._provider, self._conversations, self._ledger = provider, conversations, ledger
+        self._background = background
         self._budgets, self._prices, self._policy, self._clock = budgets, prices, policy, clock
         self._settings = settings
 
@@ -242,7 +244,11 @@ class HandleChatTurn:
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
                               text=reply.text, started=plan.started, reservation=plan.reservation,
                               response_id=str(reply.body.get("id") or "") or None)
-        turn_index = await self._store(record, cmd.durable)
+        if self._background is not None and _unfinished_background(cmd, reply, choice):
+            await self._background.track(record)  # its row waits for the final usage (see use_cases.background)
+            turn_index = None
+        else:
+            turn_index = await self._store(record, cmd.durable)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
@@ -298,6 +304,14 @@ class HandleChatTurn:
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
                              record.estimated)
+
+
+def _unfinished_background(cmd: ChatTurnCommand, reply: UpstreamReply, choice: KeyChoice) -> bool:
+    """A background response the upstream has only queued: no usage yet. Settled later from
+    its final usage, with the server key (a caller's own key is never kept to poll with;
+    its spend is not the server's budget anyway)."""
+    return (cmd.api is UpstreamApi.RESPONSES and cmd.params.get("background") is True
+            and choice.source is KeySource.SERVER and reply.body.get("status") in ("queued", "in_progress"))
 
 
 @dataclass(slots=True)

@@ -121,6 +121,7 @@ async def _by_id(request: Request, gw: Gateway, response_id: str, cancel: bool) 
         provider = gw.container.provider
         body = await (provider.cancel_response(response_id, choice.api_key) if cancel
                       else provider.get_response(response_id, choice.api_key))
+        await gw.container.background.observe(response_id, body)  # a finished background response settles now
     except DomainError as error:
         return _error(gw, request, error, route, started)
     gw.observe(route, 200, None, started)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
 from domain.adapters.sql.spool import SqliteSpool, encode
-from domain.adapters.sql.tables import BudgetReservationRow, ConversationRow, SpendRow, TurnRow
+from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
@@ -201,7 +201,7 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
 
     Exactly one row per hold, whatever runs concurrently: the orphan row and the real row
     share the request id (unique), and the hold's deletion is the proof it is settled
-    once. The orphan row is inserted before the hold is deleted — the order the writer
+    once (a background response still being polled keeps its hold). The orphan row is inserted before the hold is deleted — the order the writer
     uses — so the two never wait on each other crosswise. A hold whose request already has
     a row is only released (that row counted the charge); one released while we swept is
     not charged. Returns the number of holds charged."""
@@ -210,15 +210,21 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ORPHAN_LOCK}).scalar():
             return 0  # another replica is sweeping right now
         table = BudgetReservationRow.__table__  # type: ignore[attr-defined]
-        holds = conn.execute(select(table).where(table.c.created_at < older_than)
+        background = BackgroundResponseRow.__table__  # type: ignore[attr-defined]
+        # A background response still being polled keeps its hold, however old.
+        waiting = select(background.c.reservation_id).where(background.c.reservation_id == table.c.id).exists()
+        holds = conn.execute(select(table).where(table.c.created_at < older_than, ~waiting)
                              .order_by(table.c.created_at).limit(limit)).all()
         if not holds:
             return 0
         rid = {h.id: stored_request_id(h.request_id or f"hold:{h.id}") for h in holds}
-        rows = sorted((_orphan_row(h, rid[h.id]) for h in holds), key=lambda row: row["request_id"])
+        first_hold = {}  # one row per request, even if it somehow holds twice
+        for h in holds:
+            first_hold.setdefault(rid[h.id], h)
+        rows = sorted((_orphan_row(h, r) for r, h in first_hold.items()), key=lambda row: row["request_id"])
         inserted = {row[0] for row in conn.execute(_insert_spend(engine.dialect.name), rows)}
         closed = close_reservations(conn, [h.id for h in holds])
-        undo = [rid[h.id] for h in holds if rid[h.id] in inserted and h.id not in closed]
+        undo = [r for r, h in first_hold.items() if r in inserted and h.id not in closed]
         if undo:
             conn.execute(delete(SpendRow).where(SpendRow.request_id.in_(undo)))  # type: ignore[attr-defined]
         deltas: dict[tuple[str, str], tuple[int, int]] = {}
@@ -229,7 +235,7 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
             for scope, period in _decode_lines(h.lines):
                 held, spent = deltas.get((scope, period), (0, 0))
                 deltas[(scope, period)] = (held - h.amount_nanos, spent)
-            if rid[h.id] in inserted:
+            if rid[h.id] in inserted and first_hold[rid[h.id]] is h:
                 charged += 1
                 for line in spend_lines(h.client_key_id, h.created_at):
                     held, spent = deltas.get((line.scope, line.period), (0, 0))
@@ -369,6 +375,9 @@ class SqlSpendLedger:
             with self.engine.connect() as conn:
                 row = conn.execute(select(SpendRow.client_key_id).where(SpendRow.response_id == key)
                                    .limit(1)).first()
+                if row is None:  # a background response still running has no row yet
+                    row = conn.execute(select(BackgroundResponseRow.client_key_id)
+                                       .where(BackgroundResponseRow.response_id == key)).first()
                 return (row is not None, row[0] if row else None)
         return await asyncio.get_running_loop().run_in_executor(None, run)
 

@@ -154,3 +154,24 @@ class IdempotencyRow(SQLModel, table=True):
     status_code: int | None = None
     response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class BackgroundResponseRow(SQLModel, table=True):
+    """A background response (``background: true``) the upstream has not finished: its
+    ledger row (``record``, JSON) waits for the final usage, and its hold
+    (``reservation_id``) stays open meanwhile. Polled at ``next_poll_at`` by any replica."""
+
+    __tablename__ = "background_responses"
+    __table_args__ = (
+        Index("ix_background_responses_next_poll_at", "next_poll_at"),
+        Index("ix_background_responses_reservation_id", "reservation_id"),
+    )
+
+    response_id: str = Field(sa_column=Column(Text, primary_key=True))  # bounded like spend_ledger's
+    request_id: str = Field(sa_column=Column(Text, nullable=False))
+    client_key_id: str | None = Field(default=None, max_length=32)
+    reservation_id: str | None = Field(default=None, max_length=32)
+    record: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    next_poll_at: datetime = Field(sa_column=_ts(nullable=False))
