@@ -43,6 +43,7 @@ def upgrade() -> None:
         for name in _HOLD_COLUMNS:
             batch.add_column(sa.Column(name, sa.Text(), nullable=True))
         batch.add_column(sa.Column('client_key_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
+        batch.add_column(sa.Column('key_source', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True))
         batch.create_index('ix_budget_reservations_created_at', ['created_at'], unique=False)
     op.create_table('background_responses',
                     sa.Column('response_id', sa.Text(), nullable=False),
@@ -65,6 +66,7 @@ def downgrade() -> None:
     op.drop_table('background_responses')
     with op.batch_alter_table('budget_reservations') as batch:
         batch.drop_index('ix_budget_reservations_created_at')
+        batch.drop_column('key_source')
         batch.drop_column('client_key_id')
         for name in reversed(_HOLD_COLUMNS):
             batch.drop_column(name)

@@ -75,31 +75,43 @@ def replica(db_url: str, fake: str, data_dir: Path, **env: str) -> tuple[subproc
 # -- SIGKILL with calls in flight ---------------------------------------------------------
 @pytest.mark.parametrize("run", [1, 2, 3])
 def test_sigkill_with_calls_in_flight_leaves_a_row_for_every_served_call(database, tmp_path, run):
-    """Replica A is killed with SIGKILL while calls (plain and streamed) are in flight at
-    the upstream and rows wait in its writer's queue. Every call the upstream served ends as
-    a ledger row — exact, or orphaned from its hold once replica B sweeps it — and the
-    counters equal the ledger."""
+    """Replica A is killed with SIGKILL while calls (plain and streamed; on a budgeted key,
+    a key without a budget, and the caller's own OpenAI key) are in flight at the upstream
+    and rows wait in its writer's queue. Every call the upstream served ends as a ledger
+    row — exact, or orphaned from its hold once replica B sweeps it (charged at the hold,
+    nothing for the caller's own key) — and the counters equal the ledger."""
     fake_proc, fake = start_fake_openai(env={"FAKE_LATENCY_MS": "400"})
     a_proc = b_proc = None
     try:
         a_proc, a = replica(database, fake, tmp_path / "a")
-        key = a.issue_key("sigkill", daily_usd="50")
+        budgeted, uncapped = a.issue_key("sigkill", daily_usd="50"), a.issue_key("sigkill-uncapped")
         sent = 48
+        answered: list[int] = []
+
+        def headers(i: int) -> dict[str, str]:
+            """A budgeted key, a key without a budget, and the caller's own OpenAI key."""
+            if i % 4 == 1:
+                return {"Authorization": f"Bearer {uncapped}"}
+            if i % 4 == 3:
+                return {"Authorization": f"Bearer {uncapped}", "X-OpenAI-Api-Key": "sk-user-own-key"}
+            return {"Authorization": f"Bearer {budgeted}"}
 
         async def traffic() -> None:
-            async with httpx.AsyncClient(base_url=a.url, headers={"Authorization": f"Bearer {key}"},
-                                         timeout=30) as client:
+            async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:
                 async def one(i: int) -> None:
                     await asyncio.sleep(i * 0.025)
                     body = {"model": "gpt-4o-mini", "max_tokens": 50,
                             "messages": [{"role": "user", "content": f"호출 {run}-{i}"}]}
                     try:
                         if i % 3 == 0:
-                            async with client.stream("POST", CHAT, json={**body, "stream": True}) as r:
+                            async with client.stream("POST", CHAT, json={**body, "stream": True},
+                                                     headers=headers(i)) as r:
                                 async for _ in r.aiter_lines():
                                     pass
                         else:
-                            await client.post(CHAT, json=body)
+                            r = await client.post(CHAT, json=body, headers=headers(i))
+                            if r.status_code == 200:
+                                answered.append(i)
                     except httpx.HTTPError:
                         pass  # the replica died under it
 
@@ -120,12 +132,13 @@ def test_sigkill_with_calls_in_flight_leaves_a_row_for_every_served_call(databas
             return open_holds == 0
 
         assert wait_until(settled, 30), "replica B never swept the dead replica's holds"
-        rows = query(database, "SELECT outcome, estimated, charged_nanos FROM spend_ledger")
-        exact = sum(1 for outcome, _, _ in rows if outcome == "ok")
-        orphaned = sum(1 for outcome, estimated, charged in rows if outcome == "orphaned" and estimated and charged > 0)
+        rows = query(database, "SELECT outcome, estimated, charged_nanos, key_source FROM spend_ledger")
+        exact = sum(1 for outcome, *_ in rows if outcome == "ok")
+        orphaned = sum(1 for outcome, estimated, charged, source in rows
+                       if outcome == "orphaned" and estimated and (charged > 0) == (source == "server"))
         lost = max(0, upstream_served - len(rows))
         print(f"\nSIGKILL run {run}: sent {sent}, upstream served {upstream_served}, rows {len(rows)} "
-              f"(exact {exact}, orphaned {orphaned}), lost {lost}")
+              f"(exact {exact}, orphaned {orphaned}), lost {lost}; {len(answered)} plain calls answered before the kill")
         assert exact + orphaned == len(rows), rows
         assert lost == 0
         assert len(rows) <= sent  # at most one row per request

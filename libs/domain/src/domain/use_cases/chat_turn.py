@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, UpstreamError
+from domain.errors import InvalidInput, ServiceUnavailable, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
@@ -140,20 +140,29 @@ class HandleChatTurn:
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
                      messages: list[Any]) -> Reservation | None:
-        if choice.source is KeySource.USER:
-            return None
         client = cmd.client
+        tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._prices.version, choice.source)
+        if choice.source is KeySource.USER:
+            return await self._write_ahead(tag, Money.zero())
         budgeted = client.limits.applies or self._settings.global_limits.applies
         if price is None:
             if budgeted:
                 raise _unpriced_model(cmd.model)
-            return None
+            return await self._write_ahead(tag, Money.zero())
         prompt_tokens = estimate_message_tokens(messages) + estimate_tokens(str(cmd.params.get("instructions") or ""))
         worst = price.worst_case(prompt_tokens, cmd.max_output_tokens or price.max_output_tokens)
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now()))
-        tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._prices.version)
-        return await self._budgets.reserve(lines, worst, tag) if lines else None
+        return await self._budgets.reserve(lines, worst, tag) if lines else await self._write_ahead(tag, worst)
+
+    async def _write_ahead(self, tag: HoldTag, amount: Money) -> Reservation | None:
+        """No budget to hold, but a hold on no counter is still the request's write-ahead
+        record: should the replica die, the call ends as an orphaned row, not as nothing.
+        Best effort: with the database away the request goes on (its row is spooled)."""
+        try:
+            return await self._budgets.reserve((), amount, tag)
+        except ServiceUnavailable:
+            return None
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
@@ -182,7 +191,8 @@ class HandleChatTurn:
                                          text="", started=started, reservation=reservation,
                                          outcome=Outcome.ERROR, error_code=error.code))
 
-    def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
+    def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError,
+                   hold: Reservation | None = None) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
         upstream's error is re-raised). The refused attempt keeps its own ledger row under
         ``<request_id>:user``, because the ledger stores one row per request id and that id
@@ -190,9 +200,10 @@ class HandleChatTurn:
         try:
             fallback = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
         except UpstreamError:
-            self._record_failure(cmd, choice, started, None, error)
+            self._record_failure(cmd, choice, started, hold, error)
             raise
-        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
+        # The refused attempt's row settles its write-ahead hold.
+        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, hold, error)
         return fallback
 
     async def _store(self, record: UsageRecord, durable: bool = False) -> int | None:
@@ -227,7 +238,7 @@ class HandleChatTurn:
             if plan.choice.source is not KeySource.USER:
                 self._record_failure(cmd, plan.choice, plan.started, plan.reservation, error)
                 raise
-            plan.choice = self._fall_back(cmd, plan.choice, plan.started, error)
+            plan.choice = self._fall_back(cmd, plan.choice, plan.started, error, plan.reservation)
             plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages)
             try:
                 return await call(plan.choice.api_key)

@@ -218,8 +218,10 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
         if not holds:
             return 0
         rid = {h.id: stored_request_id(h.request_id or f"hold:{h.id}") for h in holds}
-        first_hold = {}  # one row per request, even if it somehow holds twice
-        for h in holds:
+        # One row per request. A request can hold twice (its caller's key refused, then the
+        # server's key): the hold that charges most makes the row, the other is released.
+        first_hold: dict[str, Any] = {}
+        for h in sorted(holds, key=_orphan_charge, reverse=True):
             first_hold.setdefault(rid[h.id], h)
         rows = sorted((_orphan_row(h, r) for r, h in first_hold.items()), key=lambda row: row["request_id"])
         inserted = {row[0] for row in conn.execute(_insert_spend(engine.dialect.name), rows)}
@@ -239,11 +241,15 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
                 charged += 1
                 for line in spend_lines(h.client_key_id, h.created_at):
                     held, spent = deltas.get((line.scope, line.period), (0, 0))
-                    deltas[(line.scope, line.period)] = (held, spent + h.amount_nanos)
+                    deltas[(line.scope, line.period)] = (held, spent + _orphan_charge(h))
         apply_deltas(conn, deltas)
     if charged:
         log.warning("charged %d stale budget holds as orphaned ledger rows", charged)
     return charged
+
+
+def _orphan_charge(h: Any) -> int:
+    return 0 if h.key_source == KeySource.USER.value else int(h.amount_nanos)
 
 
 def _decode_lines(lines: str) -> list[tuple[str, str]]:
@@ -254,10 +260,10 @@ def _orphan_row(h: Any, request_id: str) -> dict[str, Any]:
     anomalies: set[str] = set()
     return {"request_id": request_id, "created_at": h.created_at, "client_key_id": h.client_key_id,
             "conversation_id": None, "response_id": None, "route": bounded(h.route or "", NAME_LIMIT, anomalies),
-            "model": bounded(h.model or "", NAME_LIMIT, anomalies), "key_source": KeySource.SERVER.value,
+            "model": bounded(h.model or "", NAME_LIMIT, anomalies), "key_source": h.key_source or KeySource.SERVER.value,
             "fallback_reason": None, "outcome": Outcome.ORPHANED.value, "error_code": None, "input_tokens": 0,
             "cached_input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0, "cost_nanos": h.amount_nanos,
-            "charged_nanos": h.amount_nanos, "priced": True, "estimated": True,
+            "charged_nanos": _orphan_charge(h), "priced": True, "estimated": True,
             "catalog_version": bounded(h.catalog_version or "", CODE_LIMIT, anomalies), "latency_ms": 0,
             "anomalies": ",".join(sorted(anomalies)) or None}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -149,12 +150,20 @@ class SqlBudgetStore(SqlBase):
         params: dict[str, object] = {"amount": amount.nanos, "id": reservation.id, "lines": _encode_lines(lines),
                                      "at": _now(), "rq": tag.request_id if tag else None,
                                      "ck": tag.client_key_id if tag else None, "rt": tag.route if tag else None,
-                                     "md": tag.model if tag else None, "cv": tag.catalog_version if tag else None}
+                                     "md": tag.model if tag else None, "cv": tag.catalog_version if tag else None,
+                                     "ks": tag.key_source.value if tag else None}
+        if not lines:
+            await self._hold_only(params)
+            return reservation
         for i, line in enumerate(lines):
             params.update({f"s{i}": line.scope, f"p{i}": line.period,
                            f"l{i}": line.limit.nanos if line.limit is not None else 2**62})
         for attempt in (1, 2):
-            room = await self._room(len(lines), params)
+            try:
+                room = await self._room(len(lines), params)
+            except ServiceUnavailable:
+                self._down_until = time.monotonic() + 5.0
+                raise
             if all(room.get((ln.scope, ln.period)) for ln in lines):
                 return reservation
             missing = [(ln.scope, ln.period) for ln in lines if (ln.scope, ln.period) not in room]
@@ -165,6 +174,26 @@ class SqlBudgetStore(SqlBase):
 
     async def _room(self, n: int, params: dict[str, object]) -> dict[tuple[str, str], bool]:
         return await self._run(self._try_reserve, n, params)
+
+    _down_until = 0.0
+
+    async def _hold_only(self, params: dict[str, object]) -> None:
+        """A hold on no counter (the request's write-ahead record only). After a failure,
+        such holds are not tried for a few seconds: the caller goes on without one, and
+        requests that need no budget are not slowed by a database that is away."""
+        if time.monotonic() < self._down_until:
+            raise database_unavailable()
+        try:
+            await self._insert_hold(params)
+        except ServiceUnavailable:
+            self._down_until = time.monotonic() + 5.0
+            raise
+
+    async def _insert_hold(self, params: dict[str, object]) -> None:
+        def run() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT_RESERVATION, params)
+        await self._run(run)
 
     async def open(self) -> None:
         """Nothing to open: the engine connects lazily (see PsycopgBudgetStore)."""
@@ -209,8 +238,9 @@ class SqlBudgetStore(SqlBase):
         return await self._run(run)
 
 # A hold carries its request (see HoldTag): it is the request's write-ahead record.
-_HOLD_COLUMNS = "id, lines, amount_nanos, created_at, request_id, client_key_id, route, model, catalog_version"
-_HOLD_VALUES = ":id, :lines, :amount, :at, :rq, :ck, :rt, :md, :cv"
+_HOLD_COLUMNS = ("id, lines, amount_nanos, created_at, request_id, client_key_id, route, model, catalog_version, "
+                 "key_source")
+_HOLD_VALUES = ":id, :lines, :amount, :at, :rq, :ck, :rt, :md, :cv, :ks"
 
 
 def _match(n: int) -> str:

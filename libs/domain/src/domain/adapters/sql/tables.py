@@ -139,6 +139,7 @@ class BudgetReservationRow(SQLModel, table=True):
     route: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     model: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     catalog_version: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    key_source: str | None = Field(default=None, max_length=8)
 
 
 class IdempotencyRow(SQLModel, table=True):
