@@ -177,6 +177,7 @@ async def test_ids_names_and_codes_of_any_length_are_stored(engine, tmp_path):
     ({"prompt_tokens": 3, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 99},
       "completion_tokens_details": {"reasoning_tokens": 50}}, None),
     (["not", "a", "dict"], "usage_invalid"),
+    ({"prompt_tokens": 10**15, "completion_tokens": 7}, "usage_invalid"),  # beyond an INTEGER column
 ])
 async def test_negative_or_odd_usage_is_normalised_and_flagged(engine, tmp_path, usage, anomaly):
     tokens = usage_from(UpstreamApi.CHAT_COMPLETIONS, usage)

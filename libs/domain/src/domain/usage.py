@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_TOKENS = 2**31 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
@@ -36,7 +38,9 @@ class TokenUsage:
             value = int(raw)
             if value < 0:
                 anomaly, value = anomaly or "usage_negative", 0
-            counts.append(min(value, 2**53))
+            if value > MAX_TOKENS:  # beyond any real request, and beyond the ledger's columns
+                anomaly, value = anomaly or "usage_invalid", MAX_TOKENS
+            counts.append(value)
         inp, out, cached, reasoning = counts
         return cls(inp, out, min(cached, inp), min(reasoning, out), anomaly=anomaly)
 

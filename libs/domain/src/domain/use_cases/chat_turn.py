@@ -322,7 +322,8 @@ def _unfinished_background(cmd: ChatTurnCommand, reply: UpstreamReply, choice: K
     its final usage, with the server key (a caller's own key is never kept to poll with;
     its spend is not the server's budget anyway)."""
     return (cmd.api is UpstreamApi.RESPONSES and cmd.params.get("background") is True
-            and choice.source is KeySource.SERVER and reply.body.get("status") in ("queued", "in_progress"))
+            and choice.source is KeySource.SERVER and reply.body.get("status") in ("queued", "in_progress")
+            and isinstance(reply.body.get("id"), str) and bool(reply.body["id"]))
 
 
 @dataclass(slots=True)
