@@ -6,6 +6,7 @@ each, ``llmctl ledger reconcile`` finds the budget counters equal to the ledger.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,6 +18,9 @@ import httpx
 import psycopg
 import pytest
 
+from chat_api.app import make_app
+from chat_api.settings import ChatApiSettings
+from tests.adapters.test_repositories import a_record, ledger_rows
 from tests.services.conftest import ChatApiProcess, start_chat_api
 from tests.support.database import create_database, drop_database, migrate
 from tests.support.processes import start_fake_openai, stop
@@ -320,3 +324,38 @@ def test_background_responses_are_settled_from_their_final_usage_across_a_restar
         for proc in (a_proc, b_proc, fake_proc):
             if proc is not None:
                 stop(proc)
+
+
+# -- a ledger writer that dies --------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill, on purpose
+async def test_a_dead_ledger_writer_turns_readyz_red_and_is_restarted(database, tmp_path):
+    """The app's own lifespan runs (the supervisor included); the writer thread is killed
+    for real (an asynchronous SystemExit inside it). /readyz answers 503 naming the writer,
+    the supervisor restarts it, /readyz is green again, the restart is counted, and rows
+    are written again."""
+    app = make_app(ChatApiSettings(database_url=database, admin_token="admin-" + "a" * 40, key_hash_secret="h" * 40,
+                                   data_dir=tmp_path, openai_api_key="sk-server-0123456789abcdef"))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://chat") as client:
+        assert (await client.get("/readyz")).status_code == 200
+        ledger = app.state.container.ledger
+        thread = ledger._thread
+        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                          ctypes.py_object(SystemExit)) == 1
+        await asyncio.to_thread(thread.join, 5)
+        down = await client.get("/readyz")
+        assert down.status_code == 503 and down.json()["ledger_writer"] == "down"
+        assert "llm_gateway_ledger_writer_up 0.0" in (await client.get("/metrics")).text
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+        deadline = time.monotonic() + 10
+        while not await ready() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await ready()
+        metrics = (await client.get("/metrics")).text
+        assert "llm_gateway_ledger_writer_up 1.0" in metrics
+        assert "llm_gateway_ledger_writer_restarts_total 1.0" in metrics
+        record = a_record()
+        await ledger.record(record)
+        assert len(ledger_rows(ledger.engine, record.request_id)) == 1
