@@ -237,7 +237,7 @@ async def test_concurrent_sweepers_and_writers_leave_exactly_one_row_per_hold(db
     engine = make_engine(db_url, pool_size=sweepers + 2)
     owner = uid()
     try:
-        holds = [await a_hold(engine, owner, 10_000 + i) for i in range(60)]
+        holds = [await a_hold(engine, owner, 10_000 + 10 * i) for i in range(60)]  # whole 1e-8 USD: the console rounds there
         cutoff = datetime.now(UTC) + timedelta(seconds=1)
         barrier = threading.Barrier(sweepers + 1)
 
