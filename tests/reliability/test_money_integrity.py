@@ -359,3 +359,33 @@ async def test_a_dead_ledger_writer_turns_readyz_red_and_is_restarted(database, 
         record = a_record()
         await ledger.record(record)
         assert len(ledger_rows(ledger.engine, record.request_id)) == 1
+
+
+# -- an upstream's NUL bytes and negative usage -------------------------------------------
+def test_nul_bytes_and_negative_usage_from_the_upstream_still_leave_charged_rows(database, fake_openai, tmp_path):
+    """The issue's anomaly row: a NUL in the reply and the model name, negative usage. Each
+    call leaves its row (NUL removed, flagged), the turn is stored, and negative usage is
+    charged at the hold — the worst case admitted — not as a free call."""
+    proc, api = replica(database, fake_openai, tmp_path / "a")
+    try:
+        key = api.issue_key("anomalies", daily_usd="5")
+        auth = {"Authorization": f"Bearer {key}"}
+        nul = httpx.post(api.url + CHAT, headers={**auth, "X-Session-Id": "nul-session"}, timeout=30,
+                         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fake:nul 보내기"}]})
+        negative = httpx.post(api.url + CHAT, headers=auth, timeout=30, json={
+            "model": "gpt-4o-mini", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "fake:negative-usage"}]})
+        assert nul.status_code == 200 and negative.status_code == 200, (nul.text, negative.text)
+        assert wait_until(lambda: query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 2, 10)
+        rows = query(database, "SELECT model, anomalies, estimated, input_tokens, output_tokens, cost_nanos, "
+                               "charged_nanos FROM spend_ledger ORDER BY id")
+        assert rows[0][0] == "gpt-4o-mini" and rows[0][1] == "nul_removed" and rows[0][6] > 0
+        model, anomalies, estimated, inp, out, cost, charged = rows[1]
+        assert (anomalies, estimated, inp, out, cost) == ("usage_negative", True, 0, 0, 0)
+        assert charged > 0  # the hold: prompt estimate + 100 output tokens at the output price
+        [(reply,)] = query(database, "SELECT reply FROM turns")
+        assert reply == "널바이트"
+        assert "llm_gateway_ledger_set_aside_records 0.0" in httpx.get(api.url + "/metrics").text
+        assert_reconciled(database)
+    finally:
+        stop(proc)

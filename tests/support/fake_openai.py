@@ -19,7 +19,9 @@ Behaviour is deterministic so callers can assert on it:
     "fake-flaky" answers 500 on the first try of each distinct body and 200 on
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
   * a last user text containing "fake:long-ids" gets a ~450-character response id and a
-    150-character model name back (as some OpenAI-compatible proxies send)
+    150-character model name back (as some OpenAI-compatible proxies send);
+    "fake:nul" a NUL byte in the reply and in the model name; "fake:negative-usage"
+    negative token counts
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
     server created. "background": true answers as OpenAI does: status "queued" with
     "usage": null and no output; the first GET finds it "in_progress", the next one
@@ -213,6 +215,10 @@ async def app(scope, receive, send):
     if "fake:long-ids" in last_user:
         rid = "resp_" + hashlib.sha256(raw).hexdigest() * 7
         model = (model + "-" + "x" * 150)[:150]
+    if "fake:nul" in last_user:
+        reply, words, model = "널\x00바이트", ["널\x00바이트"], model + "\x00"
+    if "fake:negative-usage" in last_user:
+        prompt, completion = -5, -7
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
