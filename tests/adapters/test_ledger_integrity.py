@@ -312,9 +312,14 @@ async def test_an_in_progress_idempotency_key_expires_and_one_retry_takes_it_ove
         except Conflict as exc:
             results.append(exc.code)
     assert results == [None, "idempotency_in_progress", "idempotency_in_progress"]
-    await store.finish(owner, key, 200, '{"ok": true}')
+    # The first request was only slow: its late answer or failure does not touch the claim
+    # the retry took over.
+    await store.abandon(owner, key, now)
+    await store.finish(owner, key, 200, '{"late": true}', now)
+    await store.finish(owner, key, 200, '{"ok": true}', later)
     answer = await store.begin(owner, key, "h1", later + timedelta(days=1))
     assert answer is not None and answer.status_code == 200  # a finished answer never expires
+    assert answer.body == '{"ok": true}'
 
 
 async def test_concurrent_takeovers_of_an_expired_key_have_one_winner(engine):

@@ -60,18 +60,28 @@ class SqlIdempotencyStore(SqlBase):
                 return StoredAnswer(row.status_code, row.response or "")
         return await self._run(run)
 
-    async def finish(self, owner: str, key: str, status_code: int, body: str) -> None:
+    @staticmethod
+    def _mine(owner: str, key: str, claimed_at: datetime | None) -> list[object]:
+        """The claim as this request took it: once a retry has taken an expired claim over,
+        the first request's late answer (or failure) no longer touches it."""
+        clauses: list[object] = [IdempotencyRow.owner == owner, IdempotencyRow.key == key]
+        if claimed_at is not None:
+            clauses.append(IdempotencyRow.created_at == claimed_at)
+        return clauses
+
+    async def finish(self, owner: str, key: str, status_code: int, body: str,
+                     claimed_at: datetime | None = None) -> None:
         def run() -> None:
             with Session(self.engine) as s, s.begin():
-                s.execute(update(IdempotencyRow).where(IdempotencyRow.owner == owner, IdempotencyRow.key == key)
+                s.execute(update(IdempotencyRow).where(*self._mine(owner, key, claimed_at))  # type: ignore[arg-type]
                           .values(status_code=status_code, response=body))
         await self._run(run)
 
-    async def abandon(self, owner: str, key: str) -> None:
+    async def abandon(self, owner: str, key: str, claimed_at: datetime | None = None) -> None:
         """A failed request frees its key, so the client's retry really runs."""
         def run() -> None:
             with Session(self.engine) as s, s.begin():
-                s.execute(delete(IdempotencyRow).where(IdempotencyRow.owner == owner, IdempotencyRow.key == key))
+                s.execute(delete(IdempotencyRow).where(*self._mine(owner, key, claimed_at)))  # type: ignore[arg-type]
         await self._run(run)
 
 
