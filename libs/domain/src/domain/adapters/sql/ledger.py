@@ -201,10 +201,11 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) ->
 
     Exactly one row per hold, whatever runs concurrently: the orphan row and the real row
     share the request id (unique), and the hold's deletion is the proof it is settled
-    once (a background response still being polled keeps its hold). The orphan row is inserted before the hold is deleted — the order the writer
+    once. The orphan row is inserted before the hold is deleted — the order the writer
     uses — so the two never wait on each other crosswise. A hold whose request already has
     a row is only released (that row counted the charge); one released while we swept is
-    not charged. Returns the number of holds charged."""
+    not charged; a background response still being polled keeps its hold. Returns the
+    number of holds turned into rows."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql" and not conn.execute(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ORPHAN_LOCK}).scalar():
