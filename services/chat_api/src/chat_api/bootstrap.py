@@ -15,10 +15,12 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from chat_api.auth_cache import CachedAuthenticator
+from chat_api.background import BackgroundPoller
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -75,6 +77,7 @@ class Container:
     set_budget: SetClientBudget
     admin_token: str
     executor: ThreadPoolExecutor
+    background: BackgroundPoller
     schema_head: str | None = None
 
     @property
@@ -82,6 +85,10 @@ class Container:
         return self.use_cases.chat
 
     async def start(self) -> None:
+        # A spool left by an older version (JSON lines at the old default path) is imported.
+        legacy = self.settings.data_dir / "ledger-spool.jsonl"
+        if legacy.exists() and legacy != self.ledger.spool.path:
+            self.ledger.spool.import_jsonl(legacy)
         self.ledger.start()
         await self.budgets.open()
 
@@ -121,19 +128,23 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                    else SqlBudgetStore(budget_engine, executor))
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
-                                      or settings.data_dir / "ledger-spool.jsonl")
+                                      or settings.data_dir / "ledger-spool.sqlite3")
     provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
                                              timeout=settings.upstream_timeout_seconds,
                                              max_retries=settings.upstream_max_retries, on_retry=on_retry)
     policy = DefaultKeyPolicy(settings.openai_api_key)
+    pending = SqlBackgroundResponses(engine, executor)
+    background = BackgroundPoller(pending, provider, models, ledger, clock, executor, settings.openai_api_key,
+                                  first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
-        policy=policy, clock=clock,
+        policy=policy, clock=clock, background=pending,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
                                                          _usd_cap(settings.global_monthly_usd))))
     use_cases = UseCases(chat=chat,
-                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
+                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,
+                                                               finished=background),
                          list_models=ListModels(models))
     anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
                                                            _usd_cap(settings.anonymous_monthly_usd)))
@@ -141,10 +152,12 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
-                     idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
-                     policy=policy, use_cases=use_cases, authenticate=authenticate,
+                     idempotency=idempotency or SqlIdempotencyStore(
+                         engine, executor, pending_seconds=settings.idempotency_pending_seconds),
+                     provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), admin_token=admin_token, executor=executor,
+                     background=background,
                      schema_head=migrations_head())
 
 

@@ -44,7 +44,15 @@ class ChatApiSettings(BaseSettings):
     max_concurrent_streams: int = 20  # per client key
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
-    ledger_spool_path: Path | None = None
+    ledger_spool_path: Path | None = None  # the local SQLite spool (default: DATA_DIR/ledger-spool.sqlite3)
+    # A budget hold older than this whose replica never settled it (the replica died)
+    # becomes a ledger row charged at the held amount. Far above the upstream timeout.
+    stale_hold_seconds: float = Field(default=900.0, gt=0)
+    # An Idempotency-Key still in progress after this long counts as failed (its request
+    # died with its replica) and may be retried.
+    idempotency_pending_seconds: float = Field(default=120.0, gt=0)
+    # First look at a background response after this long; then doubling, capped at 60 s.
+    background_poll_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod

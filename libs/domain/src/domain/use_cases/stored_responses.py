@@ -17,6 +17,13 @@ class ResponseOwnership(Protocol):
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
 
 
+class FinishedResponses(Protocol):
+    """Settles a background response the caller has seen finished (its ledger row waits for
+    the final usage). Never fails: a fetch is not refused because settling could not run."""
+
+    async def observe(self, response_id: str, body: dict[str, Any]) -> None: ...
+
+
 class StoredResponseAction(StrEnum):
     FETCH = "fetch"
     CANCEL = "cancel"
@@ -44,11 +51,15 @@ class HandleStoredResponse:
       anyone else it does not exist (404, nothing is sent upstream);
     * anonymous callers cannot be told apart, so they can fetch or cancel nothing;
     * the key policy picks the key, as for a chat turn (the caller's own key when it sends
-      one, else the server key if this client may use it).
+      one, else the server key if this client may use it);
+    * a background response seen finished (by a fetch or a cancel) is settled at once, from
+      the usage in that answer, rather than at the poller's next look.
     """
 
-    def __init__(self, *, owners: ResponseOwnership, provider: LlmProvider, policy: DefaultKeyPolicy) -> None:
+    def __init__(self, *, owners: ResponseOwnership, provider: LlmProvider, policy: DefaultKeyPolicy,
+                 finished: FinishedResponses | None = None) -> None:
         self._owners, self._provider, self._policy = owners, provider, policy
+        self._finished = finished
 
     async def execute(self, cmd: StoredResponseCommand) -> dict[str, Any]:
         if cmd.client.key_id is None:
@@ -59,5 +70,9 @@ class HandleStoredResponse:
         choice = self._policy.choose(use_user_key=cmd.user_api_key is not None, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         if cmd.action is StoredResponseAction.CANCEL:
-            return await self._provider.cancel_response(cmd.response_id, choice.api_key)
-        return await self._provider.get_response(cmd.response_id, choice.api_key)
+            body = await self._provider.cancel_response(cmd.response_id, choice.api_key)
+        else:
+            body = await self._provider.get_response(cmd.response_id, choice.api_key)
+        if self._finished is not None:
+            await self._finished.observe(cmd.response_id, body)
+        return body
