@@ -131,7 +131,12 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                       or settings.data_dir / "ledger-spool.sqlite3")
     provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
                                              timeout=settings.upstream_timeout_seconds,
-                                             max_retries=settings.upstream_max_retries, on_retry=on_retry)
+                                             max_retries=settings.upstream_max_retries, on_retry=on_retry,
+                                             max_connections=settings.upstream_max_connections,
+                                             client_share=settings.upstream_client_share,
+                                             breaker_threshold=settings.circuit_threshold,
+                                             breaker_cooldown=settings.circuit_cooldown_seconds,
+                                             breaker_min_clients=settings.circuit_min_clients)
     policy = DefaultKeyPolicy(settings.openai_api_key)
     pending = SqlBackgroundResponses(engine, executor)
     background = BackgroundPoller(pending, provider, models, ledger, clock, executor, settings.openai_api_key,
