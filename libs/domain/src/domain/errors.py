@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     UPSTREAM = "upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
     UNAVAILABLE = "unavailable"
     CONFIGURATION = "configuration"
     INTERNAL = "internal"
@@ -100,6 +101,17 @@ class UpstreamError(DomainError):
 
 class UpstreamTimeout(UpstreamError):
     kind = ErrorKind.UPSTREAM_TIMEOUT
+
+
+class UpstreamBadResponse(UpstreamError):
+    """The upstream answered, but with something that is not a readable answer (not JSON,
+    not an object, a connection dropped mid-answer). It may have billed the call, so the
+    turn is charged its hold rather than released for free."""
+
+    kind = ErrorKind.UPSTREAM_BAD_RESPONSE
+
+    def __init__(self) -> None:
+        super().__init__("upstream_bad_response", upstream_status=502)
 
 
 class UpstreamBusy(UpstreamError):

@@ -143,7 +143,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                   first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
-        policy=policy, clock=clock, background=pending,
+        policy=policy, clock=clock, owners=ledger, background=pending,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
                                                          _usd_cap(settings.global_monthly_usd))))
