@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -296,6 +297,9 @@ def test_background_responses_are_settled_from_their_final_usage_across_a_restar
         assert query(database, "SELECT count(*) FROM spend_ledger")[0][0] == 0
         assert query(database, "SELECT count(*) FROM budget_reservations")[0][0] == 1
         assert query(database, "SELECT response_id FROM background_responses") == [(rid,)]
+        # The request's PII policy waits with it: the reply stored later is masked like a turn's.
+        [(pending,)] = query(database, "SELECT record FROM background_responses")
+        assert json.loads(pending)["pii_policy"] == "mask"
         kill(a_proc)
 
         b_proc, b = replica(database, fake, tmp_path / "b", BACKGROUND_POLL_SECONDS="0.5", STALE_HOLD_SECONDS="1")

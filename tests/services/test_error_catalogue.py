@@ -34,7 +34,6 @@ class RaiseSite:
     code: str
     reason: str | None
     params: frozenset[str]
-    fixed: bool = False  # the class names its own code and takes no arguments
 
     @property
     def key(self) -> str:
@@ -53,14 +52,6 @@ def _sites() -> list[RaiseSite]:
                 if name not in ERROR_CLASSES:
                     continue
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                if not node.args and not node.keywords:
-                    # A class that fixes its own code (``UpstreamBadResponse()``): ask it.
-                    try:
-                        fixed = ERROR_CLASSES[name]()
-                    except TypeError:
-                        pytest.fail(f"{where}: {name} needs a literal code")
-                    sites.append(RaiseSite(where, name, fixed.code, fixed.reason, frozenset(), fixed=True))
-                    continue
                 code = node.args[0]
                 assert isinstance(code, ast.Constant) and isinstance(code.value, str), f"{where}: a literal code"
                 assert len(node.args) == 1, f"{where}: the words are the catalogue's, not the raise site's"
@@ -98,9 +89,8 @@ def test_every_raised_code_has_both_messages_over_the_params_it_is_given(site):
     assert HANGUL.search(ko) and not HANGUL.search(en), site.key
     assert _placeholders(ko) == _placeholders(en), site.key
     assert _placeholders(ko) <= site.params, f"{site.where}: {site.key} needs {_placeholders(ko) - site.params}"
-    error = ERROR_CLASSES[site.cls]() if site.fixed else ERROR_CLASSES[site.cls](
-        site.code, reason=site.reason, **{p: "x" for p in site.params if p != "field"},
-        **({"field": "x"} if "field" in site.params else {}))
+    error = ERROR_CLASSES[site.cls](site.code, reason=site.reason, **{p: "x" for p in site.params if p != "field"},
+                                    **({"field": "x"} if "field" in site.params else {}))
     for lang in ("ko", "en"):
         text = message_of(error, lang)
         assert text and "?" not in text and "{" not in text

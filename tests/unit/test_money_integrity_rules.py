@@ -60,3 +60,20 @@ def test_a_background_response_without_usage_is_charged_its_hold_not_nothing():
         assert final.estimated and final.cost == HOLD.amount and final.charged == HOLD.amount
         assert (final.outcome is Outcome.OK) == (status == "completed")
         assert final.error_code == (None if status == "completed" else f"background_{status}")
+
+
+def test_a_background_reply_is_stored_masked_under_the_requests_policy_and_counts_survive():
+    """The reply a background response stores later is masked as a normal turn's would be
+    (mask and block alike, never counted); ``off`` stores it as is. The request's PII counts
+    (already on the record) are kept on the settled row."""
+    from domain.adapters.prices import load_price_catalog
+    from domain.pii import PiiPolicy
+
+    reply = "연락처는 010-2345-6789 입니다"
+    template = a_record(pii_counts={"phone": 1})
+    for policy in (PiiPolicy.MASK, PiiPolicy.BLOCK, PiiPolicy.OFF):
+        final = settle_background(template, status="completed", usage=TokenUsage(10, 5), model=None, text=reply,
+                                  prices=load_price_catalog(None), now=T0, pii_policy=policy)
+        assert final.turn is not None
+        assert ("010-2345-6789" in final.turn.reply) == (policy is PiiPolicy.OFF)
+        assert dict(final.pii_counts) == {"phone": 1}

@@ -16,6 +16,7 @@ class ErrorKind(StrEnum):
     CONFLICT = "conflict"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
+    PII_DETECTED = "pii_detected"
     UPSTREAM = "upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
@@ -82,6 +83,17 @@ class RateLimited(DomainError):
     kind = ErrorKind.RATE_LIMITED
 
 
+class PiiDetected(DomainError):
+    """The request carries personal data and the policy is ``block``. Its one parameter,
+    ``kinds``, lists the kinds found (contract codes, comma-separated), never a value."""
+
+    kind = ErrorKind.PII_DETECTED
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in str(self.params.get("kinds", "")).split(", ") if k]
+
+
 class UpstreamError(DomainError):
     """The upstream answered with an error or could not be reached."""
 
@@ -109,9 +121,6 @@ class UpstreamBadResponse(UpstreamError):
     turn is charged its hold rather than released for free."""
 
     kind = ErrorKind.UPSTREAM_BAD_RESPONSE
-
-    def __init__(self) -> None:
-        super().__init__("upstream_bad_response", upstream_status=502)
 
 
 class UpstreamBusy(UpstreamError):

@@ -16,6 +16,7 @@ from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.ledger import UsageRecord
 from domain.money import Money
+from domain.pii import PiiPolicy
 from domain.pricing import ModelPrice
 from domain.usage import TokenUsage
 
@@ -106,8 +107,9 @@ class BackgroundResponses(Protocol):
     not swept as stale) until then; the pending ids are durable, so a restarted replica
     goes on polling them."""
 
-    async def track(self, record: UsageRecord) -> None:
-        """Keep ``record`` (its usage not known yet) until the response is terminal."""
+    async def track(self, record: UsageRecord, pii_policy: PiiPolicy = PiiPolicy.OFF) -> None:
+        """Keep ``record`` (its usage not known yet) until the response is terminal, with the
+        request's ``pii_policy``: the reply it stores then is masked as the request's would be."""
 
 
 class BudgetStore(Protocol):
@@ -142,6 +144,8 @@ class ClientKeyRepository(Protocol):
     async def revoke(self, key_id: str, at: datetime) -> bool: ...
 
     async def set_limits(self, key_id: str, limits: BudgetLimits) -> bool: ...
+
+    async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool: ...
 
 
 class PriceCatalog(Protocol):

@@ -71,7 +71,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
             tokens=MinuteQuota(s.tokens_per_minute, "tokens"), streams=StreamSlots(s.max_concurrent_streams),
             settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
                                      reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
-            max_body_bytes=s.max_body_bytes)
+            max_body_bytes=s.max_body_bytes, pii=c.pii)
         background = [asyncio.create_task(sweep_stale_holds(c)),
                       asyncio.create_task(supervise_ledger_writer(c, metrics)),
                       asyncio.create_task(c.background.run(every=min(1.0, c.settings.background_poll_seconds)))]

@@ -88,7 +88,7 @@ class BackgroundPoller:
         model = body.get("model") if isinstance(body.get("model"), str) else None
         final = settle_background(pending.record, status=str(body.get("status")), usage=usage, model=model,
                                   text=responses_text(body) if body.get("output") else "", prices=self._prices,
-                                  now=self._clock.now())
+                                  now=self._clock.now(), pii_policy=pending.pii_policy)
         await self._ledger.record(final)  # idempotent by request id; settles the hold
         await self._db(self.store.forget, pending.response_id)
         self.settled += 1

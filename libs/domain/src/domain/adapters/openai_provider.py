@@ -189,7 +189,7 @@ class OpenAiLlmProvider:
                 raise ValueError("usage is not an object")
             usage = usage_from(request.api, body.get("usage")) or TokenUsage(anomaly="usage_missing")
         except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
-            raise UpstreamBadResponse() from None
+            raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
@@ -268,7 +268,7 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        raise UpstreamBadResponse()
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502)
     return body
 
 
@@ -279,4 +279,4 @@ async def _lines(response: httpx2.Response) -> AsyncIterator[str]:
         async for line in response.aiter_lines():
             yield line
     except httpx2.HTTPError:
-        raise UpstreamBadResponse() from None
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None

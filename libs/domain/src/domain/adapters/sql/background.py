@@ -14,6 +14,7 @@ from domain.adapters.sql.repositories import SqlBase, upsert_ignore
 from domain.adapters.sql.spool import encode
 from domain.adapters.sql.tables import BackgroundResponseRow
 from domain.ledger import UsageRecord
+from domain.pii import PiiPolicy
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class PendingResponse:
     record: UsageRecord  # the row as it will be stored, usage still unknown
     attempts: int
     created_at: datetime
+    pii_policy: PiiPolicy = PiiPolicy.MASK  # the request's: how the reply is stored once it is known
 
 
 def _aware(at: datetime) -> datetime:
@@ -37,14 +39,14 @@ class SqlBackgroundResponses(SqlBase):
 
     first_poll = timedelta(seconds=2)
 
-    async def track(self, record: UsageRecord) -> None:
+    async def track(self, record: UsageRecord, pii_policy: PiiPolicy = PiiPolicy.OFF) -> None:
         if not record.response_id:
             raise ValueError("a background response without an id cannot be polled")
         now = datetime.now(UTC)
         row = {"response_id": bounded(record.response_id, ID_LIMIT), "request_id": bounded(record.request_id, ID_LIMIT),
                "client_key_id": record.client_key_id,
                "reservation_id": record.reservation.id if record.reservation else None,
-               "record": encode(record_to_json(record)), "attempts": 0, "created_at": now,
+               "record": encode({**record_to_json(record), "pii_policy": pii_policy.value}), "attempts": 0, "created_at": now,
                "next_poll_at": now + self.first_poll}
 
         def run() -> None:
@@ -66,7 +68,10 @@ class SqlBackgroundResponses(SqlBase):
 
     def _pending(self, row: object) -> PendingResponse | None:
         try:
-            record = record_from_json(json.loads(row.record))  # type: ignore[attr-defined]
+            doc = json.loads(row.record)  # type: ignore[attr-defined]
+            record = record_from_json(doc)
+            # A row without a policy is masked: the server's default, and the safe side.
+            pii_policy = PiiPolicy(doc.get("pii_policy") or PiiPolicy.MASK.value)
         except Exception:
             # Unreadable: forget it, so its hold is swept as stale and charged (never free).
             log.error("unreadable background response %s; its hold will be charged as orphaned",
@@ -74,7 +79,7 @@ class SqlBackgroundResponses(SqlBase):
             self.forget(row.response_id)  # type: ignore[attr-defined]
             return None
         return PendingResponse(record.response_id or "", record, row.attempts,  # type: ignore[attr-defined]
-                               _aware(row.created_at))  # type: ignore[attr-defined]
+                               _aware(row.created_at), pii_policy)  # type: ignore[attr-defined]
 
     def find(self, response_id: str) -> PendingResponse | None:
         table = BackgroundResponseRow.__table__  # type: ignore[attr-defined]

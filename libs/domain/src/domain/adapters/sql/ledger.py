@@ -92,7 +92,9 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
            "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
            "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
            "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated or r.usage.anomaly is not None,
-           "catalog_version": bounded(r.catalog_version, CODE_LIMIT, anomalies), "latency_ms": r.latency_ms}
+           "catalog_version": bounded(r.catalog_version, CODE_LIMIT, anomalies), "latency_ms": r.latency_ms,
+           "pii_counts": json.dumps(dict(r.pii_counts), sort_keys=True, separators=(",", ":")) if r.pii_counts
+           else None}
     row["anomalies"] = ",".join(sorted(anomalies)) or None
     return row
 
@@ -298,6 +300,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         latency_ms=d["latency_ms"],
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
         conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
+        pii_counts=d.get("pii_counts") or {},
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)

@@ -25,6 +25,7 @@ class ClientKeyRow(SQLModel, table=True):
     daily_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     monthly_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     may_use_server_key: bool = True
+    pii_policy: str | None = Field(default=None, max_length=8)  # off | mask | block; NULL: the server's
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
@@ -109,6 +110,8 @@ class SpendRow(SQLModel, table=True):
     estimated: bool = False
     catalog_version: str = Field(sa_column=Column(Text, nullable=False))
     latency_ms: int = 0
+    # personal data the guard found in the request, per kind: '{"phone":2}' (never a value)
+    pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class BudgetCounterRow(SQLModel, table=True):
