@@ -46,6 +46,7 @@ from domain.use_cases.client_keys import (
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
+from domain.use_cases.passthrough import HandlePassThrough, PassThroughSettings
 from domain.use_cases.stored_responses import HandleStoredResponse
 
 
@@ -61,6 +62,7 @@ class UseCases:
     chat: HandleChatTurn
     stored_responses: HandleStoredResponse
     list_models: ListModels
+    passthrough: HandlePassThrough
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Container:
     executor: ThreadPoolExecutor
     background: BackgroundPoller
     schema_head: str | None = None
+    keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
 
     @property
     def chat(self) -> HandleChatTurn:
@@ -147,23 +150,27 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                              breaker_cooldown=settings.circuit_cooldown_seconds,
                                              breaker_min_clients=settings.circuit_min_clients)
     policy = DefaultKeyPolicy(settings.openai_api_key)
+    global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
     pending = SqlBackgroundResponses(engine, executor)
     background = BackgroundPoller(pending, provider, models, ledger, clock, executor, settings.openai_api_key,
                                   first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock, owners=ledger, background=pending,
-        settings=ChatSettings(history_token_budget=settings.history_token_budget,
-                              global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
-                                                         _usd_cap(settings.global_monthly_usd))))
+        settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,
                                                                finished=background),
-                         list_models=ListModels(models))
-    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
-                                                           _usd_cap(settings.anonymous_monthly_usd)))
-                 if settings.allow_anonymous else None)
-    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+                         list_models=ListModels(models, provider, settings.openai_api_key, clock,
+                                                settings.models_cache_seconds),
+                         passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
+                                                       policy=policy, clock=clock,
+                                                       settings=PassThroughSettings(global_limits)))
+    anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
+                                                          _usd_cap(settings.anonymous_monthly_usd)))
+    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
+                                                          anonymous if settings.allow_anonymous else None),
+                                       ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(
@@ -173,7 +180,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      background=background,
-                     schema_head=migrations_head())
+                     schema_head=migrations_head(),
+                     keyless_original=anonymous if settings.allow_anonymous_original else None)
 
 
 def migrations_head() -> str | None:

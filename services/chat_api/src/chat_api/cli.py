@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.cmd == "prices":
             catalog = load_price_catalog(settings.price_catalog_path)
             print(f"price catalogue {catalog.version} (USD per 1M tokens)")
-            print(f"{'model':<22}{'input':>10}{'cached':>10}{'output':>10}")
+            print(f"{'model':<26}{'input':>10}{'cached':>10}{'output':>10}")
             for name in catalog.models():
                 p = catalog.prices[name]
                 cached = "-" if p.cached_input is None else str(p.cached_input)
-                print(f"{name:<22}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+                print(f"{name:<26}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
     except DomainError as exc:
         print(f"error: {message_of(exc, 'en')} ({exc.code})", file=sys.stderr)
         raise SystemExit(2) from None

@@ -31,6 +31,9 @@ class ChatApiSettings(BaseSettings):
     price_catalog_path: str | None = None
     extra_models: str = ""  # comma-separated unpriced models the operator allows (e.g. fine-tunes)
     allow_anonymous: bool = False
+    # The original dialect (/api/v1/chat*) without a client key, on the anonymous budget and
+    # rate-limited per address: existing clients of the original server keep working.
+    allow_anonymous_original: bool = False
     anonymous_daily_usd: Decimal | None = Decimal("1")
     anonymous_monthly_usd: Decimal | None = Decimal("10")
     global_daily_usd: Decimal | None = None
@@ -67,6 +70,9 @@ class ChatApiSettings(BaseSettings):
     idempotency_pending_seconds: float = Field(default=120.0, gt=0)
     # First look at a background response after this long; then doubling, capped at 60 s.
     background_poll_seconds: float = Field(default=2.0, gt=0)
+    models_cache_seconds: float = 300.0  # how long /v1/models keeps the upstream's list
+    # Browser origins allowed to call the API (comma-separated, each echoed exactly; empty: no CORS).
+    cors_allow_origins: str = ""
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod
