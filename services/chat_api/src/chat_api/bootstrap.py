@@ -16,10 +16,12 @@ from sqlalchemy import Engine
 
 from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
+from chat_api.background import BackgroundPoller
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from domain.adapters.clock import SystemClock
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -92,6 +94,7 @@ class Container:
     request_log: SqlRequestLog
     audit: SqlAuditLog
     alerts: AlertWatch
+    background: BackgroundPoller
     schema_head: str | None = None
     keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
 
@@ -100,6 +103,10 @@ class Container:
         return self.use_cases.chat
 
     async def start(self) -> None:
+        # A spool left by an older version (JSON lines at the old default path) is imported.
+        legacy = self.settings.data_dir / "ledger-spool.jsonl"
+        if legacy.exists() and legacy != self.ledger.spool.path:
+            self.ledger.spool.import_jsonl(legacy)
         self.ledger.start()
         self.request_log.start()
         await self.budgets.open()
@@ -145,7 +152,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                    else SqlBudgetStore(budget_engine, executor))
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
-                                      or settings.data_dir / "ledger-spool.jsonl", tz=settings.tz)
+                                      or settings.data_dir / "ledger-spool.sqlite3", tz=settings.tz)
     alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,
                         budget_pct=settings.alert_budget_pct, error_rate=settings.alert_error_rate)
 
@@ -166,13 +173,17 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                              on_circuit_open=circuit_opened)
     policy = DefaultKeyPolicy(settings.openai_api_key)
     global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
+    pending = SqlBackgroundResponses(engine, executor)
+    background = BackgroundPoller(pending, provider, models, ledger, clock, executor, settings.openai_api_key,
+                                  first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
-        policy=policy, clock=clock, owners=ledger,
+        policy=policy, clock=clock, owners=ledger, background=pending,
         settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits,
                               tz=settings.tz))
     use_cases = UseCases(chat=chat,
-                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
+                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,
+                                                               finished=background),
                          list_models=ListModels(models, provider, settings.openai_api_key, clock,
                                                 settings.models_cache_seconds),
                          passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
@@ -185,13 +196,14 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                        ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
-                     idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
-                     policy=policy, use_cases=use_cases, authenticate=authenticate,
+                     idempotency=idempotency or SqlIdempotencyStore(
+                         engine, executor, pending_seconds=settings.idempotency_pending_seconds),
+                     provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),
-                     alerts=alerts,
+                     alerts=alerts, background=background,
                      schema_head=migrations_head(),
                      keyless_original=anonymous if settings.allow_anonymous_original else None)
 

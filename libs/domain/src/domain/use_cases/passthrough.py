@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from domain.budgets import Reservation, budget_lines, capped
+from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
-from domain.errors import InvalidInput, UpstreamError
+from domain.errors import InvalidInput, ServiceUnavailable, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -97,17 +97,31 @@ class HandlePassThrough:
             raise InvalidInput("unknown_model", field="model", model=cmd.model)
 
     async def _admit(self, cmd: PassThroughCommand, choice: KeyChoice) -> Reservation | None:
+        """Holds the estimated input's cost on every budget line of a server-key request
+        (refused when one would overflow). Every call, budgeted or not, takes a hold: it is
+        the request's write-ahead record (see HoldTag), so a replica dying before the row
+        is stored leaves an orphaned row charged at the hold, never nothing."""
+        tag = HoldTag(cmd.request_id, cmd.client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
         if choice.source is KeySource.USER or not self._priced(cmd):
-            return None
+            return await self._write_ahead(tag, Money.zero())
         price = self._models.price_of(cmd.model)
         budgeted = cmd.client.limits.applies or self._settings.global_limits.applies
         if price is None:
             if budgeted:
                 raise InvalidInput("unpriced_model", field="model", model=cmd.model)
-            return None
+            return await self._write_ahead(tag, Money.zero())
         lines = capped(budget_lines(cmd.client.budget_scope, cmd.client.limits, self._settings.global_limits,
                                     self._clock.now(), self._settings.tz))
-        return await self._budgets.reserve(lines, price.worst_case(cmd.input_tokens, 0)) if lines else None
+        worst = price.worst_case(cmd.input_tokens, 0)
+        return await self._budgets.reserve(lines, worst, tag) if lines else await self._write_ahead(tag, worst)
+
+    async def _write_ahead(self, tag: HoldTag, amount: Money) -> Reservation | None:
+        """A hold on no counter: the write-ahead record alone. Best effort, as for a chat
+        turn: with the database away the request goes on (its row is spooled)."""
+        try:
+            return await self._budgets.reserve((), amount, tag)
+        except ServiceUnavailable:
+            return None
 
     def _cost(self, cmd: PassThroughCommand, model: str, usage: TokenUsage) -> Money | None:
         if not self._priced(cmd):
