@@ -8,6 +8,7 @@ import pytest
 
 from domain.adapters.fakes import FakeClock, FakeLlmProvider, InMemoryBudgetStore, InMemoryConversationStore
 from domain.adapters.prices import load_price_catalog
+from domain.budgets import HoldTag
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.errors import BudgetExceeded, InvalidInput, NotFound, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeySource
@@ -73,7 +74,7 @@ async def test_an_unknown_embedding_model_is_refused():
     assert w.provider.calls == []
 
 
-async def test_moderations_take_any_model_reserve_nothing_and_cost_zero():
+async def test_moderations_take_any_model_hold_no_budget_and_cost_zero():
     w = World(tokens=0)
     result = await w.use_case.execute(command(UpstreamApi.MODERATIONS, model="omni-moderation-latest",
                                               tokens=10_000_000))
@@ -127,3 +128,48 @@ async def test_models_without_a_server_key_are_the_operators_list():
     catalog = ModelCatalog(load_price_catalog())
     models = ListModels(catalog, FlakyModels(), None, FakeClock())
     assert await models.execute(ListModelsQuery()) == catalog.listed()
+
+
+class TaggingBudgets(InMemoryBudgetStore):
+    """Keeps each hold's write-ahead tag, as the SQL store stores it with the hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, HoldTag | None] = {}
+
+    async def reserve(self, lines, amount, tag=None):  # type: ignore[no-untyped-def]
+        reservation = await super().reserve(lines, amount, tag)
+        self.tags[reservation.id] = tag
+        return reservation
+
+
+class WatchedProvider(FakeLlmProvider):
+    """Notes which holds were open when each upstream call was made."""
+
+    def __init__(self, budgets: TaggingBudgets, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kw)
+        self.budgets, self.open_at_call = budgets, []  # type: list[list[HoldTag | None]]
+
+    async def complete(self, request, api_key):  # type: ignore[no-untyped-def]
+        self.open_at_call.append([self.budgets.tags[r] for r in self.budgets.open])
+        return await super().complete(request, api_key)
+
+
+@pytest.mark.parametrize("kw", [
+    {"api": UpstreamApi.MODERATIONS, "model": "omni-moderation-latest"},  # free: a hold on nothing
+    {"client": ClientIdentity("k2", "efgh5678", BudgetLimits())},  # no budget applies
+    {"use_user_key": True, "user_api_key": "sk-user-key-0000"},  # the caller pays
+    {},  # budgeted
+])
+async def test_every_passthrough_call_is_written_ahead_as_a_hold_and_settled_by_its_row(kw):
+    budgets = TaggingBudgets()
+    store = InMemoryConversationStore(budgets)
+    provider = WatchedProvider(budgets, usage=TokenUsage(input_tokens=10))
+    use_case = HandlePassThrough(provider=provider, ledger=store, budgets=budgets,
+                                 models=ModelCatalog(load_price_catalog()), policy=DefaultKeyPolicy(SERVER_KEY),
+                                 clock=FakeClock())
+    api = kw.pop("api", UpstreamApi.EMBEDDINGS)
+    await use_case.execute(command(api, **kw))
+    [open_holds] = provider.open_at_call
+    assert [(t.request_id, t.route) for t in open_holds if t] == [("e1", "/v1/" + api.value)]
+    assert budgets.open == {} and set(store.records) == {"e1"}
