@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -341,3 +342,18 @@ def test_token_usage_reported_clamps():
     assert TokenUsage.reported(10, 5, 2, 1).anomaly is None
     assert TokenUsage.reported(float("nan"), 1).anomaly == "usage_invalid"
     assert TokenUsage.reported(True, 1).anomaly == "usage_invalid"
+
+
+async def test_reconcile_reads_days_and_months_in_the_budget_time_zone(engine):
+    """Counters are kept in BUDGET_TIMEZONE days and months: 20:00 UTC on 30 November is
+    already 1 December in Seoul. Reconciled in the zone they were kept in, nothing drifts;
+    read in another zone, the same rows land on other days (so the zone really is used)."""
+    owner, late = uid(), datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+    write_records(engine, [a_record(owner=owner, cost=Money(7_000), at=late)], tz=UTC)
+    scope = f"key:{owner}"
+    assert set(counters(engine, scope)) == {"d:2026-11-30", "m:2026-11"}
+    kept = [d for d in reconcile(engine, late, tz=UTC) if d.scope == scope]
+    assert {d.period for d in kept} == {"d:2026-11-30", "m:2026-11"}
+    assert all(d.spent_drift == 0 and d.held_drift == 0 for d in kept), kept
+    seoul = {d.period: d.spent_drift for d in reconcile(engine, tz=ZoneInfo("Asia/Seoul")) if d.scope == scope}
+    assert seoul["d:2026-11-30"] == 7_000 and seoul["d:2026-12-01"] == -7_000
