@@ -78,6 +78,7 @@ class UpstreamError(DomainError):
     """The upstream answered with an error or could not be reached."""
 
     kind = ErrorKind.UPSTREAM
+    upstream: str | None = None  # the upstream that answered so (set by the router)
 
     def __init__(self, code: str, ko: str, en: str, *, upstream_status: int | None = None,
                  upstream_code: str | None = None, retry_after: float | None = None) -> None:

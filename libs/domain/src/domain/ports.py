@@ -43,6 +43,7 @@ class UpstreamReply:
     text: str
     usage: TokenUsage
     upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
+    upstream: str | None = None  # the name of the upstream that answered (routing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class StreamDone:
     usage: TokenUsage | None
     model: str
     response_id: str | None = None
+    upstream: str | None = None  # the name of the upstream that served the stream (routing)
 
 
 class LlmProvider(Protocol):
@@ -129,7 +131,8 @@ class PriceCatalog(Protocol):
 
     version: str
 
-    def price_of(self, model: str) -> ModelPrice | None: ...
+    def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
+        """The price at ``upstream`` when the catalogue overrides it there, else the model's."""
 
     def family_of(self, model: str) -> str | None: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from domain.money import NANOS_PER_USD, Money
@@ -47,27 +47,47 @@ class ModelPrice:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """A versioned, immutable price catalogue (implements the ``PriceCatalog`` port)."""
+    """A versioned, immutable price catalogue (implements the ``PriceCatalog`` port).
+
+    ``upstream_prices`` are optional overrides per upstream (an Azure deployment may cost
+    other than OpenAI): a request is costed at the price where it was served. Without an
+    upstream, a model priced only at some upstreams is priced at the dearest of them, so
+    that admission's worst case is never below what the request may cost.
+    """
 
     version: str
     prices: Mapping[str, ModelPrice]
+    upstream_prices: Mapping[str, Mapping[str, ModelPrice]] = field(default_factory=dict)
 
-    def price_of(self, model: str) -> ModelPrice | None:
-        if model in self.prices:
-            return self.prices[model]
+    @staticmethod
+    def _lookup(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
+        if model in prices:
+            return prices[model]
         family = _SNAPSHOT_SUFFIX.sub("", model)
         if family != model:
-            return self.prices.get(family)
+            return prices.get(family)
         return None
 
+    def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
+        if upstream is not None and upstream in self.upstream_prices:
+            price = self._lookup(self.upstream_prices[upstream], model)
+            if price is not None:
+                return price
+        price = self._lookup(self.prices, model)
+        if price is None and upstream is None and self.upstream_prices:
+            found = [p for table in self.upstream_prices.values() if (p := self._lookup(table, model)) is not None]
+            return max(found, key=lambda p: (p.input + p.output, p.max_output_tokens)) if found else None
+        return price
+
     def family_of(self, model: str) -> str | None:
-        if model in self.prices:
+        if model in self.prices or any(model in t for t in self.upstream_prices.values()):
             return model
         family = _SNAPSHOT_SUFFIX.sub("", model)
-        return family if family in self.prices else None
+        known = family in self.prices or any(family in t for t in self.upstream_prices.values())
+        return family if known else None
 
     def models(self) -> Iterable[str]:
-        return sorted(self.prices)
+        return sorted({*self.prices, *(m for t in self.upstream_prices.values() for m in t)})
 
     def cost(self, model: str, usage: TokenUsage) -> Money | None:
         price = self.price_of(model)

@@ -4,23 +4,31 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from domain.pricing import ModelPrice, PriceTable
 
 BUILTIN_CATALOG = Path(__file__).with_name("price_catalog.json")
 
 
-def load_price_catalog(path: str | Path | None = None) -> PriceTable:
-    """Reads ``{"version": ..., "models": {name: {input, cached_input, output, max_output_tokens}}}``.
-
-    Prices are decimal strings so that 0.075 stays 0.075 (a float would not).
-    """
-    data = json.loads(Path(path or BUILTIN_CATALOG).read_text(encoding="utf-8"))
+def _prices(rows: dict[str, Any]) -> dict[str, ModelPrice]:
     prices = {}
-    for name, row in data["models"].items():
+    for name, row in rows.items():
         cached = row.get("cached_input")
         prices[name] = ModelPrice(
             input=Decimal(str(row["input"])), output=Decimal(str(row["output"])),
             cached_input=None if cached is None else Decimal(str(cached)),
             max_output_tokens=int(row.get("max_output_tokens", 16_384)))
-    return PriceTable(version=str(data["version"]), prices=prices)
+    return prices
+
+
+def load_price_catalog(path: str | Path | None = None) -> PriceTable:
+    """Reads ``{"version": ..., "models": {name: {input, cached_input, output, max_output_tokens}},
+    "upstreams": {upstream name: {name: {...}}}}`` (``upstreams``, per-upstream overrides, is
+    optional).
+
+    Prices are decimal strings so that 0.075 stays 0.075 (a float would not).
+    """
+    data = json.loads(Path(path or BUILTIN_CATALOG).read_text(encoding="utf-8"))
+    overrides = {str(upstream): _prices(rows) for upstream, rows in (data.get("upstreams") or {}).items()}
+    return PriceTable(version=str(data["version"]), prices=_prices(data["models"]), upstream_prices=overrides)

@@ -104,6 +104,7 @@ class SpendRow(SQLModel, table=True):
     estimated: bool = False
     catalog_version: str = Field(max_length=32)
     latency_ms: int = 0
+    upstream: str | None = Field(default=None, max_length=64)  # the upstream that served (routing)
 
 
 class BudgetCounterRow(SQLModel, table=True):
