@@ -54,6 +54,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         install_redaction()
         c = container or bootstrap(settings, on_retry=lambda reason: metrics.retries.labels(reason).inc())
         await c.start()
+        c.provider.observer = metrics  # per-upstream requests, errors, latency
+        metrics.watch_upstreams(c.provider.status)
         s = c.settings
         app.state.container = c
         app.state.gateway = Gateway(c, metrics, MinuteQuota(s.rate_limit_per_minute),

@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
-from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.routing_provider import RoutingLlmProvider
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -44,7 +45,7 @@ class Container:
     conversations: SqlConversationRepository
     ledger: SqlSpendLedger
     idempotency: SqlIdempotencyStore
-    provider: OpenAiLlmProvider
+    provider: RoutingLlmProvider
     policy: DefaultKeyPolicy
     chat: HandleChatTurn
     authenticate: CachedAuthenticator
@@ -83,16 +84,15 @@ def bootstrap(settings: ChatApiSettings | None = None, *, on_retry=None) -> Cont
                else SqlBudgetStore(budget_engine, executor))
     conversations = SqlConversationRepository(engine, executor)
     ledger = SqlSpendLedger(engine, spool_path=settings.ledger_spool_path or settings.data_dir / "ledger-spool.jsonl")
-    provider = OpenAiLlmProvider(api_base=settings.openai_base_url, timeout=settings.upstream_timeout_seconds,
-                                 max_retries=settings.upstream_max_retries, on_retry=on_retry)
-    extra = {m.strip() for m in settings.extra_models.split(",") if m.strip()}
-    policy = DefaultKeyPolicy(settings.openai_api_key)
+    # Several upstreams behind one provider; the policy's "server key" stands for each one's own.
+    provider, allowed_models = build_router(settings, prices, on_retry)
+    policy = DefaultKeyPolicy(provider.server_key)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, prices=prices,
         policy=policy, clock=clock,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd(settings.global_daily_usd), _usd(settings.global_monthly_usd)),
-                              allowed_models=frozenset(prices.models()) | extra))
+                              allowed_models=allowed_models))
     anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd(settings.anonymous_daily_usd),
                                                            _usd(settings.anonymous_monthly_usd)))
                  if settings.allow_anonymous else None)
