@@ -363,9 +363,10 @@ def _retry_label(error: UpstreamError) -> str:
 def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60.0, connect_timeout: float = 5.0,
                            max_retries: int = 2, max_connections: int = 200,
                            family_of: Callable[[str], str | None] | None = None,
-                           on_retry: Callable[[str], None] | None = None) -> RoutingLlmProvider:
+                           on_retry: Callable[[str], None] | None = None, **routing: Any) -> RoutingLlmProvider:
     """One provider per upstream (per deployment for Azure); retries live in the router, so
-    each provider makes a single attempt and the next one may go elsewhere."""
+    each provider makes a single attempt and the next one may go elsewhere. ``routing`` passes
+    on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests)."""
     routed = []
     for u in upstreams:
         providers: dict[str, OpenAiLlmProvider] = {}
@@ -382,7 +383,7 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
             providers[""] = OpenAiLlmProvider(api_base=u.base_url, timeout=timeout, connect_timeout=connect_timeout,
                                               max_retries=0, max_connections=max_connections)
         routed.append(RoutedUpstream(u, providers))
-    return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry)
+    return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry, **routing)
 
 
 async def probe_upstream(upstream: Upstream, timeout: float = 5.0) -> str:
