@@ -274,11 +274,17 @@ class RoutingLlmProvider:
             self._response_home.popitem(last=False)
 
     # -- the LlmProvider port -------------------------------------------------------------
+    def _public(self, model: str, request: UpstreamRequest, upstream: RoutedUpstream) -> str:
+        """An upstream that answers with the deployment's name is recorded under the public
+        name (the ledger and metrics speak of models, not of one operator's deployments)."""
+        deployment = upstream.config.upstream_model(request.model, self._family_of(request.model))
+        return request.model if deployment != request.model and model == deployment else model
+
     async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
         reply, upstream = await self._route(request, api_key,
                                             lambda provider, req, key: provider.complete(req, key))
         self._remember(str(reply.body.get("id") or "") or None, upstream)
-        return replace(reply, upstream=upstream.name)
+        return replace(reply, upstream=upstream.name, model=self._public(reply.model, request, upstream))
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
         async def open_stream(provider: OpenAiLlmProvider, req: UpstreamRequest, key: str) -> tuple[
@@ -303,7 +309,8 @@ class RoutingLlmProvider:
             while True:
                 if isinstance(event, StreamDone):
                     self._remember(event.response_id, upstream)
-                    yield replace(event, upstream=upstream.name)
+                    yield replace(event, upstream=upstream.name,
+                                  model=self._public(event.model, request, upstream))
                     return
                 yield event
                 try:
