@@ -122,6 +122,20 @@ def test_the_ledger_names_the_upstream_and_costs_at_its_price(routed, fakes):
     assert found[0][1] == "gpt-4o-mini"  # Azure answered with its deployment's name; priced as the public one
 
 
+def test_a_stream_cut_after_its_first_byte_stays_with_its_upstream_and_in_the_ledger(routed, fakes):
+    name, key = new_key(routed)
+    fakes["az"].behave(cut_stream_after=1)
+    try:
+        r = chat(routed, key, stream=True, text="하나 둘 셋 넷 다섯 여섯")
+        body = r.text
+    except httpx.HTTPError:  # the relay may end the response abruptly: that is the point
+        body = ""
+    assert "[DONE]" not in body
+    assert fakes["oa"].requests() == []  # never switched after the first byte
+    (row,) = rows(routed, name, 1)
+    assert (row[0], row[5]) == ("az", "aborted")
+
+
 def test_a_callers_key_goes_only_where_user_keys_are_accepted(routed, fakes):
     name, key = new_key(routed)
     r = chat(routed, key, user_key=USER_KEY)

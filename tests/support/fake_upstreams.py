@@ -2,6 +2,7 @@
 own port, that can be told to misbehave, stopped and started again on the same port."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ class FakeUpstream:
     name: str
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # FAKE_LATENCY_MS, FAKE_CHUNK_MS
 
     @property
     def root(self) -> str:
@@ -28,12 +30,12 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self.proc = start([sys.executable, str(ROOT / "tests/support/fake_openai.py"), "--port", str(self.port),
-                           "--name", self.name], ready_url=self.root + "/v1/models")
+                           "--name", self.name], env=self.env, ready_url=self.root + "/v1/models")
         return self
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
-            stop(self.proc)
+            stop(self.proc, sig)
             self.proc = None
 
     def requests(self, path_part: str = "chat/completions") -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ class StreamData:
     raw: bytes
     text_delta: str = ""
     usage_only: bool = False
+    upstream: str | None = None  # on the first event: the upstream serving the stream (routing)
 
 
 @dataclass(frozen=True, slots=True)

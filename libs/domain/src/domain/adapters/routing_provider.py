@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 import openai
 
-from domain.adapters.openai_provider import OpenAiLlmProvider
+from domain.adapters.openai_provider import CircuitBreaker, OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
 from domain.errors import InvalidInput, UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
@@ -305,7 +305,7 @@ class RoutingLlmProvider:
         (events, first), upstream = await self._route(request, api_key, open_stream)
         started = time.perf_counter()
         try:
-            event = first
+            event = replace(first, upstream=upstream.name) if isinstance(first, StreamData) else first
             while True:
                 if isinstance(event, StreamDone):
                     self._remember(event.response_id, upstream)
@@ -370,7 +370,8 @@ def _retry_label(error: UpstreamError) -> str:
 def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60.0, connect_timeout: float = 5.0,
                            max_retries: int = 2, max_connections: int = 200,
                            family_of: Callable[[str], str | None] | None = None,
-                           on_retry: Callable[[str], None] | None = None, **routing: Any) -> RoutingLlmProvider:
+                           on_retry: Callable[[str], None] | None = None, max_cooldown: float = 10.0,
+                           **routing: Any) -> RoutingLlmProvider:
     """One provider per upstream (per deployment for Azure); retries live in the router, so
     each provider makes a single attempt and the next one may go elsewhere. ``routing`` passes
     on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests)."""
@@ -389,8 +390,13 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
         else:
             providers[""] = OpenAiLlmProvider(api_base=u.base_url, timeout=timeout, connect_timeout=connect_timeout,
                                               max_retries=0, max_connections=max_connections)
+        for provider in providers.values():
+            # Each upstream keeps its own breaker, paused no longer than the router's longest
+            # cooldown, so a primary that is back gets traffic back within that bound.
+            provider.breaker = CircuitBreaker(cooldown=max_cooldown)
         routed.append(RoutedUpstream(u, providers))
-    return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry, **routing)
+    return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry,
+                              max_cooldown=max_cooldown, **routing)
 
 
 async def probe_upstream(upstream: Upstream, timeout: float = 5.0) -> str:

@@ -276,7 +276,8 @@ class HandleChatTurn:
             if usage is None:  # cut short before the upstream reported usage
                 prompt = estimate_message_tokens(messages)
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
-            upstream = done.upstream if done else None
+            # a stream cut short is still costed where it was served
+            upstream = done.upstream if done else first.upstream
             return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage, upstream),
                                 model=model, text=reply_text, started=started, reservation=reservation,
                                 outcome=outcome, estimated=estimated, response_id=done.response_id if done else None,
