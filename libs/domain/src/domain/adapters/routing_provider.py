@@ -45,7 +45,7 @@ _REMEMBERED_RESPONSES = 10_000
 class UpstreamObserver(Protocol):
     """Told about every attempt: ``outcome`` is ``ok``, ``client_error`` (the upstream answered
     4xx: alive, but the request was refused) or the failure that moved the request on
-    (``connection``, ``timeout``, ``circuit_open``, ``429``, ``5xx``, ``stream_error``)."""
+    (``connection``, ``timeout``, ``circuit_open``, ``429``, ``quota``, ``5xx``, ``stream_error``)."""
 
     def attempt(self, upstream: str, outcome: str, seconds: float) -> None: ...
 
@@ -111,7 +111,8 @@ def _failover_reason(error: UpstreamError) -> str | None:
         return "connection"
     status = error.upstream_status or 0
     if status == 429:
-        return "429"
+        # the server's key is out of quota there: another upstream may still answer
+        return "quota" if error.upstream_code == "insufficient_quota" else "429"
     if status >= 500 or status in (408, 409):
         return "5xx" if status >= 500 else str(status)
     return None
@@ -182,6 +183,8 @@ class RoutingLlmProvider:
     def _order(self, candidates: list[tuple[RoutedUpstream, str]]) -> list[tuple[RoutedUpstream, str]]:
         """Priority ascending; weighted random among equals (Efraimidis-Spirakis keys); those
         cooling down (as a whole, or for this model) after the rest, in the same order."""
+        if len(candidates) == 1:  # the usual single upstream: nothing to choose
+            return candidates
         now = self._clock()
         keyed = sorted(candidates, key=lambda c: (c[0].config.priority,
                                                   -(self._rng.random() ** (1.0 / c[0].config.weight))))
@@ -253,8 +256,8 @@ class RoutingLlmProvider:
                         raise
                     self._observe(upstream.name, reason, started)
                     self._failed(upstream, upstream_model, reason, error)
-                    if reason in ("timeout", "circuit_open"):
-                        spent.add(upstream.name)
+                    if reason in ("timeout", "circuit_open", "quota"):
+                        spent.add(upstream.name)  # trying it again within this request cannot help
                     last = error
                     continue
                 self._succeeded(upstream, upstream_model)
