@@ -168,6 +168,20 @@ def test_metrics_per_upstream(routed, fakes):
     assert 'llm_gateway_upstream_attempt_seconds_count{upstream="oa"}' in text
 
 
+def test_the_admin_api_shows_each_upstreams_circuit(routed, fakes):
+    _, key = new_key(routed)
+    fakes["az"].behave(status=503)
+    assert chat(routed, key).status_code == 200
+    r = httpx.get(routed.url + "/admin/v1/upstreams", headers={"Authorization": f"Bearer {routed.admin_token}"})
+    items = {u["name"]: u for u in r.json()["items"]}
+    assert [u["name"] for u in r.json()["items"]] == ["az", "cmp", "oa"]  # routing order: priority, name
+    assert items["az"]["circuit"] == "open" and items["az"]["consecutive_failures"] >= 1
+    assert items["oa"]["circuit"] == "closed" and items["cmp"]["models"] == ["solar-pro"]
+    assert (items["az"]["accepts_user_keys"], items["oa"]["accepts_user_keys"]) == (False, True)
+    assert not any(v in r.text for v in KEYS.values())
+    assert httpx.get(routed.url + "/admin/v1/upstreams").status_code == 401
+
+
 def test_the_primary_stopped_costs_no_client_an_error(routed, fakes):
     _, key = new_key(routed)
     fakes["az"].stop()

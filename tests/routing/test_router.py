@@ -164,6 +164,21 @@ async def test_a_timeout_before_the_first_byte_moves_to_the_next(fakes, closing)
     assert ("az", "timeout") in attempts(r)
 
 
+async def test_after_a_cooldown_one_request_at_a_time_probes_a_hanging_upstream(fakes, closing):
+    az, oa = fakes["az"], fakes["oa"]
+    clock = ManualClock()
+    r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini"}),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), timeout=0.5, clock=clock)
+    closing.append(r)
+    az.behave(first_byte_delay_ms=3000)
+    assert (await r.complete(chat(), r.server_key)).upstream == "oa"
+    clock.now += 60
+    replies = await asyncio.gather(*(r.complete(chat(), r.server_key) for _ in range(5)))
+    assert [x.upstream for x in replies] == ["oa"] * 5
+    assert len(az.requests()) == 2  # the first failure, then a single probe for the five
+    assert attempts(r).count(("az", "timeout")) == 2
+
+
 async def test_a_started_stream_never_switches_upstream(fakes, closing):
     az, oa = fakes["az"], fakes["oa"]
     r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini"}),

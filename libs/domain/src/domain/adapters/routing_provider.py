@@ -63,6 +63,7 @@ class _Health:
     failures: int = 0
     open_until: float = 0.0
     model_open_until: dict[str, float] = field(default_factory=dict)
+    probing: bool = False  # after a cooldown, one request at a time finds out whether it is back
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,8 @@ class RoutingLlmProvider:
 
         def cooling(c: tuple[RoutedUpstream, str]) -> bool:
             health = c[0].health
-            return health.open_until > now or health.model_open_until.get(c[1], 0.0) > now
+            return (health.open_until > now or health.model_open_until.get(c[1], 0.0) > now
+                    or (health.failures > 0 and health.probing))
 
         return [c for c in keyed if not cooling(c)] + [c for c in keyed if cooling(c)]
 
@@ -232,7 +234,7 @@ class RoutingLlmProvider:
         server = self._is_server_key(api_key)
         candidates = self._candidates(request.model, server)
         last: UpstreamError | None = None
-        spent: set[str] = set()  # timed out or circuit open: not tried again in later rounds
+        spent: set[str] = set()  # timed out, circuit open or out of quota: not tried in later rounds
         for round_ in range(self._max_retries + 1):
             order = [c for c in self._order(candidates) if c[0].name not in spent]
             if not order:
@@ -243,6 +245,11 @@ class RoutingLlmProvider:
                 key = self._key_for(upstream, api_key, server)
                 assert key is not None  # _candidates keeps only upstreams with a key for this mode
                 started = time.perf_counter()
+                # Half-open: a failed upstream whose cooldown is over gets one request at a
+                # time (the others go elsewhere), so a hanging one delays one caller, not all.
+                probe = upstream.health.failures > 0 and not upstream.health.probing
+                if probe:
+                    upstream.health.probing = True
                 try:
                     result = await call(upstream.provider_for(upstream_model),
                                         replace(request, model=upstream_model), key)
@@ -260,6 +267,9 @@ class RoutingLlmProvider:
                         spent.add(upstream.name)  # trying it again within this request cannot help
                     last = error
                     continue
+                finally:
+                    if probe:
+                        upstream.health.probing = False
                 self._succeeded(upstream, upstream_model)
                 self._observe(upstream.name, "ok", started)
                 return result, upstream
