@@ -72,7 +72,7 @@ def rows(api: ChatApiProcess, key_name: str, expected: int) -> list[tuple]:
     while True:
         with psycopg.connect(api.pg_url) as conn:
             found = conn.execute(
-                "SELECT s.upstream, s.model, s.cost_nanos, s.key_source, s.fallback_reason, s.outcome "
+                "SELECT s.upstream, s.model, s.cost_nanos, s.key_source, s.fallback_reason, s.outcome, s.upstream_attempts "
                 "FROM spend_ledger s JOIN client_keys k ON k.id = s.client_key_id WHERE k.name = %s ORDER BY s.id",
                 (key_name,)).fetchall()
         if len(found) >= expected or time.monotonic() > deadline:
@@ -116,7 +116,8 @@ def test_the_ledger_names_the_upstream_and_costs_at_its_price(routed, fakes):
     streamed = chat(routed, key, model="gpt-4.1", stream=True)
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
     found = rows(routed, name, 3)
-    assert [(r[0], r[5]) for r in found] == [("az", "ok"), ("oa", "ok"), ("oa", "ok")]
+    # one row per request, charged once, however many upstreams it took
+    assert [(r[0], r[5], r[6]) for r in found] == [("az", "ok", 1), ("oa", "ok", 2), ("oa", "ok", 1)]
     (az_cost, oa_cost) = found[0][2], found[1][2]
     assert az_cost == 2 * oa_cost > 0  # the same tokens, at Azure's (double) price
     assert found[0][1] == "gpt-4o-mini"  # Azure answered with its deployment's name; priced as the public one

@@ -125,8 +125,8 @@ async def test_a_503_moves_to_the_next_and_recovery_brings_traffic_back(fakes, c
                entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), clock=clock)
     closing.append(r)
     az.behave(status=503)
-    for _ in range(5):
-        assert (await r.complete(chat(), r.server_key)).upstream == "oa"
+    replies = [await r.complete(chat(), r.server_key) for _ in range(5)]
+    assert [(x.upstream, x.attempts) for x in replies] == [("oa", 2)] + [("oa", 1)] * 4
     assert len(az.requests()) == 1  # one failure, then it cools down
     assert oa.requests()[0]["key"] == KEYS["OA_KEY"]  # each upstream gets its own key, never another's
     az.normal()

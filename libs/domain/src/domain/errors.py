@@ -79,6 +79,7 @@ class UpstreamError(DomainError):
 
     kind = ErrorKind.UPSTREAM
     upstream: str | None = None  # the upstream that answered so (set by the router)
+    attempts: int = 1  # upstream calls made before giving up
 
     def __init__(self, code: str, ko: str, en: str, *, upstream_status: int | None = None,
                  upstream_code: str | None = None, retry_after: float | None = None) -> None:

@@ -44,6 +44,7 @@ class UpstreamReply:
     usage: TokenUsage
     upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
     upstream: str | None = None  # the name of the upstream that answered (routing)
+    attempts: int = 1  # upstream calls it took, failovers and retries included
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class StreamData:
     text_delta: str = ""
     usage_only: bool = False
     upstream: str | None = None  # on the first event: the upstream serving the stream (routing)
+    attempts: int = 1  # on the first event: upstream calls it took to open the stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class StreamDone:
     model: str
     response_id: str | None = None
     upstream: str | None = None  # the name of the upstream that served the stream (routing)
+    attempts: int = 1
 
 
 class LlmProvider(Protocol):

@@ -230,10 +230,14 @@ class RoutingLlmProvider:
 
     # -- one routed call ------------------------------------------------------------------
     async def _route(self, request: UpstreamRequest, api_key: str,
-                     call: Callable[[OpenAiLlmProvider, UpstreamRequest, str], Awaitable[T]]) -> tuple[T, RoutedUpstream]:
+                     call: Callable[[OpenAiLlmProvider, UpstreamRequest, str], Awaitable[T]]
+                     ) -> tuple[T, RoutedUpstream, int]:
+        """The first answer of the candidates in order, with the upstream that gave it and
+        the number of calls it took."""
         server = self._is_server_key(api_key)
         candidates = self._candidates(request.model, server)
         last: UpstreamError | None = None
+        attempts = 0
         spent: set[str] = set()  # timed out, circuit open or out of quota: not tried in later rounds
         for round_ in range(self._max_retries + 1):
             order = [c for c in self._order(candidates) if c[0].name not in spent]
@@ -250,11 +254,12 @@ class RoutingLlmProvider:
                 probe = upstream.health.failures > 0 and not upstream.health.probing
                 if probe:
                     upstream.health.probing = True
+                attempts += 1
                 try:
                     result = await call(upstream.provider_for(upstream_model),
                                         replace(request, model=upstream_model), key)
                 except UpstreamError as error:
-                    error.upstream = upstream.name
+                    error.upstream, error.attempts = upstream.name, attempts
                     reason = _failover_reason(error)
                     if reason is None or (not server and error.rejects_key):
                         # The upstream is alive and refused this request (or the caller's key).
@@ -272,7 +277,7 @@ class RoutingLlmProvider:
                         upstream.health.probing = False
                 self._succeeded(upstream, upstream_model)
                 self._observe(upstream.name, "ok", started)
-                return result, upstream
+                return result, upstream, attempts
             if round_ < self._max_retries and last is not None:
                 await asyncio.sleep(self._delay(round_, last.retry_after))
         assert last is not None
@@ -294,10 +299,11 @@ class RoutingLlmProvider:
         return request.model if deployment != request.model and model == deployment else model
 
     async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
-        reply, upstream = await self._route(request, api_key,
-                                            lambda provider, req, key: provider.complete(req, key))
+        reply, upstream, attempts = await self._route(request, api_key,
+                                                      lambda provider, req, key: provider.complete(req, key))
         self._remember(str(reply.body.get("id") or "") or None, upstream)
-        return replace(reply, upstream=upstream.name, model=self._public(reply.model, request, upstream))
+        return replace(reply, upstream=upstream.name, model=self._public(reply.model, request, upstream),
+                       attempts=attempts)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
         async def open_stream(provider: OpenAiLlmProvider, req: UpstreamRequest, key: str) -> tuple[
@@ -315,14 +321,14 @@ class RoutingLlmProvider:
                 await events.aclose()  # type: ignore[attr-defined]
                 raise _unreachable() from None
 
-        (events, first), upstream = await self._route(request, api_key, open_stream)
+        (events, first), upstream, attempts = await self._route(request, api_key, open_stream)
         started = time.perf_counter()
         try:
-            event = replace(first, upstream=upstream.name) if isinstance(first, StreamData) else first
+            event = replace(first, upstream=upstream.name, attempts=attempts) if isinstance(first, StreamData) else first
             while True:
                 if isinstance(event, StreamDone):
                     self._remember(event.response_id, upstream)
-                    yield replace(event, upstream=upstream.name,
+                    yield replace(event, upstream=upstream.name, attempts=attempts,
                                   model=self._public(event.model, request, upstream))
                     return
                 yield event

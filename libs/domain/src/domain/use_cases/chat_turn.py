@@ -162,7 +162,7 @@ class HandleChatTurn:
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
                 model: str, text: str, started: float, reservation: Reservation | None,
                 outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None,
-                response_id: str | None = None, upstream: str | None = None) -> UsageRecord:
+                response_id: str | None = None, upstream: str | None = None, attempts: int = 1) -> UsageRecord:
         now = self._clock.now()
         turn = None
         if cmd.conversation_id and outcome is not Outcome.ERROR:
@@ -173,13 +173,15 @@ class HandleChatTurn:
             model=model, usage=usage, cost=cost, catalog_version=self._prices.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
-            turn=turn, error_code=error_code, response_id=response_id, upstream=upstream)
+            turn=turn, error_code=error_code, response_id=response_id, upstream=upstream,
+            upstream_attempts=attempts)
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
                         reservation: Reservation | None, error: UpstreamError) -> None:
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=Money.zero(), model=cmd.model,
                                          text="", started=started, reservation=reservation,
-                                         outcome=Outcome.ERROR, error_code=error.code, upstream=error.upstream))
+                                         outcome=Outcome.ERROR, error_code=error.code, upstream=error.upstream,
+                                         attempts=error.attempts))
 
     def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
@@ -242,7 +244,8 @@ class HandleChatTurn:
         cost = self._cost(cmd, reply.model, reply.usage, reply.upstream)
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
                               text=reply.text, started=plan.started, reservation=plan.reservation,
-                              response_id=str(reply.body.get("id") or "") or None, upstream=reply.upstream)
+                              response_id=str(reply.body.get("id") or "") or None, upstream=reply.upstream,
+                              attempts=reply.attempts)
         turn_index = await self._store(record, cmd.durable)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
@@ -277,11 +280,11 @@ class HandleChatTurn:
                 prompt = estimate_message_tokens(messages)
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
             # a stream cut short is still costed where it was served
-            upstream = done.upstream if done else first.upstream
+            upstream, attempts = (done.upstream, done.attempts) if done else (first.upstream, first.attempts)
             return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage, upstream),
                                 model=model, text=reply_text, started=started, reservation=reservation,
                                 outcome=outcome, estimated=estimated, response_id=done.response_id if done else None,
-                                upstream=upstream)
+                                upstream=upstream, attempts=attempts)
 
         try:
             event: StreamData | StreamDone = first
