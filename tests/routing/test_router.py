@@ -83,6 +83,14 @@ async def test_lowest_priority_number_serves_and_the_azure_shape_is_the_sdks(fak
     assert seen["api_version"] == "2024-10-21"
     assert (seen["auth"], seen["key"], seen["authorization"]) == ("api-key", KEYS["AZ_KEY"], None)
     assert seen["body"]["model"] == "kc-mini"  # the public name maps to the deployment
+    assert reply.model == "gpt-4o-mini"  # answered as "kc-mini": recorded under the public name
+    # the Responses API is not per deployment on Azure: /openai/responses, the deployment as model
+    created = await r.complete(UpstreamRequest(UpstreamApi.RESPONSES, "gpt-4o-mini", [
+        {"role": "user", "content": "응답 API"}]), r.server_key)
+    (seen,) = az.requests("/responses")
+    assert (seen["path"], seen["body"]["model"], seen["api_version"]) == ("/openai/responses", "kc-mini", "2024-10-21")
+    fetched = await r.get_response(created.body["id"], r.server_key)
+    assert fetched["id"] == created.body["id"] and az.requests("/responses/")[0]["auth"] == "api-key"
 
 
 async def test_weights_share_requests_among_equal_priorities(fakes, closing):
