@@ -157,6 +157,16 @@ def test_a_callers_key_goes_only_where_user_keys_are_accepted(routed, fakes):
     assert found[2][2] == 19_000
 
 
+def test_without_the_server_key_to_fall_back_on_a_refused_own_key_is_a_403(routed, fakes):
+    done = subprocess.run([str(BIN / "llmctl"), "keys", "create", "--name", f"byok-{uuid.uuid4().hex[:6]}",
+                           "--no-server-key"], env={**os.environ, **routed.env}, cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    key = done.stdout.strip().splitlines()[-1]
+    r = chat(routed, key, model="solar-pro", user_key=USER_KEY)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "user_key_not_accepted"
+    assert fakes["cmp"].requests("") == []
+
+
 def test_metrics_per_upstream(routed, fakes):
     _, key = new_key(routed)
     fakes["az"].behave(status=503)

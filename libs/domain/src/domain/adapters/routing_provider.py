@@ -35,7 +35,7 @@ import openai
 
 from domain.adapters.openai_provider import CircuitBreaker, OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
-from domain.errors import InvalidInput, UpstreamError, UpstreamTimeout
+from domain.errors import ErrorKind, InvalidInput, UpstreamError, UpstreamTimeout, no_api_key
 from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
 
 T = TypeVar("T")
@@ -119,6 +119,19 @@ def _failover_reason(error: UpstreamError) -> str | None:
     return None
 
 
+class UserKeyNotAccepted(UpstreamError):
+    """No upstream serving the model takes callers' own keys. It is an ``UpstreamError`` with
+    status 403 so the key policy may switch to the server key; when it may not, the caller
+    gets a 403 (retrying would not help), not a 5xx."""
+
+    kind = ErrorKind.FORBIDDEN
+
+    def __init__(self, model: str | None = None) -> None:
+        what_ko, what_en = (f"이 모델({model})", f"Model {model}") if model else ("이 요청", "This request")
+        super().__init__("user_key_not_accepted", f"{what_ko}은 자신의 API 키로 사용할 수 없습니다.",
+                         f"{what_en} cannot be used with your own API key.", upstream_status=403)
+
+
 def _unreachable() -> UpstreamError:
     return UpstreamError("upstream_unreachable", "AI 서버에 연결할 수 없습니다.", "Could not connect to the upstream.",
                          upstream_status=502)
@@ -175,10 +188,7 @@ class RoutingLlmProvider:
                                f"Unknown or disallowed model: {model}", field="model")
         usable = [(u, m) for u, m in serving if (u.config.api_key if server else u.config.accepts_user_keys)]
         if not usable:
-            # Refused like a rejected key, so the key policy may switch to the server key.
-            raise UpstreamError("user_key_not_accepted",
-                                f"이 모델({model})은 자신의 API 키로 사용할 수 없습니다.",
-                                f"Model {model} cannot be used with your own API key.", upstream_status=403)
+            raise no_api_key() if server else UserKeyNotAccepted(model)
         return usable
 
     def _order(self, candidates: list[tuple[RoutedUpstream, str]]) -> list[tuple[RoutedUpstream, str]]:
@@ -350,8 +360,7 @@ class RoutingLlmProvider:
         eligible = [u for u in sorted(self.upstreams, key=lambda u: (u.name != home, u.config.priority))
                     if (u.config.api_key if server else u.config.accepts_user_keys)]
         if not eligible:
-            raise UpstreamError("user_key_not_accepted", "자신의 API 키로 사용할 수 없습니다.",
-                                "Your own API key cannot be used here.", upstream_status=403)
+            raise no_api_key() if server else UserKeyNotAccepted()
         last: UpstreamError | None = None
         for upstream in eligible:
             key = self._key_for(upstream, api_key, server)
