@@ -43,6 +43,8 @@ class UpstreamReply:
     text: str
     usage: TokenUsage
     upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
+    upstream: str | None = None  # the name of the upstream that answered (routing)
+    attempts: int = 1  # upstream calls it took, failovers and retries included
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class StreamData:
     raw: bytes
     text_delta: str = ""
     usage_only: bool = False
+    upstream: str | None = None  # on the first event: the upstream serving the stream (routing)
+    attempts: int = 1  # on the first event: upstream calls it took to open the stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class StreamDone:
     usage: TokenUsage | None
     model: str
     response_id: str | None = None
+    upstream: str | None = None  # the name of the upstream that served the stream (routing)
+    attempts: int = 1
 
 
 class LlmProvider(Protocol):
@@ -132,7 +138,8 @@ class PriceCatalog(Protocol):
 
     version: str
 
-    def price_of(self, model: str) -> ModelPrice | None: ...
+    def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
+        """The price at ``upstream`` when the catalogue overrides it there, else the model's."""
 
     def family_of(self, model: str) -> str | None: ...
 

@@ -145,6 +145,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "host.latency": ("응답 (ms)", "Latency (ms)"),
     "host.updated": ("{seconds}초마다 갱신 · 마지막 {time}", "Refreshes every {seconds} s · last {time}"),
     "host.sent": ("송신", "Sent"),
+    "host.upstreams": ("업스트림 (AI 서버)", "Upstreams (AI servers)"),
+    "host.upstream": ("업스트림", "Upstream"),
+    "host.priority": ("우선순위", "Priority"),
+    "host.weight": ("가중치", "Weight"),
+    "host.cooling": ("대기 중 {seconds}초", "Cooling down {seconds} s"),
+    "host.failures": ("연속 실패", "Consecutive failures"),
     "host.recv": ("수신", "Received"),
     # prices
     "prices.title": ("가격표", "Price catalogue"),

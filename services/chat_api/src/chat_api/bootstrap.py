@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
-from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.routing_provider import RoutingLlmProvider, UpstreamStatus
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -76,6 +77,11 @@ class Container:
     admin_token: str
     executor: ThreadPoolExecutor
     schema_head: str | None = None
+    router: RoutingLlmProvider | None = None  # the provider, unless a caller replaced it
+
+    def upstream_status(self) -> list[UpstreamStatus]:
+        """Each upstream's health as this replica sees it (none when the provider was replaced)."""
+        return self.router.status() if self.router is not None else []
 
     @property
     def chat(self) -> HandleChatTurn:
@@ -108,7 +114,6 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     engine = engine or make_engine(settings.database_url, pool_size=10)
     executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="db")
     prices = prices or load_price_catalog(settings.price_catalog_path)
-    models = ModelCatalog.from_setting(prices, settings.extra_models)
     clock = clock or SystemClock()
     hash_secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret).encode()
     admin_token = load_or_create_secret(settings.secret_file("admin_token"), settings.admin_token)
@@ -122,10 +127,17 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
                                       or settings.data_dir / "ledger-spool.jsonl")
-    provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
-                                             timeout=settings.upstream_timeout_seconds,
-                                             max_retries=settings.upstream_max_retries, on_retry=on_retry)
-    policy = DefaultKeyPolicy(settings.openai_api_key)
+    router: RoutingLlmProvider | None = None
+    if provider is None:
+        # Several upstreams behind one provider; the policy's "server key" is an opaque token
+        # that stands for each upstream's own key (the real keys never leave the router).
+        provider = router = build_router(settings, prices, on_retry)
+        policy = DefaultKeyPolicy(router.server_key)
+    else:
+        policy = DefaultKeyPolicy(settings.openai_api_key)
+    # What clients may ask for: what the operator allows that some upstream serves.
+    models = ModelCatalog.from_setting(prices, settings.extra_models,
+                                       served=router.served_models() if router else None)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock,
@@ -145,7 +157,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), admin_token=admin_token, executor=executor,
-                     schema_head=migrations_head())
+                     schema_head=migrations_head(), router=router)
 
 
 def migrations_head() -> str | None:

@@ -45,6 +45,7 @@ class ChatApiSettings(BaseSettings):
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
     ledger_spool_path: Path | None = None
+    upstreams_file: Path | None = None  # YAML list of upstreams (DESIGN.md "Upstream routing")
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod

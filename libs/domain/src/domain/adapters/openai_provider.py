@@ -113,8 +113,10 @@ class CircuitBreaker:
 class OpenAiLlmProvider:
     def __init__(self, *, api_base: str, timeout: float = 60.0, connect_timeout: float = 5.0,
                  max_retries: int = 2, backoff_base: float = 0.25, max_backoff: float = 8.0,
-                 max_connections: int = 200, on_retry: Callable[[str], None] | None = None) -> None:
-        self._client = openai.AsyncOpenAI(
+                 max_connections: int = 200, on_retry: Callable[[str], None] | None = None,
+                 client: openai.AsyncOpenAI | None = None) -> None:
+        # A prebuilt client (an Azure deployment's) keeps the SDK's own URL and auth rules.
+        self._client = client or openai.AsyncOpenAI(
             api_key="unused-placeholder",  # every request sends its own key (see _headers)
             base_url=api_base, max_retries=0,
             timeout=httpx2.Timeout(timeout, connect=connect_timeout),

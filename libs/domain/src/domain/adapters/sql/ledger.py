@@ -45,7 +45,8 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
             "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
             "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
             "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated,
-            "catalog_version": r.catalog_version, "latency_ms": r.latency_ms}
+            "catalog_version": r.catalog_version, "latency_ms": r.latency_ms, "upstream": r.upstream,
+            "upstream_attempts": r.upstream_attempts}
 
 
 @functools.cache
@@ -148,6 +149,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         latency_ms=d["latency_ms"],
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
         conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
+        upstream=d.get("upstream"), upstream_attempts=d.get("upstream_attempts", 1),
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)
