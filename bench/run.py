@@ -153,7 +153,9 @@ class Database:
         self.data_dir = Path(tempfile.mkdtemp(prefix="llm-bench-"))
         self.env = {"DATABASE_URL": self.url, "KEY_HASH_SECRET": "bench-key-hash-secret-" + "k" * 32,
                     "ADMIN_TOKEN": "bench-admin-token-" + "a" * 32, "DATA_DIR": str(self.data_dir),
-                    "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0", "TOKENS_PER_MINUTE": "0", "OPENAI_API_KEY": SERVER_KEY}
+                    "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0", "TOKENS_PER_MINUTE": "0", "OPENAI_API_KEY": SERVER_KEY,
+                    # one key is the whole load here: no fairness share among clients
+                    "UPSTREAM_CLIENT_SHARE": "1"}
         env = {**os.environ, **self.env}
         subprocess.run([str(BIN / "llmctl"), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
         # Caps far above what the run spends: every request reserves and settles its budget.
@@ -219,7 +221,8 @@ def start_nginx(replicas: list[int], workdir: Path) -> tuple[subprocess.Popen, i
     render_nginx.prepare_prefix(workdir)
     values = render_nginx.native_values(prefix=workdir, listen=port, chat_api=[f"127.0.0.1:{r}" for r in replicas],
                                         monitor="127.0.0.1:9", admin_ui="127.0.0.1:9", rate="1000000r/s",
-                                        burst=100000, access_log="off", error_log=str(workdir / "error.log"))
+                                        burst=100000, conn_per_address=100000, access_log="off",
+                                        error_log=str(workdir / "error.log"))
     conf = workdir / "nginx.conf"
     conf.write_text(render_nginx.render(values))
     p = spawn(["nginx", "-c", str(conf), "-g", "daemon off;"])

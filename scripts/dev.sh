@@ -29,6 +29,9 @@ export DATA_DIR=${DATA_DIR:-data}
 export FORWARDED_ALLOW_IPS=${FORWARDED_ALLOW_IPS:-127.0.0.1}
 export STACK_PID_DIR=${STACK_PID_DIR:-$DATA_DIR/run}
 mkdir -p "$DATA_DIR/run" "$DATA_DIR/nginx"
+# Secrets, the SQLite database and spooled usage live here: the developer's only. (nginx's
+# workers run as the same user: no user switch without root, `user root` with it.)
+chmod 700 "$DATA_DIR"
 DATA=$(cd "$DATA_DIR" && pwd)
 
 # A secret from the environment, else the one kept in DATA_DIR (generated once, 0600).
@@ -38,6 +41,7 @@ secret() {
   if [[ ! -s $file ]]; then
     (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file")
   fi
+  chmod 600 "$file"  # also one kept from before files were created private
   tr -d '\n' <"$file"
 }
 token_from="the ADMIN_TOKEN environment variable"
@@ -69,7 +73,7 @@ echo "==> migrations (${DATABASE_URL:-SQLite under ./data/})"
 
 echo "==> development client key"
 client_key=$("$BIN/llmctl" keys create --name "dev-$(date +%Y%m%d-%H%M%S)" | tail -n 1)
-(umask 077 && printf '%s\n' "$client_key" >"$DATA/dev_client_key")
+(umask 077 && printf '%s\n' "$client_key" >"$DATA/dev_client_key" && chmod 600 "$DATA/dev_client_key")
 
 nginx_bin=$(command -v nginx || true)
 for candidate in /usr/sbin/nginx /usr/local/sbin/nginx /usr/local/bin/nginx; do

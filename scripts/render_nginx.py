@@ -5,7 +5,8 @@
 
 Placeholders are ``@@NAME@@`` so nginx's own ``$variables`` pass through untouched.
 Defaults come from the same environment variables the services read (CHAT_API_PORT,
-MONITOR_PORT, ADMIN_UI_PORT, SERVER_PORT, SERVER_NAME, NGINX_RATE_LIMIT, NGINX_RATE_BURST).
+MONITOR_PORT, ADMIN_UI_PORT, SERVER_PORT, SERVER_NAME, NGINX_RATE_LIMIT, NGINX_RATE_BURST,
+NGINX_CONN_PER_ADDRESS, NGINX_WORKER_CONNECTIONS).
 """
 from __future__ import annotations
 
@@ -26,8 +27,15 @@ DOCKER_RESOLVER = "resolver 127.0.0.11 valid=10s ipv6=off;"
 
 
 def server_lines(addresses: list[str], *, resolve: bool = False) -> str:
+    # Three failed connections in 10 s take a replica out for 10 s: one reset connection
+    # (a replica restarting, a client's odd request) does not.
     suffix = " resolve" if resolve else ""
-    return "\n".join(f"        server {a} max_fails=1 fail_timeout=5s{suffix};" for a in addresses)
+    return "\n".join(f"        server {a} max_fails=3 fail_timeout=10s{suffix};" for a in addresses)
+
+
+def connection_values(conn_per_address: int, worker_connections: int) -> dict[str, str]:
+    return {"CONN_PER_ADDRESS": str(conn_per_address), "WORKER_CONNECTIONS": str(worker_connections),
+            "WORKER_RLIMIT_NOFILE": str(2 * worker_connections + 64)}
 
 
 def server_names(extra: str | None) -> str:
@@ -48,7 +56,8 @@ def render(values: dict[str, str], template: str | None = None) -> str:
 
 def native_values(*, prefix: Path, listen: int, chat_api: list[str], monitor: str, admin_ui: str,
                   server_name: str | None = None, rate: str = "20r/s", burst: int = 50,
-                  access_log: str | None = None, error_log: str | None = None) -> dict[str, str]:
+                  access_log: str | None = None, error_log: str | None = None,
+                  conn_per_address: int = 64, worker_connections: int = 8192) -> dict[str, str]:
     """Loopback upstreams; pid, logs and temp files under ``prefix`` (no root needed)."""
     prefix = prefix.resolve()
     running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -69,10 +78,12 @@ def native_values(*, prefix: Path, listen: int, chat_api: list[str], monitor: st
         "CHAT_API_SERVERS": server_lines(chat_api),
         "MONITOR_SERVERS": server_lines([monitor]),
         "ADMIN_UI_SERVERS": server_lines([admin_ui]),
+        **connection_values(conn_per_address, worker_connections),
     }
 
 
-def docker_values(*, server_name: str | None = None, rate: str = "20r/s", burst: int = 50) -> dict[str, str]:
+def docker_values(*, server_name: str | None = None, rate: str = "20r/s", burst: int = 50,
+                  conn_per_address: int = 64, worker_connections: int = 8192) -> dict[str, str]:
     """Compose service names; the unprivileged nginx image writes only under /tmp."""
     return {
         "USER_DIRECTIVE": "",
@@ -89,6 +100,7 @@ def docker_values(*, server_name: str | None = None, rate: str = "20r/s", burst:
         "CHAT_API_SERVERS": server_lines([f"chat_api:{DOCKER_PORTS['chat_api']}"], resolve=True),
         "MONITOR_SERVERS": server_lines([f"monitor:{DOCKER_PORTS['monitor']}"], resolve=True),
         "ADMIN_UI_SERVERS": server_lines([f"admin_ui:{DOCKER_PORTS['admin_ui']}"], resolve=True),
+        **connection_values(conn_per_address, worker_connections),
     }
 
 
@@ -112,18 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-name", default=env.get("SERVER_NAME"), help="extra host names to serve")
     p.add_argument("--rate", default=env.get("NGINX_RATE_LIMIT", "20r/s"), help="limit_req rate per client address")
     p.add_argument("--burst", type=int, default=int(env.get("NGINX_RATE_BURST", "50")))
+    p.add_argument("--conn-per-address", type=int, default=int(env.get("NGINX_CONN_PER_ADDRESS", "64")),
+                   help="requests in progress per client address (429 beyond)")
+    p.add_argument("--worker-connections", type=int, default=int(env.get("NGINX_WORKER_CONNECTIONS", "8192")))
     p.add_argument("--access-log", help="native: access log path (default PREFIX/logs/access.log)")
     p.add_argument("--error-log", help="native: error log path (default stderr)")
     args = p.parse_args(argv)
 
     if args.target == "docker":
-        values = docker_values(server_name=args.server_name, rate=args.rate, burst=args.burst)
+        values = docker_values(server_name=args.server_name, rate=args.rate, burst=args.burst,
+                               conn_per_address=args.conn_per_address, worker_connections=args.worker_connections)
     else:
         chat_api = args.chat_api or [f"127.0.0.1:{env.get('CHAT_API_PORT', '8001')}"]
         prepare_prefix(args.prefix)
         values = native_values(prefix=args.prefix, listen=args.listen, chat_api=chat_api, monitor=args.monitor,
                                admin_ui=args.admin_ui, server_name=args.server_name, rate=args.rate,
-                               burst=args.burst, access_log=args.access_log, error_log=args.error_log)
+                               burst=args.burst, access_log=args.access_log, error_log=args.error_log,
+                               conn_per_address=args.conn_per_address, worker_connections=args.worker_connections)
     text = render(values)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

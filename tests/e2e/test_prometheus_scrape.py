@@ -93,9 +93,10 @@ def test_prometheus_scrapes_the_stack_after_chat_traffic(stack, tmp_path):
             time.sleep(0.5)
         assert sorted(r["value"][1] for r in ups) == ["1"] * len(stack.chat_api_urls)
         assert query_until_present(base, 'llm_gateway_requests_total{route="/api/v1/chat",status="200"}')
-        spend = query_until_present(base, 'sum(llm_spend_usd_total{model="gpt-4.1-mini"})')
+        # The ledger (and so the monitor) keeps the upstream's dated name (gpt-4.1-mini-2025-04-14).
+        spend = query_until_present(base, 'sum(llm_spend_usd_total{model=~"gpt-4.1-mini.*"})')
         with psycopg.connect(stack.pg_url) as conn:
-            nanos = conn.execute("SELECT sum(cost_nanos) FROM spend_ledger WHERE model = 'gpt-4.1-mini'").fetchone()[0]
+            nanos = conn.execute("SELECT sum(cost_nanos) FROM spend_ledger WHERE model LIKE 'gpt-4.1-mini%'").fetchone()[0]
         assert nanos > 0
         assert float(spend[0]["value"][1]) == pytest.approx(int(nanos) / 1e9, rel=1e-9)
     finally:

@@ -232,6 +232,29 @@ def test_nginx_conf_has_the_required_directives(docker_conf):
         assert needle in docker_conf, needle
 
 
+def test_nginx_holds_against_hostile_traffic(docker_conf):
+    """Slow and flooding clients are bounded, and nginx's own errors are JSON (both stacks
+    render this one template, so checking the docker rendering checks make dev's too)."""
+    for needle in ("limit_conn_zone $binary_remote_addr", "limit_conn conn_per_ip 64", "limit_conn_status 429",
+                   "client_header_timeout 10s", "client_body_timeout 10s", "send_timeout 30s",
+                   "reset_timedout_connection on", "worker_connections 8192", "worker_rlimit_nofile",
+                   "zone=readyz_per_ip", "zone=console_sessions", "add_header Retry-After $nginx_retry_after always",
+                   "error_page 413 429 502 503 504 /_nginx_errors/openai",
+                   "error_page 413 429 502 503 504 /_nginx_errors/original",
+                   "error_page 413 429 502 503 504 /_nginx_errors/plain", "max_fails=3"):
+        assert needle in docker_conf, needle
+    locs = {m.group(1): m.group(2) for m in re.finditer(r"location\s+(?:=\s+)?(\S+)\s*\{(.*?)\n\s*\}", docker_conf,
+                                                        re.S)}
+    assert "limit_req zone=readyz_per_ip" in locs["/readyz"]
+    assert "limit_req zone=console_sessions" in locs["/admin/_stcore/stream"]
+    for target in set(re.findall(r"error_page [\d ]+ (\S+);", docker_conf)):
+        assert "internal;" in locs[target] and "application/json" in locs[target], target
+    # a POST already sent to one replica is never re-sent to another, and a replica's own
+    # 5xx (its answer) neither retries nor marks it down
+    assert re.findall(r"proxy_next_upstream ([^;]+);", docker_conf) == ["error timeout"]
+    assert not re.search(r"^\s*proxy_next_upstream[^;#]*non_idempotent", docker_conf, re.M)
+
+
 def test_locations_that_set_headers_repeat_the_forwarding_headers(docker_conf):
     """nginx: a location with its own proxy_set_header inherits none from the server block."""
     for m in re.finditer(r"location\s+(\S+(?:\s+\S+)?)\s*\{(.*?)\n\s*\}", docker_conf, re.S):

@@ -112,6 +112,14 @@ class UserKeyNotAccepted(UpstreamError):
     kind = ErrorKind.FORBIDDEN
 
 
+class UpstreamBusy(UpstreamError):
+    """The client already has its share of upstream calls in flight: a 429 (a rate limit),
+    raised as an upstream error so that the turn's budget hold is released and the refusal
+    gets its ledger row like any call that did not go through."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+
 class ServiceUnavailable(DomainError):
     kind = ErrorKind.UNAVAILABLE
 

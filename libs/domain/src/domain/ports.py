@@ -28,12 +28,15 @@ class UpstreamApi(StrEnum):
 @dataclass(slots=True)
 class UpstreamRequest:
     """What to send upstream. ``messages`` become ``input`` (Responses) or ``messages`` (Chat
-    Completions); ``params`` are passed through as given (temperature, tools, ...)."""
+    Completions); ``params`` are passed through as given (temperature, tools, ...). ``client``
+    (the client key's id; None for anonymous callers) is never sent: the provider uses it to
+    keep one client's failures and parallel calls from costing the others."""
 
     api: UpstreamApi
     model: str
     messages: list[Any]
     params: dict[str, Any] = field(default_factory=dict)
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,35 +1,44 @@
 """Client-key authentication without a database round trip on the hot path."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError
-from domain.use_cases.client_keys import AuthenticateClient
+from domain.use_cases.client_keys import AuthenticateClient, unauthorized
+
+# Issued keys are "llms-" + 43 characters; 256 leaves room for other formats while a
+# megabyte "key" is refused before it is hashed against the database, cached or kept.
+MAX_BEARER_CHARS = 256
 
 
 class CachedAuthenticator:
     """Caches answers (including refusals) for ``ttl`` seconds in a bounded LRU, so a revoked
     key stops working within ``ttl`` on every replica, and a flood of bad keys cannot grow
-    memory. ``invalidate`` makes a revocation immediate on this replica."""
+    memory: entries are keyed by a SHA-256 digest of the token (32 bytes, whatever its
+    length), and a token longer than ``MAX_BEARER_CHARS`` is refused outright, uncached.
+    ``invalidate`` makes a revocation immediate on this replica."""
 
     def __init__(self, inner: AuthenticateClient, *, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self._inner, self._ttl, self._max = inner, ttl, max_entries
-        self._cache: OrderedDict[str, tuple[float, ClientIdentity | DomainError]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[float, ClientIdentity | DomainError]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._cache)
 
     async def execute(self, bearer: str | None) -> ClientIdentity:
-        token = bearer or ""
+        if bearer is not None and len(bearer) > MAX_BEARER_CHARS:
+            raise unauthorized()
+        token = hashlib.sha256((bearer or "").encode("utf-8", "surrogatepass")).digest()
         hit = self._cache.get(token)
         now = time.monotonic()
         if hit is None or hit[0] < now:
             try:
                 answer: ClientIdentity | DomainError = await self._inner.execute(bearer)
             except DomainError as exc:
-                answer = exc
+                answer = exc.with_traceback(None)  # a kept traceback would pin its frames
             self._cache[token] = (now + self._ttl, answer)
             self._cache.move_to_end(token)
             while len(self._cache) > self._max:
@@ -37,7 +46,8 @@ class CachedAuthenticator:
         else:
             answer = hit[1]
         if isinstance(answer, DomainError):
-            raise answer
+            # a fresh traceback each time: re-raising the cached object would grow its chain
+            raise answer.with_traceback(None)
         return answer
 
     def invalidate(self) -> None:

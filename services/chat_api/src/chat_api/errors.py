@@ -100,6 +100,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rate_limited": ("분당 {unit} 한도({limit})를 넘었습니다. {seconds}초 후 다시 시도하세요.",
                      "Over the limit of {limit} {unit} per minute. Retry in {seconds} s."),
     "too_many_streams": ("동시 스트림이 너무 많습니다 (최대 {max}개).", "Too many concurrent streams (max {max})."),
+    "too_many_concurrent_requests": ("동시에 처리 중인 요청이 너무 많습니다 (최대 {max}개).",
+                                     "Too many requests in flight at once (max {max})."),
     "idempotency_key_reused": ("같은 Idempotency-Key가 다른 요청 본문과 함께 쓰였습니다.",
                                "This Idempotency-Key was used with a different request body."),
     "idempotency_in_progress": ("같은 Idempotency-Key의 요청이 아직 처리 중입니다.",

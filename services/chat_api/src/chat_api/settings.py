@@ -36,6 +36,16 @@ class ChatApiSettings(BaseSettings):
     history_token_budget: int = 3000
     upstream_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2
+    # Upstream connections per replica, and the share of them one client may hold at once
+    # (streams included); over it: 429 too_many_concurrent_requests. 1 turns the rule off.
+    upstream_max_connections: int = Field(default=200, ge=1)
+    upstream_client_share: float = Field(default=0.25, gt=0)
+    # The circuit breaker (domain.upstream_guard): a client's own circuit opens after
+    # CIRCUIT_THRESHOLD consecutive failures; the upstream key's shared one only when that
+    # many failures come from at least CIRCUIT_MIN_CLIENTS distinct clients.
+    circuit_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=30.0, gt=0)
+    circuit_min_clients: int = Field(default=2, ge=1)
     max_body_bytes: int = 1_000_000
     max_messages: int = 500
     max_prompt_chars: int = 200_000
@@ -59,16 +69,31 @@ class ChatApiSettings(BaseSettings):
 
 
 def load_or_create_secret(path: Path, env_value: str | None) -> str:
-    """The configured secret, or one generated once and kept (0600) under data_dir."""
+    """The configured secret, or one generated once and kept under data_dir: the file 0600,
+    a directory it creates 0700; a kept file others could read is made private on read."""
     if env_value:
         return env_value
     import secrets
 
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(path.parent)
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(value)
     return value
+
+
+def _private_dir(path: Path) -> None:
+    """Creates ``path`` (and missing parents) 0700; an existing directory is left alone (the
+    operator may share it on purpose), its secret files are private anyway."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is filtered by the umask

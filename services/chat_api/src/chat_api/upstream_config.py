@@ -39,4 +39,8 @@ def build_router(settings: ChatApiSettings, prices: PriceTable,
     upstreams = configured_upstreams(settings, prices)
     return build_routing_provider(upstreams, timeout=settings.upstream_timeout_seconds,
                                   max_retries=settings.upstream_max_retries, family_of=prices.family_of,
-                                  on_retry=on_retry)
+                                  on_retry=on_retry, max_connections=settings.upstream_max_connections,
+                                  client_share=settings.upstream_client_share,
+                                  breaker_threshold=settings.circuit_threshold,
+                                  breaker_cooldown=settings.circuit_cooldown_seconds,
+                                  breaker_min_clients=settings.circuit_min_clients)

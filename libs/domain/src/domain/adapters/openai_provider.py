@@ -8,7 +8,6 @@ what OpenAI sent, and no per-request pydantic models are built.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +19,7 @@ import orjson
 
 from domain.errors import UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest
+from domain.upstream_guard import CircuitBreaker, UpstreamShares
 from domain.usage import TokenUsage
 
 _PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/chat/completions"}
@@ -77,43 +77,13 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
         return None
 
 
-class CircuitBreaker:
-    """Per upstream key: after ``threshold`` consecutive failures (5xx, timeouts, connection
-    errors) calls fail fast for ``cooldown`` seconds, so one broken user key cannot tie up
-    the pool, and never trips the server key's breaker. Bounded to ``max_keys`` entries."""
-
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, max_keys: int = 10_000) -> None:
-        self._threshold, self._cooldown, self._max = threshold, cooldown, max_keys
-        self._state: dict[str, tuple[int, float]] = {}
-
-    @staticmethod
-    def _id(api_key: str) -> str:
-        return hashlib.sha256(api_key.encode()).hexdigest()[:16]  # never keep the key itself
-
-    def check(self, api_key: str) -> None:
-        if not self._state:  # the usual case: nothing failing, nothing to hash
-            return
-        failures, opened_at = self._state.get(self._id(api_key), (0, 0.0))
-        if failures >= self._threshold and time.monotonic() - opened_at < self._cooldown:
-            raise UpstreamError("upstream_circuit_open", upstream_status=503, retry_after=self._cooldown)
-
-    def record(self, api_key: str, ok: bool) -> None:
-        if ok and not self._state:
-            return
-        key = self._id(api_key)
-        if ok:
-            self._state.pop(key, None)
-            return
-        failures = self._state.get(key, (0, 0.0))[0] + 1
-        self._state[key] = (failures, time.monotonic())
-        if len(self._state) > self._max:
-            self._state.pop(next(iter(self._state)))
-
-
 class OpenAiLlmProvider:
     def __init__(self, *, api_base: str, timeout: float = 60.0, connect_timeout: float = 5.0,
                  max_retries: int = 2, backoff_base: float = 0.25, max_backoff: float = 8.0,
-                 max_connections: int = 200, on_retry: Callable[[str], None] | None = None,
+                 max_connections: int = 200, client_share: float = 0.25, breaker_threshold: int = 5,
+                 breaker_cooldown: float = 30.0, breaker_min_clients: int = 2,
+                 on_retry: Callable[[str], None] | None = None,
+                 on_circuit_open: Callable[[str], None] | None = None,
                  client: openai.AsyncOpenAI | None = None) -> None:
         # A prebuilt client (an Azure deployment's) keeps the SDK's own URL and auth rules.
         self._client = client or openai.AsyncOpenAI(
@@ -124,7 +94,9 @@ class OpenAiLlmProvider:
                 limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)))
         self._max_retries, self._backoff_base, self._max_backoff = max_retries, backoff_base, max_backoff
         self._on_retry = on_retry or (lambda reason: None)
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, min_clients=breaker_min_clients,
+                                      on_open=on_circuit_open)
+        self.shares = UpstreamShares(max_connections, client_share)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -151,15 +123,20 @@ class OpenAiLlmProvider:
             return min(retry_after, self._max_backoff)
         return min(self._max_backoff, self._backoff_base * 2.0**attempt) * (0.5 + random.random() / 2)
 
-    async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool) -> httpx2.Response:
-        self.breaker.check(api_key)
+    async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool,
+                    client: str | None = None) -> httpx2.Response:
+        """One exchange under the circuit breaker (see ``CircuitBreaker`` for what counts)."""
+        admission = self.breaker.admit(api_key, client)
+        verdict: bool | None = None
         try:
             response = await self._send_with_retries(method, path, api_key, content, stream)
+            verdict = True
+            return response
         except UpstreamError as error:
-            self.breaker.record(api_key, ok=(error.upstream_status or 500) < 500)
+            verdict = (error.upstream_status or 500) < 500
             raise
-        self.breaker.record(api_key, ok=True)
-        return response
+        finally:  # a cancelled call settles with no verdict, freeing a half-open probe
+            self.breaker.record(admission, verdict)
 
     async def _send_with_retries(self, method: str, path: str, api_key: str, content: bytes | None,
                                  stream: bool) -> httpx2.Response:
@@ -193,7 +170,12 @@ class OpenAiLlmProvider:
 
     async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
         started = time.perf_counter()
-        response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, False), False)
+        slot = self.shares.acquire(request.client)
+        try:
+            response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, False), False,
+                                        request.client)
+        finally:
+            self.shares.release(slot)
         waited = time.perf_counter() - started
         body = orjson.loads(response.content)
         text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
@@ -201,7 +183,13 @@ class OpenAiLlmProvider:
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
-        response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, True), True)
+        slot = self.shares.acquire(request.client)  # held until the stream ends
+        try:
+            response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, True), True,
+                                        request.client)
+        except BaseException:
+            self.shares.release(slot)
+            raise
         usage: TokenUsage | None = None
         model, response_id = request.model, None
         responses_api = request.api is UpstreamApi.RESPONSES
@@ -242,6 +230,7 @@ class OpenAiLlmProvider:
                 yield StreamData(raw, delta, usage_only)
             yield StreamDone(usage, model, response_id)
         finally:
+            self.shares.release(slot)
             await response.aclose()
 
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:

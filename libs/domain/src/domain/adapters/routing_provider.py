@@ -33,10 +33,11 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 import openai
 
-from domain.adapters.openai_provider import CircuitBreaker, OpenAiLlmProvider
+from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
-from domain.errors import InvalidInput, UpstreamError, UpstreamTimeout, UserKeyNotAccepted, no_api_key
+from domain.errors import InvalidInput, UpstreamBusy, UpstreamError, UpstreamTimeout, UserKeyNotAccepted, no_api_key
 from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
+from domain.upstream_guard import UpstreamShares
 
 T = TypeVar("T")
 _REMEMBERED_RESPONSES = 10_000
@@ -104,6 +105,8 @@ class RoutedUpstream:
 
 def _failover_reason(error: UpstreamError) -> str | None:
     """Why this failure should move the request on, or None if it should reach the caller."""
+    if isinstance(error, UpstreamBusy):  # the client's own share, not the upstream's health
+        return None
     if isinstance(error, UpstreamTimeout):
         return "timeout"
     if error.code == "upstream_circuit_open":
@@ -132,7 +135,7 @@ class RoutingLlmProvider:
                  max_backoff: float = 8.0, cooldown_base: float = 1.0, max_cooldown: float = 10.0,
                  max_retry_after: float = 300.0, family_of: Callable[[str], str | None] | None = None,
                  on_retry: Callable[[str], None] | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shares: UpstreamShares | None = None) -> None:
         if not upstreams:
             raise ValueError("at least one upstream")
         self.upstreams = list(upstreams)
@@ -143,6 +146,10 @@ class RoutingLlmProvider:
         self._rng = rng or random.Random()
         self._clock = clock
         self.observer: UpstreamObserver | None = None
+        # One client's share of upstream calls in flight, over all upstreams (the providers'
+        # own shares are off): a client over it is refused before any upstream is tried, so
+        # its flood neither fails over nor marks an upstream unhealthy.
+        self.shares = shares or UpstreamShares(1, 1.0)
         # Which upstream created a response id, so GET/cancel by id go back to it.
         self._response_home: collections.OrderedDict[str, str] = collections.OrderedDict()
         # The key policy's "server key": an opaque token that stands for each upstream's own key.
@@ -298,8 +305,12 @@ class RoutingLlmProvider:
         return request.model if deployment != request.model and model == deployment else model
 
     async def complete(self, request: UpstreamRequest, api_key: str) -> UpstreamReply:
-        reply, upstream, attempts = await self._route(request, api_key,
-                                                      lambda provider, req, key: provider.complete(req, key))
+        slot = self.shares.acquire(request.client)
+        try:
+            reply, upstream, attempts = await self._route(request, api_key,
+                                                          lambda provider, req, key: provider.complete(req, key))
+        finally:
+            self.shares.release(slot)
         self._remember(str(reply.body.get("id") or "") or None, upstream)
         return replace(reply, upstream=upstream.name, model=self._public(reply.model, request, upstream),
                        attempts=attempts)
@@ -320,7 +331,12 @@ class RoutingLlmProvider:
                 await events.aclose()  # type: ignore[attr-defined]
                 raise _unreachable() from None
 
-        (events, first), upstream, attempts = await self._route(request, api_key, open_stream)
+        slot = self.shares.acquire(request.client)  # held until the stream ends
+        try:
+            (events, first), upstream, attempts = await self._route(request, api_key, open_stream)
+        except BaseException:
+            self.shares.release(slot)
+            raise
         started = time.perf_counter()
         try:
             event = replace(first, upstream=upstream.name, attempts=attempts) if isinstance(first, StreamData) else first
@@ -339,6 +355,7 @@ class RoutingLlmProvider:
             self._observe(upstream.name, "stream_error", started)
             raise
         finally:
+            self.shares.release(slot)
             await events.aclose()  # type: ignore[attr-defined]
 
     async def _by_id(self, response_id: str, api_key: str, cancel: bool) -> dict[str, Any]:
@@ -386,13 +403,24 @@ def _retry_label(error: UpstreamError) -> str:
 
 
 def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60.0, connect_timeout: float = 5.0,
-                           max_retries: int = 2, max_connections: int = 200,
+                           max_retries: int = 2, max_connections: int = 200, client_share: float = 1.0,
+                           breaker_threshold: int = 5, breaker_cooldown: float = 30.0, breaker_min_clients: int = 2,
                            family_of: Callable[[str], str | None] | None = None,
-                           on_retry: Callable[[str], None] | None = None, max_cooldown: float = 10.0,
+                           on_retry: Callable[[str], None] | None = None,
+                           on_circuit_open: Callable[[str], None] | None = None, max_cooldown: float = 10.0,
                            **routing: Any) -> RoutingLlmProvider:
     """One provider per upstream (per deployment for Azure); retries live in the router, so
     each provider makes a single attempt and the next one may go elsewhere. ``routing`` passes
-    on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests)."""
+    on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests).
+
+    Each provider keeps its circuit breaker (per client and shared, ``domain.upstream_guard``),
+    paused no longer than the router's longest cooldown, so a primary that is back gets
+    traffic back within that bound. A client's share of calls in flight is counted once, by
+    the router, over all upstreams."""
+    guard: dict[str, Any] = {"max_connections": max_connections, "client_share": 1.0,
+                             "breaker_threshold": breaker_threshold,
+                             "breaker_cooldown": min(breaker_cooldown, max_cooldown),
+                             "breaker_min_clients": breaker_min_clients, "on_circuit_open": on_circuit_open}
     routed = []
     for u in upstreams:
         providers: dict[str, OpenAiLlmProvider] = {}
@@ -404,17 +432,15 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
                     azure_endpoint=u.base_url, azure_deployment=deployment, api_version=u.api_version,
                     api_key=u.api_key or "unused-placeholder", max_retries=0,
                     timeout=httpx2.Timeout(timeout, connect=connect_timeout), http_client=http_client)
-                providers[deployment] = _AzureDeploymentProvider(api_base=u.base_url, max_retries=0, client=client)
+                providers[deployment] = _AzureDeploymentProvider(api_base=u.base_url, max_retries=0, client=client,
+                                                                 **guard)
         else:
             providers[""] = OpenAiLlmProvider(api_base=u.base_url, timeout=timeout, connect_timeout=connect_timeout,
-                                              max_retries=0, max_connections=max_connections)
-        for provider in providers.values():
-            # Each upstream keeps its own breaker, paused no longer than the router's longest
-            # cooldown, so a primary that is back gets traffic back within that bound.
-            provider.breaker = CircuitBreaker(cooldown=max_cooldown)
+                                              max_retries=0, **guard)
         routed.append(RoutedUpstream(u, providers))
     return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry,
-                              max_cooldown=max_cooldown, **routing)
+                              max_cooldown=max_cooldown, shares=UpstreamShares(max_connections, client_share),
+                              **routing)
 
 
 async def probe_upstream(upstream: Upstream, timeout: float = 5.0) -> str:

@@ -229,7 +229,7 @@ class HandleChatTurn:
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         reservation = await self._admit(cmd, choice, price, messages)
-        return _Plan(started, price, messages, UpstreamRequest(cmd.api, cmd.model, messages, cmd.params), choice,
+        return _Plan(started, price, messages, UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, cmd.client.key_id), choice,
                      reservation)
 
     async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
