@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from domain.adapters.routing_provider import RoutingLlmProvider, build_routing_provider
 from domain.adapters.upstreams import parse_upstreams
-from domain.errors import UpstreamError
+from domain.errors import UpstreamBusy, UpstreamError
 from domain.ports import StreamDone, UpstreamApi, UpstreamRequest
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.processes import free_port
@@ -272,3 +273,25 @@ async def test_a_stored_response_is_fetched_from_the_upstream_that_made_it(fakes
     body = await r.get_response(reply.body["id"], r.server_key)
     assert body["id"] == reply.body["id"]
     assert cmp.requests("") == []
+
+
+async def test_a_client_over_its_share_is_refused_once_for_all_upstreams(fakes, closing):
+    """The share of calls in flight is the client's over every upstream: over it, a 429
+    ``UpstreamBusy`` before any upstream is tried, no failover, no upstream marked unhealthy,
+    and other clients unaffected."""
+    az, oa = fakes["az"], fakes["oa"]
+    r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini"}),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1),
+               max_connections=4, client_share=0.25)  # one call in flight per client
+    closing.append(r)
+    held = r.stream(replace(chat(), client="key-a"), r.server_key)
+    assert not isinstance(await anext(held), StreamDone)  # key-a's one slot, held by an open stream
+    with pytest.raises(UpstreamBusy) as refused:
+        await r.complete(replace(chat(), client="key-a"), r.server_key)
+    assert refused.value.upstream_status == 429 and refused.value.params == {"max": 1}
+    assert len(az.requests()) == 1 and oa.requests() == []  # only the stream reached an upstream
+    assert (await r.complete(replace(chat(), client="key-b"), r.server_key)).upstream == "az"
+    assert {s.name: s.consecutive_failures for s in r.status()} == {"az": 0, "oa": 0}
+    async for _ in held:  # the stream ends: its slot is free again
+        pass
+    assert (await r.complete(replace(chat(), client="key-a"), r.server_key)).upstream == "az"
