@@ -10,7 +10,7 @@ import pytest
 
 from domain.adapters.routing_provider import RoutingLlmProvider, build_routing_provider
 from domain.adapters.upstreams import parse_upstreams
-from domain.errors import UpstreamBusy, UpstreamError
+from domain.errors import UpstreamBadResponse, UpstreamBusy, UpstreamError
 from domain.ports import StreamDone, UpstreamApi, UpstreamRequest
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.processes import free_port
@@ -295,3 +295,17 @@ async def test_a_client_over_its_share_is_refused_once_for_all_upstreams(fakes, 
     async for _ in held:  # the stream ends: its slot is free again
         pass
     assert (await r.complete(replace(chat(), client="key-a"), r.server_key)).upstream == "az"
+
+
+async def test_an_unreadable_answer_is_not_retried_elsewhere(fakes, closing):
+    """The upstream answered (it may have billed the call): the caller gets 502
+    upstream_bad_response from it, and no other upstream is asked."""
+    az, oa = fakes["az"], fakes["oa"]
+    r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini"}),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), max_retries=2)
+    closing.append(r)
+    with pytest.raises(UpstreamBadResponse) as bad:
+        await r.complete(chat(text="fake:not-json"), r.server_key)
+    assert bad.value.upstream == "az" and bad.value.attempts == 1
+    assert len(az.requests()) == 1 and oa.requests() == []
+    assert attempts(r) == [("az", "bad_response")]

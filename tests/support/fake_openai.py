@@ -29,6 +29,9 @@ Behaviour is deterministic so callers can assert on it:
   * model "fake-429" answers 429 with Retry-After: 1, "fake-500" answers 500,
     "fake-flaky" answers 500 on the first try of each distinct body and 200 on
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
+  * misbehaving on purpose, when the request's text holds a marker: "fake:not-json" answers
+    200 with an HTML page, "fake:array" a JSON array, "fake:bad-usage" a usage that is a
+    string, and "fake:drop" sends its headers then drops the connection before the body
   * like OpenAI, answers name the dated snapshot that served the request
     (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
@@ -268,6 +271,15 @@ async def app(scope, receive, send):
         if digest not in FLAKY_SEEN:
             FLAKY_SEEN.add(digest)
             return await _send_json(send, *_error(500, "The server had an error.", "server_error"))
+    if b"fake:not-json" in raw:
+        return await _send_json(send, 200, b"<html><body>502 Bad Gateway</body></html>",
+                                [(b"content-type", b"text/html")])
+    if b"fake:array" in raw:
+        return await _send_json(send, 200, b"[1, 2, 3]")
+    if b"fake:drop" in raw:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream" if body.get("stream") else b"application/json")]})
+        raise ConnectionAbortedError("fake-drop: the connection goes away before the body")
     if model == "fake-slow":
         await asyncio.sleep(30)
     cut_after = BEHAVIOUR.get("cut_stream_after")
@@ -296,7 +308,7 @@ async def app(scope, receive, send):
                     "model": served, "output": [{"type": "message", "id": "msg_" + rid[5:], "status": "completed",
                                                 "role": "assistant",
                                                 "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
-                    "usage": usage, "text": {"format": {"type": "text"}},
+                    "usage": "lots" if b"fake:bad-usage" in raw else usage, "text": {"format": {"type": "text"}},
                     "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
                     "temperature": body.get("temperature"), "parallel_tool_calls": True, "tool_choice": "auto",
                     "tools": body.get("tools") or [], "top_p": 1.0, "error": None, "incomplete_details": None,
@@ -355,7 +367,8 @@ async def app(scope, receive, send):
         out = {"id": cid, "object": "chat.completion", "created": created, "model": served,
                "choices": [{"index": i, "message": {"role": "assistant", "content": reply},
                             "finish_reason": "stop", "logprobs": None} for i in range(max(1, n))],
-               "usage": usage, "system_fingerprint": "fp_" + (NAME or "fake")}
+               "usage": "lots" if b"fake:bad-usage" in raw else usage,
+               "system_fingerprint": "fp_" + (NAME or "fake")}
         return await _send_json(send, 200, orjson.dumps(out))
     await send({"type": "http.response.start", "status": 200,
                 "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")])})

@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     UPSTREAM = "upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
     UNAVAILABLE = "unavailable"
     CONFIGURATION = "configuration"
     INTERNAL = "internal"
@@ -110,6 +111,17 @@ class UserKeyNotAccepted(UpstreamError):
     caller gets a 403 (retrying would not help), not a 5xx."""
 
     kind = ErrorKind.FORBIDDEN
+
+
+class UpstreamBadResponse(UpstreamError):
+    """The upstream answered, but with something that is not a readable answer (not JSON,
+    not an object, a connection dropped mid-answer). It may have billed the call, so the
+    turn is charged its hold rather than released for free."""
+
+    kind = ErrorKind.UPSTREAM_BAD_RESPONSE
+
+    def __init__(self) -> None:
+        super().__init__("upstream_bad_response", upstream_status=502)
 
 
 class UpstreamBusy(UpstreamError):

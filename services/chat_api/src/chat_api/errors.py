@@ -31,6 +31,7 @@ ERROR_TABLE: dict[ErrorKind, HttpError] = {
     ErrorKind.RATE_LIMITED: HttpError(429, "요청 한도 초과: ", "Rate limited: ", "rate_limit_error"),
     ErrorKind.UPSTREAM: HttpError(503, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
     ErrorKind.UPSTREAM_TIMEOUT: HttpError(504, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
+    ErrorKind.UPSTREAM_BAD_RESPONSE: HttpError(502, "AI 서비스 응답 오류: ", "AI service answer error: ", "api_error"),
     ErrorKind.UNAVAILABLE: HttpError(503, "채팅 서비스 오류: ", "Chat service error: ", "api_error"),
     ErrorKind.CONFIGURATION: HttpError(500, "시스템 설정 오류: ", "System configuration error: ", "api_error"),
     ErrorKind.INTERNAL: HttpError(500, "시스템 오류가 발생했습니다: ", "A system error occurred: ", "api_error"),
@@ -75,6 +76,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unknown_model": ("지원하지 않는 모델입니다: {model}", "Unknown or disallowed model: {model}"),
     "unpriced_model": ("가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
                        "Model {model} has no price, so it cannot be used on a budgeted server key."),
+    "upstream_bad_response": ("AI 서비스가 읽을 수 없는 응답을 보냈습니다.", "The AI service sent an answer that could not be read."),
     "input_not_estimable": ("크기를 미리 알 수 없는 입력({kinds})은 예산이 적용되는 키로 보낼 수 없습니다. 자신의 OpenAI 키를 사용하세요.",
                             "Input whose size cannot be known in advance ({kinds}) cannot be sent on a budgeted key; "
                             "use your own OpenAI key."),
@@ -146,7 +148,8 @@ def error_headers(error: DomainError) -> dict[str, str]:
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    elif error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UNAVAILABLE):
+    elif error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UPSTREAM_BAD_RESPONSE,
+                        ErrorKind.UNAVAILABLE):
         headers["Retry-After"] = "1"
     return headers
 

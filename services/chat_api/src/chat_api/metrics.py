@@ -45,7 +45,7 @@ class GatewayMetrics:
                                          ["upstream"], registry=r)
         self.upstream_errors = Counter("llm_gateway_upstream_errors",
                                        "Failed attempts per upstream, by reason (connection, timeout, circuit_open, "
-                                       "429, 5xx, stream_error, client_error)", ["upstream", "reason"], registry=r)
+                                       "429, 5xx, stream_error, bad_response, client_error)", ["upstream", "reason"], registry=r)
         self.upstream_latency = Histogram("llm_gateway_upstream_attempt_seconds",
                                           "Time to an upstream's answer (streams: to the first event), per attempt",
                                           ["upstream"], buckets=_LATENCY_BUCKETS, registry=r)

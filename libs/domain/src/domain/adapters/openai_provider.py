@@ -17,7 +17,7 @@ import httpx2
 import openai
 import orjson
 
-from domain.errors import UpstreamError, UpstreamTimeout
+from domain.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest
 from domain.upstream_guard import CircuitBreaker, UpstreamShares
 from domain.usage import TokenUsage
@@ -177,9 +177,12 @@ class OpenAiLlmProvider:
         finally:
             self.shares.release(slot)
         waited = time.perf_counter() - started
-        body = orjson.loads(response.content)
-        text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
-        usage = usage_from(request.api, body.get("usage")) or TokenUsage()
+        body = _json_object(response.content)
+        try:
+            text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
+            usage = usage_from(request.api, body.get("usage")) or TokenUsage()
+        except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
+            raise UpstreamBadResponse() from None
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
@@ -195,7 +198,7 @@ class OpenAiLlmProvider:
         responses_api = request.api is UpstreamApi.RESPONSES
         try:
             lines: list[str] = []
-            async for line in response.aiter_lines():
+            async for line in _lines(response):
                 if line:
                     lines.append(line)
                     continue
@@ -210,23 +213,31 @@ class OpenAiLlmProvider:
                         event = orjson.loads(data)
                     except orjson.JSONDecodeError:
                         event = {}
-                    if responses_api:
-                        kind = event.get("type", "")
-                        if kind == "response.output_text.delta":
-                            delta = event.get("delta") or ""
-                        elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                            done = event.get("response") or {}
-                            usage = usage_from(request.api, done.get("usage")) or usage
-                            model, response_id = done.get("model") or model, done.get("id") or response_id
-                    else:
-                        choices = event.get("choices") or []
-                        if choices:
-                            delta = (choices[0].get("delta") or {}).get("content") or ""
-                        model = event.get("model") or model
-                        response_id = event.get("id") or response_id
-                        if event.get("usage"):
-                            usage = usage_from(request.api, event["usage"])
-                            usage_only = not choices
+                    if not isinstance(event, dict):
+                        event = {}  # relayed as it came; it counts for nothing
+                    try:
+                        if responses_api:
+                            kind = event.get("type", "")
+                            if kind == "response.output_text.delta":
+                                delta = event.get("delta") or ""
+                            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                                done = event.get("response") or {}
+                                usage = usage_from(request.api, done.get("usage")) or usage
+                                model, response_id = done.get("model") or model, done.get("id") or response_id
+                        else:
+                            choices = event.get("choices") or []
+                            if choices:
+                                delta = (choices[0].get("delta") or {}).get("content") or ""
+                            model = event.get("model") or model
+                            response_id = event.get("id") or response_id
+                            if event.get("usage"):
+                                usage = usage_from(request.api, event["usage"])
+                                usage_only = not choices
+                    except (AttributeError, TypeError, IndexError, ValueError):
+                        delta, usage_only = "", False  # an event of a shape no OpenAI API sends: relayed, not read
+                    delta = delta if isinstance(delta, str) else ""
+                    model = model if isinstance(model, str) else request.model
+                    response_id = response_id if isinstance(response_id, str) else None
                 yield StreamData(raw, delta, usage_only)
             yield StreamDone(usage, model, response_id)
         finally:
@@ -250,5 +261,15 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        raise UpstreamError("upstream_error", upstream_status=502, status=502, message="not a JSON object")
+        raise UpstreamBadResponse()
     return body
+
+
+async def _lines(response: httpx2.Response) -> AsyncIterator[str]:
+    """The body's lines; a connection that breaks mid-body is the upstream's bad answer,
+    not a crash of ours."""
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    except httpx2.HTTPError:
+        raise UpstreamBadResponse() from None

@@ -35,7 +35,15 @@ import openai
 
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
-from domain.errors import InvalidInput, UpstreamBusy, UpstreamError, UpstreamTimeout, UserKeyNotAccepted, no_api_key
+from domain.errors import (
+    InvalidInput,
+    UpstreamBadResponse,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamTimeout,
+    UserKeyNotAccepted,
+    no_api_key,
+)
 from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
 from domain.upstream_guard import UpstreamShares
 
@@ -46,7 +54,8 @@ _REMEMBERED_RESPONSES = 10_000
 class UpstreamObserver(Protocol):
     """Told about every attempt: ``outcome`` is ``ok``, ``client_error`` (the upstream answered
     4xx: alive, but the request was refused) or the failure that moved the request on
-    (``connection``, ``timeout``, ``circuit_open``, ``429``, ``quota``, ``5xx``, ``stream_error``)."""
+    (``connection``, ``timeout``, ``circuit_open``, ``429``, ``quota``, ``5xx``, ``stream_error``), or
+    ``bad_response`` (an unreadable answer: not retried elsewhere, it may have been billed)."""
 
     def attempt(self, upstream: str, outcome: str, seconds: float) -> None: ...
 
@@ -106,6 +115,8 @@ class RoutedUpstream:
 def _failover_reason(error: UpstreamError) -> str | None:
     """Why this failure should move the request on, or None if it should reach the caller."""
     if isinstance(error, UpstreamBusy):  # the client's own share, not the upstream's health
+        return None
+    if isinstance(error, UpstreamBadResponse):  # it answered (unreadably) and may have billed the call
         return None
     if isinstance(error, UpstreamTimeout):
         return "timeout"
@@ -267,6 +278,9 @@ class RoutingLlmProvider:
                 except UpstreamError as error:
                     error.upstream, error.attempts = upstream.name, attempts
                     reason = _failover_reason(error)
+                    if isinstance(error, UpstreamBadResponse):
+                        self._observe(upstream.name, "bad_response", started)
+                        raise
                     if reason is None or (not server and error.rejects_key):
                         # The upstream is alive and refused this request (or the caller's key).
                         self._succeeded(upstream, upstream_model)
@@ -323,8 +337,9 @@ class RoutingLlmProvider:
                 return events, await anext(events)
             except StopAsyncIteration:
                 return events, StreamDone(None, req.model)
-            except httpx2.TransportError:
-                # The upstream answered its headers, then nothing: still before our first byte.
+            except (httpx2.TransportError, UpstreamBadResponse):
+                # The upstream answered its headers, then broke off: still before our first
+                # byte, so the stream may go elsewhere.
                 await events.aclose()  # type: ignore[attr-defined]
                 raise _unreachable() from None
             except openai.APIError:

@@ -9,7 +9,7 @@ from domain.admission import choices, estimate_input, output_worst_case
 from domain.budgets import Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, UpstreamError
+from domain.errors import InvalidInput, UpstreamBadResponse, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -193,10 +193,14 @@ class HandleChatTurn:
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
                         reservation: Reservation | None, error: UpstreamError) -> None:
-        self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=Money.zero(), model=cmd.model,
+        """A failed call's row. An upstream that answered unreadably may still have billed
+        the call: it is charged its hold (estimated), never released for free."""
+        billed = isinstance(error, UpstreamBadResponse) and reservation is not None
+        cost = reservation.amount if billed and reservation is not None else Money.zero()
+        self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,
-                                         outcome=Outcome.ERROR, error_code=error.code, upstream=error.upstream,
-                                         attempts=error.attempts))
+                                         outcome=Outcome.ERROR, estimated=billed, error_code=error.code,
+                                         upstream=error.upstream, attempts=error.attempts))
 
     def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
