@@ -120,9 +120,6 @@ class UpstreamBadResponse(UpstreamError):
 
     kind = ErrorKind.UPSTREAM_BAD_RESPONSE
 
-    def __init__(self) -> None:
-        super().__init__("upstream_bad_response", upstream_status=502)
-
 
 class UpstreamBusy(UpstreamError):
     """The client already has its share of upstream calls in flight: a 429 (a rate limit),
