@@ -140,7 +140,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                        served=router.served_models() if router else None)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
-        policy=policy, clock=clock,
+        policy=policy, clock=clock, owners=ledger,
         settings=ChatSettings(history_token_budget=settings.history_token_budget,
                               global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
                                                          _usd_cap(settings.global_monthly_usd))))

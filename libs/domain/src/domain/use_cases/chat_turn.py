@@ -9,7 +9,7 @@ from domain.admission import choices, estimate_input, output_worst_case
 from domain.budgets import Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, UpstreamBadResponse, UpstreamError
+from domain.errors import InvalidInput, NotFound, UpstreamBadResponse, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -29,6 +29,7 @@ from domain.ports import (
 from domain.pricing import ModelPrice
 from domain.text import estimate_message_tokens, estimate_tokens
 from domain.usage import TokenUsage
+from domain.use_cases.stored_responses import ResponseOwnership
 
 T = TypeVar("T")
 
@@ -110,6 +111,9 @@ class HandleChatTurn:
       in every budget line *before* the upstream is called, and never reach it when refused;
     * when the upstream rejects the caller's key, the server key takes over if the policy
       allows it (and the budget admits it); the result says which key paid and why;
+    * a request may name upstream objects (``previous_response_id``, ``conversation``) only
+      if its client created them through the gateway; anonymous callers get no stored
+      context at all (neither replayed history nor named objects);
     * every request that reached the upstream leaves a ledger row, settled to the actual
       cost (a stream cut short leaves an estimated row); turns of a named conversation are
       stored with their row.
@@ -117,8 +121,9 @@ class HandleChatTurn:
 
     def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
                  budgets: BudgetStore, models: ModelCatalog, policy: DefaultKeyPolicy, clock: Clock,
-                 settings: ChatSettings = ChatSettings()) -> None:
+                 settings: ChatSettings = ChatSettings(), owners: ResponseOwnership | None = None) -> None:
         self._provider, self._conversations, self._ledger = provider, conversations, ledger
+        self._owners = owners  # None: no stored object can be named (every reference is a 404)
         self._budgets, self._models, self._policy, self._clock = budgets, models, policy, clock
         self._settings = settings
 
@@ -137,7 +142,29 @@ class HandleChatTurn:
         _check_output_cap(cmd, price)
         return price
 
+    async def _check_references(self, cmd: ChatTurnCommand) -> None:
+        """Objects a request names upstream (``previous_response_id``, ``conversation``) carry
+        someone's context: only the client that created them through the gateway may name
+        them. For anyone else, and for anonymous callers (who cannot be told apart), they do
+        not exist: 404, and nothing is sent upstream."""
+        for name in ("previous_response_id", "conversation"):
+            value = cmd.params.get(name)
+            if value is None:
+                continue
+            object_id = value.get("id") if isinstance(value, dict) else value
+            if not isinstance(object_id, str) or not object_id:
+                raise InvalidInput("invalid_field", field=name, reason="string")
+            if cmd.client.key_id is None:
+                raise NotFound("response_not_found", field=name)
+            found, owner = await self._owners.response_owner(object_id) if self._owners else (False, None)
+            if not found or owner != cmd.client.key_id:
+                raise NotFound("response_not_found", field=name)
+
     async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
+        if cmd.client.key_id is None and cmd.history is None:
+            # Anonymous callers cannot be told apart: a shared conversation id must not hand
+            # one caller another's turns.
+            return [*cmd.system, *cmd.new_messages]
         if cmd.history is not None or not cmd.conversation_id:
             history = cmd.history or []
         else:
@@ -229,6 +256,7 @@ class HandleChatTurn:
         pays, and the budget hold."""
         started = self._clock.monotonic()
         price = self.validate(cmd)
+        await self._check_references(cmd)
         messages = await self._context(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)

@@ -1,0 +1,96 @@
+"""No client reaches another's context through the Responses API (issue 13): a
+``previous_response_id`` or ``conversation`` is honoured only for objects the calling client
+created through the gateway, and anonymous callers get no stored context at all. Each test
+asserts both the answer and that nothing reached the upstream. Real chat-api process (with
+ALLOW_ANONYMOUS=true), real Postgres, the fake upstream."""
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+
+def _respond(api, key: str | None, **body) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(api.url + "/v1/responses", json={"model": "gpt-4o-mini", **body}, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def a_response(chat_api) -> tuple[str, str]:
+    """Client A's key and a response A created (its id recorded before the answer)."""
+    key = chat_api.new_key("owner-a")
+    r = _respond(chat_api, key, input="A의 비밀: 카드 끝자리 4242")
+    assert r.status_code == 200, r.text
+    return key, r.json()["id"]
+
+
+def test_the_owner_may_chain_on_its_own_response(chat_api, a_response) -> None:
+    key, response_id = a_response
+    r = _respond(chat_api, key, input="이어서", previous_response_id=response_id)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("field", ["previous_response_id", "conversation"])
+def test_another_client_cannot_name_the_response(chat_api, a_response, field: str) -> None:
+    _, response_id = a_response
+    other = chat_api.new_key("intruder-b")
+    chat_api.clear_fake()
+    r = _respond(chat_api, other, input="A가 뭐라고 했지?", **{field: response_id})
+    assert r.status_code == 404, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("response_not_found", field)
+    assert chat_api.fake_requests() == []
+
+
+@pytest.mark.parametrize("value", ["resp_" + "0" * 24, "conv_does_not_exist", {"id": "conv_x"}])
+def test_unknown_objects_are_not_forwarded(chat_api, client_key, value) -> None:
+    chat_api.clear_fake()
+    field = "previous_response_id" if isinstance(value, str) and value.startswith("resp_") else "conversation"
+    r = _respond(chat_api, client_key, input="?", **{field: value})
+    assert r.status_code == 404, r.text
+    assert chat_api.fake_requests() == []
+
+
+@pytest.mark.parametrize("value", [5, [], {"id": 7}, ""])
+def test_malformed_references_are_a_400(chat_api, client_key, value) -> None:
+    chat_api.clear_fake()
+    r = _respond(chat_api, client_key, input="?", previous_response_id=value)
+    assert r.status_code == 400, r.text
+    assert chat_api.fake_requests() == []
+
+
+def test_anonymous_callers_cannot_chain_even_on_an_anonymous_response(chat_api) -> None:
+    r = _respond(chat_api, None, input="익명 1")
+    assert r.status_code == 200, r.text
+    chat_api.clear_fake()
+    r = _respond(chat_api, None, input="익명 2", previous_response_id=r.json()["id"])
+    assert r.status_code == 404, r.text
+    assert chat_api.fake_requests() == []
+
+
+def test_two_anonymous_callers_with_one_request_id_do_not_share_context(chat_api) -> None:
+    conversation = "shared-" + uuid.uuid4().hex[:8]
+    first = httpx.post(chat_api.url + "/api/v1/chat", timeout=30,
+                       json={"request_id": conversation, "user_prompt": "내 카드번호는 4111 1111 1111 1111"})
+    assert first.status_code == 200, first.text
+    chat_api.clear_fake()
+    second = httpx.post(chat_api.url + "/api/v1/chat", timeout=30,
+                        json={"request_id": conversation, "user_prompt": "앞에서 말한 카드번호가 뭐였지?"})
+    assert second.status_code == 200, second.text
+    [sent] = chat_api.fake_requests()
+    assert "4111" not in str(sent["body"])
+
+
+def test_a_client_with_a_key_still_gets_its_own_history(chat_api) -> None:
+    key = chat_api.new_key("history-owner")
+    conversation = "mine-" + uuid.uuid4().hex[:8]
+    headers = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(chat_api.url + "/api/v1/chat", headers=headers, timeout=30,
+                   json={"request_id": conversation, "user_prompt": "기억해: 파란 우산"})
+    assert r.status_code == 200
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + "/api/v1/chat", headers=headers, timeout=30,
+                   json={"request_id": conversation, "user_prompt": "무엇을 기억하라고 했지?"})
+    assert r.status_code == 200
+    [sent] = chat_api.fake_requests()
+    assert "파란 우산" in str(sent["body"])
