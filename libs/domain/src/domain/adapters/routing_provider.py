@@ -337,9 +337,10 @@ class RoutingLlmProvider:
                 return events, await anext(events)
             except StopAsyncIteration:
                 return events, StreamDone(None, req.model)
-            except (httpx2.TransportError, UpstreamBadResponse):
+            except httpx2.TransportError:
                 # The upstream answered its headers, then broke off: still before our first
-                # byte, so the stream may go elsewhere.
+                # byte, so the stream may go elsewhere. (A body the provider reads as broken
+                # is an UpstreamBadResponse: it may have been billed, so it stays there.)
                 await events.aclose()  # type: ignore[attr-defined]
                 raise _unreachable() from None
             except openai.APIError:
