@@ -39,6 +39,7 @@ lint: install
 bench: install system-packages
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/admin_queries.py
+	$(BIN)/python bench/pii.py
 
 soak: install system-packages  # the bench with a 5-minute memory soak (errors and RSS growth reported)
 	$(BIN)/python bench/run.py --soak-requests 200000 --soak-max-seconds 300

@@ -333,3 +333,61 @@ async def test_a_record_the_database_refuses_does_not_block_the_others(pg_url, t
         assert not (tmp_path / "spool.jsonl").exists()
     finally:
         engine.dispose()
+
+
+# -- personal data ---------------------------------------------------------------------------
+async def test_client_key_pii_policy_is_stored_changed_and_cleared(engine):
+    from domain.pii import PiiPolicy
+
+    repo = SqlClientKeyRepository(engine)
+    key, plain = a_key(pii_policy=PiiPolicy.BLOCK), a_key()
+    await repo.add(key)
+    await repo.add(plain)
+    assert (await repo.get(key.id)).pii_policy is PiiPolicy.BLOCK
+    assert (await repo.get(plain.id)).pii_policy is None  # the server's PII_POLICY
+    assert await repo.set_pii_policy(key.id, PiiPolicy.OFF)
+    assert (await repo.by_hash(key.key_hash)).pii_policy is PiiPolicy.OFF
+    assert await repo.set_pii_policy(key.id, None)
+    assert (await repo.get(key.id)).pii_policy is None
+    assert not await repo.set_pii_policy(uid(), PiiPolicy.MASK)
+
+
+async def test_ledger_keeps_pii_counts_per_kind_through_the_database_and_the_spool(engine, tmp_path):
+    from domain.adapters.sql.ledger import record_from_json, record_to_json
+
+    counted = replace(a_record(), pii_counts={"phone": 2, "rrn": 1})
+    assert record_from_json(json.loads(json.dumps(record_to_json(counted)))) == counted
+    none = a_record()
+    write_records(engine, [counted, none])
+    rows = ledger_rows(engine, counted.request_id, none.request_id)
+    assert json.loads(rows[0]["pii_counts"]) == {"phone": 2, "rrn": 1}
+    assert rows[1]["pii_counts"] is None
+
+
+async def test_ledger_keeps_the_served_upstream_beside_pii_counts_through_the_database_and_the_spool(engine):
+    from domain.adapters.sql.ledger import record_from_json, record_to_json
+
+    routed = replace(a_record(), pii_counts={"email": 1}, upstream="azure-kc", upstream_attempts=2)
+    assert record_from_json(json.loads(json.dumps(record_to_json(routed)))) == routed
+    plain = a_record()
+    write_records(engine, [routed, plain])
+    rows = ledger_rows(engine, routed.request_id, plain.request_id)
+    assert (rows[0]["upstream"], rows[0]["upstream_attempts"], json.loads(rows[0]["pii_counts"])) == \
+        ("azure-kc", 2, {"email": 1})
+    assert (rows[1]["upstream"], rows[1]["upstream_attempts"], rows[1]["pii_counts"]) == (None, 1, None)
+
+
+def test_pii_counts_are_summed_per_kind_and_key_in_the_database(engine):
+    from domain.adapters.sql import queries
+
+    alice, bob = uid(), uid()
+    write_records(engine, [replace(a_record(owner=alice), pii_counts={"phone": 2, "rrn": 1}),
+                           replace(a_record(owner=alice), pii_counts={"phone": 1}),
+                           replace(a_record(owner=bob), pii_counts={"card": 3}), a_record(owner=bob),
+                           replace(a_record(owner=alice, at=T0 - timedelta(days=40)), pii_counts={"email": 9})])
+    found = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), client_key_id=alice))
+    assert found.total == {"phone": 3, "rrn": 1}
+    assert [(k.client_key_id, k.counts) for k in found.by_key] == [(alice, {"phone": 3, "rrn": 1})]
+    both = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)))
+    mine = {k.client_key_id: k.counts for k in both.by_key if k.client_key_id in (alice, bob)}
+    assert mine == {alice: {"phone": 3, "rrn": 1}, bob: {"card": 3}}

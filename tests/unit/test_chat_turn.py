@@ -16,6 +16,7 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeySource
 from domain.ledger import Outcome
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.pii import PiiPolicy, PiiScanner
 from domain.ports import StreamData, UpstreamApi
 from domain.usage import TokenUsage
 from domain.use_cases.chat_turn import ChatSettings, ChatTurnCommand, ChatTurnResult, HandleChatTurn
@@ -54,6 +55,7 @@ def command(prompt: str, *, request_id: str = "r1", client: ClientIdentity = CAP
     return ChatTurnCommand(
         request_id=request_id, client=client, api=UpstreamApi.RESPONSES, model=model, route="/api/v1/chat",
         new_messages=[{"role": "user", "content": prompt}], prompt=prompt,
+        pii=kw.pop("pii", None) or PiiScanner(PiiPolicy.MASK),
         system=[{"role": "system", "content": system}] if system else [], history=history,
         conversation_id=conversation_id, max_output_tokens=kw.pop("max_output_tokens", 1000), **kw)
 
@@ -389,3 +391,63 @@ def test_fake_clock_periods_match_the_constants_used_here():
     clock = FakeClock()
     assert f"d:{clock.now():%Y-%m-%d}" == DAY and f"m:{clock.now():%Y-%m}" == MONTH
     assert Decimal(8_700) / 10**9 == Decimal("0.0000087")
+
+
+# -- personal data ----------------------------------------------------------------------------
+PHONE, RRN = "010-2345-6789", "900101-1234568"
+
+
+async def test_block_refuses_before_any_budget_hold_upstream_call_or_row():
+    from domain.errors import PiiDetected
+
+    w = World()
+    cmd = command(f"번호 {PHONE}", conversation_id="c-block", system=f"주민 {RRN}", pii=PiiScanner(PiiPolicy.BLOCK))
+    with pytest.raises(PiiDetected) as caught:
+        await w.use_case.execute(cmd)
+    assert caught.value.kinds == ["rrn", "phone"]
+    with pytest.raises(PiiDetected):
+        await anext(w.use_case.stream(command(f"번호 {PHONE}", pii=PiiScanner(PiiPolicy.BLOCK))))
+    assert w.provider.calls == [] and w.store.records == {} and w.store.turns == {}
+    assert w.reserved() == 0 and w.reserved(GLOBAL_SCOPE, DAY) == 0
+
+
+async def test_mask_sends_and_stores_placeholders_and_counts_each_value_once():
+    w = World()
+    scanner = PiiScanner(PiiPolicy.MASK)
+    result = await w.use_case.execute(command(f"번호 {PHONE} 주민 {RRN}", conversation_id="c-mask",
+                                              system=f"담당 {PHONE}", pii=scanner,
+                                              params={"instructions": f"회신 {PHONE}"}))
+    assert scanner.total == 4 and result.text == "fake reply to: 번호 [전화번호1] 주민 [주민등록번호1]"
+    request = w.provider.calls[-1][0]
+    assert request.params["instructions"] == "회신 [전화번호1]"
+    assert request.messages == [{"role": "system", "content": "담당 [전화번호1]"},
+                                {"role": "user", "content": "번호 [전화번호1] 주민 [주민등록번호1]"}]
+    (turn,) = w.store.turns[("k1", "c-mask")]
+    assert (turn.system_prompt, turn.prompt) == ("담당 [전화번호1]", "번호 [전화번호1] 주민 [주민등록번호1]")
+    assert w.store.records["r1"].pii_counts == {"phone": 3, "rrn": 1}
+
+
+async def test_off_sends_values_as_they_are():
+    w = World()
+    await w.use_case.execute(command(f"번호 {PHONE}", pii=PiiScanner(PiiPolicy.OFF)))
+    assert sent_messages(w)[-1]["content"] == f"번호 {PHONE}"
+    assert w.store.records["r1"].pii_counts == {}
+
+
+async def test_a_fallback_counts_the_requests_personal_data_on_one_row_only():
+    w = World()
+    await w.use_case.execute(command(f"번호 {PHONE}", use_user_key=True, user_api_key=BAD_USER_KEY))
+    assert w.store.records["r1:user"].pii_counts == {}
+    assert w.store.records["r1"].pii_counts == {"phone": 1}
+    assert all("010" not in str(m) for call in w.provider.calls for m in call[0].messages)  # both attempts masked
+
+
+async def test_under_block_a_reply_with_a_number_is_stored_masked_so_the_next_turn_is_not_refused():
+    w = World()
+    w.provider._text = lambda request: f"담당자 직통 {PHONE} 로 연락하세요"  # type: ignore[method-assign]
+    first = command("환불 절차 알려주세요", conversation_id="c-reply", pii=PiiScanner(PiiPolicy.BLOCK))
+    await w.use_case.execute(first)
+    (turn,) = w.store.turns[("k1", "c-reply")]
+    assert turn.reply == "담당자 직통 [전화번호1] 로 연락하세요"
+    await w.use_case.execute(command("감사합니다", request_id="r2", conversation_id="c-reply",
+                                     pii=PiiScanner(PiiPolicy.BLOCK)))

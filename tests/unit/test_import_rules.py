@@ -14,6 +14,7 @@ CORE_MODULES = [
     "domain", "domain.money", "domain.usage", "domain.text", "domain.errors", "domain.pricing",
     "domain.client_keys", "domain.key_policy", "domain.budgets", "domain.conversations", "domain.ledger",
     "domain.ports", "domain.use_cases", "domain.use_cases.chat_turn", "domain.use_cases.client_keys",
+    "domain.pii", "domain.pii.detect", "domain.pii.validators", "domain.pii.guard",
 ]
 FORBIDDEN = ["fastapi", "starlette", "sqlalchemy", "sqlmodel", "openai", "httpx", "httpx2", "psutil", "psycopg",
              "streamlit", "pydantic", "domain.adapters"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.money import Money
+from domain.pii import PiiPolicy
 
 KEY_PREFIX = "llms-"
 SHORT_ID_LEN = 8
@@ -39,6 +40,7 @@ class ClientKey:
     limits: BudgetLimits = field(default_factory=BudgetLimits)
     may_use_server_key: bool = True
     revoked_at: datetime | None = None
+    pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
 
     @property
     def revoked(self) -> bool:
@@ -53,6 +55,7 @@ class ClientIdentity:
     short_id: str
     limits: BudgetLimits
     may_use_server_key: bool = True
+    pii_policy: PiiPolicy | None = None  # the key's own personal-data policy; None: the server's
 
     @property
     def budget_scope(self) -> str:

@@ -16,6 +16,7 @@ class ErrorKind(StrEnum):
     CONFLICT = "conflict"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
+    PII_DETECTED = "pii_detected"
     UPSTREAM = "upstream"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
@@ -80,6 +81,17 @@ class BudgetExceeded(DomainError):
 
 class RateLimited(DomainError):
     kind = ErrorKind.RATE_LIMITED
+
+
+class PiiDetected(DomainError):
+    """The request carries personal data and the policy is ``block``. Its one parameter,
+    ``kinds``, lists the kinds found (contract codes, comma-separated), never a value."""
+
+    kind = ErrorKind.PII_DETECTED
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in str(self.params.get("kinds", "")).split(", ") if k]
 
 
 class UpstreamError(DomainError):

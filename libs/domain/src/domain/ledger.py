@@ -1,7 +1,8 @@
 """What the spend ledger records for every request that reached (or tried to reach) the upstream."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -47,6 +48,7 @@ class UsageRecord:
     response_id: str | None = None  # the upstream's id of the answer; its owner may fetch it later
     upstream: str | None = None  # the name of the upstream that served (or last refused) it
     upstream_attempts: int = 1  # calls it took (a failover is still one row, charged once)
+    pii_counts: Mapping[str, int] = field(default_factory=dict)  # personal data found per kind (never values)
 
     @property
     def priced(self) -> bool:

@@ -16,6 +16,7 @@ from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.ledger import UsageRecord
 from domain.money import Money
+from domain.pii import PiiPolicy
 from domain.pricing import ModelPrice
 from domain.usage import TokenUsage
 
@@ -134,6 +135,8 @@ class ClientKeyRepository(Protocol):
     async def revoke(self, key_id: str, at: datetime) -> bool: ...
 
     async def set_limits(self, key_id: str, limits: BudgetLimits) -> bool: ...
+
+    async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool: ...
 
 
 class PriceCatalog(Protocol):

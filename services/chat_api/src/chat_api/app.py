@@ -66,7 +66,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
             tokens=MinuteQuota(s.tokens_per_minute, "tokens"), streams=StreamSlots(s.max_concurrent_streams),
             settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
                                      reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
-            max_body_bytes=s.max_body_bytes)
+            max_body_bytes=s.max_body_bytes, pii=c.pii)
         sweeper = asyncio.create_task(release_stale_holds(c))
         try:
             yield

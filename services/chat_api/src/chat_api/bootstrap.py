@@ -33,10 +33,17 @@ from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.key_policy import DefaultKeyPolicy
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.pii import PiiGuard
 from domain.ports import Clock, LlmProvider
 from domain.pricing import PriceTable
 from domain.use_cases.chat_turn import ChatSettings, HandleChatTurn
-from domain.use_cases.client_keys import AuthenticateClient, IssueClientKey, RevokeClientKey, SetClientBudget
+from domain.use_cases.client_keys import (
+    AuthenticateClient,
+    IssueClientKey,
+    RevokeClientKey,
+    SetClientBudget,
+    SetClientPiiPolicy,
+)
 from domain.use_cases.models import ListModels
 from domain.use_cases.stored_responses import HandleStoredResponse
 
@@ -74,6 +81,8 @@ class Container:
     issue_key: IssueClientKey
     revoke_key: RevokeClientKey
     set_budget: SetClientBudget
+    set_pii_policy: SetClientPiiPolicy
+    pii: PiiGuard  # the server's PII_POLICY; a key's own policy overrides it per request
     admin_token: str
     executor: ThreadPoolExecutor
     schema_head: str | None = None
@@ -156,7 +165,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
                      policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
-                     set_budget=SetClientBudget(keys), admin_token=admin_token, executor=executor,
+                     set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
+                     pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      schema_head=migrations_head(), router=router)
 
 

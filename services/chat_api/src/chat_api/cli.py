@@ -20,6 +20,7 @@ from domain.adapters.upstreams import UpstreamConfigError
 from domain.client_keys import BudgetLimits
 from domain.errors import DomainError
 from domain.money import Money
+from domain.pii import PiiPolicy
 from domain.use_cases.client_keys import IssueClientKey, RevokeClientKey
 
 
@@ -67,15 +68,17 @@ async def _keys(args: argparse.Namespace, settings: ChatApiSettings) -> None:
             secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret)
             issued = await IssueClientKey(repo, clock, secret.encode()).execute(
                 args.name, BudgetLimits(_usd(args.daily_usd), _usd(args.monthly_usd)),
-                may_use_server_key=not args.no_server_key)
+                may_use_server_key=not args.no_server_key,
+                pii_policy=PiiPolicy(args.pii_policy) if args.pii_policy else None)
             print(f"created client key {issued.key.short_id} ({issued.key.name}); it is shown once:")
             print(issued.secret)
         elif args.keys_cmd == "list":
-            print(f"{'id':<34}{'short_id':<10}{'name':<24}{'daily':>14}{'monthly':>14}  state")
+            print(f"{'id':<34}{'short_id':<10}{'name':<24}{'daily':>14}{'monthly':>14}  {'pii':<9}state")
             for k in await repo.list():
                 state = "revoked" if k.revoked else "active"
+                pii = k.pii_policy.value if k.pii_policy else "server"  # server: PII_POLICY applies
                 print(f"{k.id:<34}{k.short_id:<10}{k.name[:23]:<24}{_fmt(k.limits.daily):>14}"
-                      f"{_fmt(k.limits.monthly):>14}  {state}")
+                      f"{_fmt(k.limits.monthly):>14}  {pii:<9}{state}")
         elif args.keys_cmd == "revoke":
             await RevokeClientKey(repo, clock).execute(args.key_id)
             print(f"revoked {args.key_id}")
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--daily-usd")
     create.add_argument("--monthly-usd")
     create.add_argument("--no-server-key", action="store_true", help="the key may only use callers' own OpenAI keys")
+    create.add_argument("--pii-policy", choices=[p.value for p in PiiPolicy],
+                        help="personal data in this key's requests: off, mask or block (default: PII_POLICY)")
     keys_sub.add_parser("list", help="list keys (never their secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import DomainError, ErrorKind, InternalError, UpstreamError
+from domain.pii import KOREAN_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ ERROR_TABLE: dict[ErrorKind, HttpError] = {
     ErrorKind.NOT_FOUND: HttpError(404, "찾을 수 없음: ", "Not found: ", "not_found_error"),
     ErrorKind.CONFLICT: HttpError(422, "요청 충돌: ", "Conflict: ", "invalid_request_error"),
     ErrorKind.BUDGET_EXCEEDED: HttpError(402, "예산 초과: ", "Budget exceeded: ", "insufficient_quota"),
+    ErrorKind.PII_DETECTED: HttpError(400, "개인정보 보호: ", "Personal data protection: ", "invalid_request_error"),
     ErrorKind.RATE_LIMITED: HttpError(429, "요청 한도 초과: ", "Rate limited: ", "rate_limit_error"),
     ErrorKind.UPSTREAM: HttpError(503, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
     ErrorKind.UPSTREAM_TIMEOUT: HttpError(504, "AI 서비스 연결 오류: ", "AI service connection error: ", "api_error"),
@@ -106,6 +108,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                      "Too many requests in flight at once (max {max})."),
     "idempotency_key_reused": ("같은 Idempotency-Key가 다른 요청 본문과 함께 쓰였습니다.",
                                "This Idempotency-Key was used with a different request body."),
+    # personal data under PII_POLICY=block (the kinds, never the values)
+    "pii_detected": ("요청에 개인정보({kinds})가 포함되어 있어 보내지 않았습니다. 해당 값을 지우거나 가린 뒤 다시 보내 주세요.",
+                     "The request contains personal data ({kinds}) and was not sent; remove or mask it and try again."),
     "idempotency_in_progress": ("같은 Idempotency-Key의 요청이 아직 처리 중입니다.",
                                 "A request with this Idempotency-Key is still in progress."),
     # the upstream and the system
@@ -123,6 +128,8 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
     "scope": {"key": ("이 클라이언트 키의", "client key's"), "global": ("전체 서버", "server-wide")},
     "period": {"daily": ("일일", "daily"), "monthly": ("월간", "monthly")},
     "unit": {"requests": ("요청", "requests"), "tokens": ("토큰", "tokens")},
+    # a comma-separated list: each item is a word (the kinds' codes in English, names in Korean)
+    "kinds": {kind.value: (name, kind.value) for kind, name in KOREAN_NAME.items()},
 }
 
 
@@ -131,11 +138,19 @@ class _Params(dict[str, object]):
         return "?"  # a template naming a parameter the raise site did not give (the catalogue test forbids it)
 
 
+def _words(words: dict[str, tuple[str, str]], value: object, english: bool) -> object:
+    """A parameter value in words: one word, or a ", "-separated list of them (as is when unknown)."""
+    items = str(value).split(", ")
+    if not all(item in words for item in items):
+        return value
+    return ", ".join(words[item][english] for item in items)
+
+
 def message_of(error: DomainError, lang: str = "ko") -> str:
     """The error's message in ``lang`` ("en", else Korean)."""
     ko, en = MESSAGES.get(error.message_key, MESSAGES["internal_error"])
     english = lang == "en"
-    params = _Params({name: WORDS[name][str(value)][english] if name in WORDS and str(value) in WORDS[name] else value
+    params = _Params({name: _words(WORDS[name], value, english) if name in WORDS else value
                       for name, value in error.params.items()})
     return (en if english else ko).format_map(params)
 

@@ -2,11 +2,14 @@
 
 1. authenticate (before the body is read: a bad or missing key is a 401 whatever the body),
 2. the per-minute request allowance,
-3. read and parse the body (size, nesting, NFC) into the dialect's command,
+3. read and parse the body (size, nesting, NFC) into the dialect's command, which carries
+   the request's personal-data scanner (the key's ``pii_policy``, else ``PII_POLICY``): the
+   use case passes every text it sends or stores through it, once, whatever the dialect,
 4. the per-minute token allowance (chat turns),
 5. the use case, at most once per Idempotency-Key (non-streamed answers), or the stream
    relay (a stream slot, the first event awaited so refusals stay HTTP errors),
-6. metrics, key headers and the dialect's rendering of the result or the error.
+6. metrics, key headers (``x-llm-pii-masked``: values masked) and the dialect's rendering
+   of the result or the error.
 
 Nothing raised on the way reaches the client as a bare 500: domain errors are rendered by
 the dialect, anything else is logged in one line and rendered as ``internal_error``.
@@ -45,6 +48,7 @@ from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
+from domain.pii import PiiGuard, PiiPolicy, PiiScanner
 from domain.ports import Clock, StreamData
 
 log = logging.getLogger("chat_api.gateway")
@@ -76,17 +80,20 @@ class Gateway:
     streams: StreamSlots
     settings: DialectSettings
     max_body_bytes: int
+    pii: PiiGuard
 
     async def serve(self, request: Request, dialect: Dialect[C, R],
                     use_case: UseCase[C, R] | StreamingUseCase[C, R]) -> Response:
         started = time.perf_counter()
         body: dict[str, Any] | None = None
         command: C | None = None
+        scanner: PiiScanner | None = None
         try:
             client = await self.authenticate.execute(bearer(request))
             self.rate.take(_slot(client))
+            scanner = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
-                        request.path_params, self.settings)
+                        request.path_params, self.settings, scanner)
             if dialect.reads_body:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
@@ -105,12 +112,15 @@ class Gateway:
                 result = await use_case.execute(checked_command)
                 response = dialect.render(result, checked_command, call)
                 self._succeeded(dialect.route, result, response, started)
+                response.headers.update(self._pii_found(call.pii))
                 return response
 
             if dialect.idempotent and body is not None:
                 return await run_once(self.idempotency, self.clock, client, idempotency_key(request), body, answer)
             return await answer()
         except DomainError as error:
+            if scanner is not None and error.kind is ErrorKind.PII_DETECTED:
+                self._pii_found(scanner)
             return self._refused(dialect, error, request, started, body, command)
         except Exception as unexpected:  # the last resort: the dialect's error shape, one log line
             log.error("%s %s failed: %s", request.method, dialect.route, one_line(unexpected))
@@ -132,6 +142,7 @@ class Gateway:
             raise
         self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
         model = dialect.model_of(command)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self._pii_found(call.pii)}
 
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
@@ -160,8 +171,7 @@ class Gateway:
                 self.metrics.open_streams.dec()
                 self._observe(call.route, status, model, call.started)
 
-        return StreamingResponse(relay(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
         if isinstance(result, Metered):
@@ -179,6 +189,17 @@ class Gateway:
         self._observe(dialect.route, response.status_code, dialect.model_of(command) if command is not None else None,
                       started)
         return response
+
+    def _pii_found(self, scanner: PiiScanner) -> dict[str, str]:
+        """Counts what the request's scanner found (per kind, by what was done with it) and
+        the header of a masked answer: how many values were replaced. Called once per
+        request, after the scanner saw every text (a stream: before its first byte)."""
+        if scanner.policy is PiiPolicy.OFF or not scanner.total:
+            return {}
+        action = "masked" if scanner.policy is PiiPolicy.MASK else "blocked"
+        for kind, n in scanner.counts.items():
+            self.metrics.pii.labels(kind.value, action).inc(n)
+        return {"x-llm-pii-masked": str(scanner.total)} if scanner.policy is PiiPolicy.MASK else {}
 
     # -- metrics -----------------------------------------------------------------------
     def _observe(self, route: str, status: int, model: str | None, started: float,

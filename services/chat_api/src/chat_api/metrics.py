@@ -34,6 +34,8 @@ class GatewayMetrics:
                             registry=r)
         self.budget_rejections = Counter("llm_gateway_budget_rejections", "Requests refused before the upstream",
                                          ["reason"], registry=r)
+        self.pii = Counter("llm_gateway_pii_values", "Personal data found in requests, by kind and by what was "
+                           "done (masked, blocked)", ["kind", "action"], registry=r)
         self.retries = Counter("llm_gateway_upstream_retries", "Upstream retries, by reason", ["reason"], registry=r)
         self.ledger_queue = Gauge("llm_gateway_ledger_queue_depth", "Ledger records waiting to be written",
                                   registry=r)

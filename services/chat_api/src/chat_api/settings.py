@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.pii import PiiPolicy
+
 _PLACEHOLDERS = {"your_api_key_here", "changeme", "change-me", "sk-your-api-key", "secret"}
 
 
@@ -54,6 +56,8 @@ class ChatApiSettings(BaseSettings):
     max_concurrent_streams: int = 20  # per client key
     auth_cache_seconds: float = 5.0
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
+    # Personal data in what leaves the gateway: off | mask (placeholders) | block (400 pii_detected).
+    pii_policy: PiiPolicy = PiiPolicy.MASK
     ledger_spool_path: Path | None = None
     upstreams_file: Path | None = None  # YAML list of upstreams (DESIGN.md "Upstream routing")
 
@@ -63,6 +67,11 @@ class ChatApiSettings(BaseSettings):
         if value is not None and value.strip().lower() in _PLACEHOLDERS:
             raise ValueError("a placeholder is not a secret: set a real value or leave it unset")
         return value or None
+
+    @field_validator("pii_policy", mode="before")
+    @classmethod
+    def _policy_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def secret_file(self, name: str) -> Path:
         return self.data_dir / name

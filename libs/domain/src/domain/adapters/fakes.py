@@ -14,6 +14,7 @@ from domain.conversations import Turn
 from domain.errors import UpstreamError
 from domain.ledger import UsageRecord
 from domain.money import Money
+from domain.pii import PiiPolicy
 from domain.ports import HostSnapshot, StreamData, StreamDone, UpstreamReply, UpstreamRequest
 from domain.usage import TokenUsage
 
@@ -60,6 +61,12 @@ class InMemoryClientKeyRepository:
         if key_id not in self.keys:
             return False
         self.keys[key_id].limits = limits
+        return True
+
+    async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool:
+        if key_id not in self.keys:
+            return False
+        self.keys[key_id].pii_policy = policy
         return True
 
 

@@ -182,7 +182,7 @@ class OpenAiLlmProvider:
             text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
             usage = usage_from(request.api, body.get("usage")) or TokenUsage()
         except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
-            raise _bad_response() from None
+            raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
@@ -253,10 +253,6 @@ class OpenAiLlmProvider:
         return _json_object(response.content)
 
 
-def _bad_response() -> UpstreamBadResponse:
-    return UpstreamBadResponse("upstream_bad_response", upstream_status=502)
-
-
 def _json_object(content: bytes) -> dict[str, Any]:
     """The upstream's JSON object; anything else (another JSON value, or not JSON) is an
     upstream error rather than a crash further on."""
@@ -265,7 +261,7 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        raise _bad_response()
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502)
     return body
 
 
@@ -276,4 +272,4 @@ async def _lines(response: httpx2.Response) -> AsyncIterator[str]:
         async for line in response.aiter_lines():
             yield line
     except httpx2.HTTPError:
-        raise _bad_response() from None
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None

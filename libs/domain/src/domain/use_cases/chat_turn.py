@@ -14,6 +14,8 @@ from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySo
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.pii import PiiPolicy, PiiScanner
+from domain.pii.messages import map_texts, texts_in
 from domain.ports import (
     BudgetStore,
     Clock,
@@ -40,7 +42,8 @@ class ChatTurnCommand:
 
     ``system`` + context + ``new_messages`` is what the model sees. The context is
     ``history`` when the caller sent one; otherwise, when the request names a conversation,
-    its stored turns (trimmed to the history token budget).
+    its stored turns (trimmed to the history token budget). ``pii`` is this request's
+    personal-data scanner, made with the caller's policy.
     """
 
     request_id: str
@@ -50,6 +53,7 @@ class ChatTurnCommand:
     route: str
     new_messages: list[Any]
     prompt: str  # the user's text of this turn, as stored in history
+    pii: PiiScanner
     system: list[Any] = field(default_factory=list)
     history: list[Any] | None = None
     conversation_id: str | None = None
@@ -160,18 +164,46 @@ class HandleChatTurn:
             if not found or owner != cmd.client.key_id:
                 raise NotFound("response_not_found", field=name)
 
-    async def _context(self, cmd: ChatTurnCommand) -> list[Any]:
+    async def _history(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.client.key_id is None and cmd.history is None:
             # Anonymous callers cannot be told apart: a shared conversation id must not hand
             # one caller another's turns.
-            return [*cmd.system, *cmd.new_messages]
+            return []
         if cmd.history is not None or not cmd.conversation_id:
-            history = cmd.history or []
-        else:
-            turns = await self._conversations.recent_turns(cmd.client.key_id, cmd.conversation_id,
-                                                           self._settings.history_max_turns)
-            history = [m for t in trim_to_budget(turns, self._settings.history_token_budget) for m in t.as_messages()]
-        return [*cmd.system, *history, *cmd.new_messages]
+            return cmd.history or []
+        turns = await self._conversations.recent_turns(cmd.client.key_id, cmd.conversation_id,
+                                                       self._settings.history_max_turns)
+        return [m for t in trim_to_budget(turns, self._settings.history_token_budget) for m in t.as_messages()]
+
+    @staticmethod
+    def _guarded(cmd: ChatTurnCommand, history: list[Any]) -> ChatTurnCommand:
+        """The command as it may leave the gateway: every text it sends (instructions, system,
+        the history given or replayed, the new messages and their tool results) and the prompt
+        it stores passed through the request's scanner, in that order; refused under ``block``
+        when anything was found, before any budget is held, any byte sent or any row stored."""
+        scanner = cmd.pii
+        if scanner.policy is PiiPolicy.OFF:
+            return replace(cmd, history=history)
+        instructions = cmd.params.get("instructions")
+        parts = [cmd.system, history, cmd.new_messages]
+        scanner.reserve_all([*([instructions] if isinstance(instructions, str) else []),
+                             *(text for part in parts for text in texts_in(part))])
+        done: dict[str, str] = {}
+
+        def process(text: str) -> str:
+            done[text] = scanner.process(text)
+            return done[text]
+
+        params = cmd.params
+        if isinstance(instructions, str):
+            params = {**params, "instructions": process(instructions)}
+        system, history, new = (map_texts(part, process) for part in parts)
+        scanner.raise_if_blocked()
+        # The stored prompt is the last user message again: the same text is not scanned (or
+        # counted) twice; a prompt that differs gets the same placeholders, uncounted.
+        prompt = done.get(cmd.prompt)
+        return replace(cmd, system=system, history=history, new_messages=new, params=params,
+                       prompt=prompt if prompt is not None else scanner.process(cmd.prompt, counted=False))
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
                      messages: list[Any]) -> Reservation | None:
@@ -204,22 +236,28 @@ class HandleChatTurn:
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
                 model: str, text: str, started: float, reservation: Reservation | None,
                 outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None,
-                response_id: str | None = None, upstream: str | None = None, attempts: int = 1) -> UsageRecord:
+                response_id: str | None = None, upstream: str | None = None, attempts: int = 1,
+                pii_counted: bool = True) -> UsageRecord:
+        """``pii_counted`` False for the refused first attempt of a fallback: the request's
+        personal-data counts go on one row only, so sums over the ledger count each value once."""
         now = self._clock.now()
         turn = None
         if cmd.conversation_id and outcome is not Outcome.ERROR:
             system_text = " ".join(str(m.get("content", "")) for m in cmd.system if isinstance(m, dict))
-            turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt, text, model)
+            # The reply is stored as it will be replayed: masked like the request.
+            turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt,
+                        cmd.pii.stored(text), model)
         return UsageRecord(
             request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
             model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
             turn=turn, error_code=error_code, response_id=response_id, upstream=upstream,
-            upstream_attempts=attempts)
+            upstream_attempts=attempts,
+            pii_counts={kind.value: n for kind, n in cmd.pii.counts.items()} if pii_counted else {})
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
-                        reservation: Reservation | None, error: UpstreamError) -> None:
+                        reservation: Reservation | None, error: UpstreamError, pii_counted: bool = True) -> None:
         """A failed call's row. An upstream that answered unreadably may still have billed
         the call: it is charged its hold (estimated), never released for free."""
         billed = isinstance(error, UpstreamBadResponse) and reservation is not None
@@ -227,7 +265,8 @@ class HandleChatTurn:
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,
                                          outcome=Outcome.ERROR, estimated=billed, error_code=error.code,
-                                         upstream=error.upstream, attempts=error.attempts))
+                                         upstream=error.upstream, attempts=error.attempts,
+                                         pii_counted=pii_counted))
 
     def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
@@ -239,7 +278,8 @@ class HandleChatTurn:
         except UpstreamError:
             self._record_failure(cmd, choice, started, None, error)
             raise
-        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error)
+        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error,
+                             pii_counted=False)
         return fallback
 
     async def _store(self, record: UsageRecord, durable: bool = False) -> int | None:
@@ -252,17 +292,19 @@ class HandleChatTurn:
 
     # -- the turn ----------------------------------------------------------------------
     async def _plan(self, cmd: ChatTurnCommand) -> _Plan:
-        """Admission, common to both ways of answering: model, output cap, context, whose key
-        pays, and the budget hold."""
+        """Admission, common to both ways of answering: model, output cap, context, the
+        personal-data guard (``plan.cmd`` is the guarded command), whose key pays, and the
+        budget hold."""
         started = self._clock.monotonic()
         price = self.validate(cmd)
         await self._check_references(cmd)
-        messages = await self._context(cmd)
+        cmd = self._guarded(cmd, await self._history(cmd))
+        messages = [*cmd.system, *(cmd.history or []), *cmd.new_messages]
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         reservation = await self._admit(cmd, choice, price, messages)
-        return _Plan(started, price, messages, UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, cmd.client.key_id), choice,
-                     reservation)
+        return _Plan(cmd, started, price, messages,
+                     UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, cmd.client.key_id), choice, reservation)
 
     async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
         """``call`` with the chosen key; if the upstream refuses the caller's own key, once
@@ -285,6 +327,7 @@ class HandleChatTurn:
 
     async def execute(self, cmd: ChatTurnCommand) -> ChatTurnResult:
         plan = await self._plan(cmd)
+        cmd = plan.cmd
         reply = await self._call(cmd, plan, lambda key: self._provider.complete(plan.request, key))
         choice = plan.choice
         cost = self._cost(cmd, reply.model, reply.usage, reply.upstream)
@@ -304,6 +347,7 @@ class HandleChatTurn:
         otherwise estimated from what was relayed and marked so.
         """
         plan = await self._plan(cmd)
+        cmd = plan.cmd
 
         async def open_stream(key: str) -> tuple[AsyncIterator[StreamData | StreamDone], StreamData | StreamDone]:
             events = self._provider.stream(plan.request, key)
@@ -349,12 +393,12 @@ class HandleChatTurn:
         record = settle(Outcome.OK)
         turn_index = await self._store(record, cmd.durable)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
-                             record.latency_ms, record.model, record.turn.reply if record.turn else "".join(text),
-                             record.estimated)
+                             record.latency_ms, record.model, "".join(text), record.estimated)
 
 
 @dataclass(slots=True)
 class _Plan:
+    cmd: ChatTurnCommand
     started: float
     price: ModelPrice | None
     messages: list[Any]

@@ -14,6 +14,7 @@ from domain.client_keys import (
     short_id_of,
 )
 from domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from domain.pii import PiiPolicy
 from domain.ports import ClientKeyRepository, Clock
 
 
@@ -29,14 +30,15 @@ class IssueClientKey:
     def __init__(self, keys: ClientKeyRepository, clock: Clock, hash_secret: bytes) -> None:
         self._keys, self._clock, self._secret = keys, clock, hash_secret
 
-    async def execute(self, name: str, limits: BudgetLimits = BudgetLimits(), may_use_server_key: bool = True) -> IssuedKey:
+    async def execute(self, name: str, limits: BudgetLimits = BudgetLimits(), may_use_server_key: bool = True,
+                      pii_policy: PiiPolicy | None = None) -> IssuedKey:
         name = name.strip()
         if not name or len(name) > 100:
             raise InvalidInput("invalid_key_name", field="name")
         secret = generate_client_key()
         key = ClientKey(id=uuid.uuid4().hex, short_id=short_id_of(secret), name=name,
                         key_hash=hash_client_key(self._secret, secret), created_at=self._clock.now(),
-                        limits=limits, may_use_server_key=may_use_server_key)
+                        limits=limits, may_use_server_key=may_use_server_key, pii_policy=pii_policy)
         await self._keys.add(key)
         return IssuedKey(key, secret)
 
@@ -65,7 +67,7 @@ class AuthenticateClient:
             raise unauthorized()
         if key.revoked:
             raise Forbidden("client_key_revoked")
-        return ClientIdentity(key.id, key.short_id, key.limits, key.may_use_server_key)
+        return ClientIdentity(key.id, key.short_id, key.limits, key.may_use_server_key, key.pii_policy)
 
 
 class RevokeClientKey:
@@ -86,4 +88,16 @@ class SetClientBudget:
             if cap is not None and cap.nanos < 0:
                 raise InvalidInput("invalid_budget", field="budget")
         if not await self._keys.set_limits(key_id, limits):
+            raise NotFound("client_key_not_found")
+
+
+class SetClientPiiPolicy:
+    """A key's own personal-data policy (``None``: the server's ``PII_POLICY`` again). Takes
+    effect within the authentication cache's lifetime on every replica."""
+
+    def __init__(self, keys: ClientKeyRepository) -> None:
+        self._keys = keys
+
+    async def execute(self, key_id: str, policy: PiiPolicy | None) -> None:
+        if not await self._keys.set_pii_policy(key_id, policy):
             raise NotFound("client_key_not_found")

@@ -22,6 +22,7 @@ from domain.adapters.sql import queries
 from domain.client_keys import BudgetLimits
 from domain.errors import InvalidInput, NotFound
 from domain.money import Money
+from domain.pii import PiiPolicy
 
 T = TypeVar("T")
 
@@ -40,6 +41,13 @@ class CreateKeyBody(BaseModel):
     daily_limit_usd: UsdAmount | None = None
     monthly_limit_usd: UsdAmount | None = None
     may_use_server_key: bool = True
+    pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
+
+
+class PiiPolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pii_policy: PiiPolicy | None  # null: back to the server's PII_POLICY
 
 
 class BudgetBody(BaseModel):
@@ -91,6 +99,7 @@ def _key(k: queries.KeyView) -> dict[str, Any]:
     return {"id": k.id, "short_id": k.short_id, "name": k.name, "created_at": _iso(k.created_at),
             "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd(k.daily_limit_nanos),
             "monthly_limit_usd": _usd(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
+            "pii_policy": k.pii_policy,
             "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos)}
 
 
@@ -180,6 +189,20 @@ async def get_spend(
             "total": _totals(total, rate)}
 
 
+@router.get("/pii")
+async def get_pii(container: ContainerDep, since: Since = None, until: Until = None,
+                  client_key_id: ClientKeyId = None) -> dict[str, Any]:
+    """Personal data the guard found, per kind: in total and per client key (counts from the
+    ledger rows, never values). Without ``since``, the current month."""
+    _range(since, until)
+    since = since if since is not None or until is not None else queries.month_start(_now(container))
+    flt = queries.LedgerFilter(since, until, client_key_id or None)
+    found = await _db(container, queries.pii_counts, container.engine, flt)
+    return {"since": _iso(since), "until": _iso(until), "total": found.total,
+            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts}
+                       for k in found.by_key]}
+
+
 @router.get("/spend/ledger.csv")
 async def ledger_csv(
     container: ContainerDep, since: Since = None, until: Until = None, client_key_id: ClientKeyId = None,
@@ -243,7 +266,7 @@ async def _key_item(container: Container, key_id: str) -> dict[str, Any]:
 async def create_key(container: ContainerDep, body: CreateKeyBody) -> dict[str, Any]:
     issued = await container.issue_key.execute(
         body.name, BudgetLimits(_limit(body.daily_limit_usd), _limit(body.monthly_limit_usd)),
-        may_use_server_key=body.may_use_server_key)
+        may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy)
     # The only answer that ever carries the secret: it is not stored, only its keyed hash.
     return {"key": issued.secret, "item": await _key_item(container, issued.key.id)}
 
@@ -261,6 +284,14 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody) -> 
     await container.set_budget.execute(key_id, BudgetLimits(_limit(body.daily_limit_usd),
                                                             _limit(body.monthly_limit_usd)))
     # Cached identities carry the limits: drop them so the new caps apply now.
+    container.authenticate.invalidate()
+    return {"item": await _key_item(container, key_id)}
+
+
+@router.put("/keys/{key_id}/pii-policy")
+async def set_pii_policy(container: ContainerDep, key_id: str, body: PiiPolicyBody) -> dict[str, Any]:
+    await container.set_pii_policy.execute(key_id, body.pii_policy)
+    # Cached identities carry the policy: drop them so the new one applies now.
     container.authenticate.invalidate()
     return {"item": await _key_item(container, key_id)}
 

@@ -19,6 +19,7 @@ from domain.client_keys import ClientIdentity
 from domain.errors import DomainError
 from domain.key_policy import FallbackReason, KeySource
 from domain.money import Money
+from domain.pii import PiiScanner
 from domain.ports import StreamData
 from domain.usage import TokenUsage
 
@@ -49,6 +50,7 @@ class Call:
     headers: Mapping[str, str]
     path_params: Mapping[str, str]
     settings: DialectSettings
+    pii: PiiScanner  # this request's personal-data scanner (the key's policy, else the server's)
 
 
 @dataclass(frozen=True, slots=True)

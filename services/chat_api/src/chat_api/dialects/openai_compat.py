@@ -100,7 +100,7 @@ def chat_turn(api: UpstreamApi, call: Call, items_field: str, body: Mapping[str,
     params = {k: v for k, v in body.items() if k not in ("model", items_field, "stream")}
     return ChatTurnCommand(
         request_id="req_" + uuid.uuid4().hex, client=call.client, api=api, model=model, route=call.route,
-        new_messages=new, prompt=prompt, system=system, history=history, conversation_id=session, params=params,
+        new_messages=new, prompt=prompt, pii=call.pii, system=system, history=history, conversation_id=session, params=params,
         max_output_tokens=max_out, use_user_key=user_key is not None, user_api_key=user_key,
         # A Responses answer can be fetched by id later: its owner must be on record first.
         durable=api is UpstreamApi.RESPONSES)

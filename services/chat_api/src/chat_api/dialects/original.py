@@ -100,6 +100,7 @@ def to_command(req: OriginalChatRequest, call: Call) -> ChatTurnCommand:
     return ChatTurnCommand(
         request_id="req_" + uuid.uuid4().hex, client=call.client, api=UpstreamApi.RESPONSES, model=req.model,
         route=call.route, new_messages=[{"role": "user", "content": req.user_prompt}], prompt=req.user_prompt,
+        pii=call.pii,
         system=system, history=[m.model_dump() for m in req.conversation_history] or None,
         conversation_id=req.request_id or None, params=params, max_output_tokens=req.max_tokens,
         use_user_key=req.use_user_api_key, user_api_key=req.openai_api_key or None)

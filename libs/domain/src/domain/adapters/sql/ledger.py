@@ -46,7 +46,9 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
             "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
             "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated,
             "catalog_version": r.catalog_version, "latency_ms": r.latency_ms, "upstream": r.upstream,
-            "upstream_attempts": r.upstream_attempts}
+            "upstream_attempts": r.upstream_attempts,
+            "pii_counts": json.dumps(dict(r.pii_counts), sort_keys=True, separators=(",", ":")) if r.pii_counts
+            else None}
 
 
 @functools.cache
@@ -150,6 +152,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
         conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
         upstream=d.get("upstream"), upstream_attempts=d.get("upstream_attempts", 1),
+        pii_counts=d.get("pii_counts") or {},
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)

@@ -14,7 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, exists, func, literal_column, or_, select, tuple_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Engine,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, TurnRow, table_of
@@ -536,6 +550,7 @@ class KeyView:
     daily_limit_nanos: int | None
     monthly_limit_nanos: int | None
     may_use_server_key: bool
+    pii_policy: str | None  # None: the server's PII_POLICY
     spent_today_nanos: int
     spent_month_nanos: int
 
@@ -546,7 +561,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     now = utc(now)
     day, month = day_period(now), month_period(now)
     q = select(_keys.id, _keys.short_id, _keys.name, _keys.created_at, _keys.revoked_at, _keys.daily_limit_nanos,
-               _keys.monthly_limit_nanos, _keys.may_use_server_key)
+               _keys.monthly_limit_nanos, _keys.may_use_server_key, _keys.pii_policy)
     q = q.where(_keys.id == key_id) if key_id is not None else q.order_by(_keys.created_at, _keys.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
@@ -561,6 +576,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None) -> list[Ke
     return [KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
                     revoked_at=utc(r.revoked_at) if r.revoked_at else None, daily_limit_nanos=r.daily_limit_nanos,
                     monthly_limit_nanos=r.monthly_limit_nanos, may_use_server_key=bool(r.may_use_server_key),
+                    pii_policy=r.pii_policy,
                     spent_today_nanos=spent.get((scope_of(r.id), day), 0),
                     spent_month_nanos=spent.get((scope_of(r.id), month), 0))
             for r in rows]
@@ -570,3 +586,48 @@ def key(engine: Engine, now: datetime, key_id: str) -> KeyView | None:
     found = keys(engine, now, key_id=key_id)
     return found[0] if found else None
 
+
+
+# -- personal data ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PiiKeyCounts:
+    client_key_id: str | None
+    short_id: str | None
+    name: str | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PiiCounts:
+    """Personal data the guard found (masked or sent under ``off``; a blocked request leaves
+    no row), per kind, in total and per client key. Counts, never values."""
+
+    total: dict[str, int]
+    by_key: list[PiiKeyCounts]
+
+
+def pii_counts(engine: Engine, flt: LedgerFilter) -> PiiCounts:
+    """Sums of ``spend_ledger.pii_counts`` (JSON text per row) over the filtered rows, in the
+    database (one JSON-expanding scan bounded by the filter's time range)."""
+    if engine.dialect.name == "postgresql":
+        pairs = func.json_each_text(cast(_spend.pii_counts, JSON)).table_valued("key", "value").lateral()
+    else:
+        pairs = func.json_each(_spend.pii_counts).table_valued("key", "value")
+    q = (select(_spend.client_key_id, pairs.c.key, func.sum(cast(pairs.c.value, BigInteger)))
+         .select_from(SPEND).join(pairs, true())
+         .where(_spend.pii_counts.is_not(None), *flt.conditions())
+         .group_by(_spend.client_key_id, pairs.c.key))
+    total: dict[str, int] = {}
+    per_key: dict[str | None, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for key_id, kind, n in conn.execute(q):
+            total[kind] = total.get(kind, 0) + _int(n)
+            per_key.setdefault(key_id, {})[kind] = _int(n)
+        names = _key_names(conn, [k for k in per_key if k is not None])
+    ranked = sorted(per_key.items(), key=lambda item: -sum(item[1].values()))
+    by_key = []
+    for key_id, counts in ranked:
+        short_id, name = names.get(key_id or "") or (None, None)
+        by_key.append(PiiKeyCounts(key_id, short_id, name, dict(sorted(counts.items()))))
+    return PiiCounts(dict(sorted(total.items())), by_key)

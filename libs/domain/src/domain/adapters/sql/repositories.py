@@ -48,6 +48,7 @@ from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.errors import ServiceUnavailable
 from domain.money import Money
+from domain.pii import PiiPolicy
 
 T = TypeVar("T")
 
@@ -83,7 +84,8 @@ def _key_from_row(row: ClientKeyRow) -> ClientKey:
     return ClientKey(id=row.id, short_id=row.short_id, name=row.name, key_hash=row.key_hash,
                      created_at=row.created_at,
                      limits=BudgetLimits(_money(row.daily_limit_nanos), _money(row.monthly_limit_nanos)),
-                     may_use_server_key=row.may_use_server_key, revoked_at=row.revoked_at)
+                     may_use_server_key=row.may_use_server_key, revoked_at=row.revoked_at,
+                     pii_policy=PiiPolicy(row.pii_policy) if row.pii_policy else None)
 
 
 class SqlClientKeyRepository(SqlBase):
@@ -94,7 +96,8 @@ class SqlClientKeyRepository(SqlBase):
                                    daily_limit_nanos=key.limits.daily.nanos if key.limits.daily else None,
                                    monthly_limit_nanos=key.limits.monthly.nanos if key.limits.monthly else None,
                                    may_use_server_key=key.may_use_server_key, created_at=key.created_at,
-                                   revoked_at=key.revoked_at))
+                                   revoked_at=key.revoked_at,
+                                   pii_policy=key.pii_policy.value if key.pii_policy else None))
         await self._run(run)
 
     def _one(self, clause: ColumnElement[bool]) -> ClientKey | None:
@@ -127,6 +130,9 @@ class SqlClientKeyRepository(SqlBase):
         return await self._run(lambda: self._update(
             key_id, daily_limit_nanos=limits.daily.nanos if limits.daily else None,
             monthly_limit_nanos=limits.monthly.nanos if limits.monthly else None))
+
+    async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool:
+        return await self._run(lambda: self._update(key_id, pii_policy=policy.value if policy else None))
 
 
 class SqlConversationRepository(SqlBase):

@@ -25,6 +25,7 @@ class ClientKeyRow(SQLModel, table=True):
     daily_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     monthly_limit_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     may_use_server_key: bool = True
+    pii_policy: str | None = Field(default=None, max_length=8)  # off | mask | block; NULL: the server's
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
@@ -106,6 +107,8 @@ class SpendRow(SQLModel, table=True):
     latency_ms: int = 0
     upstream: str | None = Field(default=None, max_length=64)  # the upstream that served (routing)
     upstream_attempts: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # personal data the guard found in the request, per kind: '{"phone":2}' (never a value)
+    pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class BudgetCounterRow(SQLModel, table=True):
