@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from domain.adapters.routing_provider import RoutingLlmProvider, build_routing_provider
-from domain.adapters.upstreams import parse_upstreams
+from domain.adapters.upstreams import Upstream, UpstreamKind, parse_upstreams
 from domain.errors import UpstreamBadResponse, UpstreamBusy, UpstreamError
 from domain.ports import StreamDone, UpstreamApi, UpstreamRequest
 from tests.support.fake_upstreams import FakeUpstream
@@ -309,3 +309,56 @@ async def test_an_unreadable_answer_is_not_retried_elsewhere(fakes, closing):
     assert bad.value.upstream == "az" and bad.value.attempts == 1
     assert len(az.requests()) == 1 and oa.requests() == []
     assert attempts(r) == [("az", "bad_response")]
+
+
+async def test_a_stored_response_is_deleted_and_its_input_items_read_at_the_upstream_that_made_it(fakes, closing):
+    oa, cmp = fakes["oa"], fakes["cmp"]
+    r = router(entry(cmp, "cmp", "openai_compatible", "CMP_KEY", ["gpt-4o-mini"]),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1))
+    closing.append(r)
+    cmp.behave(status=500)
+    request = UpstreamRequest(UpstreamApi.RESPONSES, "gpt-4o-mini", [{"role": "user", "content": "지울 응답"}])
+    reply = await r.complete(request, r.server_key)
+    assert reply.upstream == "oa"
+    cmp.normal()
+    cmp.clear()
+    items = await r.response_input_items(reply.body["id"], r.server_key, {"limit": "5"})
+    assert items["object"] == "list"
+    deleted = await r.delete_response(reply.body["id"], r.server_key)
+    assert deleted["id"] == reply.body["id"] and deleted["deleted"] is True
+    assert cmp.requests("") == []  # never asked the upstream that did not make it
+    (listed,) = oa.requests("/input_items")
+    assert listed["key"] == KEYS["OA_KEY"]
+
+
+async def test_models_are_what_the_upstreams_serve_and_one_away_is_left_out(fakes, closing):
+    """Configured upstreams list their public names without a call; the default upstream
+    (any model) is asked with its own key, and while it cannot answer the others still list."""
+    az, oa = fakes["az"], fakes["oa"]
+    r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini", "gpt-4o": "kc-4o"}))
+    closing.append(r)
+    assert await r.list_models(r.server_key) == ["gpt-4o", "gpt-4o-mini"]
+    assert az.requests("") == []
+    default = Upstream(name="default", kind=UpstreamKind.OPENAI, base_url=oa.openai_base, api_key_env="OA_KEY",
+                       models=None, priority=1, api_key=KEYS["OA_KEY"])
+    both = build_routing_provider([*parse_upstreams("upstreams:\n  - " + entry(
+        az, "az", "azure", "AZ_KEY", {"solar-pro": "kc-solar"}) + "\n", KEYS), default], timeout=5.0,
+        connect_timeout=2.0, max_retries=0)
+    closing.append(both)
+    listed = await both.list_models(both.server_key)
+    assert "solar-pro" in listed and "gpt-4o-mini" in listed  # the fake lists every name it answers for
+    assert oa.requests("/models")[0]["key"] == KEYS["OA_KEY"]
+    oa.behave(status=503)
+    assert await both.list_models(both.server_key) == ["solar-pro"]
+
+
+async def test_a_client_retrying_itself_gets_one_round_each_upstream_once(fakes, closing):
+    az, oa = fakes["az"], fakes["oa"]
+    r = router(entry(az, "az", "azure", "AZ_KEY", {"gpt-4o-mini": "kc-mini"}),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), max_retries=2)
+    closing.append(r)
+    az.behave(status=503)
+    oa.behave(status=502)
+    with pytest.raises(UpstreamError):
+        await r.complete(replace(chat(), retries=False), r.server_key)
+    assert len(az.requests()) == 1 and len(oa.requests()) == 1

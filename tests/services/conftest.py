@@ -13,7 +13,7 @@ import pytest
 from tests.support.processes import BIN, ROOT, free_port, start, stop
 
 SERVER_KEY = "sk-server-0123456789abcdef"
-EXTRA_MODELS = "fake-429,fake-500,fake-flaky,fake-slow,fake-stream-slow"
+EXTRA_MODELS = "fake-429,fake-500,fake-flaky,fake-slow,fake-stream-slow,fake-400"
 
 
 @dataclass

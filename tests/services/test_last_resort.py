@@ -7,7 +7,7 @@ upstream whose client code is broken; everything else (Postgres, keys, ledger) i
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -35,6 +35,15 @@ class BrokenProvider:
         raise AttributeError(SECRET_DETAIL)
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def delete_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def response_input_items(self, response_id: str, api_key: str, query: Mapping[str, str]) -> dict[str, Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    async def list_models(self, api_key: str) -> list[str]:
         raise AttributeError(SECRET_DETAIL)
 
     async def aclose(self) -> None:

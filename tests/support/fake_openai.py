@@ -4,7 +4,11 @@ Serves, on loopback:
   POST /v1/chat/completions   (JSON, or SSE when "stream": true; usage chunk when
                                stream_options.include_usage is true)
   POST /v1/responses          (JSON, or SSE events when "stream": true)
-  GET  /v1/models
+  POST /v1/embeddings         (usage.prompt_tokens as below; deterministic 8-dim vectors, or
+                               "dimensions"; "encoding_format": "base64" as OpenAI packs it)
+  POST /v1/moderations        (never flagged)
+  GET  /v1/models             FAKE_MODELS (comma list) or every name it answers for
+  GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST .../cancel
   GET  /_fake/requests        the last 5000 requests seen (path, key, how it came, body)
   DELETE /_fake/requests      forget them
   PUT  /_fake/behaviour       misbehave until told otherwise (JSON, every field optional):
@@ -36,6 +40,9 @@ Behaviour is deterministic so callers can assert on it:
     (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
     server created ("background": true creates a queued response)
+  * every answer carries x-request-id (req_fake_<n>), openai-processing-ms and
+    x-ratelimit-* headers, streams included
+  * model "fake-400" answers 400 with OpenAI's error body (type, code, param, message)
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
 (default 0) between stream chunks. ``--name N`` (or FAKE_NAME) names this instance: chat
 completions carry ``system_fingerprint: fp_<N>`` and every answer an ``x-fake-upstream`` header,
@@ -47,10 +54,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import hashlib
+import itertools
 import math
 import os
+import struct
 import time
 
 import orjson
@@ -62,6 +72,8 @@ NAME = os.environ.get("FAKE_NAME", "")
 BEHAVIOUR: dict = {}
 FLAKY_SEEN: set[str] = set()
 RESPONSES: collections.OrderedDict = collections.OrderedDict()  # id -> response (bounded below)
+INPUT_ITEMS: dict[str, list] = {}  # response id -> its input items
+REQUEST_IDS = itertools.count(1)
 # What OpenAI names in its answers for a family alias (its current snapshot).
 SNAPSHOTS = {
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06", "gpt-4.1": "gpt-4.1-2025-04-14",
@@ -70,6 +82,17 @@ SNAPSHOTS = {
     "gpt-5-mini": "gpt-5-mini-2025-08-07", "gpt-5-nano": "gpt-5-nano-2025-08-07", "gpt-4": "gpt-4-0613",
     "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
 }
+SERVED = [m.strip() for m in os.environ.get("FAKE_MODELS", "").split(",") if m.strip()] or sorted(
+    {*SNAPSHOTS, *SNAPSHOTS.values(), "gpt-5-pro", "gpt-5.1", "o1", "o1-mini", "gpt-4-turbo", "fake-429", "fake-500",
+     "fake-flaky", "fake-slow", "fake-stream-slow", "fake-400", "text-embedding-3-small", "text-embedding-3-large",
+     "text-embedding-ada-002", "omni-moderation-latest"})
+
+
+def _openai_headers() -> list:
+    """What OpenAI sends with every answer: its request id, processing time, rate-limit state."""
+    return [(b"x-request-id", b"req_fake_%d" % next(REQUEST_IDS)), (b"openai-processing-ms", b"7"),
+            (b"x-ratelimit-limit-requests", b"10000"), (b"x-ratelimit-remaining-requests", b"9999"),
+            (b"x-ratelimit-reset-requests", b"6ms")]
 
 
 def _text_of(content) -> str:
@@ -134,7 +157,7 @@ def _named(headers: list) -> list:
 
 async def _send_json(send, status: int, body: bytes, headers=None):
     hs = headers or [(b"content-type", b"application/json")]
-    hs = _named(hs + [(b"content-length", str(len(body)).encode())])
+    hs = _named(hs + [(b"content-length", str(len(body)).encode())] + _openai_headers())
     await send({"type": "http.response.start", "status": status, "headers": hs})
     await send({"type": "http.response.body", "body": body})
 
@@ -233,11 +256,11 @@ async def app(scope, receive, send):
                                           else "requests", "param": None, "code": None}})
             return await _send_json(send, status, err, headers)
     if path.rstrip("/") == "/v1/models":
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                for m in ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3", "gpt-5")]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in SERVED]
         return await _send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
     if not path.startswith("/v1/responses/") and (
-            path not in ("/v1/chat/completions", "/v1/responses") or method != "POST"):
+            path not in ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/moderations")
+            or method != "POST"):
         return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
     # Azure keys are not OpenAI keys: there any non-empty key passes unless it says "invalid"
     if (azure_path is None and not key.startswith("sk-")) or "invalid" in key:
@@ -253,6 +276,14 @@ async def app(scope, receive, send):
             return await _send_json(send, *_error(404, f"No response found with id '{rid}'.", "invalid_request_error")[:2])
         if action == "cancel" and method == "POST":
             stored["status"] = "cancelled"
+        elif not action and method == "DELETE":
+            RESPONSES.pop(rid, None)
+            return await _send_json(send, 200, orjson.dumps({"id": rid, "object": "response", "deleted": True}))
+        elif action == "input_items" and method == "GET":
+            items = INPUT_ITEMS.get(rid, [])
+            return await _send_json(send, 200, orjson.dumps({
+                "object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                "last_id": items[-1]["id"] if items else None, "has_more": False}))
         elif action or method != "GET":
             return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
         elif stored["status"] == "queued":
@@ -264,6 +295,11 @@ async def app(scope, receive, send):
     model = str(body.get("model") or "")
     if model == "fake-429":
         return await _send_json(send, *_error(429, "Rate limit reached.", "requests", "rate_limit_exceeded"))
+    if model == "fake-400":
+        body = orjson.dumps({"error": {"message": "Invalid value for 'temperature': the fake refuses this request.",
+                                       "type": "invalid_request_error", "param": "temperature",
+                                       "code": "invalid_value"}})
+        return await _send_json(send, 400, body)
     if model == "fake-500":
         return await _send_json(send, *_error(500, "The server had an error.", "server_error"))
     if model == "fake-flaky":
@@ -286,6 +322,9 @@ async def app(scope, receive, send):
     if LATENCY:
         await asyncio.sleep(LATENCY)
 
+    if path in ("/v1/embeddings", "/v1/moderations"):
+        return await _send_json(send, 200, orjson.dumps(_embeddings(body) if path == "/v1/embeddings"
+                                                        else _moderations(body)))
     responses_api = path == "/v1/responses"
     all_text, last_user = _inputs(body, responses_api)
     prompt, completion, cached, reasoning = _usage(body, all_text)
@@ -314,15 +353,23 @@ async def app(scope, receive, send):
                     "tools": body.get("tools") or [], "top_p": 1.0, "error": None, "incomplete_details": None,
                     "metadata": {}}
         RESPONSES[rid] = response
+        inp = body.get("input")
+        INPUT_ITEMS[rid] = [  # as OpenAI lists them: text content becomes an input_text part
+            {"id": f"msg_in_{rid[5:]}_{i}", "type": "message", "status": "completed", **item,
+             **({"content": [{"type": "input_text", "text": item["content"]}]}
+                if isinstance(item.get("content"), str) else {})}
+            for i, item in enumerate([{"role": "user", "content": inp}] if isinstance(inp, str) else (inp or []))
+            if isinstance(item, dict)]
         while len(RESPONSES) > 1000:
-            RESPONSES.popitem(last=False)
+            INPUT_ITEMS.pop(RESPONSES.popitem(last=False)[0], None)
         if body.get("background"):
             response = {**response, "status": "queued"}
             RESPONSES[rid] = response
         if not body.get("stream"):
             return await _send_json(send, 200, orjson.dumps(response))
         await send({"type": "http.response.start", "status": 200,
-                    "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")])})
+                    "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                       *_openai_headers()])})
         seq = 0
 
         async def event(name: str, data: dict):
@@ -371,7 +418,8 @@ async def app(scope, receive, send):
                "system_fingerprint": "fp_" + (NAME or "fake")}
         return await _send_json(send, 200, orjson.dumps(out))
     await send({"type": "http.response.start", "status": 200,
-                "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")])})
+                "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                   *_openai_headers()])})
 
     def chunk(delta: dict, finish=None, with_usage=None) -> bytes:
         c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
@@ -393,6 +441,34 @@ async def app(scope, receive, send):
     if (body.get("stream_options") or {}).get("include_usage"):
         await send({"type": "http.response.body", "more_body": True, "body": chunk({}, with_usage=usage)})
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _embeddings(body: dict) -> dict:
+    """One deterministic vector per input (from a hash of it); token arrays count as given."""
+    inp = body.get("input")
+    items = [inp] if isinstance(inp, str) or (isinstance(inp, list) and inp and isinstance(inp[0], int)) else inp
+    dims = body.get("dimensions") or 8
+    data, tokens = [], 0
+    for i, item in enumerate(items or []):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += max(1, math.ceil(len(item) / 4)) if isinstance(item, str) else len(item)
+        seed = hashlib.sha256(text.encode()).digest()
+        vector = [(seed[j % 32] - 128) / 128 for j in range(dims)]
+        encoded = (base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+                   if body.get("encoding_format") == "base64" else vector)
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {"object": "list", "data": data, "model": str(body.get("model")),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _moderations(body: dict) -> dict:
+    inp = body.get("input")
+    count = len(inp) if isinstance(inp, list) and inp and isinstance(inp[0], str) else 1
+    categories = ("harassment", "hate", "self-harm", "sexual", "violence")
+    result = {"flagged": False, "categories": dict.fromkeys(categories, False),
+              "category_scores": dict.fromkeys(categories, 0.0001), "category_applied_input_types": {}}
+    return {"id": "modr-" + hashlib.sha1(orjson.dumps(inp)).hexdigest()[:20], "model": str(body.get("model")),
+            "results": [result] * count}
 
 
 if __name__ == "__main__":

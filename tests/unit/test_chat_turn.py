@@ -19,7 +19,7 @@ from domain.money import Money
 from domain.pii import PiiPolicy, PiiScanner
 from domain.ports import StreamData, UpstreamApi
 from domain.usage import TokenUsage
-from domain.use_cases.chat_turn import ChatSettings, ChatTurnCommand, ChatTurnResult, HandleChatTurn
+from domain.use_cases.chat_turn import ChatSettings, ChatTurnCommand, ChatTurnResult, HandleChatTurn, StreamOpened
 
 SERVER_KEY = "sk-server-key-0000"
 USER_KEY = "sk-user-TOPSECRET-7f3a9c"
@@ -314,7 +314,8 @@ async def test_unpriced_allowed_model_runs_on_the_server_key_when_no_budget_appl
 async def test_stream_relays_events_then_one_result_with_exact_usage():
     w = World()
     events = [e async for e in w.use_case.stream(command("hello there", request_id="s1", conversation_id="c"))]
-    *data, result = events
+    opened, *data, result = events
+    assert isinstance(opened, StreamOpened) and opened.key_source is KeySource.SERVER
     assert all(isinstance(e, StreamData) for e in data)
     assert "".join(e.text_delta for e in data).strip() == "fake reply to: hello there"
     assert isinstance(result, ChatTurnResult)
@@ -327,6 +328,7 @@ async def test_stream_relays_events_then_one_result_with_exact_usage():
 async def test_stream_stopped_after_the_first_event_leaves_one_estimated_aborted_record():
     w = World()
     gen = w.use_case.stream(command("hello there", request_id="s1", conversation_id="c"))
+    assert isinstance(await anext(gen), StreamOpened)
     first = await anext(gen)
     assert isinstance(first, StreamData)
     await gen.aclose()

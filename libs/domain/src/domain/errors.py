@@ -4,7 +4,9 @@ not here: an entrypoint renders them from its message catalogue, keyed by code (
 ``reason``, when one code covers several cases)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -95,17 +97,24 @@ class PiiDetected(DomainError):
 
 
 class UpstreamError(DomainError):
-    """The upstream answered with an error or could not be reached."""
+    """The upstream answered with an error or could not be reached. ``body`` is the
+    upstream's error body as it sent it and ``headers`` its relayed response headers (the
+    OpenAI dialect passes a 4xx through unchanged)."""
 
     kind = ErrorKind.UPSTREAM
     upstream: str | None = None  # the upstream that answered so (set by the router)
     attempts: int = 1  # upstream calls made before giving up
 
     def __init__(self, code: str, *, reason: str | None = None, upstream_status: int | None = None,
-                 upstream_code: str | None = None, retry_after: float | None = None, **params: Param) -> None:
+                 upstream_code: str | None = None, retry_after: float | None = None,
+                 body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+                 **params: Param) -> None:
         super().__init__(code, reason=reason, retry_after=retry_after, upstream_status=upstream_status)
         self.params.update(params)
         self.upstream_code = upstream_code
+        self.body = body
+        self.headers: Mapping[str, str] = headers or {}
+        self.attempts = 1  # how many times the provider asked the upstream before giving up
 
     @property
     def rejects_key(self) -> bool:

@@ -5,7 +5,7 @@ them for unit tests.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,20 +24,38 @@ from domain.usage import TokenUsage
 class UpstreamApi(StrEnum):
     RESPONSES = "responses"
     CHAT_COMPLETIONS = "chat.completions"
+    EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
+
+
+# The upstream's response headers a client gets as OpenAI sent them: the request id, the
+# processing time and the rate-limit state (``x-ratelimit-*``).
+PASSED_THROUGH_HEADERS = ("x-request-id", "openai-processing-ms")
+RATE_LIMIT_HEADER_PREFIX = "x-ratelimit-"
+
+
+def passed_through(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The subset of an upstream answer's headers that is relayed to the client."""
+    return {k.lower(): v for k, v in headers
+            if k.lower() in PASSED_THROUGH_HEADERS or k.lower().startswith(RATE_LIMIT_HEADER_PREFIX)}
 
 
 @dataclass(slots=True)
 class UpstreamRequest:
     """What to send upstream. ``messages`` become ``input`` (Responses) or ``messages`` (Chat
-    Completions); ``params`` are passed through as given (temperature, tools, ...). ``client``
-    (the client key's id; None for anonymous callers) is never sent: the provider uses it to
-    keep one client's failures and parallel calls from costing the others."""
+    Completions); ``params`` are passed through as given (temperature, tools, ...; the
+    ``input`` of embeddings and moderations). ``client`` (the client key's id; None for
+    anonymous callers) is never sent: the provider uses it to keep one client's failures and
+    parallel calls from costing the others. ``retries`` False: the client is retrying
+    itself, so the provider makes one attempt (one client call stays within the client's
+    own retry count of upstream attempts)."""
 
     api: UpstreamApi
     model: str
     messages: list[Any]
     params: dict[str, Any] = field(default_factory=dict)
     client: str | None = None
+    retries: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,7 @@ class UpstreamReply:
     text: str
     usage: TokenUsage
     upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
+    headers: Mapping[str, str] = field(default_factory=dict)  # ``passed_through`` headers
     upstream: str | None = None  # the name of the upstream that answered (routing)
     attempts: int = 1  # upstream calls it took, failovers and retries included
 
@@ -54,11 +73,16 @@ class UpstreamReply:
 @dataclass(frozen=True, slots=True)
 class StreamData:
     """One upstream SSE event, as raw bytes to relay. ``usage_only`` marks the usage chunk the
-    gateway asked for on the client's behalf (relayed only if the client asked too)."""
+    gateway asked for on the client's behalf (relayed only if the client asked too);
+    ``final`` the stream's closing event (``data: [DONE]``, ``response.completed``), held
+    back until the turn is stored; ``headers`` (first event only) the upstream's
+    ``passed_through`` response headers."""
 
     raw: bytes
     text_delta: str = ""
     usage_only: bool = False
+    final: bool = False
+    headers: Mapping[str, str] | None = None
     upstream: str | None = None  # on the first event: the upstream serving the stream (routing)
     attempts: int = 1  # on the first event: upstream calls it took to open the stream
 
@@ -84,6 +108,14 @@ class LlmProvider(Protocol):
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
+
+    async def delete_response(self, response_id: str, api_key: str) -> dict[str, Any]: ...
+
+    async def response_input_items(self, response_id: str, api_key: str,
+                                   query: Mapping[str, str]) -> dict[str, Any]: ...
+
+    async def list_models(self, api_key: str) -> list[str]:
+        """The ids of the models the upstream serves."""
 
     async def aclose(self) -> None:
         """Closes its connections (at shutdown)."""

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from chat_api import openai_edge
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.dialects.base import DialectSettings
@@ -66,7 +67,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
             tokens=MinuteQuota(s.tokens_per_minute, "tokens"), streams=StreamSlots(s.max_concurrent_streams),
             settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
                                      reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
-            max_body_bytes=s.max_body_bytes, pii=c.pii)
+            max_body_bytes=s.max_body_bytes, pii=c.pii, keyless=c.keyless_original)
         sweeper = asyncio.create_task(release_stale_holds(c))
         try:
             yield
@@ -80,6 +81,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
+                        else container.settings.cors_allow_origins)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:

@@ -45,6 +45,7 @@ from domain.use_cases.client_keys import (
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
+from domain.use_cases.passthrough import HandlePassThrough, PassThroughSettings
 from domain.use_cases.stored_responses import HandleStoredResponse
 
 
@@ -60,6 +61,7 @@ class UseCases:
     chat: HandleChatTurn
     stored_responses: HandleStoredResponse
     list_models: ListModels
+    passthrough: HandlePassThrough
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Container:
     admin_token: str
     executor: ThreadPoolExecutor
     schema_head: str | None = None
+    keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
     router: RoutingLlmProvider | None = None  # the provider, unless a caller replaced it
 
     def upstream_status(self) -> list[UpstreamStatus]:
@@ -147,19 +150,23 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     # What clients may ask for: what the operator allows that some upstream serves.
     models = ModelCatalog.from_setting(prices, settings.extra_models,
                                        served=router.served_models() if router else None)
+    global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock, owners=ledger,
-        settings=ChatSettings(history_token_budget=settings.history_token_budget,
-                              global_limits=BudgetLimits(_usd_cap(settings.global_daily_usd),
-                                                         _usd_cap(settings.global_monthly_usd))))
+        settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
-                         list_models=ListModels(models))
-    anonymous = (ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
-                                                           _usd_cap(settings.anonymous_monthly_usd)))
-                 if settings.allow_anonymous else None)
-    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret, anonymous), ttl=settings.auth_cache_seconds)
+                         list_models=ListModels(models, provider, router.server_key if router else settings.openai_api_key, clock,
+                                                settings.models_cache_seconds),
+                         passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
+                                                       policy=policy, clock=clock,
+                                                       settings=PassThroughSettings(global_limits)))
+    anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
+                                                          _usd_cap(settings.anonymous_monthly_usd)))
+    authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
+                                                          anonymous if settings.allow_anonymous else None),
+                                       ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
                      idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
@@ -167,7 +174,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
-                     schema_head=migrations_head(), router=router)
+                     schema_head=migrations_head(), router=router,
+                     keyless_original=anonymous if settings.allow_anonymous_original else None)
 
 
 def migrations_head() -> str | None:

@@ -117,17 +117,17 @@ def main(argv: list[str] | None = None) -> None:
         elif args.cmd == "prices":
             catalog = load_price_catalog(settings.price_catalog_path)
             print(f"price catalogue {catalog.version} (USD per 1M tokens)")
-            print(f"{'model':<22}{'input':>10}{'cached':>10}{'output':>10}")
+            print(f"{'model':<26}{'input':>10}{'cached':>10}{'output':>10}")
             for name in catalog.models():
                 p = catalog.price_of(name)
                 if p is not None:
                     cached = "-" if p.cached_input is None else str(p.cached_input)
-                    print(f"{name:<22}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+                    print(f"{name:<26}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
             for upstream, table in sorted(catalog.upstream_prices.items()):
                 print(f"at upstream {upstream}:")
                 for name, p in sorted(table.items()):
                     cached = "-" if p.cached_input is None else str(p.cached_input)
-                    print(f"  {name:<20}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+                    print(f"  {name:<24}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
         elif args.cmd == "upstreams":
             _upstreams(args, settings)
     except DomainError as exc:

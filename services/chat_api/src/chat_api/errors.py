@@ -64,6 +64,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_field/printable_text": ("{field}은(는) {max}자 이하의 출력 가능한 문자여야 합니다.",
                                      "{field} must be at most {max} printable characters."),
     "invalid_field/invalid": ("{field} 값이 올바르지 않습니다: {detail}", "Invalid value for {field}: {detail}"),
+    "invalid_field/embedding_input": ("{field}은(는) 비어 있지 않은 문자열, 문자열 배열(최대 {max}개) 또는 토큰 배열이어야 합니다.",
+                                      "{field} must be a non-empty string, or an array (at most {max} items) of "
+                                      "non-empty strings or of token arrays."),
+    "invalid_field/moderation_input": ("{field}은(는) 비어 있지 않은 문자열, 문자열 배열 또는 type이 있는 파트의 배열이어야 합니다.",
+                                       "{field} must be a non-empty string, an array of strings or an array of typed parts."),
+    "invalid_field/one_of": ("{field}은(는) 다음 중 하나여야 합니다: {values}", "{field} must be one of: {values}"),
+    "invalid_field/content_type": ("{field}은(는) 문자열 또는 type이 있는 파트의 배열이어야 합니다 "
+                                   "(null은 도구를 호출하는 assistant 메시지만 가능).",
+                                   "{field} must be a string or an array of parts with a type "
+                                   "(null only for an assistant message that calls tools)."),
     "too_many_messages": ("메시지가 너무 많습니다 (최대 {max}개).", "Too many messages (max {max})."),
     "prompt_too_long": ("프롬프트가 너무 깁니다 (최대 {max}자).", "The prompt is too long (max {max} characters)."),
     "invalid_response_id": ("응답 ID 형식이 올바르지 않습니다.", "Malformed response id."),
@@ -84,7 +94,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
                             "use your own OpenAI key."),
     "max_tokens_too_large": ("max_tokens가 이 모델의 최대값({max})을 넘습니다.", "max_tokens exceeds this model's maximum ({max})."),
     # who is calling
-    "invalid_client_key": ("클라이언트 키가 없거나 올바르지 않습니다.", "The client key is missing or invalid."),
+    # Said in both languages in the default (Korean) message: a client of the original server
+    # that sends no key and no Accept-Language learns what to add.
+    "invalid_client_key": ("클라이언트 키가 없거나 올바르지 않습니다. 운영자에게 받은 키를 'Authorization: Bearer <클라이언트 키>' "
+                           "헤더로 보내세요. / The client key is missing or invalid: add the header "
+                           "'Authorization: Bearer <client key>' with the key your operator issued.",
+                           "The client key is missing or invalid: add the header 'Authorization: Bearer <client key>' "
+                           "with the key your operator issued (llmctl keys create)."),
     "client_key_revoked": ("폐기된 클라이언트 키입니다.", "This client key has been revoked."),
     "invalid_admin_token": ("관리자 토큰이 없거나 올바르지 않습니다.", "The admin token is missing or invalid."),
     "server_key_not_allowed": ("이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
@@ -98,6 +114,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "client_key_not_found": ("클라이언트 키를 찾을 수 없습니다.", "Client key not found."),
     "conversation_not_found": ("대화를 찾을 수 없습니다.", "Conversation not found."),
     "response_not_found": ("응답을 찾을 수 없습니다.", "No such response."),
+    "model_not_found": ("모델을 찾을 수 없습니다: {model}", "The model '{model}' does not exist or is not served here."),
+    "route_not_found": ("없는 경로입니다: {method} {path}", "Invalid URL ({method} {path})."),
+    "method_not_allowed": ("이 경로에는 이 메서드를 쓸 수 없습니다: {method} {path}", "Invalid method for URL ({method} {path})."),
+    "unsupported_endpoint": ("이 게이트웨이는 {path}을(를) 지원하지 않습니다. /v1/chat/completions 또는 /v1/responses를 "
+                             "사용하세요.", "This gateway does not serve {path}; use /v1/chat/completions or /v1/responses."),
     # limits
     "budget_exceeded": ("{scope} {period} 예산을 초과했습니다. 나중에 다시 시도하거나 운영자에게 문의하세요.",
                         "The {scope} {period} budget is exhausted. Try again later or ask an operator."),
@@ -159,13 +180,18 @@ def http_error(error: DomainError) -> HttpError:
     return ERROR_TABLE[error.kind]
 
 
-def error_headers(error: DomainError) -> dict[str, str]:
+def error_headers(error: DomainError, *, default_retry_after: bool = True) -> dict[str, str]:
+    """Retry-After (the upstream's or ours; 1 s for upstream trouble unless
+    ``default_retry_after`` is off); ``x-should-retry: false`` when the gateway already
+    retried the upstream itself, so an SDK does not multiply the attempts."""
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    elif error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UPSTREAM_BAD_RESPONSE,
-                        ErrorKind.UNAVAILABLE):
+    elif default_retry_after and error.kind in (ErrorKind.UPSTREAM, ErrorKind.UPSTREAM_TIMEOUT,
+                                                ErrorKind.UPSTREAM_BAD_RESPONSE, ErrorKind.UNAVAILABLE):
         headers["Retry-After"] = "1"
+    if isinstance(error, UpstreamError) and error.attempts > 1:
+        headers["x-should-retry"] = "false"
     return headers
 
 

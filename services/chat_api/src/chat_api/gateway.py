@@ -34,6 +34,7 @@ from chat_api.dialects.base import (
     DialectSettings,
     Failure,
     Metered,
+    Relayed,
     StreamingUseCase,
     TokenMetered,
     UseCase,
@@ -50,8 +51,10 @@ from domain.errors import DomainError, ErrorKind
 from domain.model_catalog import ModelCatalog
 from domain.pii import PiiGuard, PiiPolicy, PiiScanner
 from domain.ports import Clock, StreamData
+from domain.use_cases.chat_turn import StreamOpened
 
 log = logging.getLogger("chat_api.gateway")
+ANONYMOUS_BEARER = "anonymous"  # what an SDK user sends as api_key where anonymous use is allowed
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -81,6 +84,7 @@ class Gateway:
     settings: DialectSettings
     max_body_bytes: int
     pii: PiiGuard
+    keyless: ClientIdentity | None = None  # who a keyless caller of a ``keyless`` dialect is (else 401)
 
     async def serve(self, request: Request, dialect: Dialect[C, R],
                     use_case: UseCase[C, R] | StreamingUseCase[C, R]) -> Response:
@@ -89,11 +93,18 @@ class Gateway:
         command: C | None = None
         scanner: PiiScanner | None = None
         try:
-            client = await self.authenticate.execute(bearer(request))
-            self.rate.take(_slot(client))
+            token = bearer(request)
+            if token == ANONYMOUS_BEARER:  # the SDKs refuse an empty api_key
+                token = None
+            if token is None and dialect.keyless and self.keyless is not None:
+                client = self.keyless
+            else:
+                client = await self.authenticate.execute(token)
             scanner = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
-                        request.path_params, self.settings, scanner)
+                        request.path_params, self.settings, scanner, request.query_params,
+                        request.client.host if request.client else None)
+            self.rate.take(_slot(call))
             if dialect.reads_body:
                 body = await read_json(request, self.max_body_bytes)  # kept as sent, for the error echo
                 body = checked(body)
@@ -101,7 +112,7 @@ class Gateway:
             if isinstance(use_case, Validating):
                 use_case.validate(command)
             if isinstance(command, TokenMetered):
-                self.tokens.take(_slot(command.client), command.token_allowance())
+                self.tokens.take(_slot(call), command.token_allowance())
             if body is not None and dialect.wants_stream(body):
                 if not isinstance(use_case, StreamingUseCase):
                     raise TypeError(f"{type(use_case).__name__} cannot stream")
@@ -131,25 +142,34 @@ class Gateway:
                       call: Call) -> Response:
         """SSE relayed as produced (no buffering). A stream slot is taken and the first event
         awaited first, so refusals (budget, upstream errors before the first byte) are still
-        plain HTTP errors. Whatever ends the stream, the slot is given back."""
-        slot = _slot(call.client)
+        plain HTTP errors, and whose key pays and the upstream's headers go out with the
+        response's headers. Whatever ends the stream, the slot is given back."""
+        slot = _slot(call)
         self.streams.acquire(slot)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         try:
             events = use_case.stream(command)
             first = await anext(events)
+            if isinstance(first, StreamOpened):
+                headers.update(first.upstream_headers)
+                headers.update(_key_headers(first))
+                first = await anext(events)
         except BaseException:
             self.streams.release(slot)
             raise
         self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
         model = dialect.model_of(command)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self._pii_found(call.pii)}
+        headers.update(self._pii_found(call.pii))
 
         async def relay() -> AsyncIterator[bytes]:
             self.metrics.open_streams.inc()
             status = 200
-            event: StreamData | R = first
+            event: StreamOpened | StreamData | R = first
             try:
                 while True:
+                    if isinstance(event, StreamOpened):  # only ever first: nothing to send
+                        event = await anext(events)
+                        continue
                     if isinstance(event, Metered):
                         self._count_usage(event)
                     chunk = dialect.render_event(event, command, call)
@@ -174,6 +194,8 @@ class Gateway:
         return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
+        if isinstance(result, Relayed):
+            response.headers.update(result.upstream_headers)
         if isinstance(result, Metered):
             self._count_usage(result)
             response.headers.update(_key_headers(result))
@@ -222,15 +244,18 @@ class Gateway:
             m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
 
 
-def _slot(client: ClientIdentity) -> str:
-    return client.key_id or "anonymous"
+def _slot(call: Call) -> str:
+    """Whose allowance a request draws on: its client key's, or, without one, its address's
+    (anonymous callers cannot be told apart otherwise)."""
+    return call.client.key_id or f"anonymous:{call.address}"
 
 
-def _key_headers(result: Metered) -> dict[str, str]:
+def _key_headers(result: Metered | StreamOpened) -> dict[str, str]:
+    """Whose key paid and why; the cost when known (a stream's comes in its final event)."""
     headers = {"x-llm-key-source": result.key_source.value}
     if result.fallback_reason is not None:
         headers["x-llm-fallback-reason"] = result.fallback_reason.value
-    if result.cost is not None:
+    if isinstance(result, Metered) and result.cost is not None:
         headers["x-llm-cost-usd"] = format(result.cost.usd_rounded(8), "f")
     return headers
 

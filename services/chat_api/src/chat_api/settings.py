@@ -31,6 +31,9 @@ class ChatApiSettings(BaseSettings):
     price_catalog_path: str | None = None
     extra_models: str = ""  # comma-separated unpriced models the operator allows (e.g. fine-tunes)
     allow_anonymous: bool = False
+    # The original dialect (/api/v1/chat*) without a client key, on the anonymous budget and
+    # rate-limited per address: existing clients of the original server keep working.
+    allow_anonymous_original: bool = False
     anonymous_daily_usd: Decimal | None = Decimal("1")
     anonymous_monthly_usd: Decimal | None = Decimal("10")
     global_daily_usd: Decimal | None = None
@@ -60,6 +63,9 @@ class ChatApiSettings(BaseSettings):
     pii_policy: PiiPolicy = PiiPolicy.MASK
     ledger_spool_path: Path | None = None
     upstreams_file: Path | None = None  # YAML list of upstreams (DESIGN.md "Upstream routing")
+    models_cache_seconds: float = 300.0  # how long /v1/models keeps the upstream's list
+    # Browser origins allowed to call the API (comma-separated, each echoed exactly; empty: no CORS).
+    cors_allow_origins: str = ""
 
     @field_validator("openai_api_key", "admin_token", "key_hash_secret")
     @classmethod

@@ -3,7 +3,7 @@ the real adapters (atomic reservations, idempotent ledger, owner-scoped history)
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,6 +191,16 @@ class FakeLlmProvider:
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         return {"id": response_id, "status": "cancelled"}
+
+    async def delete_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def response_input_items(self, response_id: str, api_key: str,
+                                   query: Mapping[str, str]) -> dict[str, Any]:
+        return {"object": "list", "data": [], "has_more": False}
+
+    async def list_models(self, api_key: str) -> list[str]:
+        return ["gpt-4o-mini", "gpt-4o"]
 
     async def aclose(self) -> None:
         return None

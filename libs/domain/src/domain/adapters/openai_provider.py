@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -18,11 +18,14 @@ import openai
 import orjson
 
 from domain.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
-from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest
+from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest, passed_through
 from domain.upstream_guard import CircuitBreaker, UpstreamShares
 from domain.usage import TokenUsage
 
-_PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/chat/completions"}
+_PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/chat/completions",
+          UpstreamApi.EMBEDDINGS: "/embeddings", UpstreamApi.MODERATIONS: "/moderations"}
+_ITEMS = {UpstreamApi.RESPONSES: "input", UpstreamApi.CHAT_COMPLETIONS: "messages"}
+_FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 
@@ -58,13 +61,16 @@ def chat_text(body: dict[str, Any]) -> str:
     return ((choices[0].get("message") or {}).get("content") or "") if choices else ""
 
 
-def _upstream_error(status: int, body: Any, retry_after: float | None) -> UpstreamError:
+def _upstream_error(status: int, body: Any, retry_after: float | None,
+                    headers: Mapping[str, str] | None = None) -> UpstreamError:
     err = body.get("error") if isinstance(body, dict) else None
     err = err if isinstance(err, dict) else {}
     code = err.get("code") or err.get("type")
     message = str(err.get("message") or f"HTTP {status}")
+    # The body is kept as sent only when it is OpenAI's error shape (a client relays it as is).
+    raw = body if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     return UpstreamError("upstream_error", upstream_status=status, upstream_code=code, retry_after=retry_after,
-                         status=status, message=message)
+                         body=raw, headers=headers, status=status, message=message)
 
 
 def _retry_after(response: httpx2.Response | None) -> float | None:
@@ -106,8 +112,9 @@ class OpenAiLlmProvider:
         return {"headers": {"Authorization": f"Bearer {api_key}"}}
 
     def _body(self, request: UpstreamRequest, stream: bool) -> bytes:
-        items = "input" if request.api is UpstreamApi.RESPONSES else "messages"
-        body: dict[str, Any] = {**request.params, "model": request.model, items: request.messages}
+        body: dict[str, Any] = {**request.params, "model": request.model}
+        if request.api in _ITEMS:
+            body[_ITEMS[request.api]] = request.messages
         if stream:
             body["stream"] = True
             if request.api is UpstreamApi.CHAT_COMPLETIONS:
@@ -124,12 +131,13 @@ class OpenAiLlmProvider:
         return min(self._max_backoff, self._backoff_base * 2.0**attempt) * (0.5 + random.random() / 2)
 
     async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool,
-                    client: str | None = None) -> httpx2.Response:
+                    client: str | None = None, retries: bool = True) -> httpx2.Response:
         """One exchange under the circuit breaker (see ``CircuitBreaker`` for what counts)."""
         admission = self.breaker.admit(api_key, client)
         verdict: bool | None = None
         try:
-            response = await self._send_with_retries(method, path, api_key, content, stream)
+            response = await self._send_with_retries(method, path, api_key, content, stream,
+                                                     self._max_retries if retries else 0)
             verdict = True
             return response
         except UpstreamError as error:
@@ -139,7 +147,7 @@ class OpenAiLlmProvider:
             self.breaker.record(admission, verdict)
 
     async def _send_with_retries(self, method: str, path: str, api_key: str, content: bytes | None,
-                                 stream: bool) -> httpx2.Response:
+                                 stream: bool, max_retries: int) -> httpx2.Response:
         """One request with bounded, jittered retries on 429/5xx/connection errors, honouring
         Retry-After; never on ``insufficient_quota``."""
         attempt = 0
@@ -147,22 +155,27 @@ class OpenAiLlmProvider:
             try:
                 if method == "GET":
                     return await self._client.get(path, cast_to=httpx2.Response, options=self._headers(api_key))
+                if method == "DELETE":
+                    return await self._client.delete(path, cast_to=httpx2.Response, options=self._headers(api_key))
                 return await self._client.post(path, cast_to=httpx2.Response, content=content,
                                                options=self._headers(api_key),
                                                stream=stream)
             except openai.APIStatusError as exc:
                 body = exc.body if isinstance(exc.body, dict) else {"error": exc.body}
                 error = _upstream_error(exc.status_code, body if "error" in body else {"error": body},
-                                        _retry_after(exc.response))
+                                        _retry_after(exc.response), passed_through(exc.response.headers.items()))
                 if exc.status_code not in _RETRYABLE or error.upstream_code == "insufficient_quota" \
-                        or attempt >= self._max_retries:
+                        or attempt >= max_retries:
+                    error.attempts = attempt + 1
                     raise error from None
                 reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
             except openai.APITimeoutError:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
             except openai.APIConnectionError:
-                if attempt >= self._max_retries:
-                    raise UpstreamError("upstream_unreachable", upstream_status=502) from None
+                if attempt >= max_retries:
+                    unreachable = UpstreamError("upstream_unreachable", upstream_status=502)
+                    unreachable.attempts = attempt + 1
+                    raise unreachable from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1
             self._on_retry(reason)
@@ -173,7 +186,7 @@ class OpenAiLlmProvider:
         slot = self.shares.acquire(request.client)
         try:
             response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, False), False,
-                                        request.client)
+                                        request.client, request.retries)
         finally:
             self.shares.release(slot)
         waited = time.perf_counter() - started
@@ -183,16 +196,18 @@ class OpenAiLlmProvider:
             usage = usage_from(request.api, body.get("usage")) or TokenUsage()
         except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
             raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
-        return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited)
+        return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited,
+                             passed_through(response.headers.items()))
 
     async def stream(self, request: UpstreamRequest, api_key: str) -> AsyncIterator[StreamData | StreamDone]:
         slot = self.shares.acquire(request.client)  # held until the stream ends
         try:
             response = await self._send("POST", _PATHS[request.api], api_key, self._body(request, True), True,
-                                        request.client)
+                                        request.client, request.retries)
         except BaseException:
             self.shares.release(slot)
             raise
+        headers: dict[str, str] | None = passed_through(response.headers.items())
         usage: TokenUsage | None = None
         model, response_id = request.model, None
         responses_api = request.api is UpstreamApi.RESPONSES
@@ -207,7 +222,7 @@ class OpenAiLlmProvider:
                 raw = ("\n".join(lines) + "\n\n").encode()
                 data = next((ln[5:].lstrip() for ln in lines if ln.startswith("data:")), "")
                 lines = []
-                delta, usage_only = "", False
+                delta, usage_only, final = "", False, data == "[DONE]"
                 if data and data != "[DONE]":
                     try:
                         event = orjson.loads(data)
@@ -220,7 +235,8 @@ class OpenAiLlmProvider:
                             kind = event.get("type", "")
                             if kind == "response.output_text.delta":
                                 delta = event.get("delta") or ""
-                            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                            elif kind in _FINAL_EVENTS:
+                                final = True
                                 done = event.get("response") or {}
                                 usage = usage_from(request.api, done.get("usage")) or usage
                                 model, response_id = done.get("model") or model, done.get("id") or response_id
@@ -238,7 +254,8 @@ class OpenAiLlmProvider:
                     delta = delta if isinstance(delta, str) else ""
                     model = model if isinstance(model, str) else request.model
                     response_id = response_id if isinstance(response_id, str) else None
-                yield StreamData(raw, delta, usage_only)
+                yield StreamData(raw, delta, usage_only, final, headers)
+                headers = None
             yield StreamDone(usage, model, response_id)
         finally:
             self.shares.release(slot)
@@ -251,6 +268,23 @@ class OpenAiLlmProvider:
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("POST", f"/responses/{response_id}/cancel", api_key, b"{}", False)
         return _json_object(response.content)
+
+    async def delete_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        response = await self._send("DELETE", f"/responses/{response_id}", api_key, None, False)
+        return _json_object(response.content)
+
+    async def response_input_items(self, response_id: str, api_key: str,
+                                   query: Mapping[str, str]) -> dict[str, Any]:
+        path = f"/responses/{response_id}/input_items"
+        if query:
+            path += "?" + str(httpx2.QueryParams(dict(query)))
+        response = await self._send("GET", path, api_key, None, False)
+        return _json_object(response.content)
+
+    async def list_models(self, api_key: str) -> list[str]:
+        response = await self._send("GET", "/models", api_key, None, False)
+        data = _json_object(response.content).get("data") or []
+        return [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
 def _json_object(content: bytes) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import collections
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -256,7 +256,10 @@ class RoutingLlmProvider:
         last: UpstreamError | None = None
         attempts = 0
         spent: set[str] = set()  # timed out, circuit open or out of quota: not tried in later rounds
-        for round_ in range(self._max_retries + 1):
+        # A client retrying itself (``retries`` False) gets one round: each upstream at most
+        # once, no backoff, so its own retry count still bounds the calls to any one upstream.
+        rounds = self._max_retries + 1 if request.retries else 1
+        for round_ in range(rounds):
             order = [c for c in self._order(candidates) if c[0].name not in spent]
             if not order:
                 break
@@ -298,7 +301,7 @@ class RoutingLlmProvider:
                 self._succeeded(upstream, upstream_model)
                 self._observe(upstream.name, "ok", started)
                 return result, upstream, attempts
-            if round_ < self._max_retries and last is not None:
+            if round_ < rounds - 1 and last is not None:
                 await asyncio.sleep(self._delay(round_, last.retry_after))
         assert last is not None
         raise last
@@ -374,9 +377,11 @@ class RoutingLlmProvider:
             self.shares.release(slot)
             await events.aclose()  # type: ignore[attr-defined]
 
-    async def _by_id(self, response_id: str, api_key: str, cancel: bool) -> dict[str, Any]:
-        """GET/cancel by id go to the upstream that created it when this process knows it,
-        else to each eligible upstream in priority order until one knows the id."""
+    async def _by_id(self, response_id: str, api_key: str,
+                     call: Callable[[OpenAiLlmProvider, str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Calls about a stored response (get, cancel, delete, input items) go to the upstream
+        that created it when this process knows it, else to each eligible upstream in priority
+        order until one knows the id."""
         server = self._is_server_key(api_key)
         home = self._response_home.get(response_id)
         eligible = [u for u in sorted(self.upstreams, key=lambda u: (u.name != home, u.config.priority))
@@ -388,10 +393,8 @@ class RoutingLlmProvider:
         for upstream in eligible:
             key = self._key_for(upstream, api_key, server)
             assert key is not None
-            provider = upstream.provider_for(None)
             try:
-                return await (provider.cancel_response(response_id, key) if cancel
-                              else provider.get_response(response_id, key))
+                return await call(upstream.provider_for(None), key)
             except UpstreamError as error:
                 error.upstream = upstream.name
                 if error.upstream_status != 404 and _failover_reason(error) is None:
@@ -401,10 +404,47 @@ class RoutingLlmProvider:
         raise last
 
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
-        return await self._by_id(response_id, api_key, cancel=False)
+        return await self._by_id(response_id, api_key, lambda p, key: p.get_response(response_id, key))
 
     async def cancel_response(self, response_id: str, api_key: str) -> dict[str, Any]:
-        return await self._by_id(response_id, api_key, cancel=True)
+        return await self._by_id(response_id, api_key, lambda p, key: p.cancel_response(response_id, key))
+
+    async def delete_response(self, response_id: str, api_key: str) -> dict[str, Any]:
+        deleted = await self._by_id(response_id, api_key, lambda p, key: p.delete_response(response_id, key))
+        self._response_home.pop(response_id, None)
+        return deleted
+
+    async def response_input_items(self, response_id: str, api_key: str,
+                                   query: Mapping[str, str]) -> dict[str, Any]:
+        return await self._by_id(response_id, api_key,
+                                 lambda p, key: p.response_input_items(response_id, key, query))
+
+    async def list_models(self, api_key: str) -> list[str]:
+        """The public names the upstreams serve: an upstream's configured ``models`` as they
+        are, and for one serving any model what it lists itself (asked with its own key, or
+        the caller's where it accepts callers' keys). One upstream that cannot be asked is
+        left out; only when none answers is its error raised."""
+        server = self._is_server_key(api_key)
+        names: set[str] = set()
+        last: UpstreamError | None = None
+        answered = False
+        for upstream in self.upstreams:
+            if upstream.config.models is not None:
+                names.update(upstream.config.models)
+                answered = True
+                continue
+            key = self._key_for(upstream, api_key, server) if (
+                upstream.config.api_key if server else upstream.config.accepts_user_keys) else None
+            if key is None:
+                continue
+            try:
+                names.update(await upstream.provider_for(None).list_models(key))
+                answered = True
+            except UpstreamError as error:
+                error.upstream, last = upstream.name, error
+        if not answered:
+            raise last if last is not None else (no_api_key() if server else _user_key_not_accepted("*"))
+        return sorted(names)
 
     async def aclose(self) -> None:
         for upstream in self.upstreams:

@@ -1,7 +1,7 @@
 """HandleChatTurn: one chat request from admission to the ledger."""
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -62,6 +62,7 @@ class ChatTurnCommand:
     use_user_key: bool = False
     user_api_key: str | None = None
     durable: bool = False  # store the ledger row before answering (the response will be fetched by id)
+    retries: bool = True  # False when the client says it is retrying: one upstream attempt per client attempt
 
     def token_allowance(self) -> int:
         """What the request counts against a per-minute token allowance: the estimated
@@ -85,10 +86,27 @@ class ChatTurnResult:
     model: str
     text: str
     estimated: bool = False
+    # A stream's closing events (``data: [DONE]``, ``response.completed``), held back until
+    # the turn was stored; the dialect sends them last.
+    held: tuple[StreamData, ...] = ()
 
     @property
     def upstream_seconds(self) -> float | None:
         return self.reply.upstream_seconds if self.reply else None
+
+    @property
+    def upstream_headers(self) -> Mapping[str, str]:
+        return self.reply.headers if self.reply else {}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The first thing a stream yields, once the upstream has answered: whose key pays and
+    the upstream's relayed headers, so both go out with the response's headers."""
+
+    key_source: KeySource
+    fallback_reason: FallbackReason | None
+    upstream_headers: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +321,9 @@ class HandleChatTurn:
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         reservation = await self._admit(cmd, choice, price, messages)
-        return _Plan(cmd, started, price, messages,
-                     UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, cmd.client.key_id), choice, reservation)
+        request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, client=cmd.client.key_id,
+                                  retries=cmd.retries)
+        return _Plan(cmd, started, price, messages, request, choice, reservation)
 
     async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
         """``call`` with the chosen key; if the upstream refuses the caller's own key, once
@@ -339,8 +358,11 @@ class HandleChatTurn:
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
-    async def stream(self, cmd: ChatTurnCommand) -> AsyncGenerator[StreamData | ChatTurnResult, None]:
-        """Yields the upstream's events as they come, then one ``ChatTurnResult``.
+    async def stream(self, cmd: ChatTurnCommand) -> AsyncGenerator[StreamOpened | StreamData | ChatTurnResult, None]:
+        """Yields ``StreamOpened``, the upstream's events as they come, then one
+        ``ChatTurnResult`` carrying the stream's closing events: those are held back until
+        the turn is stored, so a client that saw the end of a stream and sends the next turn
+        at once finds this one in the history.
 
         A fallback to the server key is possible only before the first byte. If the consumer
         stops early, the ledger still gets a row: exact if the upstream had reported usage,
@@ -359,6 +381,7 @@ class HandleChatTurn:
         events, first = await self._call(cmd, plan, open_stream)
         choice, started, reservation, messages = plan.choice, plan.started, plan.reservation, plan.messages
         text: list[str] = []
+        held: list[StreamData] = []
         done: StreamDone | None = None
 
         def settle(outcome: Outcome) -> UsageRecord:
@@ -377,10 +400,15 @@ class HandleChatTurn:
                                 upstream=upstream, attempts=attempts)
 
         try:
+            yield StreamOpened(choice.source, choice.fallback_reason,
+                               (first.headers if isinstance(first, StreamData) else None) or {})
             event: StreamData | StreamDone = first
             while not isinstance(event, StreamDone):
                 text.append(event.text_delta)
-                yield event
+                if event.final or held:  # the closing event and anything after it wait for the store
+                    held.append(event)
+                else:
+                    yield event
                 event = await anext(events)
             done = event
         except StopAsyncIteration:
@@ -393,7 +421,7 @@ class HandleChatTurn:
         record = settle(Outcome.OK)
         turn_index = await self._store(record, cmd.durable)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
-                             record.latency_ms, record.model, "".join(text), record.estimated)
+                             record.latency_ms, record.model, "".join(text), record.estimated, tuple(held))
 
 
 @dataclass(slots=True)

@@ -1,7 +1,9 @@
-"""Stored upstream responses (Responses API objects) fetched or cancelled by id."""
+"""Stored upstream responses (Responses API objects) fetched, cancelled, deleted or listed
+(their input items) by id."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -20,6 +22,8 @@ class ResponseOwnership(Protocol):
 class StoredResponseAction(StrEnum):
     FETCH = "fetch"
     CANCEL = "cancel"
+    DELETE = "delete"
+    INPUT_ITEMS = "input_items"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class StoredResponseCommand:
     response_id: str
     action: StoredResponseAction
     user_api_key: str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)  # input items: limit, order, after, include
 
     def __repr__(self) -> str:  # never print the caller's key
         return f"StoredResponseCommand(response_id={self.response_id!r}, action={self.action.value})"
@@ -40,9 +45,9 @@ def response_not_found() -> NotFound:
 class HandleStoredResponse:
     """The rules for a stored response:
 
-    * only the client that created it (through the gateway) may fetch or cancel it; for
-      anyone else it does not exist (404, nothing is sent upstream);
-    * anonymous callers cannot be told apart, so they can fetch or cancel nothing;
+    * only the client that created it (through the gateway) may fetch, cancel, delete it or
+      list its input items; for anyone else it does not exist (404, nothing is sent upstream);
+    * anonymous callers cannot be told apart, so they can do none of these;
     * the key policy picks the key, as for a chat turn (the caller's own key when it sends
       one, else the server key if this client may use it).
     """
@@ -60,4 +65,8 @@ class HandleStoredResponse:
                                      may_use_server_key=cmd.client.may_use_server_key)
         if cmd.action is StoredResponseAction.CANCEL:
             return await self._provider.cancel_response(cmd.response_id, choice.api_key)
+        if cmd.action is StoredResponseAction.DELETE:
+            return await self._provider.delete_response(cmd.response_id, choice.api_key)
+        if cmd.action is StoredResponseAction.INPUT_ITEMS:
+            return await self._provider.response_input_items(cmd.response_id, choice.api_key, cmd.query)
         return await self._provider.get_response(cmd.response_id, choice.api_key)

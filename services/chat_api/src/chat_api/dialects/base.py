@@ -22,6 +22,7 @@ from domain.money import Money
 from domain.pii import PiiScanner
 from domain.ports import StreamData
 from domain.usage import TokenUsage
+from domain.use_cases.chat_turn import StreamOpened
 
 Cmd = TypeVar("Cmd")
 Res = TypeVar("Res")
@@ -51,6 +52,8 @@ class Call:
     path_params: Mapping[str, str]
     settings: DialectSettings
     pii: PiiScanner  # this request's personal-data scanner (the key's policy, else the server's)
+    query: Mapping[str, str] | None = None
+    address: str | None = None  # the caller's address (behind nginx: the forwarded one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +110,31 @@ class TokenMetered(Protocol):
 
 
 @runtime_checkable
-class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]):
-    """A use case that can also answer as a stream: events, then one result."""
+class Relayed(Protocol):
+    """A result that carries upstream response headers for the client (``x-request-id``,
+    ``openai-processing-ms``, ``x-ratelimit-*``)."""
 
-    def stream(self, command: Cmd_contra) -> AsyncGenerator[StreamData | Res_co, None]: ...
+    @property
+    def upstream_headers(self) -> Mapping[str, str]: ...
+
+
+@runtime_checkable
+class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]):
+    """A use case that can also answer as a stream: ``StreamOpened``, events, then one result."""
+
+    def stream(self, command: Cmd_contra) -> AsyncGenerator[StreamOpened | StreamData | Res_co, None]: ...
 
 
 class Dialect(ABC, Generic[Cmd, Res]):
     """The shapes of one endpoint. ``route`` is its metric label; ``reads_body`` False for
     endpoints without one (GET by id); ``idempotent`` when the Idempotency-Key header is
-    honoured (non-streamed answers only)."""
+    honoured (non-streamed answers only); ``keyless`` when the operator may let callers
+    without a client key in (ALLOW_ANONYMOUS_ORIGINAL: the original dialect)."""
 
     route: str
     reads_body: bool = True
     idempotent: bool = False
+    keyless: bool = False
 
     @abstractmethod
     def parse(self, body: dict[str, Any], call: Call) -> Cmd:

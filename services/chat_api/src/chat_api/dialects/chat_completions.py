@@ -12,6 +12,7 @@ from chat_api.dialects.openai_compat import (
     positive_int,
     role_of,
     text_of,
+    valid_content,
 )
 from domain.admission import MAX_CHOICES
 from domain.errors import InvalidInput
@@ -29,9 +30,17 @@ class ChatCompletionsDialect(OpenAiChatDialect):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidInput("invalid_field", field="messages", reason="non_empty_array")
-        for m in messages:
+        for index, m in enumerate(messages):
             if not isinstance(m, dict) or role_of(m) not in _ROLES:
                 raise InvalidInput("invalid_field", field="messages", reason="valid_role")
+            # OpenAI: a string or an array of parts; null only for an assistant turn that calls
+            # tools (or a function), or refuses.
+            may_be_null = role_of(m) == "function" or (role_of(m) == "assistant" and bool(
+                m.get("tool_calls") or m.get("function_call") or m.get("refusal")))
+            if not valid_content(m.get("content"), allow_null=may_be_null):
+                raise InvalidInput("invalid_field", field=f"messages[{index}].content", reason="content_type")
+            if role_of(m) == "tool" and not isinstance(m.get("tool_call_id"), str):
+                raise InvalidInput("invalid_field", field=f"messages[{index}].tool_call_id", reason="required_string")
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise InvalidInput("invalid_field", field="stream_options", reason="object")

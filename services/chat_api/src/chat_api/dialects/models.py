@@ -1,4 +1,4 @@
-"""GET /v1/models: the models the operator allows, in OpenAI's list shape."""
+"""GET /v1/models and GET /v1/models/{id}: the models a client can use, in OpenAI's shapes."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +10,10 @@ from chat_api.dialects.openai_compat import OpenAiDialect, json_response
 from domain.use_cases.models import ListModelsQuery
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "llm-server"}
+
+
 class ModelsDialect(OpenAiDialect[ListModelsQuery, tuple[str, ...]]):
     route = "/v1/models"
     reads_body = False
@@ -18,8 +22,19 @@ class ModelsDialect(OpenAiDialect[ListModelsQuery, tuple[str, ...]]):
         return ListModelsQuery()
 
     def render(self, result: tuple[str, ...], command: ListModelsQuery, call: Call) -> Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "llm-server"} for m in result]
-        return json_response({"object": "list", "data": data})
+        return json_response({"object": "list", "data": [_model(m) for m in result]})
+
+
+class ModelDialect(OpenAiDialect[ListModelsQuery, tuple[str, ...]]):
+    route = "/v1/models/{id}"
+    reads_body = False
+
+    def parse(self, body: dict[str, Any], call: Call) -> ListModelsQuery:
+        return ListModelsQuery(call.path_params.get("model", ""))
+
+    def render(self, result: tuple[str, ...], command: ListModelsQuery, call: Call) -> Response:
+        return json_response(_model(result[0]))
 
 
 MODELS = ModelsDialect()
+MODEL = ModelDialect()

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 
 from chat_api.dialects.base import Call, Cmd, Dialect, Failure, Res
 from chat_api.errors import error_headers, openai_error_body, openai_status
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError, InvalidInput, UpstreamError
 from domain.key_policy import user_api_key
 from domain.ports import StreamData, UpstreamApi
 from domain.use_cases.chat_turn import ChatTurnCommand, ChatTurnResult
@@ -33,6 +33,15 @@ def session_id(call: Call) -> str | None:
 
 def header_user_key(call: Call) -> str | None:
     return user_api_key(call.headers.get("x-openai-api-key"), "X-OpenAI-Api-Key")
+
+
+def client_retrying(call: Call) -> bool:
+    """The official SDKs number their attempts in ``x-stainless-retry-count`` (0 on the
+    first). On a retry the gateway makes one upstream attempt; and a failure the gateway
+    already retried itself says ``x-should-retry: false`` (see ``error_headers``), which the
+    SDKs obey. One SDK call (2 retries by default) is so at most 3 upstream attempts."""
+    value = call.headers.get("x-stainless-retry-count", "").strip()
+    return value.isdigit() and int(value) > 0
 
 
 def positive_int(body: Mapping[str, Any], name: str) -> int | None:
@@ -67,6 +76,17 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def valid_content(content: Any, *, allow_null: bool) -> bool:
+    """A message's content as OpenAI accepts it: a string, or a non-empty array of parts
+    (objects naming their ``type``); null where the role allows it."""
+    if content is None:
+        return allow_null
+    if isinstance(content, str):
+        return True
+    return isinstance(content, list) and bool(content) and all(
+        isinstance(part, dict) and isinstance(part.get("type"), str) for part in content)
+
+
 def role_of(item: Mapping[str, Any]) -> str | None:
     role = item.get("role")
     return role if isinstance(role, str) else None
@@ -79,12 +99,14 @@ def check_size(texts: list[str], count: int, settings_max_chars: int, max_messag
         raise InvalidInput("prompt_too_long", field="messages", max=settings_max_chars)
 
 
-def _split(items: list[dict[str, Any]], session: str | None) -> tuple[list[Any], list[Any] | None, list[Any]]:
-    """(system, history, new). With a session id and no assistant turn in the request, the
-    stored history is replayed (history None); otherwise the items are used as given."""
+def _split(items: list[dict[str, Any]], session: str | None,
+           upstream_context: bool) -> tuple[list[Any], list[Any] | None, list[Any]]:
+    """(system, history, new). With a session id, no assistant turn in the request and no
+    context kept upstream (``previous_response_id``), the stored history is replayed
+    (history None); otherwise the items are used as given (the context is never sent twice)."""
     system = [m for m in items if role_of(m) in _SYSTEM_ROLES]
     rest = [m for m in items if role_of(m) not in _SYSTEM_ROLES]
-    if session and not any(role_of(m) == "assistant" for m in rest):
+    if session and not upstream_context and not any(role_of(m) == "assistant" for m in rest):
         return system, None, rest
     return system, [], rest
 
@@ -95,7 +117,7 @@ def chat_turn(api: UpstreamApi, call: Call, items_field: str, body: Mapping[str,
     through."""
     session = session_id(call)
     user_key = header_user_key(call)
-    system, history, new = _split(items, session)
+    system, history, new = _split(items, session, body.get("previous_response_id") is not None)
     prompt = next((text_of(i.get("content")) for i in reversed(new) if role_of(i) == "user"), "")
     params = {k: v for k, v in body.items() if k not in ("model", items_field, "stream")}
     return ChatTurnCommand(
@@ -103,7 +125,7 @@ def chat_turn(api: UpstreamApi, call: Call, items_field: str, body: Mapping[str,
         new_messages=new, prompt=prompt, pii=call.pii, system=system, history=history, conversation_id=session, params=params,
         max_output_tokens=max_out, use_user_key=user_key is not None, user_api_key=user_key,
         # A Responses answer can be fetched by id later: its owner must be on record first.
-        durable=api is UpstreamApi.RESPONSES)
+        durable=api is UpstreamApi.RESPONSES, retries=not client_retrying(call))
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -111,10 +133,24 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
                     headers=dict(headers) if headers else None)
 
 
+def passed_through_refusal(error: DomainError) -> Response | None:
+    """An upstream 4xx as OpenAI's clients expect it: its status, its error body unchanged
+    (``type``, ``code``, ``param``, ``message``) and its relayed headers. None for anything
+    else (the gateway's own errors, upstream 5xx, timeouts)."""
+    if not isinstance(error, UpstreamError) or error.body is None or error.upstream_status is None \
+            or not 400 <= error.upstream_status < 500:
+        return None
+    headers = {**error.headers, **error_headers(error, default_retry_after=False)}
+    return json_response(error.body, error.upstream_status, headers)
+
+
 class OpenAiDialect(Dialect[Cmd, Res], Generic[Cmd, Res]):
-    """OpenAI's error shape, with the upstream's client-side statuses passed through."""
+    """OpenAI's error shape, with the upstream's client-side refusals passed through."""
 
     def render_error(self, error: DomainError, failure: Failure) -> Response:
+        relayed = passed_through_refusal(error)
+        if relayed is not None:
+            return relayed
         return json_response(openai_error_body(error, failure.lang), openai_status(error), error_headers(error))
 
     def render_stream_error(self, error: DomainError, command: Cmd, call: Call) -> bytes:
@@ -136,4 +172,14 @@ class OpenAiChatDialect(OpenAiDialect[ChatTurnCommand, ChatTurnResult]):
         return json_response(result.reply.body if result.reply else {})
 
     def render_event(self, event: StreamData | ChatTurnResult, command: ChatTurnCommand, call: Call) -> bytes | None:
-        return None if isinstance(event, ChatTurnResult) else event.raw
+        """Upstream events as they came; the result brings the held closing events, the last
+        of them with the cost as an SSE comment line (ignored by SSE parsers)."""
+        if not isinstance(event, ChatTurnResult):
+            return event.raw
+        if not event.held:
+            return None
+        *before, last = [e.raw for e in event.held]
+        if event.cost is not None:
+            cost = format(event.cost.usd_rounded(8), "f").encode()
+            last = last.rstrip(b"\n") + b"\n: x-llm-cost-usd: " + cost + b"\n\n"
+        return b"".join([*before, last])

@@ -159,6 +159,7 @@ class OriginalDialect(Dialect[ChatTurnCommand, ChatTurnResult]):
     ``delta`` events, then one ``done`` event carrying the same object (usage, cost)."""
 
     idempotent = True
+    keyless = True
 
     def __init__(self, route: str, *, streams: bool) -> None:
         self.route, self._streams = route, streams

@@ -18,6 +18,7 @@ from chat_api.dialects.openai_compat import (
     positive_int,
     role_of,
     text_of,
+    valid_content,
 )
 from domain.errors import InvalidInput
 from domain.ports import UpstreamApi
@@ -46,6 +47,9 @@ class ResponsesDialect(OpenAiChatDialect):
         # present, must be one the API knows.
         if any("role" in i and role_of(i) not in _ROLES for i in items):
             raise InvalidInput("invalid_field", field="input", reason="valid_role")
+        for index, item in enumerate(items):
+            if "role" in item and not valid_content(item.get("content"), allow_null=False):
+                raise InvalidInput("invalid_field", field=f"input[{index}].content", reason="content_type")
         instructions = body.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
             raise InvalidInput("invalid_field", field="instructions", reason="string")
@@ -55,20 +59,26 @@ class ResponsesDialect(OpenAiChatDialect):
                          positive_int(body, "max_output_tokens"))
 
 
+_SUFFIX = {StoredResponseAction.CANCEL: "/cancel", StoredResponseAction.INPUT_ITEMS: "/input_items"}
+_INPUT_ITEMS_QUERY = ("limit", "order", "after", "before", "include")
+
+
 class StoredResponseDialect(OpenAiDialect[StoredResponseCommand, dict[str, Any]]):
-    """GET /v1/responses/{id} and POST /v1/responses/{id}/cancel: the upstream's object as is."""
+    """GET and DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel and GET
+    /v1/responses/{id}/input_items: the upstream's object as is."""
 
     reads_body = False
 
     def __init__(self, action: StoredResponseAction) -> None:
         self.action = action
-        self.route = "/v1/responses/{id}" + ("/cancel" if action is StoredResponseAction.CANCEL else "")
+        self.route = "/v1/responses/{id}" + _SUFFIX.get(action, "")
 
     def parse(self, body: dict[str, Any], call: Call) -> StoredResponseCommand:
         response_id = call.path_params.get("response_id", "")
         if not _RESPONSE_ID.fullmatch(response_id):
             raise InvalidInput("invalid_response_id", field="response_id")
-        return StoredResponseCommand(call.client, response_id, self.action, header_user_key(call))
+        query = {k: v for k, v in (call.query or {}).items() if k in _INPUT_ITEMS_QUERY and len(v) <= 200}
+        return StoredResponseCommand(call.client, response_id, self.action, header_user_key(call), query)
 
     def render(self, result: dict[str, Any], command: StoredResponseCommand, call: Call) -> Response:
         return json_response(result)
@@ -77,3 +87,5 @@ class StoredResponseDialect(OpenAiDialect[StoredResponseCommand, dict[str, Any]]
 RESPONSES = ResponsesDialect()
 FETCH_RESPONSE = StoredResponseDialect(StoredResponseAction.FETCH)
 CANCEL_RESPONSE = StoredResponseDialect(StoredResponseAction.CANCEL)
+DELETE_RESPONSE = StoredResponseDialect(StoredResponseAction.DELETE)
+RESPONSE_INPUT_ITEMS = StoredResponseDialect(StoredResponseAction.INPUT_ITEMS)

@@ -7,8 +7,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from chat_api.dialects.chat_completions import CHAT_COMPLETIONS
-from chat_api.dialects.models import MODELS
-from chat_api.dialects.responses import CANCEL_RESPONSE, FETCH_RESPONSE, RESPONSES
+from chat_api.dialects.models import MODEL, MODELS
+from chat_api.dialects.passthrough import EMBEDDINGS, MODERATIONS
+from chat_api.dialects.responses import (
+    CANCEL_RESPONSE,
+    DELETE_RESPONSE,
+    FETCH_RESPONSE,
+    RESPONSE_INPUT_ITEMS,
+    RESPONSES,
+)
 from chat_api.gateway import Gateway, get_gateway
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -42,7 +49,33 @@ async def cancel_response(response_id: str, request: Request, gw: GatewayDep) ->
     return await gw.serve(request, CANCEL_RESPONSE, gw.use_cases.stored_responses)
 
 
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request, gw: GatewayDep) -> Response:
+    return await gw.serve(request, DELETE_RESPONSE, gw.use_cases.stored_responses)
+
+
+@router.get("/responses/{response_id}/input_items")
+async def response_input_items(response_id: str, request: Request, gw: GatewayDep) -> Response:
+    return await gw.serve(request, RESPONSE_INPUT_ITEMS, gw.use_cases.stored_responses)
+
+
+@router.post("/embeddings", openapi_extra=_OBJECT_BODY)
+async def embeddings(request: Request, gw: GatewayDep) -> Response:
+    return await gw.serve(request, EMBEDDINGS, gw.use_cases.passthrough)
+
+
+@router.post("/moderations", openapi_extra=_OBJECT_BODY)
+async def moderations(request: Request, gw: GatewayDep) -> Response:
+    return await gw.serve(request, MODERATIONS, gw.use_cases.passthrough)
+
+
 @router.get("/models")
 async def models(request: Request, gw: GatewayDep) -> Response:
-    """The models the operator allows: the price catalogue plus EXTRA_MODELS."""
+    """What the upstream serves that the operator allows (the price catalogue plus EXTRA_MODELS)."""
     return await gw.serve(request, MODELS, gw.use_cases.list_models)
+
+
+@router.get("/models/{model:path}")
+async def model(model: str, request: Request, gw: GatewayDep) -> Response:
+    """One model of that list (a fine-tune's name has colons, so the rest of the path)."""
+    return await gw.serve(request, MODEL, gw.use_cases.list_models)

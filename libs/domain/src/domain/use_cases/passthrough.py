@@ -1,0 +1,154 @@
+"""HandlePassThrough: the OpenAI endpoints answered by the upstream as they are
+(embeddings, moderations), metered and recorded like a chat turn, without history."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.budgets import Reservation, budget_lines, capped
+from domain.client_keys import BudgetLimits, ClientIdentity
+from domain.errors import InvalidInput, UpstreamError
+from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
+from domain.ledger import Outcome, UsageRecord
+from domain.model_catalog import ModelCatalog
+from domain.money import Money
+from domain.ports import BudgetStore, Clock, LlmProvider, SpendLedger, UpstreamApi, UpstreamReply, UpstreamRequest
+from domain.usage import TokenUsage
+
+
+@dataclass(slots=True)
+class PassThroughCommand:
+    """One request for ``api`` (embeddings or moderations): ``params`` is the body as sent
+    (``input``, ``dimensions``, ...) and ``input_tokens`` the dialect's estimate of its
+    input, for the budget hold."""
+
+    request_id: str
+    client: ClientIdentity
+    api: UpstreamApi
+    model: str
+    route: str
+    params: dict[str, Any]
+    input_tokens: int
+    use_user_key: bool = False
+    user_api_key: str | None = None
+    retries: bool = True
+
+    def token_allowance(self) -> int:
+        """What it counts against the per-minute token allowance: its input."""
+        return self.input_tokens
+
+    def __repr__(self) -> str:  # never print the caller's key
+        return f"PassThroughCommand(request_id={self.request_id!r}, model={self.model!r}, route={self.route!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PassThroughResult:
+    reply: UpstreamReply
+    usage: TokenUsage
+    cost: Money | None
+    key_source: KeySource
+    fallback_reason: FallbackReason | None
+    model: str
+
+    @property
+    def upstream_seconds(self) -> float | None:
+        return self.reply.upstream_seconds
+
+    @property
+    def upstream_headers(self) -> Mapping[str, str]:
+        return self.reply.headers
+
+
+@dataclass(frozen=True, slots=True)
+class PassThroughSettings:
+    global_limits: BudgetLimits = field(default_factory=BudgetLimits)
+
+
+class HandlePassThrough:
+    """The rules of an embeddings or moderations request:
+
+    * embeddings: the model must be allowed and priced (input tokens at the catalogue's
+      input price, nothing for output); a server-key request reserves the cost of its
+      estimated input in every budget line before the upstream is called, and is refused
+      there when a line would overflow;
+    * moderations are free at OpenAI: any model name is passed on, nothing is reserved, and
+      the ledger row costs 0;
+    * the key policy picks whose key pays, with the same fallback to the server key as a
+      chat turn when the caller's own key is refused;
+    * every request that reached the upstream leaves one ledger row (failures included).
+    """
+
+    def __init__(self, *, provider: LlmProvider, ledger: SpendLedger, budgets: BudgetStore, models: ModelCatalog,
+                 policy: DefaultKeyPolicy, clock: Clock, settings: PassThroughSettings = PassThroughSettings()) -> None:
+        self._provider, self._ledger, self._budgets = provider, ledger, budgets
+        self._models, self._policy, self._clock, self._settings = models, policy, clock, settings
+
+    def _priced(self, cmd: PassThroughCommand) -> bool:
+        return cmd.api is not UpstreamApi.MODERATIONS
+
+    def _check_model(self, cmd: PassThroughCommand) -> None:
+        if not self._priced(cmd):
+            return
+        if not self._models.allows(cmd.model):
+            raise InvalidInput("unknown_model", field="model", model=cmd.model)
+
+    async def _admit(self, cmd: PassThroughCommand, choice: KeyChoice) -> Reservation | None:
+        if choice.source is KeySource.USER or not self._priced(cmd):
+            return None
+        price = self._models.price_of(cmd.model)
+        budgeted = cmd.client.limits.applies or self._settings.global_limits.applies
+        if price is None:
+            if budgeted:
+                raise InvalidInput("unpriced_model", field="model", model=cmd.model)
+            return None
+        lines = capped(budget_lines(cmd.client.budget_scope, cmd.client.limits, self._settings.global_limits,
+                                    self._clock.now()))
+        return await self._budgets.reserve(lines, price.worst_case(cmd.input_tokens, 0)) if lines else None
+
+    def _cost(self, cmd: PassThroughCommand, model: str, usage: TokenUsage, upstream: str | None) -> Money | None:
+        """At the price where the request was served (the catalogue may override it per upstream)."""
+        if not self._priced(cmd):
+            return Money.zero()
+        price = self._models.price_of(model, upstream) or self._models.price_of(cmd.model, upstream)
+        return None if price is None else price.cost(usage)
+
+    def _record(self, cmd: PassThroughCommand, choice: KeyChoice, started: float, reservation: Reservation | None,
+                *, model: str, usage: TokenUsage, cost: Money | None, request_id: str | None = None,
+                error: UpstreamError | None = None, reply: UpstreamReply | None = None) -> None:
+        served = reply or error
+        self._ledger.submit(UsageRecord(
+            request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
+            route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
+            key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
+            latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
+            reservation=reservation, error_code=error.code if error else None,
+            upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1))
+
+    async def execute(self, cmd: PassThroughCommand) -> PassThroughResult:
+        started = self._clock.monotonic()
+        self._check_model(cmd)
+        choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
+                                     may_use_server_key=cmd.client.may_use_server_key)
+        reservation = await self._admit(cmd, choice)
+        request = UpstreamRequest(cmd.api, cmd.model, [], cmd.params, client=cmd.client.key_id, retries=cmd.retries)
+        try:
+            reply = await self._provider.complete(request, choice.api_key)
+        except UpstreamError as error:
+            self._record(cmd, choice, started, reservation, model=cmd.model, usage=TokenUsage(), cost=Money.zero(),
+                         request_id=cmd.request_id + (":user" if choice.source is KeySource.USER else ""),
+                         error=error)
+            if choice.source is not KeySource.USER:
+                raise
+            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            reservation = await self._admit(cmd, choice)
+            try:
+                reply = await self._provider.complete(request, choice.api_key)
+            except UpstreamError as second:
+                self._record(cmd, choice, started, reservation, model=cmd.model, usage=TokenUsage(),
+                             cost=Money.zero(), error=second)
+                raise
+        model = reply.model or cmd.model
+        cost = self._cost(cmd, model, reply.usage, reply.upstream)
+        self._record(cmd, choice, started, reservation, model=model, usage=reply.usage, cost=cost, reply=reply)
+        return PassThroughResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, model)
