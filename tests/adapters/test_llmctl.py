@@ -106,3 +106,53 @@ def test_migrate_creates_the_schema_in_an_empty_sqlite_file(tmp_path):
     created = llmctl("keys", "create", "--name", "local", database_url=url, data_dir=tmp_path / "data", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().splitlines()[-1].startswith("llms-")
+
+
+async def test_ledger_reconcile_prints_the_drift_and_fails_on_it(migrated_pg, tmp_path):
+    """Counters that equal the ledger: drift 0, exit 0. A counter moved without a row (or a
+    hold counted but gone): that counter is printed with its drift, exit 1. ``sweep``
+    charges a stale hold as an orphaned row and the books still balance."""
+    from datetime import UTC, datetime, timedelta
+
+    from domain.adapters.sql.ledger import write_records
+    from domain.adapters.sql.repositories import SqlBudgetStore
+    from domain.budgets import HoldTag, budget_lines
+    from domain.client_keys import BudgetLimits
+    from domain.money import Money
+    from tests.adapters.test_repositories import a_record
+
+    run = lambda *a: llmctl(*a, database_url=migrated_pg, data_dir=tmp_path / "data", cwd=tmp_path)  # noqa: E731
+    engine = make_engine(migrated_pg)
+    now = datetime.now(UTC)
+    try:
+        write_records(engine, [a_record(owner="k" * 32, at=now), a_record(owner=None, at=now)])
+        await SqlBudgetStore(engine).reserve(
+            budget_lines("key:" + "k" * 32, BudgetLimits(daily=Money.from_usd("1")), BudgetLimits(), now),
+            Money(70_000), HoldTag("req_hold", "k" * 32, "/api/v1/chat", "gpt-4o-mini", "v"))
+        balanced = run("ledger", "reconcile")
+        assert balanced.returncode == 0, balanced.stdout + balanced.stderr
+        assert "0 drifting; drift 0.000000000 USD" in balanced.stdout
+
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE budget_counters SET spent_nanos = spent_nanos + 5000 "
+                              "WHERE scope = 'anonymous' AND period LIKE 'd:%'"))
+        drifting = run("ledger", "reconcile", "--since", now.date().isoformat())
+        assert drifting.returncode == 1
+        [line] = [ln for ln in drifting.stdout.splitlines() if ln.startswith("anonymous")]
+        assert line.split()[1] == f"d:{now:%Y-%m-%d}" and line.split()[4] == "0.000005000"
+        assert "1 drifting" in drifting.stdout
+        tomorrow = (now + timedelta(days=40)).date().isoformat()
+        assert run("ledger", "reconcile", "--since", tomorrow).returncode == 0  # later periods only
+        assert run("ledger", "reconcile", "--since", "yesterday").returncode == 2  # a clear usage error
+
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE budget_counters SET spent_nanos = spent_nanos - 5000 "
+                              "WHERE scope = 'anonymous' AND period LIKE 'd:%'"))
+        swept = run("ledger", "sweep", "--older-than", "0")
+        assert swept.returncode == 0 and "charged 1 stale holds" in swept.stdout
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT outcome, charged_nanos FROM spend_ledger WHERE request_id = 'req_hold'")
+                                ).one() == ("orphaned", 70_000)
+        assert run("ledger", "reconcile").returncode == 0
+    finally:
+        engine.dispose()

@@ -133,7 +133,7 @@ async def test_client_key_hash_is_unique(engine):
 
 # -- spend ledger -----------------------------------------------------------------------------
 async def test_ledger_writes_every_field_of_a_record(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     owner, conv = uid()[:32], "conv-" + uid()
     record = a_record(owner=owner, conversation_id=conv)
     assert await ledger.record(record) == 1
@@ -153,7 +153,7 @@ async def test_ledger_writes_every_field_of_a_record(engine, tmp_path):
 
 
 async def test_ledger_user_key_and_unpriced_rows(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     user = a_record(key_source=KeySource.USER)
     unpriced = a_record(cost=None)
     ledger.submit(user)
@@ -165,7 +165,7 @@ async def test_ledger_user_key_and_unpriced_rows(engine, tmp_path):
 
 
 async def test_ledger_is_idempotent_by_request_id(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     owner, conv = uid(), "conv-" + uid()
     record = a_record(owner=owner, conversation_id=conv)
     assert await ledger.record(record) == 1
@@ -182,7 +182,7 @@ async def test_ledger_settles_the_reservation_of_a_record_once(engine, tmp_path)
     budgets = SqlBudgetStore(engine)
     lines = budget_lines(scope, BudgetLimits(daily=Money.from_usd("1")), BudgetLimits(), T0)
     reservation = await budgets.reserve(lines, Money(500_000))
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     record = a_record(owner=owner, reservation=reservation, cost=Money(8_700))
     await ledger.record(record)
     await ledger.record(record)
@@ -196,7 +196,7 @@ async def test_ledger_settles_a_user_key_reservation_at_zero(engine, tmp_path):
     scope = f"key:{uid()}"
     budgets = SqlBudgetStore(engine)
     reservation = await budgets.reserve(budget_lines(scope, BudgetLimits(), BudgetLimits(), T0), Money(500_000))
-    await SqlSpendLedger(engine, spool_path=tmp_path / "s.jsonl").record(
+    await SqlSpendLedger(engine, spool_path=tmp_path / "s.sqlite3").record(
         a_record(reservation=reservation, key_source=KeySource.USER))
     assert await budgets.spent(scope, "d:2026-11-23") == Money.zero()
     with engine.connect() as conn:
@@ -229,7 +229,7 @@ async def test_turns_written_concurrently_get_consecutive_indexes(db_url, writer
 
 
 async def test_started_ledger_writes_from_its_thread_and_close_drains(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl", retry_seconds=0.05)
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3", retry_seconds=0.05)
     ledger.start()
     owner, conv = uid(), "conv-" + uid()
     try:
@@ -242,12 +242,12 @@ async def test_started_ledger_writes_from_its_thread_and_close_drains(engine, tm
         ledger.close()
     assert (first, second) == (1, 2)
     assert len(ledger_rows(engine, *(r.request_id for r in loose))) == 5
-    assert not (tmp_path / "spool.jsonl").exists()
+    assert ledger.spool_size() == 0
 
 
 # -- conversations ---------------------------------------------------------------------------
 async def test_recent_turns_are_scoped_by_owner_and_limited_to_the_newest(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     alice, bob, conv = uid(), uid(), "shared-name-" + uid()
     for i in range(4):
         await ledger.record(a_record(owner=alice, conversation_id=conv, prompt=f"alice {i}"))
@@ -262,7 +262,7 @@ async def test_recent_turns_are_scoped_by_owner_and_limited_to_the_newest(engine
 
 
 async def test_anonymous_conversations_are_their_own_owner(engine, tmp_path):
-    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
     conv = "anon-" + uid()
     await ledger.record(a_record(owner=None, conversation_id=conv, prompt="익명"))
     repo = SqlConversationRepository(engine)
@@ -272,7 +272,7 @@ async def test_anonymous_conversations_are_their_own_owner(engine, tmp_path):
 
 # -- the spool ------------------------------------------------------------------------------
 async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(engine, tmp_path):
-    spool = tmp_path / "ledger.spool.jsonl"
+    spool = tmp_path / "ledger-spool.sqlite3"
     down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x", pool_timeout=1)
     owner, conv = uid(), "conv-" + uid()
     scope = f"key:{owner}"
@@ -289,24 +289,26 @@ async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(
         assert away.db_healthy is False
         assert away.spooled == 4
         assert away.spool_size() == 4
-        spooled = [json.loads(line) for line in spool.read_text(encoding="utf-8").splitlines()]
+        spooled = [json.loads(payload) for _, payload in away.spool.take(10)]
         assert [d["request_id"] for d in spooled[:3]] == [r.request_id for r in records]
         assert ledger_rows(engine, *(r.request_id for r in records)) == []
         away._replay_spool()  # still down: the spool is kept
         assert away.spool_size() == 4
+        away.spool.close()
     finally:
         down.dispose()
 
-    backup = tmp_path / "copy.jsonl"
+    backup = tmp_path / "copy.sqlite3"
     shutil.copy(spool, backup)
     back = SqlSpendLedger(engine, spool_path=spool)
     back._replay_spool()
-    assert not spool.exists()
+    assert back.spool_size() == 0
     assert back.db_healthy is True
+    back.spool.close()
     shutil.copy(backup, spool)  # replaying the same spool again changes nothing
     back.start()
     back.close()
-    assert not spool.exists()
+    assert SqlSpendLedger(engine, spool_path=spool).spool_size() == 0
 
     rows = ledger_rows(engine, *(r.request_id for r in records))
     assert [r["request_id"] for r in rows] == [r.request_id for r in records]
@@ -316,21 +318,33 @@ async def test_records_spool_while_the_database_is_away_and_replay_exactly_once(
     assert await SqlBudgetStore(engine).spent(scope, "d:2026-11-23") == Money(2 * 8_700)  # both turns' charges
 
 
-async def test_a_record_the_database_refuses_does_not_block_the_others(pg_url, tmp_path):
-    """PostgreSQL refuses a 300-character request id (the column holds 200): that record goes
-    to the rejected file, its batch-mates are stored, and nothing is retried forever."""
+async def test_a_record_the_database_refuses_is_set_aside_and_still_settles_its_budget(pg_url, tmp_path):
+    """PostgreSQL refuses a 300-character conversation name (the dialects never let one
+    through; it stands for any data the database refuses): that record is set aside in the
+    spool file, its hold released and its charge counted all the same, its batch-mates are
+    stored, and nothing is retried forever."""
     engine = make_engine(pg_url)
     try:
-        ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.jsonl")
-        good, bad = a_record(), a_record(request_id="x" * 300)
+        owner = uid()
+        scope = f"key:{owner}"
+        reservation = await SqlBudgetStore(engine).reserve(
+            budget_lines(scope, BudgetLimits(daily=Money.from_usd("1")), BudgetLimits(), T0), Money(100_000))
+        ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3")
+        good = a_record()
+        bad = a_record(owner=owner, conversation_id="c" * 300, reservation=reservation)
         ledger.start()
         ledger.submit(good)
         ledger.submit(bad)
         ledger.close()
         assert len(ledger_rows(engine, good.request_id)) == 1
-        rejected = [json.loads(line) for line in ledger.rejected_path.read_text(encoding="utf-8").splitlines()]
-        assert [r["request_id"] for r in rejected] == [bad.request_id]
-        assert not (tmp_path / "spool.jsonl").exists()
+        assert ledger_rows(engine, bad.request_id) == []
+        [(reason, payload)] = ledger.spool.set_aside_entries()
+        assert "refused" in reason and json.loads(payload)["request_id"] == bad.request_id
+        assert ledger.spool_size() == 0 and ledger.set_aside == 1
+        with engine.connect() as conn:
+            counters = conn.execute(text("SELECT period, spent_nanos, reserved_nanos FROM budget_counters "
+                                         "WHERE scope = :s ORDER BY period"), {"s": scope}).all()
+        assert [tuple(c) for c in counters] == [("d:2026-11-23", 8_700, 0), ("m:2026-11", 8_700, 0)]
     finally:
         engine.dispose()
 

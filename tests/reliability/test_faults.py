@@ -11,6 +11,7 @@ import psycopg
 from tests.services.conftest import start_chat_api
 from tests.support.database import create_database, drop_database, migrate
 from tests.support.processes import stop
+from tests.support.reconcile import assert_reconciled
 from tests.support.tcp_proxy import CuttableProxy
 
 
@@ -55,6 +56,7 @@ def test_database_outage_fails_closed_keeps_spend_and_recovers(fake_openai, tmp_
         assert rows.count(("user", "ok")) == 1, rows
         assert rows.count(("server", "ok")) == 3, rows  # two before the cut, one during it
         assert _chat(api.url, key).status_code == 200
+        assert_reconciled(direct)
     finally:
         stop(proc)
         proxy.cut()
@@ -91,6 +93,7 @@ def test_sigterm_with_open_streams_loses_no_spend(fake_openai, tmp_path):
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT outcome, estimated FROM spend_ledger").fetchall()
         assert len(rows) == 10, rows
+        assert_reconciled(url)
     finally:
         stop(proc)
         drop_database(url)

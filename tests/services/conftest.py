@@ -70,7 +70,12 @@ def start_chat_api(pg_url: str, fake_url: str, data_dir: Path, **extra_env: str)
 
 @pytest.fixture(scope="session")
 def chat_api(pg_url: str, fake_openai: str, tmp_path_factory) -> Iterator[ChatApiProcess]:
-    proc, api = start_chat_api(pg_url, fake_openai, tmp_path_factory.mktemp("chat_api"), ALLOW_ANONYMOUS="true")
+    # The shared process's background poller first looks after an hour: tests that read a
+    # background response step by step (queued → in_progress → completed), or count the
+    # upstream's requests, must not race it. Polling is tested with replicas of their own
+    # (tests/reliability/test_money_integrity.py).
+    proc, api = start_chat_api(pg_url, fake_openai, tmp_path_factory.mktemp("chat_api"), ALLOW_ANONYMOUS="true",
+                               BACKGROUND_POLL_SECONDS="3600")
     yield api
     stop(proc)
 

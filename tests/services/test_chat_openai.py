@@ -55,6 +55,7 @@ def test_responses_plain_stream_and_background(sdk):
         assert stream.get_final_response().output_text == "fake reply to: 흘려보내기"
     queued = sdk.responses.create(model="gpt-4o-mini", input="나중에", background=True)
     assert queued.status == "queued"
+    assert sdk.responses.retrieve(queued.id).status == "in_progress"
     assert sdk.responses.retrieve(queued.id).status == "completed"
     assert sdk.responses.cancel(queued.id).status == "cancelled"
 
@@ -153,6 +154,9 @@ def test_a_response_can_be_fetched_only_by_its_owner(sdk, chat_api):
         other.responses.cancel(queued.id)
     assert chat_api.fake_requests() == [], "the upstream is never asked on another client's behalf"
     assert sdk.responses.retrieve(queued.id).id == queued.id
+    # Finished (and so settled) now, so the background poller asks the upstream nothing later,
+    # in the middle of another test.
+    assert sdk.responses.retrieve(queued.id).status == "completed"
 
 
 def test_an_overlong_session_id_is_refused(chat_api, client_key):

@@ -38,8 +38,14 @@ Behaviour is deterministic so callers can assert on it:
     string, and "fake:drop" sends its headers then drops the connection before the body
   * like OpenAI, answers name the dated snapshot that served the request
     (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
+  * a last user text containing "fake:long-ids" gets a ~450-character response id and a
+    150-character model name back (as some OpenAI-compatible proxies send);
+    "fake:nul" a NUL byte in the reply and in the model name; "fake:negative-usage"
+    negative token counts
   * GET /v1/responses/{id} and POST /v1/responses/{id}/cancel answer for ids this
-    server created ("background": true creates a queued response)
+    server created. "background": true answers as OpenAI does: status "queued" with
+    "usage": null and no output; the first GET finds it "in_progress", the next one
+    "completed" with its output and usage
   * every answer carries x-request-id (req_fake_<n>), openai-processing-ms and
     x-ratelimit-* headers, streams included
   * model "fake-400" answers 400 with OpenAI's error body (type, code, param, message)
@@ -82,6 +88,7 @@ SNAPSHOTS = {
     "gpt-5-mini": "gpt-5-mini-2025-08-07", "gpt-5-nano": "gpt-5-nano-2025-08-07", "gpt-4": "gpt-4-0613",
     "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
 }
+FINALS: dict[str, dict] = {}  # background response id -> its completed form
 SERVED = [m.strip() for m in os.environ.get("FAKE_MODELS", "").split(",") if m.strip()] or sorted(
     {*SNAPSHOTS, *SNAPSHOTS.values(), "gpt-5-pro", "gpt-5.1", "o1", "o1-mini", "gpt-4-turbo", "fake-429", "fake-500",
      "fake-flaky", "fake-slow", "fake-stream-slow", "fake-400", "text-embedding-3-small", "text-embedding-3-large",
@@ -287,7 +294,9 @@ async def app(scope, receive, send):
         elif action or method != "GET":
             return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
         elif stored["status"] == "queued":
-            stored["status"] = "completed"  # a later GET finds the background work done
+            stored["status"] = "in_progress"  # the background work has started
+        elif stored["status"] == "in_progress" and rid in FINALS:
+            stored = RESPONSES[rid] = FINALS.pop(rid)  # ... and is done by the next look
         return await _send_json(send, 200, orjson.dumps(stored))
     if not isinstance(body, dict) or "_unparsed" in body:
         return await _send_json(send, *_error(400, "could not parse JSON body", "invalid_request_error"))
@@ -338,6 +347,13 @@ async def app(scope, receive, send):
     created = int(time.time())
     rid = "resp_" + hashlib.sha1(raw).hexdigest()[:24]
     served = SNAPSHOTS.get(model, model)
+    if "fake:long-ids" in last_user:
+        rid = "resp_" + hashlib.sha256(raw).hexdigest() * 7
+        served = (served + "-" + "x" * 150)[:150]
+    if "fake:nul" in last_user:
+        reply, words, served = "널\x00바이트", ["널\x00바이트"], served + "\x00"
+    if "fake:negative-usage" in last_user:
+        prompt, completion = -5, -7
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
@@ -363,7 +379,10 @@ async def app(scope, receive, send):
         while len(RESPONSES) > 1000:
             INPUT_ITEMS.pop(RESPONSES.popitem(last=False)[0], None)
         if body.get("background"):
-            response = {**response, "status": "queued"}
+            FINALS[rid] = response
+            while len(FINALS) > 1000:
+                FINALS.pop(next(iter(FINALS)))
+            response = {**response, "status": "queued", "output": [], "usage": None}
             RESPONSES[rid] = response
         if not body.get("stream"):
             return await _send_json(send, 200, orjson.dumps(response))

@@ -164,7 +164,8 @@ async def test_user_key_turn_is_recorded_with_key_source_user_and_not_charged():
     assert result.cost == Money(8_700)  # what it cost the caller, still reported
     record = w.store.records["r1"]
     assert record.key_source is KeySource.USER
-    assert record.reservation is None
+    # Its hold is only the write-ahead record: on no budget line, for nothing.
+    assert record.reservation is not None and record.reservation.lines == () and record.reservation.amount == Money(0)
     assert record.charged == Money.zero()
     assert w.budgets.spent_ == {} and w.budgets.reserved == {}
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from domain.client_keys import BudgetLimits, scope_of
 from domain.errors import BudgetExceeded
+from domain.key_policy import KeySource
 from domain.money import Money
 
 GLOBAL_SCOPE = "global"
@@ -19,6 +20,21 @@ class BudgetLine:
     scope: str
     period: str
     limit: Money | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldTag:
+    """Whose request a hold is for, stored with the hold: the hold is the request's
+    write-ahead record. If its replica dies before the ledger row is stored, the stale hold
+    becomes that request's ledger row (``Outcome.ORPHANED``), charged at the held amount.
+    Every upstream call takes one — on no counter at all when no budget applies."""
+
+    request_id: str
+    client_key_id: str | None
+    route: str
+    model: str
+    catalog_version: str
+    key_source: KeySource = KeySource.SERVER  # a caller's own key: the orphaned row charges nothing
 
 
 @dataclass(frozen=True, slots=True)

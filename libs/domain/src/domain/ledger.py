@@ -17,6 +17,9 @@ class Outcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     ABORTED = "aborted"  # the client went away mid-stream
+    # The replica died between taking the budget hold and storing the row: the hold is the
+    # write-ahead record, charged at the held amount (estimated) once it is stale.
+    ORPHANED = "orphaned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,13 @@ class UsageRecord:
 
     @property
     def charged(self) -> Money:
-        """What the server's budget pays: nothing when the caller's own key paid."""
+        """What the server's budget pays: nothing when the caller's own key paid. When the
+        upstream's usage could not be taken as given (negative, missing, not numbers), at
+        least the request's hold — the worst case admitted — so an upstream's bad
+        arithmetic never makes a call free."""
         if self.key_source is KeySource.USER or self.cost is None:
             return Money.zero()
+        if self.usage.anomaly is not None and self.reservation is not None \
+                and self.reservation.amount.nanos > self.cost.nanos:
+            return self.reservation.amount
         return self.cost

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from domain.budgets import BudgetLine, Reservation
+from domain.budgets import BudgetLine, HoldTag, Reservation
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.ledger import UsageRecord
@@ -139,14 +139,29 @@ class SpendLedger(Protocol):
         """Store now; returns the turn's index in its conversation when it has a turn."""
 
 
+class BackgroundResponses(Protocol):
+    """Background responses (``background: true``) the upstream accepted but has not
+    finished. Their ledger row waits for the final usage and their hold stays open (it is
+    not swept as stale) until then; the pending ids are durable, so a restarted replica
+    goes on polling them."""
+
+    async def track(self, record: UsageRecord, pii_policy: PiiPolicy = PiiPolicy.OFF) -> None:
+        """Keep ``record`` (its usage not known yet) until the response is terminal, with the
+        request's ``pii_policy``: the reply it stores then is masked as the request's would be."""
+
+
 class BudgetStore(Protocol):
     """Spend counters per scope and period. ``reserve`` is atomic across processes: it adds
     the amount to every (capped) line or to none, and refuses (``BudgetExceeded``) when a
     line would exceed its cap counting what is spent plus what is reserved. Settling moves
     the hold off the reservation's lines; the actual charge is counted on the record's
-    ``spend_lines`` (all of them, capped or not)."""
+    ``spend_lines`` (all of them, capped or not).
 
-    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation: ...
+    A hold is the request's write-ahead record (``tag`` says whose request it is): a hold
+    nobody settled within ``STALE_HOLD_SECONDS`` (its replica died) becomes the request's
+    ledger row, charged at the held amount — never released for free."""
+
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money, tag: HoldTag | None = None) -> Reservation: ...
 
     async def settle(self, reservation: Reservation, actual: Money) -> None: ...
 
@@ -174,7 +189,8 @@ class ClientKeyRepository(Protocol):
 class PriceCatalog(Protocol):
     """Prices by model; snapshot names resolve to their family; unknown models are None."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
         """The price at ``upstream`` when the catalogue overrides it there, else the model's."""

@@ -25,25 +25,33 @@ from chat_api.metrics import GatewayMetrics
 from chat_api.routes import openai as openai_routes
 from chat_api.routes import ops, original
 from chat_api.settings import ChatApiSettings
+from domain.adapters.sql import ledger as ledger_sql
 from domain.errors import DomainError, InvalidInput
 
 log = logging.getLogger("chat_api")
 
 
-STALE_HOLD_AGE = timedelta(minutes=15)  # far above the upstream timeout with retries
-
-
-async def release_stale_holds(c: Container, every: float = 60.0) -> None:
-    """Releases budget holds that no ledger row settled (their replica died mid-request)."""
+async def sweep_stale_holds(c: Container) -> None:
+    """Turns holds no ledger row settled (their replica died mid-request) into orphaned
+    ledger rows charged at the held amount. Every replica sweeps; the database makes it
+    exactly one row per hold."""
     loop = asyncio.get_running_loop()
+    stale = timedelta(seconds=c.settings.stale_hold_seconds)
+    every = min(60.0, max(0.5, c.settings.stale_hold_seconds / 4))
     while True:
         await asyncio.sleep(every)
         try:
-            released = await loop.run_in_executor(c.executor, c.budgets.release_stale, c.clock.now() - STALE_HOLD_AGE)
-            if released:
-                log.warning("released %d stale budget holds", released)
+            await loop.run_in_executor(c.executor, ledger_sql.sweep_stale_holds, c.engine, c.clock.now() - stale)
         except Exception:  # the database may be away; try again next round
             log.warning("could not sweep stale budget holds", exc_info=True)
+
+
+async def supervise_ledger_writer(c: Container, metrics: GatewayMetrics, every: float = 1.0) -> None:
+    """A ledger writer thread that died is restarted (and counted); /readyz is red meanwhile."""
+    while True:
+        await asyncio.sleep(every)
+        if c.ledger.ensure_running():
+            metrics.ledger_writer_restarts.inc()
 
 
 def make_app(settings: ChatApiSettings | None = None, container: Container | None = None) -> FastAPI:
@@ -68,11 +76,14 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
             settings=DialectSettings(max_prompt_chars=s.max_prompt_chars, max_messages=s.max_messages,
                                      reply_language_policy=s.reply_language_policy, usd_krw_rate=s.usd_krw_rate),
             max_body_bytes=s.max_body_bytes, pii=c.pii, keyless=c.keyless_original)
-        sweeper = asyncio.create_task(release_stale_holds(c))
+        background = [asyncio.create_task(sweep_stale_holds(c)),
+                      asyncio.create_task(supervise_ledger_writer(c, metrics)),
+                      asyncio.create_task(c.background.run(every=min(1.0, c.settings.background_poll_seconds)))]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for task in background:
+                task.cancel()
             await c.aclose()
 
     app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,

@@ -15,11 +15,13 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from chat_api.auth_cache import CachedAuthenticator
+from chat_api.background import BackgroundPoller
 from chat_api.settings import ChatApiSettings, load_or_create_secret
 from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import RoutingLlmProvider, UpstreamStatus
+from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
@@ -87,6 +89,7 @@ class Container:
     pii: PiiGuard  # the server's PII_POLICY; a key's own policy overrides it per request
     admin_token: str
     executor: ThreadPoolExecutor
+    background: BackgroundPoller
     schema_head: str | None = None
     keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
     router: RoutingLlmProvider | None = None  # the provider, unless a caller replaced it
@@ -100,6 +103,10 @@ class Container:
         return self.use_cases.chat
 
     async def start(self) -> None:
+        # A spool left by an older version (JSON lines at the old default path) is imported.
+        legacy = self.settings.data_dir / "ledger-spool.jsonl"
+        if legacy.exists() and legacy != self.ledger.spool.path:
+            self.ledger.spool.import_jsonl(legacy)
         self.ledger.start()
         await self.budgets.open()
 
@@ -138,7 +145,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                    else SqlBudgetStore(budget_engine, executor))
     conversations = conversations or SqlConversationRepository(engine, executor)
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
-                                      or settings.data_dir / "ledger-spool.jsonl")
+                                      or settings.data_dir / "ledger-spool.sqlite3")
     router: RoutingLlmProvider | None = None
     if provider is None:
         # Several upstreams behind one provider; the policy's "server key" is an opaque token
@@ -151,13 +158,19 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     models = ModelCatalog.from_setting(prices, settings.extra_models,
                                        served=router.served_models() if router else None)
     global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
+    pending = SqlBackgroundResponses(engine, executor)
+    # The key the server's own calls use: the router's opaque token when it routes.
+    server_key = router.server_key if router else settings.openai_api_key
+    background = BackgroundPoller(pending, provider, models, ledger, clock, executor, server_key,
+                                  first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
-        policy=policy, clock=clock, owners=ledger,
+        policy=policy, clock=clock, owners=ledger, background=pending,
         settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits))
     use_cases = UseCases(chat=chat,
-                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy),
-                         list_models=ListModels(models, provider, router.server_key if router else settings.openai_api_key, clock,
+                         stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,
+                                                               finished=background),
+                         list_models=ListModels(models, provider, server_key, clock,
                                                 settings.models_cache_seconds),
                          passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
                                                        policy=policy, clock=clock,
@@ -169,11 +182,13 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                                        ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
-                     idempotency=idempotency or SqlIdempotencyStore(engine, executor), provider=provider,
-                     policy=policy, use_cases=use_cases, authenticate=authenticate,
+                     idempotency=idempotency or SqlIdempotencyStore(
+                         engine, executor, pending_seconds=settings.idempotency_pending_seconds),
+                     provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
+                     background=background,
                      schema_head=migrations_head(), router=router,
                      keyless_original=anonymous if settings.allow_anonymous_original else None)
 

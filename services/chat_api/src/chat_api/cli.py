@@ -1,10 +1,11 @@
-"""llmctl: operator commands (migrations, client keys, prices, upstreams)."""
+"""llmctl: operator commands (migrations, client keys, prices, upstreams, ledger checks)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import probe_upstream
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
+from domain.adapters.sql.ledger import sweep_stale_holds
+from domain.adapters.sql.reconcile import reconcile
 from domain.adapters.sql.repositories import SqlClientKeyRepository
 from domain.adapters.upstreams import UpstreamConfigError
 from domain.client_keys import BudgetLimits
@@ -86,6 +89,40 @@ async def _keys(args: argparse.Namespace, settings: ChatApiSettings) -> None:
         engine.dispose()
 
 
+def _since(value: str) -> datetime:
+    """An ISO date or time (UTC when no offset is given)."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {value}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _nano_usd(nanos: int) -> str:
+    return f"{Decimal(nanos) / Decimal(10**9):.9f}"
+
+
+def _ledger(args: argparse.Namespace, settings: ChatApiSettings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        if args.ledger_cmd == "sweep":
+            older = args.older_than if args.older_than is not None else settings.stale_hold_seconds
+            charged = sweep_stale_holds(engine, datetime.now(UTC) - timedelta(seconds=older))
+            print(f"charged {charged} stale holds as orphaned ledger rows")
+            return 0
+        drifts = reconcile(engine, args.since)
+    finally:
+        engine.dispose()
+    off = [d for d in drifts if d.spent_drift or d.held_drift]
+    print(f"{'scope':<40}{'period':<14}{'counter_usd':>16}{'ledger_usd':>16}{'drift_usd':>16}{'held_drift_usd':>16}")
+    for d in off if not args.all else drifts:
+        print(f"{d.scope:<40}{d.period:<14}{_nano_usd(d.counter_spent):>16}{_nano_usd(d.ledger_spent):>16}"
+              f"{_nano_usd(d.spent_drift):>16}{_nano_usd(d.held_drift):>16}")
+    total = sum(abs(d.spent_drift) + abs(d.held_drift) for d in drifts)
+    print(f"checked {len(drifts)} counters; {len(off)} drifting; drift {_nano_usd(total)} USD")
+    return 1 if off else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="llmctl", description="LLM Server operator commands")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -106,6 +143,14 @@ def main(argv: list[str] | None = None) -> None:
     ups = sub.add_parser("upstreams", help="list the upstreams in force (UPSTREAMS_FILE) with their health")
     ups.add_argument("--no-probe", action="store_true", help="do not call the upstreams")
     ups.add_argument("--timeout", type=float, default=5.0, help="seconds per health probe")
+    ledger = sub.add_parser("ledger", help="spend ledger checks")
+    ledger_sub = ledger.add_subparsers(dest="ledger_cmd", required=True)
+    rec = ledger_sub.add_parser("reconcile", help="budget counters vs ledger sums per key and period "
+                                                  "(prints the drift; exit 1 when it is not 0)")
+    rec.add_argument("--since", type=_since, help="ISO date: check the periods from this day and month on")
+    rec.add_argument("--all", action="store_true", help="print every counter, not only drifting ones")
+    sweep = ledger_sub.add_parser("sweep", help="charge stale budget holds (replica died) as orphaned rows now")
+    sweep.add_argument("--older-than", type=float, help="seconds (default: STALE_HOLD_SECONDS)")
     args = parser.parse_args(argv)
     settings = ChatApiSettings()
     try:
@@ -114,6 +159,10 @@ def main(argv: list[str] | None = None) -> None:
             print("database at head")
         elif args.cmd == "keys":
             asyncio.run(_keys(args, settings))
+        elif args.cmd == "ledger":
+            code = _ledger(args, settings)
+            if code:
+                raise SystemExit(code)
         elif args.cmd == "prices":
             catalog = load_price_catalog(settings.price_catalog_path)
             print(f"price catalogue {catalog.version} (USD per 1M tokens)")

@@ -32,17 +32,18 @@ async def run_once(store: SqlIdempotencyStore, clock: Clock, client: ClientIdent
         return await handler()
     owner = client.key_id or ""
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    stored = await store.begin(owner, key, body_hash, clock.now())
+    claimed_at = clock.now()
+    stored = await store.begin(owner, key, body_hash, claimed_at)
     if stored is not None:
         return Response(stored.body, status_code=stored.status_code, media_type="application/json",
                         headers={"Idempotent-Replayed": "true"})
     try:
         response = await handler()
     except BaseException:
-        await store.abandon(owner, key)
+        await store.abandon(owner, key, claimed_at)
         raise
     if response.status_code == 200:
-        await store.finish(owner, key, 200, bytes(response.body).decode())
+        await store.finish(owner, key, 200, bytes(response.body).decode(), claimed_at)
     else:
-        await store.abandon(owner, key)
+        await store.abandon(owner, key, claimed_at)
     return response

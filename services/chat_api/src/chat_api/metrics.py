@@ -41,6 +41,12 @@ class GatewayMetrics:
                                   registry=r)
         self.ledger_spool = Gauge("llm_gateway_ledger_spooled_records", "Ledger records spooled to disk",
                                   registry=r)
+        self.ledger_writer_up = Gauge("llm_gateway_ledger_writer_up", "1 while the ledger writer thread runs",
+                                      registry=r)
+        self.ledger_writer_restarts = Counter("llm_gateway_ledger_writer_restarts",
+                                              "Ledger writer threads restarted after dying", registry=r)
+        self.ledger_set_aside = Gauge("llm_gateway_ledger_set_aside_records",
+                                      "Ledger records set aside (refused or unreadable) in the spool file", registry=r)
         self.auth_cache = Gauge("llm_gateway_auth_cache_entries", "Entries in the client-key cache", registry=r)
         self.open_streams = Gauge("llm_gateway_open_streams", "Streams being relayed now", registry=r)
         self.upstream_requests = Counter("llm_gateway_upstream_requests", "Attempts sent to each upstream",

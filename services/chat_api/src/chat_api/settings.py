@@ -61,7 +61,15 @@ class ChatApiSettings(BaseSettings):
     reply_language_policy: bool = False  # keep answers in Korean for Korean prompts
     # Personal data in what leaves the gateway: off | mask (placeholders) | block (400 pii_detected).
     pii_policy: PiiPolicy = PiiPolicy.MASK
-    ledger_spool_path: Path | None = None
+    ledger_spool_path: Path | None = None  # the local SQLite spool (default: DATA_DIR/ledger-spool.sqlite3)
+    # A budget hold older than this whose replica never settled it (the replica died)
+    # becomes a ledger row charged at the held amount. Far above the upstream timeout.
+    stale_hold_seconds: float = Field(default=900.0, gt=0)
+    # An Idempotency-Key still in progress after this long counts as failed (its request
+    # died with its replica) and may be retried.
+    idempotency_pending_seconds: float = Field(default=120.0, gt=0)
+    # First look at a background response after this long; then doubling, capped at 60 s.
+    background_poll_seconds: float = Field(default=2.0, gt=0)
     upstreams_file: Path | None = None  # YAML list of upstreams (DESIGN.md "Upstream routing")
     models_cache_seconds: float = 300.0  # how long /v1/models keeps the upstream's list
     # Browser origins allowed to call the API (comma-separated, each echoed exactly; empty: no CORS).

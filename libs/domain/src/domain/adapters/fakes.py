@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.budgets import BudgetLine, Reservation, budget_exceeded, spend_lines
+from domain.budgets import BudgetLine, HoldTag, Reservation, budget_exceeded, spend_lines
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.errors import UpstreamError
@@ -76,7 +76,7 @@ class InMemoryBudgetStore:
         self.reserved: dict[tuple[str, str], int] = {}
         self.open: dict[str, Reservation] = {}
 
-    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money, tag: HoldTag | None = None) -> Reservation:
         for line in lines:
             key = (line.scope, line.period)
             used = self.spent_.get(key, 0) + self.reserved.get(key, 0)

@@ -29,19 +29,24 @@ _FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 
-def usage_from(api: UpstreamApi, usage: dict[str, Any] | None) -> TokenUsage | None:
+def usage_from(api: UpstreamApi, usage: Any) -> TokenUsage | None:
+    """The upstream's usage object, normalised (``TokenUsage.reported``); None when absent."""
     if not usage:
         return None
+    if not isinstance(usage, dict):
+        return TokenUsage(anomaly="usage_invalid")
+
+    def detail(name: str, key: str) -> Any:
+        d = usage.get(name)
+        return d.get(key) if isinstance(d, dict) else 0
+
     if api is UpstreamApi.RESPONSES:
-        inp, out = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
-        cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
-        reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-    else:
-        inp, out = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    return TokenUsage(input_tokens=inp, output_tokens=out, cached_input_tokens=min(cached, inp),
-                      reasoning_tokens=reasoning)
+        return TokenUsage.reported(usage.get("input_tokens"), usage.get("output_tokens"),
+                                   detail("input_tokens_details", "cached_tokens"),
+                                   detail("output_tokens_details", "reasoning_tokens"))
+    return TokenUsage.reported(usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                               detail("prompt_tokens_details", "cached_tokens"),
+                               detail("completion_tokens_details", "reasoning_tokens"))
 
 
 def responses_text(body: dict[str, Any]) -> str:
@@ -193,7 +198,11 @@ class OpenAiLlmProvider:
         body = _json_object(response.content)
         try:
             text = responses_text(body) if request.api is UpstreamApi.RESPONSES else chat_text(body)
-            usage = usage_from(request.api, body.get("usage")) or TokenUsage()
+            if body.get("usage") is not None and not isinstance(body["usage"], dict):
+                # Not an object: a shape no OpenAI API answers with (odd counts inside one are
+                # normalised and flagged by usage_from instead).
+                raise ValueError("usage is not an object")
+            usage = usage_from(request.api, body.get("usage")) or TokenUsage(anomaly="usage_missing")
         except (AttributeError, TypeError, ValueError, IndexError):  # a shape no OpenAI API answers with
             raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
         return UpstreamReply(body, str(body.get("model") or request.model), text, usage, waited,

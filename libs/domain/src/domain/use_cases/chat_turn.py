@@ -6,10 +6,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from domain.admission import choices, estimate_input, output_worst_case
-from domain.budgets import Reservation, budget_lines, capped
+from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, NotFound, UpstreamBadResponse, UpstreamError
+from domain.errors import InvalidInput, NotFound, ServiceUnavailable, UpstreamBadResponse, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -17,6 +17,7 @@ from domain.money import Money
 from domain.pii import PiiPolicy, PiiScanner
 from domain.pii.messages import map_texts, texts_in
 from domain.ports import (
+    BackgroundResponses,
     BudgetStore,
     Clock,
     ConversationRepository,
@@ -143,9 +144,11 @@ class HandleChatTurn:
 
     def __init__(self, *, provider: LlmProvider, conversations: ConversationRepository, ledger: SpendLedger,
                  budgets: BudgetStore, models: ModelCatalog, policy: DefaultKeyPolicy, clock: Clock,
-                 settings: ChatSettings = ChatSettings(), owners: ResponseOwnership | None = None) -> None:
+                 settings: ChatSettings = ChatSettings(), owners: ResponseOwnership | None = None,
+                 background: BackgroundResponses | None = None) -> None:
         self._provider, self._conversations, self._ledger = provider, conversations, ledger
         self._owners = owners  # None: no stored object can be named (every reference is a 404)
+        self._background = background
         self._budgets, self._models, self._policy, self._clock = budgets, models, policy, clock
         self._settings = settings
 
@@ -225,24 +228,32 @@ class HandleChatTurn:
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
                      messages: list[Any]) -> Reservation | None:
-        if choice.source is KeySource.USER:
-            return None
         client = cmd.client
+        tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
+        if choice.source is KeySource.USER:
+            return await self._write_ahead(tag, Money.zero())
         budgeted = client.limits.applies or self._settings.global_limits.applies
         if price is None:
             if budgeted:
                 raise _unpriced_model(cmd.model)
-            return None
+            return await self._write_ahead(tag, Money.zero())
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now()))
-        if not lines:
-            return None
         sent = estimate_input(messages, cmd.params, cmd.model)
-        if sent.unbounded:  # counting it as 0 would let it past the budget for free
+        if sent.unbounded and lines:  # counting it as 0 would let it past the budget for free
             raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(sent.unbounded))
         worst = price.worst_case(sent.tokens, output_worst_case(cmd.params, price.max_output_tokens,
                                                                    cmd.max_output_tokens))
-        return await self._budgets.reserve(lines, worst)
+        return await self._budgets.reserve(lines, worst, tag) if lines else await self._write_ahead(tag, worst)
+
+    async def _write_ahead(self, tag: HoldTag, amount: Money) -> Reservation | None:
+        """No budget to hold, but a hold on no counter is still the request's write-ahead
+        record: should the replica die, the call ends as an orphaned row, not as nothing.
+        Best effort: with the database away the request goes on (its row is spooled)."""
+        try:
+            return await self._budgets.reserve((), amount, tag)
+        except ServiceUnavailable:
+            return None
 
     # -- recording -------------------------------------------------------------------
     def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage,
@@ -286,7 +297,8 @@ class HandleChatTurn:
                                          upstream=error.upstream, attempts=error.attempts,
                                          pii_counted=pii_counted))
 
-    def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError) -> KeyChoice:
+    def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError,
+                   hold: Reservation | None = None) -> KeyChoice:
         """The caller's key was refused: the server key takes over if the policy allows (else the
         upstream's error is re-raised). The refused attempt keeps its own ledger row under
         ``<request_id>:user``, because the ledger stores one row per request id and that id
@@ -294,9 +306,11 @@ class HandleChatTurn:
         try:
             fallback = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
         except UpstreamError:
-            self._record_failure(cmd, choice, started, None, error)
+            self._record_failure(cmd, choice, started, hold, error)
             raise
-        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, None, error,
+        # The refused attempt's row settles its write-ahead hold; it carries no PII counts
+        # (the answering attempt's row counts each value once).
+        self._record_failure(replace(cmd, request_id=cmd.request_id + ":user"), choice, started, hold, error,
                              pii_counted=False)
         return fallback
 
@@ -335,7 +349,7 @@ class HandleChatTurn:
             if plan.choice.source is not KeySource.USER:
                 self._record_failure(cmd, plan.choice, plan.started, plan.reservation, error)
                 raise
-            plan.choice = self._fall_back(cmd, plan.choice, plan.started, error)
+            plan.choice = self._fall_back(cmd, plan.choice, plan.started, error, plan.reservation)
             plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages)
             try:
                 return await call(plan.choice.api_key)
@@ -354,7 +368,11 @@ class HandleChatTurn:
                               text=reply.text, started=plan.started, reservation=plan.reservation,
                               response_id=str(reply.body.get("id") or "") or None, upstream=reply.upstream,
                               attempts=reply.attempts)
-        turn_index = await self._store(record, cmd.durable)
+        if self._background is not None and _unfinished_background(cmd, reply, choice):
+            await self._background.track(record, cmd.pii.policy)  # its row waits for the final usage (see use_cases.background)
+            turn_index = None
+        else:
+            turn_index = await self._store(record, cmd.durable)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
                               record.latency_ms, record.model, reply.text)
 
@@ -422,6 +440,15 @@ class HandleChatTurn:
         turn_index = await self._store(record, cmd.durable)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
                              record.latency_ms, record.model, "".join(text), record.estimated, tuple(held))
+
+
+def _unfinished_background(cmd: ChatTurnCommand, reply: UpstreamReply, choice: KeyChoice) -> bool:
+    """A background response the upstream has only queued: no usage yet. Settled later from
+    its final usage, with the server key (a caller's own key is never kept to poll with;
+    its spend is not the server's budget anyway)."""
+    return (cmd.api is UpstreamApi.RESPONSES and cmd.params.get("background") is True
+            and choice.source is KeySource.SERVER and reply.body.get("status") in ("queued", "in_progress")
+            and isinstance(reply.body.get("id"), str) and bool(reply.body["id"]))
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.budgets import Reservation, budget_lines, capped
+from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.errors import InvalidInput, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
@@ -104,7 +104,10 @@ class HandlePassThrough:
             return None
         lines = capped(budget_lines(cmd.client.budget_scope, cmd.client.limits, self._settings.global_limits,
                                     self._clock.now()))
-        return await self._budgets.reserve(lines, price.worst_case(cmd.input_tokens, 0)) if lines else None
+        # The hold is the request's write-ahead record (see HoldTag): a replica dying before
+        # the row is stored leaves an orphaned row charged at the hold, never nothing.
+        tag = HoldTag(cmd.request_id, cmd.client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
+        return await self._budgets.reserve(lines, price.worst_case(cmd.input_tokens, 0), tag) if lines else None
 
     def _cost(self, cmd: PassThroughCommand, model: str, usage: TokenUsage, upstream: str | None) -> Money | None:
         """At the price where the request was served (the catalogue may override it per upstream)."""

@@ -19,6 +19,13 @@ class ResponseOwnership(Protocol):
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
 
 
+class FinishedResponses(Protocol):
+    """Settles a background response the caller has seen finished (its ledger row waits for
+    the final usage). Never fails: a fetch is not refused because settling could not run."""
+
+    async def observe(self, response_id: str, body: dict[str, Any]) -> None: ...
+
+
 class StoredResponseAction(StrEnum):
     FETCH = "fetch"
     CANCEL = "cancel"
@@ -49,11 +56,15 @@ class HandleStoredResponse:
       list its input items; for anyone else it does not exist (404, nothing is sent upstream);
     * anonymous callers cannot be told apart, so they can do none of these;
     * the key policy picks the key, as for a chat turn (the caller's own key when it sends
-      one, else the server key if this client may use it).
+      one, else the server key if this client may use it);
+    * a background response seen finished (by a fetch or a cancel) is settled at once, from
+      the usage in that answer, rather than at the poller's next look.
     """
 
-    def __init__(self, *, owners: ResponseOwnership, provider: LlmProvider, policy: DefaultKeyPolicy) -> None:
+    def __init__(self, *, owners: ResponseOwnership, provider: LlmProvider, policy: DefaultKeyPolicy,
+                 finished: FinishedResponses | None = None) -> None:
         self._owners, self._provider, self._policy = owners, provider, policy
+        self._finished = finished
 
     async def execute(self, cmd: StoredResponseCommand) -> dict[str, Any]:
         if cmd.client.key_id is None:
@@ -64,9 +75,13 @@ class HandleStoredResponse:
         choice = self._policy.choose(use_user_key=cmd.user_api_key is not None, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         if cmd.action is StoredResponseAction.CANCEL:
-            return await self._provider.cancel_response(cmd.response_id, choice.api_key)
-        if cmd.action is StoredResponseAction.DELETE:
+            body = await self._provider.cancel_response(cmd.response_id, choice.api_key)
+        elif cmd.action is StoredResponseAction.DELETE:
             return await self._provider.delete_response(cmd.response_id, choice.api_key)
-        if cmd.action is StoredResponseAction.INPUT_ITEMS:
+        elif cmd.action is StoredResponseAction.INPUT_ITEMS:
             return await self._provider.response_input_items(cmd.response_id, choice.api_key, cmd.query)
-        return await self._provider.get_response(cmd.response_id, choice.api_key)
+        else:
+            body = await self._provider.get_response(cmd.response_id, choice.api_key)
+        if self._finished is not None:  # only a fetch or a cancel answers with the response itself
+            await self._finished.observe(cmd.response_id, body)
+        return body

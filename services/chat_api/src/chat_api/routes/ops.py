@@ -24,7 +24,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(container: ContainerDep) -> JSONResponse:
-    """Ready to serve: the database answers and its schema is at the migrations' head."""
+    """Ready to serve: the database answers, its schema is at the migrations' head, and the
+    ledger writer runs."""
+    if not container.ledger.alive:
+        return JSONResponse({"status": "unavailable", "ledger_writer": "down"}, status_code=503)
     expected = container.schema_head
 
     def check() -> str | None:
@@ -48,5 +51,7 @@ async def metrics(gw: GatewayDep, container: ContainerDep) -> Response:
     m = gw.metrics
     m.ledger_queue.set(container.ledger.pending())
     m.ledger_spool.set(container.ledger.spooled)
+    m.ledger_writer_up.set(1 if container.ledger.alive else 0)
+    m.ledger_set_aside.set(container.ledger.set_aside)
     m.auth_cache.set(len(container.authenticate))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,12 +1,12 @@
-"""The spend ledger: batched writes off the request path, a disk spool when the database is
-away, idempotent replay by request id."""
+"""The spend ledger: batched writes off the request path, a local spool when the database is
+away, idempotent replay by request id, and stale holds turned into ledger rows."""
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -24,7 +24,8 @@ from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlmodel import col
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
-from domain.adapters.sql.tables import ConversationRow, SpendRow, TurnRow
+from domain.adapters.sql.spool import SqliteSpool, encode
+from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
@@ -36,19 +37,68 @@ log = logging.getLogger(__name__)
 
 _FLUSH = object()  # a queue item asking the writer to replay the spool now (see ``flush``)
 
+# Index-safe bounds, in characters (4 bytes each at most: far below PostgreSQL's B-tree limit).
+ID_LIMIT = 512
+NAME_LIMIT = 200
+CODE_LIMIT = 128
+UPSTREAM_LIMIT = 64  # the column's own bound (an upstream's name comes from UPSTREAMS_FILE)
+
+
+def clean(value: str, anomalies: set[str]) -> str:
+    """What PostgreSQL TEXT can hold: NUL removed, lone surrogates replaced."""
+    out = value.replace("\x00", "")
+    if out != value:
+        anomalies.add("nul_removed")
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        out = out.encode("utf-8", "replace").decode("utf-8")
+        anomalies.add("text_replaced")
+    return out
+
+
+def bounded(value: str, limit: int, anomalies: set[str] | None = None) -> str:
+    """``value`` cleaned and, when longer than ``limit``, its prefix plus a hash of the
+    whole, so distinct long values stay distinct and the same value always maps the same."""
+    seen: set[str] = set() if anomalies is None else anomalies
+    out = clean(value, seen)
+    if len(out) <= limit:
+        return out
+    seen.add("id_shortened")
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{out[:limit - 25]}~{digest}"
+
+
+def _opt(value: str | None, limit: int, anomalies: set[str]) -> str | None:
+    return None if value is None else bounded(value, limit, anomalies)
+
+
+def stored_request_id(request_id: str) -> str:
+    return bounded(request_id, ID_LIMIT)
+
 
 def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
-    return {"request_id": r.request_id, "created_at": r.created_at, "client_key_id": r.client_key_id,
-            "conversation_id": conversation_pk, "response_id": r.response_id, "route": r.route, "model": r.model, "key_source": r.key_source.value,
-            "fallback_reason": r.fallback_reason.value if r.fallback_reason else None, "outcome": r.outcome.value,
-            "error_code": r.error_code, "input_tokens": r.usage.input_tokens,
-            "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
-            "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
-            "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated,
-            "catalog_version": r.catalog_version, "latency_ms": r.latency_ms, "upstream": r.upstream,
-            "upstream_attempts": r.upstream_attempts,
-            "pii_counts": json.dumps(dict(r.pii_counts), sort_keys=True, separators=(",", ":")) if r.pii_counts
-            else None}
+    """The row as stored: never refused for what an upstream sent. Long values are bounded,
+    NUL removed, and what was changed is listed in ``anomalies`` (the row is then marked
+    estimated when the usage itself was normalised)."""
+    anomalies: set[str] = set()
+    if r.usage.anomaly:
+        anomalies.add(r.usage.anomaly)
+    row = {"request_id": bounded(r.request_id, ID_LIMIT, anomalies), "created_at": r.created_at,
+           "client_key_id": r.client_key_id, "conversation_id": conversation_pk,
+           "response_id": _opt(r.response_id, ID_LIMIT, anomalies), "route": bounded(r.route, NAME_LIMIT, anomalies),
+           "model": bounded(r.model, NAME_LIMIT, anomalies), "key_source": r.key_source.value,
+           "fallback_reason": r.fallback_reason.value if r.fallback_reason else None, "outcome": r.outcome.value,
+           "error_code": _opt(r.error_code, CODE_LIMIT, anomalies), "input_tokens": r.usage.input_tokens,
+           "cached_input_tokens": r.usage.cached_input_tokens, "output_tokens": r.usage.output_tokens,
+           "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
+           "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated or r.usage.anomaly is not None,
+           "catalog_version": bounded(r.catalog_version, CODE_LIMIT, anomalies), "latency_ms": r.latency_ms,
+           "upstream": _opt(r.upstream, UPSTREAM_LIMIT, anomalies), "upstream_attempts": r.upstream_attempts,
+           "pii_counts": json.dumps(dict(r.pii_counts), sort_keys=True, separators=(",", ":")) if r.pii_counts
+           else None}
+    row["anomalies"] = ",".join(sorted(anomalies)) or None
+    return row
 
 
 @functools.cache
@@ -75,14 +125,15 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
     budget settlement — each reservation's hold released, each charge counted on the
     record's ``spend_lines``.
 
-    A record whose request id is already in the ledger is skipped whole, so replaying a
-    spool twice changes nothing. Statements are per batch, not per record (one multi-row
-    insert, one delete of reservations, one update per counter), so the writer holds the
-    hot counter rows only briefly.
+    A record whose request id is already in the ledger is skipped whole (its hold included:
+    whoever stored that row settled it), so replaying a spool twice, or a row racing the
+    stale-hold sweep, changes nothing. Statements are per batch, not per record (one
+    multi-row insert, one delete of reservations, one update per counter), so the writer
+    holds the hot counter rows only briefly.
     """
     first: dict[str, UsageRecord] = {}
     for r in records:
-        first.setdefault(r.request_id, r)
+        first.setdefault(stored_request_id(r.request_id), r)
     given, records = records, list(first.values())
     with engine.begin() as conn:
         conversations = _conversation_ids(conn, engine, records)
@@ -91,18 +142,11 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
         # multi-row INSERTs); a literal multi-row VALUES would be recompiled per batch size.
         stored = {row[0] for row in conn.execute(
             _insert_spend(engine.dialect.name), [_spend_row(r, pk_of[r.request_id]) for r in records])}
-        fresh = [r for r in records if r.request_id in stored]
+        fresh = [r for r in records if stored_request_id(r.request_id) in stored]
         released = close_reservations(conn, [r.reservation.id for r in fresh if r.reservation])
-        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        deltas = _settlement(fresh, released)
         turns: dict[str, int] = {}
         for r in fresh:
-            for line in spend_lines(r.client_key_id, r.created_at):
-                held, spent = deltas.get((line.scope, line.period), (0, 0))
-                deltas[(line.scope, line.period)] = (held, spent + r.charged.nanos)
-            if r.reservation and r.reservation.id in released:
-                for line in r.reservation.lines:
-                    held, spent = deltas.get((line.scope, line.period), (0, 0))
-                    deltas[(line.scope, line.period)] = (held - r.reservation.amount.nanos, spent)
             pk = pk_of[r.request_id]
             if r.turn is not None and pk is not None:
                 # The counter update takes the conversation's row lock, so two turns racing on
@@ -111,11 +155,12 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
                     update(ConversationRow).where(col(ConversationRow.id) == pk)
                     .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
                     .returning(col(ConversationRow.turn_count))).scalar_one()
-                t = r.turn
+                t, junk = r.turn, set[str]()
                 conn.execute(insert(TurnRow).values(
-                    conversation_id=pk, turn_index=turns[r.request_id], request_id=t.request_id,
-                    created_at=t.created_at, system_prompt=t.system_prompt, prompt=t.prompt, reply=t.reply,
-                    model=t.model))
+                    conversation_id=pk, turn_index=turns[r.request_id],
+                    request_id=bounded(t.request_id, ID_LIMIT, junk), created_at=t.created_at,
+                    system_prompt=clean(t.system_prompt, junk), prompt=clean(t.prompt, junk),
+                    reply=clean(t.reply, junk), model=bounded(t.model, NAME_LIMIT, junk)))
         apply_deltas(conn, deltas)
     seen: set[str] = set()
     indexes = []
@@ -123,6 +168,112 @@ def write_records(engine: Engine, records: list[UsageRecord]) -> list[int | None
         indexes.append(None if r.request_id in seen else turns.get(r.request_id))
         seen.add(r.request_id)
     return indexes
+
+
+def _settlement(records: list[UsageRecord], released: set[str]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(held, spent) deltas per counter: each charge on the record's spend lines, each hold
+    that was still open taken off its own lines."""
+    deltas: dict[tuple[str, str], tuple[int, int]] = {}
+    for r in records:
+        for line in spend_lines(r.client_key_id, r.created_at):
+            held, spent = deltas.get((line.scope, line.period), (0, 0))
+            deltas[(line.scope, line.period)] = (held, spent + r.charged.nanos)
+        if r.reservation and r.reservation.id in released:
+            for line in r.reservation.lines:
+                held, spent = deltas.get((line.scope, line.period), (0, 0))
+                deltas[(line.scope, line.period)] = (held - r.reservation.amount.nanos, spent)
+    return deltas
+
+
+def settle_without_row(engine: Engine, record: UsageRecord) -> bool:
+    """A record whose row the database refused still settles its budget: the hold is
+    released and the charge counted, so a refused row never frees a key's budget."""
+    with engine.begin() as conn:
+        exists = conn.execute(select(col(SpendRow.id)).where(
+            col(SpendRow.request_id) == stored_request_id(record.request_id))).first()
+        if exists is not None:
+            return False
+        released = close_reservations(conn, [record.reservation.id] if record.reservation else [])
+        apply_deltas(conn, _settlement([record], released))
+    return True
+
+
+ORPHAN_LOCK = 0x6C65646765  # pg advisory lock key: one sweeper at a time across replicas
+
+
+def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500) -> int:
+    """Turns holds older than ``older_than`` into ledger rows: the replica that took them
+    died before storing the request's row, so the request may have been served and is
+    charged at the held amount (``outcome="orphaned"``, estimated) — never released free.
+
+    Exactly one row per hold, whatever runs concurrently: the orphan row and the real row
+    share the request id (unique), and the hold's deletion is the proof it is settled
+    once. The orphan row is inserted before the hold is deleted — the order the writer
+    uses — so the two never wait on each other crosswise. A hold whose request already has
+    a row is only released (that row counted the charge); one released while we swept is
+    not charged; a background response still being polled keeps its hold. Returns the
+    number of holds turned into rows."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql" and not conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ORPHAN_LOCK}).scalar():
+            return 0  # another replica is sweeping right now
+        table = BudgetReservationRow.__table__  # type: ignore[attr-defined]
+        background = BackgroundResponseRow.__table__  # type: ignore[attr-defined]
+        # A background response still being polled keeps its hold, however old.
+        waiting = select(background.c.reservation_id).where(background.c.reservation_id == table.c.id).exists()
+        holds = conn.execute(select(table).where(table.c.created_at < older_than, ~waiting)
+                             .order_by(table.c.created_at).limit(limit)).all()
+        if not holds:
+            return 0
+        rid = {h.id: stored_request_id(h.request_id or f"hold:{h.id}") for h in holds}
+        # One row per request. A request can hold twice (its caller's key refused, then the
+        # server's key): the hold that charges most makes the row, the other is released.
+        first_hold: dict[str, Any] = {}
+        for h in sorted(holds, key=_orphan_charge, reverse=True):
+            first_hold.setdefault(rid[h.id], h)
+        rows = sorted((_orphan_row(h, r) for r, h in first_hold.items()), key=lambda row: row["request_id"])
+        inserted = {row[0] for row in conn.execute(_insert_spend(engine.dialect.name), rows)}
+        closed = close_reservations(conn, [h.id for h in holds])
+        undo = [r for r, h in first_hold.items() if r in inserted and h.id not in closed]
+        if undo:
+            conn.execute(delete(SpendRow).where(SpendRow.request_id.in_(undo)))  # type: ignore[attr-defined]
+        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        charged = 0
+        for h in holds:
+            if h.id not in closed:
+                continue
+            for scope, period in _decode_lines(h.lines):
+                held, spent = deltas.get((scope, period), (0, 0))
+                deltas[(scope, period)] = (held - h.amount_nanos, spent)
+            if rid[h.id] in inserted and first_hold[rid[h.id]] is h:
+                charged += 1
+                for line in spend_lines(h.client_key_id, h.created_at):
+                    held, spent = deltas.get((line.scope, line.period), (0, 0))
+                    deltas[(line.scope, line.period)] = (held, spent + _orphan_charge(h))
+        apply_deltas(conn, deltas)
+    if charged:
+        log.warning("charged %d stale budget holds as orphaned ledger rows", charged)
+    return charged
+
+
+def _orphan_charge(h: Any) -> int:
+    return 0 if h.key_source == KeySource.USER.value else int(h.amount_nanos)
+
+
+def _decode_lines(lines: str) -> list[tuple[str, str]]:
+    return [(part.split("|", 1)[0], part.split("|", 1)[1]) for part in lines.split(";") if "|" in part]
+
+
+def _orphan_row(h: Any, request_id: str) -> dict[str, Any]:
+    anomalies: set[str] = set()
+    return {"request_id": request_id, "created_at": h.created_at, "client_key_id": h.client_key_id,
+            "conversation_id": None, "response_id": None, "route": bounded(h.route or "", NAME_LIMIT, anomalies),
+            "model": bounded(h.model or "", NAME_LIMIT, anomalies), "key_source": h.key_source or KeySource.SERVER.value,
+            "fallback_reason": None, "outcome": Outcome.ORPHANED.value, "error_code": None, "input_tokens": 0,
+            "cached_input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0, "cost_nanos": h.amount_nanos,
+            "charged_nanos": _orphan_charge(h), "priced": True, "estimated": True,
+            "catalog_version": bounded(h.catalog_version or "", CODE_LIMIT, anomalies), "latency_ms": 0,
+            "anomalies": ",".join(sorted(anomalies)) or None}
 
 
 def record_to_json(r: UsageRecord) -> dict[str, Any]:
@@ -158,25 +309,34 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)
 
 
+_Item = tuple[UsageRecord, "Future[int | None] | None"]
+
+
 class SqlSpendLedger:
     """A bounded queue drained by one writer thread in batches.
 
     ``submit`` never blocks: when the queue is full or the database is down, records go to
-    an append-only, fsync'd spool file, replayed (idempotently) once the database answers.
+    the local SQLite spool (``SqliteSpool``), replayed (idempotently) once the database
+    answers. A record the database refuses is set aside in the spool file, its budget
+    settled all the same. The writer survives any error in a round; should its thread die
+    anyway, ``alive`` says so (``/readyz`` turns red) and ``ensure_running`` restarts it.
     ``close`` drains everything before the process exits.
     """
 
     def __init__(self, engine: Engine, *, spool_path: str | Path, max_queue: int = 10_000,
                  batch_size: int = 200, retry_seconds: float = 1.0) -> None:
         self.engine = engine
-        self._queue: queue.Queue[tuple[UsageRecord, Future[int | None] | None] | object | None] = queue.Queue(max_queue)
-        self._spool = Path(spool_path)
-        self._spool_lock = threading.Lock()
+        self._queue: queue.Queue[_Item | object | None] = queue.Queue(max_queue)
+        self.spool = SqliteSpool(spool_path)
         self._batch_size = batch_size
         self._retry = retry_seconds
         self._thread: threading.Thread | None = None
+        self._started = False
         self.written = 0
         self.spooled = 0
+        self.set_aside = 0
+        self.restarts = 0
+        self.errors = 0
         self.db_healthy = True
 
     # -- port ---------------------------------------------------------------------------
@@ -190,17 +350,38 @@ class SqlSpendLedger:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        self._started = True
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="spend-ledger-writer", daemon=True)
-            self._thread.start()
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spend-ledger-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs (or was never started: records are then written inline)."""
+        return not self._started or (self._thread is not None and self._thread.is_alive())
+
+    def ensure_running(self) -> bool:
+        """Restarts a writer thread that died; True when it had to."""
+        if self._started and self._thread is not None and not self._thread.is_alive():
+            log.error("the ledger writer thread died; restarting it")
+            self.restarts += 1
+            self._spawn()
+            return True
+        return False
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush what is queued (to the database, or the spool) and stop the writer."""
+        self._started = False
         if self._thread is None:
             return
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
         self._thread = None
+        self.spool.close()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Blocks until every record submitted so far is stored (or spooled) and the spool
@@ -208,6 +389,7 @@ class SqlSpendLedger:
         writer takes."""
         if self._thread is None:
             return
+        self.ensure_running()  # a dead writer would never mark the queue done
         deadline = time.monotonic() + timeout
         self._queue.put(_FLUSH, timeout=timeout)  # the writer also replays the spool before it is done
         with self._queue.all_tasks_done:
@@ -217,10 +399,15 @@ class SqlSpendLedger:
 
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
         """(found, client key id) of the request that produced an upstream response."""
+        key = bounded(response_id, ID_LIMIT)
+
         def run() -> tuple[bool, str | None]:
             with self.engine.connect() as conn:
-                row = conn.execute(select(col(SpendRow.client_key_id)).where(col(SpendRow.response_id) == response_id)
+                row = conn.execute(select(col(SpendRow.client_key_id)).where(col(SpendRow.response_id) == key)
                                    .limit(1)).first()
+                if row is None:  # a background response still running has no row yet
+                    row = conn.execute(select(col(BackgroundResponseRow.client_key_id))
+                                       .where(col(BackgroundResponseRow.response_id) == key)).first()
                 return (row is not None, row[0] if row else None)
         return await asyncio.get_running_loop().run_in_executor(None, run)
 
@@ -229,10 +416,10 @@ class SqlSpendLedger:
 
     def spool_size(self) -> int:
         try:
-            with self._spool.open("rb") as f:
-                return sum(1 for _ in f)
-        except FileNotFoundError:
-            return 0
+            return self.spool.size()
+        except Exception:  # the readiness probe must answer even if the spool file is gone bad
+            log.warning("could not count the ledger spool", exc_info=True)
+            return -1
 
     # -- internals ------------------------------------------------------------------------
     def _put(self, record: UsageRecord, future: Future[int | None] | None) -> None:
@@ -242,64 +429,98 @@ class SqlSpendLedger:
         try:
             self._queue.put_nowait((record, future))
         except queue.Full:
-            self._append(self._spool, [record])
-            self.spooled += 1
+            self._spool_records([record])
             if future:
                 future.set_result(None)
 
     def _run(self) -> None:
         last_replay = 0.0
         while True:
-            taken = 0  # items to mark done once written (``flush`` waits on them)
+            batch: list[_Item] = []
+            taken = [0]  # queue items to mark done once handled (``flush`` waits on them)
             try:
-                item = self._queue.get(timeout=self._retry)
-                taken += 1
+                stop, replay_now = self._next_batch(batch, taken)
+                if batch:
+                    self._write(batch)
+                    batch = []
+                if time.monotonic() - last_replay > self._retry or stop or replay_now:
+                    last_replay = time.monotonic()
+                    self._replay_spool()
+                if stop:
+                    return
+            except Exception:
+                # Nothing a record or the spool does may stop the writer: log, count, go on.
+                self.errors += 1
+                log.exception("ledger writer round failed; continuing")
+                self._rescue(batch)
+                time.sleep(min(self._retry, 1.0))
+            except BaseException:
+                self._rescue(batch)  # the thread is being killed: keep its records, free its waiters
+                raise
+            finally:
+                for _ in range(taken[0]):
+                    self._queue.task_done()
+
+    def _next_batch(self, batch: list[_Item], taken: list[int]) -> tuple[bool, bool]:
+        """Fills ``batch``; (stop asked, spool replay asked by ``flush``)."""
+        replay_now = False
+        try:
+            item = self._queue.get(timeout=self._retry)
+        except queue.Empty:
+            return False, False
+        taken[0] += 1
+        if item is None:
+            return True, False
+        if item is _FLUSH:
+            replay_now = True
+        elif isinstance(item, tuple):
+            batch.append(item)
+        while len(batch) < self._batch_size:
+            try:
+                nxt = self._queue.get_nowait()
             except queue.Empty:
-                item = ...
-            batch: list[tuple[UsageRecord, Future[int | None] | None]] = []
-            stop = item is None
-            replay_now = item is _FLUSH
-            if isinstance(item, tuple):
-                batch.append(item)
-            while len(batch) < self._batch_size and not stop:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                taken += 1
-                if nxt is None:
-                    stop = True
-                elif nxt is _FLUSH:
-                    replay_now = True
-                elif isinstance(nxt, tuple):
-                    batch.append(nxt)
+                return False, replay_now
+            taken[0] += 1
+            if nxt is None:
+                return True, replay_now
+            if nxt is _FLUSH:
+                replay_now = True
+            elif isinstance(nxt, tuple):
+                batch.append(nxt)
+        return False, replay_now
+
+    def _rescue(self, batch: list[_Item]) -> None:
+        try:
             if batch:
-                self._write(batch)
-            if time.monotonic() - last_replay > self._retry or stop or replay_now:
-                last_replay = time.monotonic()
-                self._replay_spool()
-            for _ in range(taken):
-                self._queue.task_done()
-            if stop:
-                return
+                self._spool_records([r for r, f in batch if f is None or not f.done()])
+        finally:
+            for _, future in batch:
+                if future is not None and not future.done():
+                    future.set_result(None)
 
     def _store(self, records: list[UsageRecord]) -> list[int | None]:
         """Writes records; raises only when the database is unreachable. A record the
         database refuses (bad data) cannot block the others: it is written alone and, if it
-        fails again, kept in the rejected file for an operator — never dropped, never retried
-        forever."""
+        fails again, its budget is settled without the row and the record is set aside for
+        an operator — never dropped, never retried forever."""
         try:
             return write_records(self.engine, records)
         except (OperationalError, InterfaceError, SqlTimeout):
             raise
-        except SQLAlchemyError:
-            if len(records) == 1:
-                log.error("ledger refused record %s; kept in %s", records[0].request_id, self.rejected_path)
-                self._append(self.rejected_path, records)
-                return [None]
-            return [i for r in records for i in self._store([r])]
+        except (SQLAlchemyError, ValueError, UnicodeError):
+            if len(records) > 1:
+                return [i for r in records for i in self._store([r])]
+            self._refused(records[0])
+            return [None]
 
-    def _write(self, batch: list[tuple[UsageRecord, Future[int | None] | None]]) -> None:
+    def _refused(self, record: UsageRecord) -> None:
+        log.error("ledger refused record %s; set aside in %s", record.request_id[:80], self.spool.path,
+                  exc_info=True)
+        settle_without_row(self.engine, record)
+        self.spool.set_aside([("refused by the database", encode(record_to_json(record)))])
+        self.set_aside += 1
+
+    def _write(self, batch: list[_Item]) -> None:
         records = [r for r, _ in batch]
         try:
             indexes = self._store(records)
@@ -308,45 +529,45 @@ class SqlSpendLedger:
         except SQLAlchemyError as exc:
             log.warning("ledger write failed (%s); spooling %d records", type(exc).__name__, len(records))
             self.db_healthy = False
-            self._append(self._spool, records)
-            self.spooled += len(records)
             indexes = [None] * len(records)
+            self._spool_records(records)
         for (_, future), index in zip(batch, indexes, strict=True):
             if future is not None and not future.done():
                 future.set_result(index)
 
-    @property
-    def rejected_path(self) -> Path:
-        return self._spool.with_suffix(".rejected.jsonl")
-
-    def _append(self, path: Path, records: list[UsageRecord]) -> None:
-        with self._spool_lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
-                for r in records:
-                    f.write(json.dumps(record_to_json(r), ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+    def _spool_records(self, records: list[UsageRecord]) -> None:
+        try:
+            self.spool.append([encode(record_to_json(r)) for r in records])
+            self.spooled += len(records)
+        except Exception:
+            # The spool itself failed (disk full, unreadable file): the records' holds stay
+            # open and become orphaned rows, so the spend is still charged.
+            log.exception("could not spool %d ledger records: %s", len(records),
+                          ", ".join(r.request_id[:80] for r in records))
 
     def _replay_spool(self) -> None:
-        if not self._spool.exists():
-            return
-        with self._spool_lock:
-            lines = self._spool.read_text(encoding="utf-8").splitlines()
-        records = [record_from_json(json.loads(line)) for line in lines if line.strip()]
-        try:
-            for start in range(0, len(records), self._batch_size):
-                self._store(records[start:start + self._batch_size])
-        except SQLAlchemyError:
-            self.db_healthy = False
-            return  # still down: keep the spool (already-written batches are skipped on replay)
-        with self._spool_lock:
-            # Records spooled while this replay ran stay for the next round.
-            now = self._spool.read_text(encoding="utf-8").splitlines()
-            rest = now[len(lines):]
-            if rest:
-                self._spool.write_text("\n".join(rest) + "\n", encoding="utf-8")
-            else:
-                self._spool.unlink()
-        self.db_healthy = True
-        self.written += len(records)
+        """Stores spooled records in order, batch by batch; a row that cannot be read back
+        is set aside (with its text) instead of stopping the replay."""
+        while True:
+            entries = self.spool.take(self._batch_size)
+            if not entries:
+                return
+            good: list[UsageRecord] = []
+            bad: dict[int, tuple[str, str]] = {}
+            for seq, payload in entries:
+                try:
+                    good.append(record_from_json(json.loads(payload)))
+                except Exception as exc:  # any malformed record: set it aside, keep going
+                    bad[seq] = (f"unreadable spool record: {type(exc).__name__}", payload)
+            if bad:
+                self.spool.remove(bad, bad.values())
+                self.set_aside += len(bad)
+            try:
+                if good:
+                    self._store(good)
+            except SQLAlchemyError:
+                self.db_healthy = False
+                return  # still down: keep the spool (already-written batches are skipped on replay)
+            self.spool.remove([seq for seq, _ in entries if seq not in bad])
+            self.db_healthy = True
+            self.written += len(good)

@@ -14,13 +14,23 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
-from domain.adapters.sql.repositories import SqlBudgetStore, _pg_reserve_statement, database_unavailable
+from domain.adapters.sql.repositories import (
+    _INSERT_RESERVATION,
+    SqlBudgetStore,
+    _pg_reserve_statement,
+    database_unavailable,
+)
 
 
 @functools.cache
 def _psycopg_sql(n: int) -> str:
     """The shared statement in psycopg's own placeholder style."""
     return str(_pg_reserve_statement(n).compile(dialect=psycopg_dialect.dialect()))
+
+
+@functools.cache
+def _psycopg_hold_sql() -> str:
+    return str(_INSERT_RESERVATION.compile(dialect=psycopg_dialect.dialect()))
 
 
 class PsycopgBudgetStore(SqlBudgetStore):
@@ -45,5 +55,12 @@ class PsycopgBudgetStore(SqlBudgetStore):
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(_psycopg_sql(n), params)
                 return {(scope, period): ok for scope, period, ok in await cursor.fetchall()}
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise database_unavailable() from exc
+
+    async def _insert_hold(self, params: dict[str, object]) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(_psycopg_hold_sql(), params)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise database_unavailable() from exc

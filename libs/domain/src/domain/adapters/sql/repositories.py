@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ from domain.adapters.sql.tables import (
     TurnRow,
     table_of,
 )
-from domain.budgets import BudgetLine, Reservation, budget_exceeded
+from domain.budgets import BudgetLine, HoldTag, Reservation, budget_exceeded
 from domain.client_keys import BudgetLimits, ClientKey
 from domain.conversations import Turn
 from domain.errors import ServiceUnavailable
@@ -172,15 +173,25 @@ class SqlBudgetStore(SqlBase):
     Give it an engine with ``synchronous_commit`` off: a hold lost in a crash only loosens
     the budget until the ledger row (written durably) counts the real charge."""
 
-    async def reserve(self, lines: Sequence[BudgetLine], amount: Money) -> Reservation:
+    async def reserve(self, lines: Sequence[BudgetLine], amount: Money, tag: HoldTag | None = None) -> Reservation:
         reservation = Reservation(uuid.uuid4().hex, tuple(lines), amount)
         params: dict[str, object] = {"amount": amount.nanos, "id": reservation.id, "lines": _encode_lines(lines),
-                                     "at": _now()}
+                                     "at": _now(), "rq": tag.request_id if tag else None,
+                                     "ck": tag.client_key_id if tag else None, "rt": tag.route if tag else None,
+                                     "md": tag.model if tag else None, "cv": tag.catalog_version if tag else None,
+                                     "ks": tag.key_source.value if tag else None}
+        if not lines:
+            await self._hold_only(params)
+            return reservation
         for i, line in enumerate(lines):
             params.update({f"s{i}": line.scope, f"p{i}": line.period,
                            f"l{i}": line.limit.nanos if line.limit is not None else 2**62})
         for attempt in (1, 2):
-            room = await self._room(len(lines), params)
+            try:
+                room = await self._room(len(lines), params)
+            except ServiceUnavailable:
+                self._down_until = time.monotonic() + 5.0
+                raise
             if all(room.get((ln.scope, ln.period)) for ln in lines):
                 return reservation
             missing = [(ln.scope, ln.period) for ln in lines if (ln.scope, ln.period) not in room]
@@ -191,6 +202,26 @@ class SqlBudgetStore(SqlBase):
 
     async def _room(self, n: int, params: dict[str, object]) -> dict[tuple[str, str], bool]:
         return await self._run(self._try_reserve, n, params)
+
+    _down_until = 0.0
+
+    async def _hold_only(self, params: dict[str, object]) -> None:
+        """A hold on no counter (the request's write-ahead record only). After a failure,
+        such holds are not tried for a few seconds: the caller goes on without one, and
+        requests that need no budget are not slowed by a database that is away."""
+        if time.monotonic() < self._down_until:
+            raise database_unavailable()
+        try:
+            await self._insert_hold(params)
+        except ServiceUnavailable:
+            self._down_until = time.monotonic() + 5.0
+            raise
+
+    async def _insert_hold(self, params: dict[str, object]) -> None:
+        def run() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT_RESERVATION, params)
+        await self._run(run)
 
     async def open(self) -> None:
         """Nothing to open: the engine connects lazily (see PsycopgBudgetStore)."""
@@ -234,21 +265,10 @@ class SqlBudgetStore(SqlBase):
                 return Money(row.spent_nanos if row else 0)
         return await self._run(run)
 
-    def release_stale(self, older_than: datetime) -> int:
-        """Holds left by a replica that died between reserving and settling."""
-        with self.engine.begin() as conn:
-            rows = conn.execute(select(BudgetReservationRow).where(col(BudgetReservationRow.created_at) < older_than)
-                                .with_for_update(skip_locked=True)).all()
-            ids = close_reservations(conn, [r.id for r in rows])
-            deltas: dict[tuple[str, str], tuple[int, int]] = {}
-            for r in rows:
-                if r.id in ids:
-                    for part in r.lines.split(";"):
-                        scope, period = part.split("|", 1)
-                        held = deltas.get((scope, period), (0, 0))[0]
-                        deltas[(scope, period)] = (held - r.amount_nanos, 0)
-            apply_deltas(conn, deltas)
-            return len(ids)
+# A hold carries its request (see HoldTag): it is the request's write-ahead record.
+_HOLD_COLUMNS = ("id, lines, amount_nanos, created_at, request_id, client_key_id, route, model, catalog_version, "
+                 "key_source")
+_HOLD_VALUES = ":id, :lines, :amount, :at, :rq, :ck, :rt, :md, :cv, :ks"
 
 
 def _match(n: int) -> str:
@@ -271,8 +291,8 @@ def _pg_reserve_statement(n: int) -> TextClause:
         f"verdict AS (SELECT count(*) = {n} AND bool_and({_has_room(n, 'l')}) AS fits FROM locked l), "
         f"hold AS (UPDATE budget_counters AS b SET reserved_nanos = b.reserved_nanos + :amount "
         f"FROM locked l, verdict v WHERE v.fits AND b.scope = l.scope AND b.period = l.period RETURNING b.scope), "
-        f"saved AS (INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
-        f"SELECT :id, :lines, :amount, :at FROM verdict WHERE fits RETURNING id) "
+        f"saved AS (INSERT INTO budget_reservations ({_HOLD_COLUMNS}) "
+        f"SELECT {_HOLD_VALUES} FROM verdict WHERE fits RETURNING id) "
         f"SELECT l.scope, l.period, {_has_room(n, 'l')} FROM locked l")
 
 
@@ -286,8 +306,7 @@ def _sqlite_hold_statement(n: int) -> TextClause:
     return text(f"UPDATE budget_counters SET reserved_nanos = reserved_nanos + :amount WHERE {_match(n)}")
 
 
-_INSERT_RESERVATION = text("INSERT INTO budget_reservations (id, lines, amount_nanos, created_at) "
-                           "VALUES (:id, :lines, :amount, :at)")
+_INSERT_RESERVATION = text(f"INSERT INTO budget_reservations ({_HOLD_COLUMNS}) VALUES ({_HOLD_VALUES})")
 # An upsert, so a counter row that does not exist yet (a new day) is created on the way.
 _APPLY_DELTA = text("INSERT INTO budget_counters (scope, period, spent_nanos, reserved_nanos) "
                     "VALUES (:scope, :period, :spent, :held) ON CONFLICT (scope, period) DO UPDATE SET "

@@ -60,12 +60,12 @@ class TurnRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversations.id", ondelete="CASCADE")
     turn_index: int
-    request_id: str = Field(max_length=200)
+    request_id: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     system_prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
     prompt: str = Field(sa_column=Column(Text, nullable=False))
     reply: str = Field(sa_column=Column(Text, nullable=False))
-    model: str = Field(max_length=100)
+    model: str = Field(sa_column=Column(Text, nullable=False))  # whatever the upstream named it
 
 
 class SpendRow(SQLModel, table=True):
@@ -84,17 +84,22 @@ class SpendRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    request_id: str = Field(max_length=200, unique=True)
+    # Text columns: a row is never refused for the length of what an upstream or a client
+    # sent. Indexed values are bounded (prefix + hash, see ledger.bounded) to fit a B-tree.
+    request_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     client_key_id: str | None = Field(default=None, max_length=32)
     conversation_id: int | None = Field(default=None)
-    response_id: str | None = Field(default=None, max_length=128)  # the upstream's id, to check ownership
-    route: str = Field(max_length=64)
-    model: str = Field(max_length=100)
+    response_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the upstream's id
+    route: str = Field(sa_column=Column(Text, nullable=False))
+    model: str = Field(sa_column=Column(Text, nullable=False))
     key_source: str = Field(max_length=8)
-    fallback_reason: str | None = Field(default=None, max_length=32)
-    outcome: str = Field(default="ok", max_length=8)
-    error_code: str | None = Field(default=None, max_length=64)
+    fallback_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    outcome: str = Field(default="ok", sa_column=Column(Text, nullable=False))
+    error_code: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # What had to be normalised to store the row ("nul_removed", "id_shortened",
+    # "usage_negative", ...), comma-separated; None for a row stored as given.
+    anomalies: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
@@ -103,7 +108,7 @@ class SpendRow(SQLModel, table=True):
     charged_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     priced: bool = True
     estimated: bool = False
-    catalog_version: str = Field(max_length=32)
+    catalog_version: str = Field(sa_column=Column(Text, nullable=False))
     latency_ms: int = 0
     upstream: str | None = Field(default=None, max_length=64)  # the upstream that served (routing)
     upstream_attempts: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
@@ -124,14 +129,22 @@ class BudgetCounterRow(SQLModel, table=True):
 
 
 class BudgetReservationRow(SQLModel, table=True):
-    """Open reservations, so that a crashed replica's holds can be released later."""
+    """Open holds. A hold is its request's write-ahead record: one its replica never settled
+    becomes, once stale, that request's ledger row charged at ``amount_nanos``."""
 
     __tablename__ = "budget_reservations"
+    __table_args__ = (Index("ix_budget_reservations_created_at", "created_at"),)
 
     id: str = Field(primary_key=True, max_length=32)
     lines: str = Field(sa_column=Column(Text, nullable=False))  # "scope|period;scope|period"
     amount_nanos: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+    request_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    client_key_id: str | None = Field(default=None, max_length=32)
+    route: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    model: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    catalog_version: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    key_source: str | None = Field(default=None, max_length=8)
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -147,6 +160,27 @@ class IdempotencyRow(SQLModel, table=True):
     status_code: int | None = None
     response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class BackgroundResponseRow(SQLModel, table=True):
+    """A background response (``background: true``) the upstream has not finished: its
+    ledger row (``record``, JSON) waits for the final usage, and its hold
+    (``reservation_id``) stays open meanwhile. Polled at ``next_poll_at`` by any replica."""
+
+    __tablename__ = "background_responses"
+    __table_args__ = (
+        Index("ix_background_responses_next_poll_at", "next_poll_at"),
+        Index("ix_background_responses_reservation_id", "reservation_id"),
+    )
+
+    response_id: str = Field(sa_column=Column(Text, primary_key=True))  # bounded like spend_ledger's
+    request_id: str = Field(sa_column=Column(Text, nullable=False))
+    client_key_id: str | None = Field(default=None, max_length=32)
+    reservation_id: str | None = Field(default=None, max_length=32)
+    record: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    next_poll_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 def table_of(row: type[SQLModel]) -> Table:
