@@ -378,6 +378,19 @@ async def test_ledger_keeps_pii_counts_per_kind_through_the_database_and_the_spo
     assert rows[1]["pii_counts"] is None
 
 
+async def test_ledger_keeps_the_served_upstream_beside_pii_counts_through_the_database_and_the_spool(engine):
+    from domain.adapters.sql.ledger import record_from_json, record_to_json
+
+    routed = replace(a_record(), pii_counts={"email": 1}, upstream="azure-kc", upstream_attempts=2)
+    assert record_from_json(json.loads(json.dumps(record_to_json(routed)))) == routed
+    plain = a_record()
+    write_records(engine, [routed, plain])
+    rows = ledger_rows(engine, routed.request_id, plain.request_id)
+    assert (rows[0]["upstream"], rows[0]["upstream_attempts"], json.loads(rows[0]["pii_counts"])) == \
+        ("azure-kc", 2, {"email": 1})
+    assert (rows[1]["upstream"], rows[1]["upstream_attempts"], rows[1]["pii_counts"]) == (None, 1, None)
+
+
 def test_pii_counts_are_summed_per_kind_and_key_in_the_database(engine):
     from domain.adapters.sql import queries
 

@@ -206,6 +206,15 @@ class FakeAdmin:
                  "max_output_tokens": 16384},
                 {"model": "gpt-4.1", "input": "2", "cached_input": "0.5", "output": "8", "max_output_tokens": 32768}]}
 
+        @app.get("/admin/v1/upstreams")
+        def upstreams() -> dict:
+            return {"items": [
+                {"name": "azure-kc", "kind": "azure", "priority": 0, "weight": 1.0, "accepts_user_keys": False,
+                 "models": ["gpt-4o-mini"], "circuit": "open", "cooldown_seconds": 7.5, "consecutive_failures": 3},
+                {"name": "openai", "kind": "openai", "priority": 1, "weight": 1.0, "accepts_user_keys": True,
+                 "models": ["gpt-4o-mini"], "circuit": "closed", "cooldown_seconds": 0.0,
+                 "consecutive_failures": 0}]}
+
         @app.get("/api/v1/system/info")
         def info() -> dict:
             return {"timestamp": datetime.now(UTC).isoformat(),
@@ -345,6 +354,17 @@ def test_each_page_renders(env: FakeAdmin, page: str) -> None:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert TOKEN not in page_text(at)
+
+
+def test_host_shows_each_upstreams_health(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/host.py").run()
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert "업스트림 (AI 서버)" in text
+    rows = {line.split(",")[1]: line for line in text.splitlines() if line.count(",") >= 5}
+    assert "대기 중 7.5초" in rows["azure-kc"] and ",3" in rows["azure-kc"]
+    assert "정상" in rows["openai"]
 
 
 def test_conversation_filters_pagination_and_transcript(env: FakeAdmin) -> None:

@@ -44,6 +44,10 @@ def test_database_down_and_spend_alerts_fire(tmp_path):
                 values: '0+60x40'
               - series: 'llm_gateway_requests_total{job="chat_api", instance="a:8001", status="503"}'
                 values: '0+30x40'
+              - series: 'llm_gateway_upstream_consecutive_failures{job="chat_api", instance="a:8001", upstream="azure-kc"}'
+                values: '0 1 3 4 5 6 7 8 9 10'
+              - series: 'llm_gateway_upstream_consecutive_failures{job="chat_api", instance="a:8001", upstream="openai"}'
+                values: '0 0 0 0 0 0 0 0 0 0'
             alert_rule_test:
               - eval_time: 2m
                 alertname: LlmDatabaseDown
@@ -58,6 +62,13 @@ def test_database_down_and_spend_alerts_fire(tmp_path):
                   - exp_labels: {severity: warning}
                     exp_annotations:
                       summary: "Today's LLM spend is 60.00 USD (over 50 USD)"
+              - eval_time: 2m
+                alertname: LlmUpstreamCircuitOpen
+                exp_alerts:
+                  - exp_labels: {severity: warning, upstream: azure-kc}
+                    exp_annotations:
+                      summary: "Upstream azure-kc keeps failing; its traffic goes to the other upstreams"
+                      description: "9 failures in a row. llmctl upstreams shows each upstream's health."
               - eval_time: 10m
                 alertname: LlmUpstreamErrorRate
                 exp_alerts:

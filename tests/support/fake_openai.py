@@ -9,8 +9,19 @@ Serves, on loopback:
   POST /v1/moderations        (never flagged)
   GET  /v1/models             FAKE_MODELS (comma list) or every name it answers for
   GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST .../cancel
-  GET  /_fake/requests        the last 1000 requests seen (path, bearer key, body)
+  GET  /_fake/requests        the last 5000 requests seen (path, key, how it came, body)
   DELETE /_fake/requests      forget them
+  PUT  /_fake/behaviour       misbehave until told otherwise (JSON, every field optional):
+                              {"status": 503 or 429 (every chat/responses/models call answers
+                               so), "retry_after": seconds (with status), "first_byte_delay_ms":
+                               N (wait before the response starts), "cut_stream_after": N
+                               (streams: drop the connection after N content chunks)}
+  DELETE /_fake/behaviour     behave again
+
+Azure mode (always on): POST /openai/deployments/{d}/chat/completions?api-version=V,
+POST /openai/responses?api-version=V and GET /openai/models?api-version=V, like Azure
+OpenAI: the key comes in the ``api-key`` header (missing: 401), ``api-version`` is required
+(missing: 404, as Azure answers), and the reply's model is the deployment name.
 
 Behaviour is deterministic so callers can assert on it:
   * a bearer key must start with "sk-" and must not contain "invalid", else 401; a key
@@ -39,9 +50,11 @@ Behaviour is deterministic so callers can assert on it:
     x-ratelimit-* headers, streams included
   * model "fake-400" answers 400 with OpenAI's error body (type, code, param, message)
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
-(default 0) between stream chunks.
+(default 0) between stream chunks. ``--name N`` (or FAKE_NAME) names this instance: chat
+completions carry ``system_fingerprint: fp_<N>`` and every answer an ``x-fake-upstream`` header,
+so a caller can tell which of several fakes answered.
 
-Run: python fake_openai.py --port 18000   (needs uvicorn, orjson)
+Run: python fake_openai.py --port 18000 [--name N]   (needs uvicorn, orjson)
 """
 from __future__ import annotations
 
@@ -60,7 +73,9 @@ import orjson
 
 LATENCY = float(os.environ.get("FAKE_LATENCY_MS", "0")) / 1000
 CHUNK = float(os.environ.get("FAKE_CHUNK_MS", "0")) / 1000
-SEEN: collections.deque = collections.deque(maxlen=1000)
+SEEN: collections.deque = collections.deque(maxlen=5000)
+NAME = os.environ.get("FAKE_NAME", "")
+BEHAVIOUR: dict = {}
 FLAKY_SEEN: set[str] = set()
 RESPONSES: collections.OrderedDict = collections.OrderedDict()  # id -> response (bounded below)
 INPUT_ITEMS: dict[str, list] = {}  # response id -> its input items
@@ -143,9 +158,13 @@ def _error(status: int, message: str, etype: str, code: str | None = None) -> tu
     return status, body, headers
 
 
+def _named(headers: list) -> list:
+    return headers + [(b"x-fake-upstream", NAME.encode())] if NAME else headers
+
+
 async def _send_json(send, status: int, body: bytes, headers=None):
     hs = headers or [(b"content-type", b"application/json")]
-    hs = hs + [(b"content-length", str(len(body)).encode())] + _openai_headers()
+    hs = _named(hs + [(b"content-length", str(len(body)).encode())] + _openai_headers())
     await send({"type": "http.response.start", "status": status, "headers": hs})
     await send({"type": "http.response.body", "body": body})
 
@@ -167,6 +186,26 @@ def _bearer(scope) -> str:
     return ""
 
 
+def _header(scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _azure(path: str, query: str) -> tuple[str | None, str | None, str | None]:
+    """(the OpenAI path it stands for, the deployment, api-version) of an Azure-shaped path."""
+    from urllib.parse import parse_qs
+
+    version = (parse_qs(query).get("api-version") or [None])[0]
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["openai", "deployments"] and len(parts) >= 4:
+        return "/v1/" + "/".join(parts[3:]), parts[2], version
+    if parts[:1] == ["openai"] and len(parts) >= 2:
+        return "/v1/" + "/".join(parts[1:]), None, version
+    return None, None, None
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -184,13 +223,45 @@ async def app(scope, receive, send):
             FLAKY_SEEN.clear()
             return await _send_json(send, 200, b"{}")
         return await _send_json(send, 200, orjson.dumps(list(SEEN)))
-    key = _bearer(scope)
+    if path == "/_fake/behaviour":
+        if method == "DELETE":
+            BEHAVIOUR.clear()
+        elif method in ("PUT", "POST"):
+            BEHAVIOUR.clear()
+            BEHAVIOUR.update(orjson.loads(raw or b"{}"))
+        return await _send_json(send, 200, orjson.dumps(BEHAVIOUR))
+    azure_path, deployment, api_version = _azure(path, scope.get("query_string", b"").decode("latin-1"))
+    if azure_path is not None:
+        key, auth = _header(scope, b"api-key") or "", "api-key"
+    else:
+        key, auth = _bearer(scope), "bearer"
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         body = {"_unparsed": raw[:200].decode("utf-8", "replace")}
-    SEEN.append({"path": path, "method": method, "key": key, "body": body, "t": time.time()})
-
+    SEEN.append({"path": path, "method": method, "key": key, "auth": auth, "body": body, "t": time.time(),
+                 "authorization": _header(scope, b"authorization"), "api_version": api_version,
+                 "deployment": deployment})
+    if azure_path is not None:
+        if not key:
+            return await _send_json(send, *_error(401, "Access denied due to invalid subscription key.",
+                                                  "invalid_request_error", "401")[:2])
+        if not api_version:
+            return await _send_json(send, *_error(404, "Resource not found", "invalid_request_error", "404")[:2])
+        path = azure_path
+        if isinstance(body, dict) and deployment:
+            body = {**body, "model": deployment}  # Azure answers with the deployment's model
+    if BEHAVIOUR and (path.startswith("/v1/chat/") or path.startswith("/v1/responses") or path == "/v1/models"):
+        if BEHAVIOUR.get("first_byte_delay_ms"):
+            await asyncio.sleep(BEHAVIOUR["first_byte_delay_ms"] / 1000)
+        if BEHAVIOUR.get("status"):
+            status = int(BEHAVIOUR["status"])
+            headers = [(b"content-type", b"application/json")]
+            if BEHAVIOUR.get("retry_after") is not None:
+                headers.append((b"retry-after", str(BEHAVIOUR["retry_after"]).encode()))
+            err = orjson.dumps({"error": {"message": f"fake {status}", "type": "server_error" if status >= 500
+                                          else "requests", "param": None, "code": None}})
+            return await _send_json(send, status, err, headers)
     if path.rstrip("/") == "/v1/models":
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in SERVED]
         return await _send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
@@ -198,7 +269,8 @@ async def app(scope, receive, send):
             path not in ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/moderations")
             or method != "POST"):
         return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
-    if not key.startswith("sk-") or "invalid" in key:
+    # Azure keys are not OpenAI keys: there any non-empty key passes unless it says "invalid"
+    if (azure_path is None and not key.startswith("sk-")) or "invalid" in key:
         return await _send_json(send, *_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
     if "quota" in key:
         body = orjson.dumps({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
@@ -255,6 +327,7 @@ async def app(scope, receive, send):
         raise ConnectionAbortedError("fake-drop: the connection goes away before the body")
     if model == "fake-slow":
         await asyncio.sleep(30)
+    cut_after = BEHAVIOUR.get("cut_stream_after")
     if LATENCY:
         await asyncio.sleep(LATENCY)
 
@@ -314,8 +387,8 @@ async def app(scope, receive, send):
         if not body.get("stream"):
             return await _send_json(send, 200, orjson.dumps(response))
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                                *_openai_headers()]})
+                    "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                       *_openai_headers()])})
         seq = 0
 
         async def event(name: str, data: dict):
@@ -335,6 +408,8 @@ async def app(scope, receive, send):
         for i, w in enumerate(words):
             if chunk_delay:
                 await asyncio.sleep(chunk_delay)
+            if cut_after is not None and i >= cut_after:
+                raise ConnectionAbortedError("fake: stream cut on purpose")
             await event("response.output_text.delta", {"item_id": "msg_" + rid[5:], "output_index": 0,
                                                        "content_index": 0, "delta": w if i == 0 else " " + w,
                                                        "logprobs": []})
@@ -358,11 +433,12 @@ async def app(scope, receive, send):
         out = {"id": cid, "object": "chat.completion", "created": created, "model": served,
                "choices": [{"index": i, "message": {"role": "assistant", "content": reply},
                             "finish_reason": "stop", "logprobs": None} for i in range(max(1, n))],
-               "usage": "lots" if b"fake:bad-usage" in raw else usage, "system_fingerprint": "fp_fake"}
+               "usage": "lots" if b"fake:bad-usage" in raw else usage,
+               "system_fingerprint": "fp_" + (NAME or "fake")}
         return await _send_json(send, 200, orjson.dumps(out))
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                            *_openai_headers()]})
+                "headers": _named([(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                   *_openai_headers()])})
 
     def chunk(delta: dict, finish=None, with_usage=None) -> bytes:
         c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
@@ -376,6 +452,8 @@ async def app(scope, receive, send):
     for i, w in enumerate(words):
         if chunk_delay:
             await asyncio.sleep(chunk_delay)
+        if cut_after is not None and i >= cut_after:
+            raise ConnectionAbortedError("fake: stream cut on purpose")
         await send({"type": "http.response.body", "more_body": True,
                     "body": chunk({"content": w if i == 0 else " " + w})})
     await send({"type": "http.response.body", "more_body": True, "body": chunk({}, finish="stop")})
@@ -418,6 +496,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=18000)
+    ap.add_argument("--name", default=NAME)
     a = ap.parse_args()
+    NAME = a.name
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False,
                 http="httptools", loop="uvloop")

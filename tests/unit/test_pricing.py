@@ -12,7 +12,7 @@ import pytest
 
 from domain.adapters.prices import BUILTIN_CATALOG, load_price_catalog
 from domain.money import Money
-from domain.pricing import ModelPrice
+from domain.pricing import ModelPrice, PriceTable
 from domain.usage import TokenUsage
 
 # The original table (ORIGINAL_API.md): input / cached input (None: "–") / output.
@@ -234,3 +234,34 @@ def test_the_model_catalogue_labels_by_family_and_bounds_unknown_names():
     assert "acme-finetune" in models.listed() and " " not in models.listed()
     assert list(models.listed()) == sorted(models.listed())
     assert models.price_of("acme-finetune") is None
+
+
+def test_the_model_catalogue_lists_only_what_the_upstreams_serve():
+    """With routing, /v1/models is the operator's list ∩ what some upstream serves; the
+    snapshot rules are unchanged for what remains, and nothing else is allowed."""
+    from domain.model_catalog import ModelCatalog
+
+    models = ModelCatalog(load_price_catalog(), ["acme-finetune", "solar-pro"],
+                          served={"gpt-4o-mini", "gpt-4", "solar-pro", "not-allowed-anywhere"})
+    assert models.listed() == ("gpt-4", "gpt-4o-mini", "solar-pro")
+    assert models.allows("gpt-4o-mini-2024-07-18") and models.allows("gpt-4-0613")
+    assert not models.allows("gpt-4o") and not models.allows("o3-2025-04-16")  # priced, served by nobody
+    assert not models.allows("acme-finetune")  # allowed by the operator, served by nobody
+    assert not models.allows("not-allowed-anywhere")  # served, but the operator does not allow it
+    assert models.label("gpt-4o") == "other" and models.label("gpt-4-0613") == "gpt-4"
+    assert models.price_of("solar-pro") is None  # an extra: unpriced
+    assert ModelCatalog(load_price_catalog(), served=None).allows("gpt-4o")  # any model served
+
+
+def test_per_upstream_prices_keep_the_snapshot_rules():
+    base = ModelPrice(input=Decimal("30"), output=Decimal("60"))
+    azure = ModelPrice(input=Decimal("33"), output=Decimal("66"))
+    solar = ModelPrice(input=Decimal("0.5"), output=Decimal("1.5"))
+    table = PriceTable("v", {"gpt-4": base}, snapshots={"gpt-4-0613": "gpt-4", "solar-pro-250422": "solar-pro"},
+                       upstream_prices={"azure-kc": {"gpt-4": azure}, "solar": {"solar-pro": solar}})
+    assert table.price_of("gpt-4-0613", "azure-kc") == azure and table.price_of("gpt-4-0613") == base
+    assert table.family_of("solar-pro-250422") == "solar-pro" and table.price_of("solar-pro-250422") == solar
+    assert table.family_of("solar-pro-2025-04-22") == "solar-pro"
+    for minted in ("gpt-4-9999", "solar-pro-1234", "solar-pro-250422-x"):
+        assert table.family_of(minted) is None and table.price_of(minted, "solar") is None
+    assert sorted(table.models()) == ["gpt-4", "solar-pro"]

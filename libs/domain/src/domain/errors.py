@@ -102,11 +102,14 @@ class UpstreamError(DomainError):
     OpenAI dialect passes a 4xx through unchanged)."""
 
     kind = ErrorKind.UPSTREAM
+    upstream: str | None = None  # the upstream that answered so (set by the router)
+    attempts: int = 1  # upstream calls made before giving up
 
-    def __init__(self, code: str, *, upstream_status: int | None = None, upstream_code: str | None = None,
-                 retry_after: float | None = None, body: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None, **params: Param) -> None:
-        super().__init__(code, retry_after=retry_after, upstream_status=upstream_status)
+    def __init__(self, code: str, *, reason: str | None = None, upstream_status: int | None = None,
+                 upstream_code: str | None = None, retry_after: float | None = None,
+                 body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+                 **params: Param) -> None:
+        super().__init__(code, reason=reason, retry_after=retry_after, upstream_status=upstream_status)
         self.params.update(params)
         self.upstream_code = upstream_code
         self.body = body
@@ -121,6 +124,14 @@ class UpstreamError(DomainError):
 
 class UpstreamTimeout(UpstreamError):
     kind = ErrorKind.UPSTREAM_TIMEOUT
+
+
+class UserKeyNotAccepted(UpstreamError):
+    """No upstream serving the request takes callers' own keys. It is an ``UpstreamError``
+    with status 403 so the key policy may switch to the server key; when it may not, the
+    caller gets a 403 (retrying would not help), not a 5xx."""
+
+    kind = ErrorKind.FORBIDDEN
 
 
 class UpstreamBadResponse(UpstreamError):

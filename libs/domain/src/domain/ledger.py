@@ -49,6 +49,8 @@ class UsageRecord:
     turn: Turn | None = None
     error_code: str | None = None
     response_id: str | None = None  # the upstream's id of the answer; its owner may fetch it later
+    upstream: str | None = None  # the name of the upstream that served (or last refused) it
+    upstream_attempts: int = 1  # calls it took (a failover is still one row, charged once)
     pii_counts: Mapping[str, int] = field(default_factory=dict)  # personal data found per kind (never values)
 
     @property

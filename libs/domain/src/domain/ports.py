@@ -67,6 +67,8 @@ class UpstreamReply:
     usage: TokenUsage
     upstream_seconds: float = 0.0  # time spent waiting for the upstream, retries included
     headers: Mapping[str, str] = field(default_factory=dict)  # ``passed_through`` headers
+    upstream: str | None = None  # the name of the upstream that answered (routing)
+    attempts: int = 1  # upstream calls it took, failovers and retries included
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class StreamData:
     usage_only: bool = False
     final: bool = False
     headers: Mapping[str, str] | None = None
+    upstream: str | None = None  # on the first event: the upstream serving the stream (routing)
+    attempts: int = 1  # on the first event: upstream calls it took to open the stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class StreamDone:
     usage: TokenUsage | None
     model: str
     response_id: str | None = None
+    upstream: str | None = None  # the name of the upstream that served the stream (routing)
+    attempts: int = 1
 
 
 class LlmProvider(Protocol):
@@ -195,7 +201,8 @@ class PriceCatalog(Protocol):
     @property
     def version(self) -> str: ...
 
-    def price_of(self, model: str) -> ModelPrice | None: ...
+    def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
+        """The price at ``upstream`` when the catalogue overrides it there, else the model's."""
 
     def family_of(self, model: str) -> str | None: ...
 

@@ -49,26 +49,53 @@ class ModelPrice:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """A versioned, immutable price catalogue (implements the ``PriceCatalog`` port)."""
+    """A versioned, immutable price catalogue (implements the ``PriceCatalog`` port).
+
+    ``upstream_prices`` are optional overrides per upstream (an Azure deployment may cost
+    other than OpenAI): a request is costed at the price where it was served. Without an
+    upstream, a model priced only at some upstreams is priced at the dearest of them, so
+    that admission's worst case is never below what the request may cost. The snapshot rules
+    are the same in every table.
+    """
 
     version: str
     prices: Mapping[str, ModelPrice]
     snapshots: Mapping[str, str] = field(default_factory=dict)  # dated name → family, as listed
+    upstream_prices: Mapping[str, Mapping[str, ModelPrice]] = field(default_factory=dict)
 
-    def price_of(self, model: str) -> ModelPrice | None:
-        family = self.family_of(model)
-        return None if family is None else self.prices[family]
+    def _family_in(self, prices: Mapping[str, ModelPrice], model: str) -> str | None:
+        if model in prices:
+            return model
+        listed = self.snapshots.get(model)
+        if listed is not None:
+            return listed if listed in prices else None
+        family = _SNAPSHOT_SUFFIX.sub("", model)
+        return family if family != model and family in prices else None
+
+    def _lookup(self, prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
+        family = self._family_in(prices, model)
+        return None if family is None else prices[family]
+
+    def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
+        if upstream is not None and upstream in self.upstream_prices:
+            price = self._lookup(self.upstream_prices[upstream], model)
+            if price is not None:
+                return price
+        price = self._lookup(self.prices, model)
+        if price is None and upstream is None and self.upstream_prices:
+            found = [p for table in self.upstream_prices.values() if (p := self._lookup(table, model)) is not None]
+            return max(found, key=lambda p: (p.input + p.output, p.max_output_tokens)) if found else None
+        return price
 
     def family_of(self, model: str) -> str | None:
-        if model in self.prices:
-            return model
-        if model in self.snapshots:
-            return self.snapshots[model]
-        family = _SNAPSHOT_SUFFIX.sub("", model)
-        return family if family != model and family in self.prices else None
+        for table in (self.prices, *self.upstream_prices.values()):
+            family = self._family_in(table, model)
+            if family is not None:
+                return family
+        return None
 
     def models(self) -> Iterable[str]:
-        return sorted(self.prices)
+        return sorted({*self.prices, *(m for t in self.upstream_prices.values() for m in t)})
 
     def cost(self, model: str, usage: TokenUsage) -> Money | None:
         price = self.price_of(model)

@@ -145,6 +145,9 @@ class AdminApi:
     def prices(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/prices")  # type: ignore[no-any-return]
 
+    def upstreams(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/upstreams")  # type: ignore[no-any-return]
+
 
 def _segment(value: str) -> str:
     return quote(value, safe="")

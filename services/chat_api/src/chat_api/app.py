@@ -66,6 +66,9 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         install_redaction()
         c = container or bootstrap(settings, on_retry=lambda reason: metrics.retries.labels(reason).inc())
         await c.start()
+        if c.router is not None:
+            c.router.observer = metrics  # per-upstream requests, errors, latency
+        metrics.watch_upstreams(c.upstream_status)
         s = c.settings
         app.state.container = c
         app.state.gateway = Gateway(

@@ -18,9 +18,10 @@ from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.background import BackgroundPoller
 from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
-from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.routing_provider import RoutingLlmProvider, UpstreamStatus
 from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
@@ -97,6 +98,11 @@ class Container:
     background: BackgroundPoller
     schema_head: str | None = None
     keyless_original: ClientIdentity | None = None  # ALLOW_ANONYMOUS_ORIGINAL: who a keyless original caller is
+    router: RoutingLlmProvider | None = None  # the provider, unless a caller replaced it
+
+    def upstream_status(self) -> list[UpstreamStatus]:
+        """Each upstream's health as this replica sees it (none when the provider was replaced)."""
+        return self.router.status() if self.router is not None else []
 
     @property
     def chat(self) -> HandleChatTurn:
@@ -139,7 +145,6 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     engine = engine or make_engine(settings.database_url, pool_size=10)
     executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="db")
     prices = prices or load_price_catalog(settings.price_catalog_path)
-    models = ModelCatalog.from_setting(prices, settings.extra_models)
     clock = clock or SystemClock()
     hash_secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret).encode()
     admin_token = load_or_create_secret(settings.secret_file("admin_token"), settings.admin_token)
@@ -156,25 +161,28 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,
                         budget_pct=settings.alert_budget_pct, error_rate=settings.alert_error_rate)
 
-    def circuit_opened(scope: str) -> None:
+    def circuit_opened(upstream: str, scope: str) -> None:
         # The operator is told when an upstream key's shared circuit opens (failures from
-        # several clients: the upstream is down), not when one client's own circuit does.
+        # several clients: that upstream is down), not when one client's own circuit does.
         if scope == "key":
-            alerts.circuit_opened("openai", detail="shared circuit")
+            alerts.circuit_opened(upstream, detail="shared circuit")
 
-    provider = provider or OpenAiLlmProvider(api_base=settings.openai_base_url,
-                                             timeout=settings.upstream_timeout_seconds,
-                                             max_retries=settings.upstream_max_retries, on_retry=on_retry,
-                                             max_connections=settings.upstream_max_connections,
-                                             client_share=settings.upstream_client_share,
-                                             breaker_threshold=settings.circuit_threshold,
-                                             breaker_cooldown=settings.circuit_cooldown_seconds,
-                                             breaker_min_clients=settings.circuit_min_clients,
-                                             on_circuit_open=circuit_opened)
-    policy = DefaultKeyPolicy(settings.openai_api_key)
+    router: RoutingLlmProvider | None = None
+    if provider is None:
+        # Several upstreams behind one provider; the policy's "server key" is an opaque token
+        # that stands for each upstream's own key (the real keys never leave the router).
+        provider = router = build_router(settings, prices, on_retry, on_circuit_open=circuit_opened)
+        policy = DefaultKeyPolicy(router.server_key)
+    else:
+        policy = DefaultKeyPolicy(settings.openai_api_key)
+    # What clients may ask for: what the operator allows that some upstream serves.
+    models = ModelCatalog.from_setting(prices, settings.extra_models,
+                                       served=router.served_models() if router else None)
     global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
     pending = SqlBackgroundResponses(engine, executor)
-    background = BackgroundPoller(pending, provider, models, ledger, clock, executor, settings.openai_api_key,
+    # The key the server's own calls use: the router's opaque token when it routes.
+    server_key = router.server_key if router else settings.openai_api_key
+    background = BackgroundPoller(pending, provider, models, ledger, clock, executor, server_key,
                                   first_delay=settings.background_poll_seconds)
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
@@ -184,7 +192,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,
                                                                finished=background),
-                         list_models=ListModels(models, provider, settings.openai_api_key, clock,
+                         list_models=ListModels(models, provider, server_key, clock,
                                                 settings.models_cache_seconds),
                          passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
                                                        policy=policy, clock=clock,
@@ -204,7 +212,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),
                      alerts=alerts, background=background,
-                     schema_head=migrations_head(),
+                     schema_head=migrations_head(), router=router,
                      keyless_original=anonymous if settings.allow_anonymous_original else None)
 
 

@@ -1,4 +1,4 @@
-"""llmctl: operator commands (migrations, client keys, prices, ledger checks)."""
+"""llmctl: operator commands (migrations, client keys, prices, upstreams, ledger checks)."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +11,15 @@ from pathlib import Path
 
 from chat_api.errors import message_of
 from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.upstream_config import configured_upstreams
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
+from domain.adapters.routing_provider import probe_upstream
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
 from domain.adapters.sql.ledger import sweep_stale_holds
 from domain.adapters.sql.reconcile import reconcile
 from domain.adapters.sql.repositories import SqlClientKeyRepository
+from domain.adapters.upstreams import UpstreamConfigError
 from domain.client_keys import BudgetLimits
 from domain.errors import DomainError
 from domain.money import Money
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     sub.add_parser("prices", help="show the price catalogue in force")
+    ups = sub.add_parser("upstreams", help="list the upstreams in force (UPSTREAMS_FILE) with their health")
+    ups.add_argument("--no-probe", action="store_true", help="do not call the upstreams")
+    ups.add_argument("--timeout", type=float, default=5.0, help="seconds per health probe")
     ledger = sub.add_parser("ledger", help="spend ledger checks")
     ledger_sub = ledger.add_subparsers(dest="ledger_cmd", required=True)
     rec = ledger_sub.add_parser("reconcile", help="budget counters vs ledger sums per key and period "
@@ -162,9 +168,39 @@ def main(argv: list[str] | None = None) -> None:
             print(f"price catalogue {catalog.version} (USD per 1M tokens)")
             print(f"{'model':<26}{'input':>10}{'cached':>10}{'output':>10}")
             for name in catalog.models():
-                p = catalog.prices[name]
-                cached = "-" if p.cached_input is None else str(p.cached_input)
-                print(f"{name:<26}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+                p = catalog.price_of(name)
+                if p is not None:
+                    cached = "-" if p.cached_input is None else str(p.cached_input)
+                    print(f"{name:<26}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+            for upstream, table in sorted(catalog.upstream_prices.items()):
+                print(f"at upstream {upstream}:")
+                for name, p in sorted(table.items()):
+                    cached = "-" if p.cached_input is None else str(p.cached_input)
+                    print(f"  {name:<24}{p.input!s:>10}{cached:>10}{p.output!s:>10}")
+        elif args.cmd == "upstreams":
+            _upstreams(args, settings)
     except DomainError as exc:
         print(f"error: {message_of(exc, 'en')} ({exc.code})", file=sys.stderr)
         raise SystemExit(2) from None
+    except UpstreamConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _upstreams(args: argparse.Namespace, settings: ChatApiSettings) -> None:
+    """One line per upstream in routing order, with its health from a live probe (the key is
+    shown as the variable it comes from, never its value)."""
+    upstreams = configured_upstreams(settings, load_price_catalog(settings.price_catalog_path))
+
+    async def probe_all() -> list[str]:
+        return list(await asyncio.gather(*(probe_upstream(u, args.timeout) for u in upstreams)))
+
+    health = ["not probed"] * len(upstreams) if args.no_probe else asyncio.run(probe_all())
+    print(f"{'name':<20}{'kind':<19}{'prio':>5}{'weight':>8}  {'user keys':<10}{'key from':<26}{'health':<16}models")
+    for u, state in sorted(zip(upstreams, health, strict=True), key=lambda p: (p[0].priority, p[0].name)):
+        models = "any" if u.models is None else ", ".join(
+            m if d == m else f"{m}->{d}" for m, d in sorted(u.models.items()))
+        key = u.api_key_env + ("" if u.api_key else " (unset)")
+        print(f"{u.name:<20}{u.kind.value:<19}{u.priority:>5}{u.weight:>8g}  {'yes' if u.accepts_user_keys else 'no':<10}"
+              f"{key:<26}{state:<16}{models}")
+        print(f"{'':<20}{u.base_url}")

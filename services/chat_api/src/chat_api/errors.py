@@ -108,6 +108,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "server_key_not_allowed": ("이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
                                "This client key may not use the server's API key; send your own OpenAI key."),
     "no_api_key": ("사용 가능한 API Key가 없습니다.", "No API key is available."),
+    "user_key_not_accepted": ("이 모델({model})은 자신의 API 키로 사용할 수 없습니다.",
+                              "Model {model} cannot be used with your own API key."),
+    "user_key_not_accepted/stored_response": ("저장된 응답은 자신의 API 키로 조회할 수 없습니다.",
+                                              "Stored responses cannot be reached with your own API key."),
     # not found
     "client_key_not_found": ("클라이언트 키를 찾을 수 없습니다.", "Client key not found."),
     "conversation_not_found": ("대화를 찾을 수 없습니다.", "Conversation not found."),

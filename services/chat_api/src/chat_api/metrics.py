@@ -2,7 +2,13 @@
 reads the ledger and so is exact across replicas)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from domain.adapters.routing_provider import UpstreamStatus
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -43,3 +49,40 @@ class GatewayMetrics:
                                       "Ledger records set aside (refused or unreadable) in the spool file", registry=r)
         self.auth_cache = Gauge("llm_gateway_auth_cache_entries", "Entries in the client-key cache", registry=r)
         self.open_streams = Gauge("llm_gateway_open_streams", "Streams being relayed now", registry=r)
+        self.upstream_requests = Counter("llm_gateway_upstream_requests", "Attempts sent to each upstream",
+                                         ["upstream"], registry=r)
+        self.upstream_errors = Counter("llm_gateway_upstream_errors",
+                                       "Failed attempts per upstream, by reason (connection, timeout, circuit_open, "
+                                       "429, 5xx, stream_error, bad_response, client_error)", ["upstream", "reason"], registry=r)
+        self.upstream_latency = Histogram("llm_gateway_upstream_attempt_seconds",
+                                          "Time to an upstream's answer (streams: to the first event), per attempt",
+                                          ["upstream"], buckets=_LATENCY_BUCKETS, registry=r)
+
+    def attempt(self, upstream: str, outcome: str, seconds: float) -> None:
+        """The router's ``UpstreamObserver``: one attempt at one upstream."""
+        self.upstream_requests.labels(upstream).inc()
+        if outcome == "ok":
+            self.upstream_latency.labels(upstream).observe(seconds)
+        else:
+            self.upstream_errors.labels(upstream, outcome).inc()
+
+    def watch_upstreams(self, status: Callable[[], Sequence[UpstreamStatus]]) -> None:
+        """Circuit state per upstream, read at scrape time."""
+        self.registry.register(_UpstreamHealthCollector(status))
+
+
+class _UpstreamHealthCollector(Collector):
+    def __init__(self, status: Callable[[], Sequence[UpstreamStatus]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        circuit = GaugeMetricFamily("llm_gateway_upstream_circuit_open",
+                                    "1 while the upstream is cooling down after failures (requests go elsewhere)",
+                                    labels=["upstream"])
+        failures = GaugeMetricFamily("llm_gateway_upstream_consecutive_failures",
+                                     "Failures of the upstream since its last success", labels=["upstream"])
+        for s in self._status():
+            circuit.add_metric([s.name], 1.0 if s.circuit_open else 0.0)
+            failures.add_metric([s.name], float(s.consecutive_failures))
+        yield circuit
+        yield failures

@@ -93,6 +93,7 @@ class ChatApiSettings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return budget_timezone(self.budget_timezone)
 
+    upstreams_file: Path | None = None  # YAML list of upstreams (DESIGN.md "Upstream routing")
     models_cache_seconds: float = 300.0  # how long /v1/models keeps the upstream's list
     # Browser origins allowed to call the API (comma-separated, each echoed exactly; empty: no CORS).
     cors_allow_origins: str = ""

@@ -94,8 +94,10 @@ class OpenAiLlmProvider:
                  max_connections: int = 200, client_share: float = 0.25, breaker_threshold: int = 5,
                  breaker_cooldown: float = 30.0, breaker_min_clients: int = 2,
                  on_retry: Callable[[str], None] | None = None,
-                 on_circuit_open: Callable[[str], None] | None = None) -> None:
-        self._client = openai.AsyncOpenAI(
+                 on_circuit_open: Callable[[str], None] | None = None,
+                 client: openai.AsyncOpenAI | None = None) -> None:
+        # A prebuilt client (an Azure deployment's) keeps the SDK's own URL and auth rules.
+        self._client = client or openai.AsyncOpenAI(
             api_key="unused-placeholder",  # every request sends its own key (see _headers)
             base_url=api_base, max_retries=0,
             timeout=httpx2.Timeout(timeout, connect=connect_timeout),

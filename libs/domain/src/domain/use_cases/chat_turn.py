@@ -259,14 +259,17 @@ class HandleChatTurn:
             return None
 
     # -- recording -------------------------------------------------------------------
-    def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage) -> Money | None:
-        price = self._models.price_of(upstream_model) or self._models.price_of(cmd.model)
+    def _cost(self, cmd: ChatTurnCommand, upstream_model: str, usage: TokenUsage,
+              upstream: str | None = None) -> Money | None:
+        """At the price where the request was served (the catalogue may override it per upstream)."""
+        price = self._models.price_of(upstream_model, upstream) or self._models.price_of(cmd.model, upstream)
         return None if price is None else price.cost(usage)
 
     def _record(self, cmd: ChatTurnCommand, *, choice: KeyChoice, usage: TokenUsage, cost: Money | None,
                 model: str, text: str, started: float, reservation: Reservation | None,
                 outcome: Outcome = Outcome.OK, estimated: bool = False, error_code: str | None = None,
-                response_id: str | None = None, pii_counted: bool = True) -> UsageRecord:
+                response_id: str | None = None, upstream: str | None = None, attempts: int = 1,
+                pii_counted: bool = True) -> UsageRecord:
         """``pii_counted`` False for the refused first attempt of a fallback: the request's
         personal-data counts go on one row only, so sums over the ledger count each value once."""
         now = self._clock.now()
@@ -281,7 +284,8 @@ class HandleChatTurn:
             model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
-            turn=turn, error_code=error_code, response_id=response_id,
+            turn=turn, error_code=error_code, response_id=response_id, upstream=upstream,
+            upstream_attempts=attempts,
             pii_counts={kind.value: n for kind, n in cmd.pii.counts.items()} if pii_counted else {})
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
@@ -293,6 +297,7 @@ class HandleChatTurn:
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,
                                          outcome=Outcome.ERROR, estimated=billed, error_code=error.code,
+                                         upstream=error.upstream, attempts=error.attempts,
                                          pii_counted=pii_counted))
 
     def _fall_back(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float, error: UpstreamError,
@@ -361,10 +366,11 @@ class HandleChatTurn:
         cmd = plan.cmd
         reply = await self._call(cmd, plan, lambda key: self._provider.complete(plan.request, key))
         choice = plan.choice
-        cost = self._cost(cmd, reply.model, reply.usage)
+        cost = self._cost(cmd, reply.model, reply.usage, reply.upstream)
         record = self._record(cmd, choice=choice, usage=reply.usage, cost=cost, model=reply.model or cmd.model,
                               text=reply.text, started=plan.started, reservation=plan.reservation,
-                              response_id=str(reply.body.get("id") or "") or None)
+                              response_id=str(reply.body.get("id") or "") or None, upstream=reply.upstream,
+                              attempts=reply.attempts)
         if self._background is not None and _unfinished_background(cmd, reply, choice):
             await self._background.track(record, cmd.pii.policy)  # its row waits for the final usage (see use_cases.background)
             turn_index = None
@@ -407,9 +413,12 @@ class HandleChatTurn:
             if usage is None:  # cut short before the upstream reported usage
                 prompt = estimate_message_tokens(messages)
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
-            return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage), model=model,
-                                text=reply_text, started=started, reservation=reservation, outcome=outcome,
-                                estimated=estimated, response_id=done.response_id if done else None)
+            # a stream cut short is still costed where it was served
+            upstream, attempts = (done.upstream, done.attempts) if done else (first.upstream, first.attempts)
+            return self._record(cmd, choice=choice, usage=usage, cost=self._cost(cmd, model, usage, upstream),
+                                model=model, text=reply_text, started=started, reservation=reservation,
+                                outcome=outcome, estimated=estimated, response_id=done.response_id if done else None,
+                                upstream=upstream, attempts=attempts)
 
         try:
             yield StreamOpened(choice.source, choice.fallback_reason,

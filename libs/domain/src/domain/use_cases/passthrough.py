@@ -123,21 +123,24 @@ class HandlePassThrough:
         except ServiceUnavailable:
             return None
 
-    def _cost(self, cmd: PassThroughCommand, model: str, usage: TokenUsage) -> Money | None:
+    def _cost(self, cmd: PassThroughCommand, model: str, usage: TokenUsage, upstream: str | None) -> Money | None:
+        """At the price where the request was served (the catalogue may override it per upstream)."""
         if not self._priced(cmd):
             return Money.zero()
-        price = self._models.price_of(model) or self._models.price_of(cmd.model)
+        price = self._models.price_of(model, upstream) or self._models.price_of(cmd.model, upstream)
         return None if price is None else price.cost(usage)
 
     def _record(self, cmd: PassThroughCommand, choice: KeyChoice, started: float, reservation: Reservation | None,
                 *, model: str, usage: TokenUsage, cost: Money | None, request_id: str | None = None,
-                error: UpstreamError | None = None) -> None:
+                error: UpstreamError | None = None, reply: UpstreamReply | None = None) -> None:
+        served = reply or error
         self._ledger.submit(UsageRecord(
             request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
             route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
             key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
             latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
-            reservation=reservation, error_code=error.code if error else None))
+            reservation=reservation, error_code=error.code if error else None,
+            upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1))
 
     async def execute(self, cmd: PassThroughCommand) -> PassThroughResult:
         started = self._clock.monotonic()
@@ -163,6 +166,6 @@ class HandlePassThrough:
                              cost=Money.zero(), error=second)
                 raise
         model = reply.model or cmd.model
-        cost = self._cost(cmd, model, reply.usage)
-        self._record(cmd, choice, started, reservation, model=model, usage=reply.usage, cost=cost)
+        cost = self._cost(cmd, model, reply.usage, reply.upstream)
+        self._record(cmd, choice, started, reservation, model=model, usage=reply.usage, cost=cost, reply=reply)
         return PassThroughResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, model)

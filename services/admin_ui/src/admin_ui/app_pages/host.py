@@ -67,8 +67,25 @@ def live() -> None:
                          x="core", y="%", height=160)
     st.subheader(t("host.services"))
     widgets.health_lines(monitor.health())
+    upstreams()
     st.caption(t("host.updated", seconds=REFRESH_SECONDS,
                  time=fmt.when(datetime.now(UTC).isoformat(), seconds=True)))
+
+
+def upstreams() -> None:
+    """Each upstream's circuit as one chat-api replica sees it (the admin API's view)."""
+    try:
+        items = api.admin_api().upstreams()["items"]
+    except api.ApiError:
+        return  # an older chat-api, or unreachable: the services table already says so
+    st.subheader(t("host.upstreams"))
+    st.dataframe(pd.DataFrame([{
+        t("host.upstream"): u["name"], "kind": u["kind"], t("host.priority"): u["priority"],
+        t("host.weight"): u["weight"],
+        t("keys.status"): ("✅ " + t("host.ok")) if u["circuit"] == "closed"
+        else ("❌ " + t("host.cooling", seconds=u["cooldown_seconds"])),
+        t("host.failures"): u["consecutive_failures"],
+    } for u in items]), hide_index=True, width="stretch")
 
 
 live()

@@ -373,6 +373,17 @@ async def get_prices(container: ContainerDep) -> dict[str, Any]:
         for name, p in sorted(table.prices.items())]}
 
 
+@router.get("/upstreams")
+async def get_upstreams(container: ContainerDep) -> dict[str, Any]:
+    """The upstreams in routing order and their health as this replica sees it."""
+    return {"items": [{
+        "name": s.name, "kind": s.kind, "priority": s.priority, "weight": s.weight,
+        "accepts_user_keys": s.accepts_user_keys, "models": None if s.models is None else list(s.models),
+        "circuit": "open" if s.circuit_open else "closed", "cooldown_seconds": round(s.cooldown_seconds, 1),
+        "consecutive_failures": s.consecutive_failures,
+    } for s in sorted(container.upstream_status(), key=lambda s: (s.priority, s.name))]}
+
+
 # -- writes ---------------------------------------------------------------------------------------
 
 async def _key_item(container: Container, key_id: str) -> dict[str, Any]:

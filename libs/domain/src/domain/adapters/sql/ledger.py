@@ -42,6 +42,7 @@ _FLUSH = object()  # a queue item asking the writer to replay the spool now (see
 ID_LIMIT = 512
 NAME_LIMIT = 200
 CODE_LIMIT = 128
+UPSTREAM_LIMIT = 64  # the column's own bound (an upstream's name comes from UPSTREAMS_FILE)
 
 
 def clean(value: str, anomalies: set[str]) -> str:
@@ -94,6 +95,7 @@ def _spend_row(r: UsageRecord, conversation_pk: int | None) -> dict[str, Any]:
            "reasoning_tokens": r.usage.reasoning_tokens, "cost_nanos": r.cost.nanos if r.cost else None,
            "charged_nanos": r.charged.nanos, "priced": r.priced, "estimated": r.estimated or r.usage.anomaly is not None,
            "catalog_version": bounded(r.catalog_version, CODE_LIMIT, anomalies), "latency_ms": r.latency_ms,
+           "upstream": _opt(r.upstream, UPSTREAM_LIMIT, anomalies), "upstream_attempts": r.upstream_attempts,
            "pii_counts": json.dumps(dict(r.pii_counts), sort_keys=True, separators=(",", ":")) if r.pii_counts
            else None}
     row["anomalies"] = ",".join(sorted(anomalies)) or None
@@ -302,6 +304,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         latency_ms=d["latency_ms"],
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
         conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
+        upstream=d.get("upstream"), upstream_attempts=d.get("upstream_attempts", 1),
         pii_counts=d.get("pii_counts") or {},
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,

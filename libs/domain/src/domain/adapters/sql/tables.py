@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Table, Text, UniqueConstraint, inspect
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, Table, Text, UniqueConstraint, inspect
 from sqlmodel import Field, SQLModel
 
 
@@ -110,6 +110,8 @@ class SpendRow(SQLModel, table=True):
     estimated: bool = False
     catalog_version: str = Field(sa_column=Column(Text, nullable=False))
     latency_ms: int = 0
+    upstream: str | None = Field(default=None, max_length=64)  # the upstream that served (routing)
+    upstream_attempts: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     # personal data the guard found in the request, per kind: '{"phone":2}' (never a value)
     pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
