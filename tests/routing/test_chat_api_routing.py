@@ -121,6 +121,17 @@ def test_the_ledger_names_the_upstream_and_costs_at_its_price(routed, fakes):
     (az_cost, oa_cost) = found[0][2], found[1][2]
     assert az_cost == 2 * oa_cost > 0  # the same tokens, at Azure's (double) price
     assert found[0][1] == "gpt-4o-mini"  # Azure answered with its deployment's name; priced as the public one
+    # the request log names the upstream that served each request too
+    routed.flush_ledger()
+    key_id = found_key_id(routed, name)
+    items = httpx.get(routed.url + "/admin/v1/requests", params={"client_key_id": key_id},
+                      headers={"Authorization": f"Bearer {routed.admin_token}"}).json()["items"]
+    assert sorted(i["upstream"] for i in items) == ["az", "oa", "oa"]
+
+
+def found_key_id(api: ChatApiProcess, key_name: str) -> str:
+    with psycopg.connect(api.pg_url) as conn:
+        return conn.execute("SELECT id FROM client_keys WHERE name = %s", (key_name,)).fetchone()[0]
 
 
 def test_a_stream_cut_after_its_first_byte_stays_with_its_upstream_and_in_the_ledger(routed, fakes):

@@ -135,7 +135,8 @@ def watched(fake_openai: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_the_upstream_circuit_opening_alerts_the_operator_once(watched: tuple[ChatApiProcess, Any]) -> None:
     """One client's failures open its own circuit only; a second client failing too opens the
-    server key's shared circuit, and that is what reaches the operator, once."""
+    server key's shared circuit, and that is what reaches the operator, once, naming the upstream
+    ("default" without UPSTREAMS_FILE)."""
     api, listener = watched
     first, second = api.new_key("circuit-a"), api.new_key("circuit-b")
 
@@ -149,5 +150,5 @@ def test_the_upstream_circuit_opening_alerts_the_operator_once(watched: tuple[Ch
     assert code(second) == "upstream_circuit_open"  # the shared circuit is open for everyone
     received = listener.wait_for(lambda r: any(a.get("kind") == "circuit" for a in r))
     circuit = [a for a in received if a.get("kind") == "circuit"]
-    assert len(circuit) == 1 and circuit[0]["upstream"] == "openai" and circuit[0]["detail"] == "shared circuit"
+    assert len(circuit) == 1 and circuit[0]["upstream"] == "default" and circuit[0]["detail"] == "shared circuit"
     assert "sk-" not in str(received)  # no key in the alert

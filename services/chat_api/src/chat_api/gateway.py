@@ -270,6 +270,7 @@ class Gateway:
                 model=result.model if result is not None else visit.model,
                 key_source=result.key_source.value if result is not None else None,
                 fallback_reason=result.fallback_reason.value if result is not None and result.fallback_reason else None,
+                upstream=result.upstream if result is not None else None,
                 latency_ms=int((time.perf_counter() - visit.started) * 1000),
                 cost=result.cost if result is not None else None))
         except Exception as failed:

@@ -92,6 +92,7 @@ class ChatTurnResult:
     # A stream's closing events (``data: [DONE]``, ``response.completed``), held back until
     # the turn was stored; the dialect sends them last.
     held: tuple[StreamData, ...] = ()
+    upstream: str | None = None  # the name of the upstream that served the turn
 
     @property
     def upstream_seconds(self) -> float | None:
@@ -377,7 +378,7 @@ class HandleChatTurn:
         else:
             turn_index = await self._store(record, cmd.durable)
         return ChatTurnResult(reply, reply.usage, cost, choice.source, choice.fallback_reason, turn_index,
-                              record.latency_ms, record.model, reply.text)
+                              record.latency_ms, record.model, reply.text, upstream=record.upstream)
 
     async def stream(self, cmd: ChatTurnCommand) -> AsyncGenerator[StreamOpened | StreamData | ChatTurnResult, None]:
         """Yields ``StreamOpened``, the upstream's events as they come, then one
@@ -442,7 +443,8 @@ class HandleChatTurn:
         record = settle(Outcome.OK)
         turn_index = await self._store(record, cmd.durable)
         yield ChatTurnResult(None, record.usage, record.cost, choice.source, choice.fallback_reason, turn_index,
-                             record.latency_ms, record.model, "".join(text), record.estimated, tuple(held))
+                             record.latency_ms, record.model, "".join(text), record.estimated, tuple(held),
+                             upstream=record.upstream)
 
 
 def _unfinished_background(cmd: ChatTurnCommand, reply: UpstreamReply, choice: KeyChoice) -> bool:

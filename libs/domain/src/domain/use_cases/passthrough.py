@@ -58,6 +58,10 @@ class PassThroughResult:
         return self.reply.upstream_seconds
 
     @property
+    def upstream(self) -> str | None:
+        return self.reply.upstream
+
+    @property
     def upstream_headers(self) -> Mapping[str, str]:
         return self.reply.headers
 

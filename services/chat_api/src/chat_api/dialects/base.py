@@ -99,6 +99,9 @@ class Metered(Protocol):
     @property
     def upstream_seconds(self) -> float | None: ...
 
+    @property
+    def upstream(self) -> str | None: ...  # the name of the upstream that served it
+
 
 @runtime_checkable
 class TokenMetered(Protocol):
