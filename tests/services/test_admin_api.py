@@ -157,25 +157,26 @@ async def test_overview_matches_sql(client: httpx.AsyncClient, container: Contai
     day0, month0 = day_start(now), month_start(now)
 
     def logged() -> list[Any]:
-        return [_sql(container, "SELECT count(*) n, count(*) FILTER (WHERE status >= 400) e FROM request_log "
-                                "WHERE created_at >= :s", s=start) for start in (day0, month0)]
+        return [(_sql(container, "SELECT count(*) n, count(*) FILTER (WHERE status >= 400) e FROM request_log "
+                                 "WHERE created_at >= :s", s=start),
+                 _sql(container, "SELECT coalesce(sum(cost_nanos),0) c, coalesce(sum(input_tokens),0) i, "
+                                 "coalesce(sum(output_tokens),0) o, "
+                                 "coalesce(sum(cost_nanos) FILTER (WHERE key_source='user'),0) u "
+                                 "FROM spend_ledger WHERE created_at >= :s", s=start))
+                for start in (day0, month0)]
 
-    # Other chat-api processes of the session share this database and their request-log
-    # writers may add entries at any time: compare against a quiet moment (same counts before
-    # and after the overview was read), retried within a bounded time.
+    # Other chat-api processes of the session share this database and their request-log and
+    # ledger writers may add rows at any time: compare against a quiet moment (the same
+    # counts and sums before and after the overview was read), retried within a bounded time.
     for _ in range(50):
         before = logged()
         body = (await client.get("/admin/v1/overview")).json()
         if logged() == before:
             break
     else:
-        pytest.fail("the request log never stayed still for one overview read")
+        pytest.fail("the request log and ledger never stayed still for one overview read")
     assert body["today_start"] == day0.isoformat().replace("+00:00", "Z") and body["timezone"] == "Asia/Seoul"
-    for (name, start), log in zip((("today", day0), ("month", month0)), before, strict=True):
-        row = _sql(container, "SELECT coalesce(sum(cost_nanos),0) c, coalesce(sum(input_tokens),0) i, "
-                              "coalesce(sum(output_tokens),0) o, "
-                              "coalesce(sum(cost_nanos) FILTER (WHERE key_source='user'),0) u "
-                              "FROM spend_ledger WHERE created_at >= :s", s=start)
+    for (name, _start), (log, row) in zip((("today", day0), ("month", month0)), before, strict=True):
         # requests and errors are client requests (the request log, read above), not ledger rows
         got = body[name]
         assert (got["requests"], got["errors"], got["input_tokens"], got["output_tokens"]) == (log.n, log.e, row.i, row.o)
