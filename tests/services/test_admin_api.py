@@ -156,14 +156,19 @@ async def test_overview_matches_sql(client: httpx.AsyncClient, container: Contai
     now = _now()
     day0, month0 = day_start(now), month_start(now)
 
+    # "today" ends where the next local day begins: other tests of the session write rows dated
+    # later (a charge already tomorrow in Seoul), which are not today's. "This month" is
+    # everything since the month began, as the overview counts it.
+    day1, month1 = day_start(day0 + timedelta(days=1, hours=12)), datetime.max.replace(tzinfo=UTC)
+
     def logged() -> list[Any]:
         return [(_sql(container, "SELECT count(*) n, count(*) FILTER (WHERE status >= 400) e FROM request_log "
-                                 "WHERE created_at >= :s", s=start),
+                                 "WHERE created_at >= :s AND created_at < :e", s=start, e=end),
                  _sql(container, "SELECT coalesce(sum(cost_nanos),0) c, coalesce(sum(input_tokens),0) i, "
                                  "coalesce(sum(output_tokens),0) o, "
                                  "coalesce(sum(cost_nanos) FILTER (WHERE key_source='user'),0) u "
-                                 "FROM spend_ledger WHERE created_at >= :s", s=start))
-                for start in (day0, month0)]
+                                 "FROM spend_ledger WHERE created_at >= :s AND created_at < :e", s=start, e=end))
+                for start, end in ((day0, day1), (month0, month1))]
 
     # Other chat-api processes of the session share this database and their request-log and
     # ledger writers may add rows at any time: compare against a quiet moment (the same
