@@ -119,3 +119,24 @@ async def test_a_flaky_upstream_succeeds_after_one_retry(fake_openai):
         await p.aclose()
     assert reply.text.startswith("fake reply to: flaky ")
     assert retries == ["500"]
+
+
+def test_the_proxy_is_the_environments_read_once(monkeypatch):
+    # The direct transport reads HTTPS_PROXY / NO_PROXY when it is made, as the SDK's client
+    # honoured them, instead of on every request.
+    from domain.adapters.openai_provider import _proxy_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert _proxy_for("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert _proxy_for("http://127.0.0.1:8000/v1") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert _proxy_for("https://api.openai.com/v1") is None
+
+
+def test_sse_lines_end_at_lf_crlf_or_a_lone_cr():
+    from domain.adapters.openai_provider import _split_lines
+
+    assert list(_split_lines(b"data: {}\r")) == ["data: {}"]
+    assert list(_split_lines(b"data: a\rdata: b")) == ["data: a", "data: b"]
+    assert list(_split_lines("data: 한국어".encode())) == ["data: 한국어"]

@@ -1,18 +1,29 @@
-"""The upstream on the official ``openai`` async client.
+"""The upstream over HTTP: OpenAI's REST API (and APIs shaped like it).
 
-The SDK's own retries are off (``max_retries=0``): retries live here, in one place, so they
-can skip ``insufficient_quota``, stop at the first streamed byte, and be counted. Bodies go
-out as pre-serialised JSON and come back as raw HTTP responses, so what the client gets is
-what OpenAI sent, and no per-request pydantic models are built.
+In the OpenAI dialect the gateway passes bytes through: the body goes out pre-serialised
+and comes back as the upstream's own bytes, so no SDK type would be built for it. The
+transport is therefore a plain aiohttp client (``_DirectTransport``), the cheapest per
+request of the clients measured (bench/README.md, "Levers"); an Azure deployment keeps the
+official SDK's client (``_SdkTransport``), whose URL and auth rules it follows. Both answer
+in the same terms (``_Answer``, ``_Refused``, ``_TimedOut``, ``_Unreachable``), so the
+rules below are one:
+
+Retries live here, in one place (the SDK's own are off), so they can skip
+``insufficient_quota``, stop at the first streamed byte, and be counted. An upstream error
+body is read as the SDK reads it (its ``error`` object, else the body), so a 4xx reaches the
+client unchanged whichever transport carried it.
 """
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import aiohttp
 import httpx2
 import openai
 import orjson
@@ -78,14 +89,194 @@ def _upstream_error(status: int, body: Any, retry_after: float | None,
                          body=raw, headers=headers, status=status, message=message)
 
 
-def _retry_after(response: httpx2.Response | None) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("retry-after")
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")  # both transports' header maps ignore case
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+# -- transports ------------------------------------------------------------------------------
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A 2xx answer: its headers, and either its body (``content``) or its lines (a stream,
+    read as they come; ``close`` gives the connection back)."""
+
+    headers: Mapping[str, str]
+    content: bytes = b""
+    lines: AsyncIterator[str] | None = None
+    close: Callable[[], Awaitable[None]] = _nothing
+
+
+class _Refused(Exception):
+    """The upstream answered 4xx/5xx. ``body`` as the SDK reads it: the JSON body's
+    ``error`` member when it has one, else the JSON body, else its text."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers
+
+
+class _TimedOut(Exception):
+    """Connecting, waiting for a pooled connection, or a read took longer than allowed."""
+
+
+class _Unreachable(Exception):
+    """The connection failed or broke before the answer's body was read."""
+
+
+class _Transport(Protocol):
+    async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
+                       stream: bool) -> _Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _SdkTransport:
+    """The official SDK's client (an Azure deployment's: the SDK builds its URL and auth)."""
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self._client = client
+
+    async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
+                       stream: bool) -> _Answer:
+        options: openai.RequestOptions = {"headers": dict(headers)}
+        try:
+            if method == "GET":
+                response = await self._client.get(path, cast_to=httpx2.Response, options=options)
+            elif method == "DELETE":
+                response = await self._client.delete(path, cast_to=httpx2.Response, options=options)
+            else:
+                response = await self._client.post(path, cast_to=httpx2.Response, content=content, options=options,
+                                                   stream=stream)
+        except openai.APIStatusError as exc:
+            raise _Refused(exc.status_code, exc.body, exc.response.headers) from None
+        except openai.APITimeoutError:
+            raise _TimedOut from None
+        except openai.APIConnectionError:
+            raise _Unreachable from None
+        if stream:
+            return _Answer(response.headers, lines=_httpx_lines(response), close=response.aclose)
+        return _Answer(response.headers, response.content)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class _DirectTransport:
+    """HTTP/1.1 with keep-alive to ``api_base`` on aiohttp: the request is the bytes given
+    and the Authorization header; the answer is the upstream's bytes. One session per event
+    loop (made on first use: aiohttp binds a session to the loop that runs it)."""
+
+    def __init__(self, api_base: str, timeout: float, connect_timeout: float, max_connections: int) -> None:
+        self._base = api_base.rstrip("/")
+        # httpx's Timeout(timeout, connect=...) in aiohttp's terms: ``connect`` bounds the wait
+        # for a pooled connection, ``sock_connect`` the TCP/TLS connect, ``sock_read`` each read.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect_timeout,
+                                              sock_read=timeout)
+        self._max_connections = max_connections
+        self._proxy = _proxy_for(self._base)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                # The environment's proxy is read once (``_proxy_for``): aiohttp's trust_env
+                # would read it, and ~/.netrc, in a thread on every request.
+                timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"})
+            self._loop = loop
+        return self._session
+
+    async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
+                       stream: bool) -> _Answer:
+        sent = {**headers, "Content-Type": "application/json"} if content is not None else headers
+        try:
+            response = await self._session_now().request(method, self._base + path, data=content, headers=sent,
+                                                         proxy=self._proxy)
+        except TimeoutError:
+            raise _TimedOut from None
+        except (aiohttp.ClientError, OSError):
+            raise _Unreachable from None
+        if stream and response.status < 400:
+            return _Answer(response.headers, lines=_aiohttp_lines(response), close=_releaser(response))
+        try:
+            body = await response.read()
+        except TimeoutError:
+            raise _TimedOut from None
+        except (aiohttp.ClientError, OSError):
+            raise _Unreachable from None
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise _Refused(response.status, _sdk_error_body(body), response.headers)
+        return _Answer(response.headers, body)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY), as
+    the SDK's client would use it; None for none."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]  # not in typeshed
+            host.rsplit(":", 1)[0] if not host.endswith("]") else host):
+        return None
+    return urllib.request.getproxies_environment().get(scheme.lower())
+
+
+def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        response.release()  # a body not read to its end closes the connection instead
+    return close
+
+
+def _sdk_error_body(raw: bytes) -> Any:
+    """An error body as the SDK hands it over (``APIStatusError.body``)."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        body: Any = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return body.get("error", body) if isinstance(body, dict) else body
+
+
+def _split_lines(block: bytes) -> Iterable[str]:
+    """One line ended by LF (a CR before it dropped); a lone CR ends a line too, as in SSE."""
+    if block.endswith(b"\r"):
+        block = block[:-1]
+    text = block.decode("utf-8", "replace")
+    return text.split("\r") if "\r" in text else (text,)
+
+
+async def _aiohttp_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The body's lines as they arrive (no length limit: a Responses ``response.completed``
+    event carries the whole answer); a connection that breaks mid-body is the upstream's bad
+    answer, not a crash of ours."""
+    pending = b""
+    try:
+        async for chunk in response.content.iter_any():
+            blocks = (pending + chunk).split(b"\n")
+            pending = blocks.pop()
+            for block in blocks:
+                for line in _split_lines(block):
+                    yield line
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        raise UpstreamBadResponse("upstream_bad_response", upstream_status=502) from None
+    if pending:
+        for line in _split_lines(pending):
+            yield line
 
 
 class OpenAiLlmProvider:
@@ -97,12 +288,8 @@ class OpenAiLlmProvider:
                  on_circuit_open: Callable[[str], None] | None = None,
                  client: openai.AsyncOpenAI | None = None) -> None:
         # A prebuilt client (an Azure deployment's) keeps the SDK's own URL and auth rules.
-        self._client = client or openai.AsyncOpenAI(
-            api_key="unused-placeholder",  # every request sends its own key (see _headers)
-            base_url=api_base, max_retries=0,
-            timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-            http_client=openai.DefaultAsyncHttpxClient(
-                limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)))
+        self._transport: _Transport = _SdkTransport(client) if client is not None else _DirectTransport(
+            api_base, timeout, connect_timeout, max_connections)
         self._max_retries, self._backoff_base, self._max_backoff = max_retries, backoff_base, max_backoff
         self._on_retry = on_retry or (lambda reason: None)
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, min_clients=breaker_min_clients,
@@ -110,11 +297,11 @@ class OpenAiLlmProvider:
         self.shares = UpstreamShares(max_connections, client_share)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._transport.aclose()
 
     @staticmethod
-    def _headers(api_key: str) -> openai.RequestOptions:
-        return {"headers": {"Authorization": f"Bearer {api_key}"}}
+    def _headers(api_key: str) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
     def _body(self, request: UpstreamRequest, stream: bool) -> bytes:
         body: dict[str, Any] = {**request.params, "model": request.model}
@@ -136,7 +323,7 @@ class OpenAiLlmProvider:
         return min(self._max_backoff, self._backoff_base * 2.0**attempt) * (0.5 + random.random() / 2)
 
     async def _send(self, method: str, path: str, api_key: str, content: bytes | None, stream: bool,
-                    client: str | None = None, retries: bool = True) -> httpx2.Response:
+                    client: str | None = None, retries: bool = True) -> _Answer:
         """One exchange under the circuit breaker (see ``CircuitBreaker`` for what counts)."""
         admission = self.breaker.admit(api_key, client)
         verdict: bool | None = None
@@ -152,31 +339,26 @@ class OpenAiLlmProvider:
             self.breaker.record(admission, verdict)
 
     async def _send_with_retries(self, method: str, path: str, api_key: str, content: bytes | None,
-                                 stream: bool, max_retries: int) -> httpx2.Response:
+                                 stream: bool, max_retries: int) -> _Answer:
         """One request with bounded, jittered retries on 429/5xx/connection errors, honouring
         Retry-After; never on ``insufficient_quota``."""
         attempt = 0
+        headers = self._headers(api_key)
         while True:
             try:
-                if method == "GET":
-                    return await self._client.get(path, cast_to=httpx2.Response, options=self._headers(api_key))
-                if method == "DELETE":
-                    return await self._client.delete(path, cast_to=httpx2.Response, options=self._headers(api_key))
-                return await self._client.post(path, cast_to=httpx2.Response, content=content,
-                                               options=self._headers(api_key),
-                                               stream=stream)
-            except openai.APIStatusError as exc:
-                body = exc.body if isinstance(exc.body, dict) else {"error": exc.body}
-                error = _upstream_error(exc.status_code, body if "error" in body else {"error": body},
-                                        _retry_after(exc.response), passed_through(exc.response.headers.items()))
-                if exc.status_code not in _RETRYABLE or error.upstream_code == "insufficient_quota" \
+                return await self._transport.exchange(method, path, headers, content, stream)
+            except _Refused as refused:
+                body = refused.body if isinstance(refused.body, dict) else {"error": refused.body}
+                error = _upstream_error(refused.status, body if "error" in body else {"error": body},
+                                        _retry_after(refused.headers), passed_through(refused.headers.items()))
+                if refused.status not in _RETRYABLE or error.upstream_code == "insufficient_quota" \
                         or attempt >= max_retries:
                     error.attempts = attempt + 1
                     raise error from None
-                reason, delay = str(exc.status_code), self._delay(attempt, error.retry_after)
-            except openai.APITimeoutError:
+                reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
+            except _TimedOut:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
-            except openai.APIConnectionError:
+            except _Unreachable:
                 if attempt >= max_retries:
                     unreachable = UpstreamError("upstream_unreachable", upstream_status=502)
                     unreachable.attempts = attempt + 1
@@ -222,7 +404,8 @@ class OpenAiLlmProvider:
         responses_api = request.api is UpstreamApi.RESPONSES
         try:
             lines: list[str] = []
-            async for line in _lines(response):
+            assert response.lines is not None
+            async for line in response.lines:
                 if line:
                     lines.append(line)
                     continue
@@ -268,7 +451,7 @@ class OpenAiLlmProvider:
             yield StreamDone(usage, model, response_id)
         finally:
             self.shares.release(slot)
-            await response.aclose()
+            await response.close()
 
     async def get_response(self, response_id: str, api_key: str) -> dict[str, Any]:
         response = await self._send("GET", f"/responses/{response_id}", api_key, None, False)
@@ -308,7 +491,7 @@ def _json_object(content: bytes) -> dict[str, Any]:
     return body
 
 
-async def _lines(response: httpx2.Response) -> AsyncIterator[str]:
+async def _httpx_lines(response: httpx2.Response) -> AsyncIterator[str]:
     """The body's lines; a connection that breaks mid-body is the upstream's bad answer,
     not a crash of ours."""
     try:

@@ -64,8 +64,8 @@ class _AzureDeploymentProvider(OpenAiLlmProvider):
     """An Azure deployment: the key goes in ``api-key`` (the SDK's client does the URL)."""
 
     @staticmethod
-    def _headers(api_key: str) -> openai.RequestOptions:
-        return {"headers": {"api-key": api_key}}
+    def _headers(api_key: str) -> Mapping[str, str]:
+        return {"api-key": api_key}
 
 
 @dataclass
