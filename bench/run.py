@@ -18,6 +18,7 @@ saturation and latency measurements and every req/s is also given as a ratio to 
 
     .venv/bin/python bench/run.py [--compare] [--seconds 8] [--conc 32] [--soak-requests 20000]
     .venv/bin/python bench/run.py --profile      # py-spy on /v1/chat/completions only
+    .venv/bin/python bench/run.py --quick        # saturation rows only (comparing levers), no file written
 
 Writes bench/results/<date>.json (<date>-compare.json with --compare).
 """
@@ -221,7 +222,7 @@ def start_nginx(replicas: list[int], workdir: Path) -> tuple[subprocess.Popen, i
     render_nginx.prepare_prefix(workdir)
     values = render_nginx.native_values(prefix=workdir, listen=port, chat_api=[f"127.0.0.1:{r}" for r in replicas],
                                         monitor="127.0.0.1:9", admin_ui="127.0.0.1:9", rate="1000000r/s",
-                                        burst=100000, conn_per_address=100000, access_log="off",
+                                        burst=100000, conn_per_address=65535, access_log="off",
                                         error_log=str(workdir / "error.log"))
     conf = workdir / "nginx.conf"
     conf.write_text(render_nginx.render(values))
@@ -425,6 +426,29 @@ def profile(args: argparse.Namespace, db: Database, stamp: str) -> None:
 
 
 # -- the run -----------------------------------------------------------------------------
+
+def quick(args: argparse.Namespace, db: Database) -> None:
+    """The saturation rows of the gateway only (req/s, CPU per request, PostgreSQL CPU per
+    request), ``--repeat`` times: enough to compare two builds of the hot path side by side."""
+    key = {"Authorization": f"Bearer {db.client_key}"}
+    conversation = f"bench-conv-{uuid.uuid4().hex[:8]}"
+    up, up_port = start_upstream(0, 0)
+    try:
+        gw, port = start_gateway(db, up_port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            seed_history(port, db.client_key, conversation, 10)
+            for _ in range(args.repeat):
+                for name, url, body in (("/v1/chat/completions", f"{base}/v1/chat/completions", OPENAI_BODY),
+                                        ("/api/v1/chat +history", f"{base}/api/v1/chat", history_body(conversation))):
+                    r = measured(url, body, key, args.conc, args.seconds, gw, db)
+                    print(f"{name:<24}{r['rps']:>8.0f} req/s{r['cpu_us_req']:>8.0f} us CPU/req"
+                          f"{r['db_cpu_us_req']:>7.0f} us PostgreSQL/req{r['errors']:>5} errors", flush=True)
+        finally:
+            stop(gw)
+    finally:
+        stop(up)
+
 
 def machine() -> dict[str, Any]:
     model = "unknown"
@@ -641,6 +665,8 @@ def main() -> None:
     ap.add_argument("--soak-max-seconds", type=float, default=45, help="stop the soak early (keeps make bench short)")
     ap.add_argument("--stream-requests", type=int, default=40)
     ap.add_argument("--profile", action="store_true", help="py-spy the /v1/chat/completions path, then stop")
+    ap.add_argument("--quick", action="store_true", help="saturation rows of the gateway only, nothing written")
+    ap.add_argument("--repeat", type=int, default=2, help="--quick: how many times to measure each row")
     ap.add_argument("--keep-db", action="store_true")
     args = ap.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
@@ -657,6 +683,9 @@ def main() -> None:
     try:
         if args.profile:
             profile(args, db, stamp)
+            return
+        if args.quick:
+            quick(args, db)
             return
         res = run(args, db)
     finally:
