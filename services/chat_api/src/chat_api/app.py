@@ -19,6 +19,7 @@ from chat_api.bootstrap import Container, bootstrap
 from chat_api.dialects.base import DialectSettings
 from chat_api.errors import error_headers, http_error, internal_error, message_of
 from chat_api.gateway import Gateway, one_line
+from chat_api.hot_routes import HotRoutes
 from chat_api.inbound import language
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.log_redaction import install_redaction
@@ -96,6 +97,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.add_middleware(HotRoutes)  # added first: inside the edge's middleware (request ids, CORS)
     openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
                         else container.settings.cors_allow_origins)
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from typing_extensions import TypeIs
 
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.bootstrap import UseCases
@@ -38,11 +39,14 @@ from chat_api.dialects.base import (
     DialectSettings,
     Failure,
     Metered,
-    Relayed,
     StreamingUseCase,
-    TokenMetered,
     UseCase,
-    Validating,
+    _conforms,
+    is_metered,
+    is_relayed,
+    is_streaming,
+    is_token_metered,
+    is_validating,
 )
 from chat_api.errors import ERROR_TABLE, internal_error
 from chat_api.idempotency import idempotency_key, run_once
@@ -73,6 +77,10 @@ class Identified(Protocol):
     def request_id(self) -> str: ...
 
 
+def _is_identified(obj: object) -> TypeIs[Identified]:
+    return _conforms(obj, Identified)
+
+
 @dataclass
 class Visit:
     """What the request log needs of one request, filled in as the pipeline learns it."""
@@ -86,7 +94,7 @@ class Visit:
     result: Metered | None = None
 
     def learn(self, command: object, model: str | None) -> None:
-        if isinstance(command, Identified):
+        if _is_identified(command):
             self.request_id = command.request_id
         self.model = model
 
@@ -144,19 +152,19 @@ class Gateway:
                 body = checked(body)
             command = dialect.parse(body or {}, call)
             visit.learn(command, dialect.model_of(command))
-            if isinstance(use_case, Validating):
+            if is_validating(use_case):
                 use_case.validate(command)
-            if isinstance(command, TokenMetered):
+            if is_token_metered(command):
                 self.tokens.take(_slot(call), command.token_allowance())
             if body is not None and dialect.wants_stream(body):
-                if not isinstance(use_case, StreamingUseCase):
+                if not is_streaming(use_case):
                     raise TypeError(f"{type(use_case).__name__} cannot stream")
                 return await self._stream(dialect, use_case, command, call, visit)
             checked_command = command
 
             async def answer() -> Response:
                 result = await use_case.execute(checked_command)
-                if isinstance(result, Metered):
+                if is_metered(result):
                     visit.result = result
                 response = dialect.render(result, checked_command, call)
                 self._succeeded(dialect.route, result, response, started)
@@ -211,7 +219,7 @@ class Gateway:
                     if isinstance(event, StreamOpened):  # only ever first: nothing to send
                         event = await anext(events)
                         continue
-                    if isinstance(event, Metered):
+                    if is_metered(event):
                         self._count_usage(event)
                         visit.result = event
                     chunk = dialect.render_event(event, command, call)
@@ -238,9 +246,9 @@ class Gateway:
         return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
     def _succeeded(self, route: str, result: object, response: Response, started: float) -> None:
-        if isinstance(result, Relayed):
+        if is_relayed(result):
             response.headers.update(result.upstream_headers)
-        if isinstance(result, Metered):
+        if is_metered(result):
             self._count_usage(result)
             response.headers.update(_key_headers(result))
             self._observe(route, response.status_code, result.model, started, result.upstream_seconds)
@@ -319,7 +327,7 @@ def _key_headers(result: Metered | StreamOpened) -> dict[str, str]:
     headers = {"x-llm-key-source": result.key_source.value}
     if result.fallback_reason is not None:
         headers["x-llm-fallback-reason"] = result.fallback_reason.value
-    if isinstance(result, Metered) and result.cost is not None:
+    if is_metered(result) and result.cost is not None:
         headers["x-llm-cost-usd"] = format(result.cost.usd_rounded(8), "f")
     return headers
 

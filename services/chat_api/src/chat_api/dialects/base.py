@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from fastapi.responses import Response
+from typing_extensions import TypeIs
 
 from domain.client_keys import ClientIdentity
 from domain.errors import DomainError
@@ -126,6 +127,42 @@ class StreamingUseCase(UseCase[Cmd_contra, Res_co], Protocol[Cmd_contra, Res_co]
     """A use case that can also answer as a stream: ``StreamOpened``, events, then one result."""
 
     def stream(self, command: Cmd_contra) -> AsyncGenerator[StreamOpened | StreamData | Res_co, None]: ...
+
+
+_CONFORMS: dict[tuple[type, type], bool] = {}
+
+
+def _conforms(obj: object, protocol: type) -> bool:
+    """``isinstance(obj, protocol)`` for the runtime-checkable protocols above, answered once
+    per class: the structural check looks up every member of the protocol on each call, and
+    the pipeline asks several times per request (and once per streamed event). The classes
+    asked about declare their members (dataclass fields, methods), so the answer is the
+    class's."""
+    key = (type(obj), protocol)
+    known = _CONFORMS.get(key)
+    if known is None:
+        known = _CONFORMS[key] = isinstance(obj, protocol)
+    return known
+
+
+def is_metered(obj: object) -> TypeIs[Metered]:
+    return _conforms(obj, Metered)
+
+
+def is_relayed(obj: object) -> TypeIs[Relayed]:
+    return _conforms(obj, Relayed)
+
+
+def is_token_metered(obj: object) -> TypeIs[TokenMetered]:
+    return _conforms(obj, TokenMetered)
+
+
+def is_validating(obj: object) -> TypeIs[Validating[Any]]:
+    return _conforms(obj, Validating)
+
+
+def is_streaming(obj: object) -> TypeIs[StreamingUseCase[Any, Any]]:
+    return _conforms(obj, StreamingUseCase)
 
 
 class Dialect(ABC, Generic[Cmd, Res]):
