@@ -45,8 +45,11 @@ class SqlRequestLog:
     """
 
     def __init__(self, engine: Engine, *, max_queue: int = 50_000, batch_size: int = 500,
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, linger_seconds: float = 0.05) -> None:
         self.engine = engine
+        # A batch waits this long for more entries: one insert per busy moment, not per
+        # request (``close`` does not wait).
+        self._linger = linger_seconds
         self._queue: queue.Queue[RequestLogEntry | None] = queue.Queue(max_queue)
         self._batch_size = batch_size
         self._retry = retry_seconds
@@ -111,9 +114,11 @@ class SqlRequestLog:
                 batch: list[RequestLogEntry] = []
             else:
                 batch = [first]
+            deadline = time.monotonic() + self._linger
             while len(batch) < self._batch_size:
+                wait = 0.0 if closing else deadline - time.monotonic()
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 taken += 1
