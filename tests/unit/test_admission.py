@@ -138,3 +138,13 @@ def test_estimate_of_json_text_leans_up() -> None:
 def test_the_commands_limit_counts_beside_the_params() -> None:
     assert output_worst_case({"max_tokens": 5}, 16_384, limit=100) == 100
     assert output_worst_case({"n": 2}, 16_384, limit=7) == 14
+
+
+def test_the_token_estimate_counts_each_hangul_kana_and_ideograph_and_a_quarter_of_the_rest():
+    from domain.text import estimate_tokens
+
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("abcd" * 3) == 3
+    assert estimate_tokens("안녕하세요") == 5
+    # 2 syllables + 2 jamo + 1 compatibility jamo + 2 kana + 1 ideograph, then 9 others -> 3
+    assert estimate_tokens("한국" + "\u1100\u11ff" + "\u3131" + "あア" + "中" + "Python 3!") == 8 + 3

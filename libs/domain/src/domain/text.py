@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Any
 
@@ -26,6 +27,11 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+# The characters _is_cjk accepts, for counting them in C (admission counts every text of
+# every request, the replayed history included).
+_CJK = re.compile("[\uAC00-\uD7A3\u1100-\u11FF\u3130-\u318F\u4E00-\u9FFF\u3040-\u30FF]+")
+
+
 def estimate_tokens(text: str) -> int:
     """An upper-leaning estimate used only for budget admission.
 
@@ -33,7 +39,7 @@ def estimate_tokens(text: str) -> int:
     about one per four characters of English; counting Hangul at the Latin rate would
     under-reserve Korean prompts four-fold.
     """
-    cjk = sum(1 for ch in text if _is_cjk(ch))
+    cjk = 0 if text.isascii() else len(text) - len(_CJK.sub("", text))
     other = len(text) - cjk
     return cjk + math.ceil(other / 4)
 
