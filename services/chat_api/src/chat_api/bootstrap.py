@@ -28,6 +28,7 @@ from domain.adapters.sql.idempotency import SqlIdempotencyStore
 from domain.adapters.sql.ledger import SqlSpendLedger
 from domain.adapters.sql.operator_records import SqlAuditLog
 from domain.adapters.sql.psycopg_budgets import PsycopgBudgetStore
+from domain.adapters.sql.psycopg_history import PsycopgConversationRepository
 from domain.adapters.sql.repositories import (
     SqlBudgetStore,
     SqlClientKeyRepository,
@@ -155,7 +156,10 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
         budget_engine = make_engine(settings.database_url, pool_size=10, synchronous_commit=False)
         budgets = (PsycopgBudgetStore(budget_engine, executor) if budget_engine.dialect.name == "postgresql"
                    else SqlBudgetStore(budget_engine, executor))
-    conversations = conversations or SqlConversationRepository(engine, executor)
+    if conversations is None:
+        # Replayed history is read on the event loop, on the budget store's pool (PostgreSQL).
+        conversations = (PsycopgConversationRepository(engine, executor, budgets.pool)
+                         if isinstance(budgets, PsycopgBudgetStore) else SqlConversationRepository(engine, executor))
     ledger = ledger or SqlSpendLedger(engine, spool_path=settings.ledger_spool_path
                                       or settings.data_dir / "ledger-spool.sqlite3", tz=settings.tz)
     alerts = AlertWatch(engine, executor, clock.now, settings.tz, webhook_url=settings.alert_webhook_url,

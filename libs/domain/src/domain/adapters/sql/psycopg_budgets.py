@@ -43,6 +43,11 @@ class PsycopgBudgetStore(SqlBudgetStore):
         self._pool = AsyncConnectionPool(conninfo, min_size=1, max_size=max_size, timeout=timeout, open=False,
                                          kwargs={"autocommit": True, "options": "-c synchronous_commit=off"})
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """Its connections, for other reads on the request path (PsycopgConversationRepository)."""
+        return self._pool
+
     async def open(self) -> None:
         await self._pool.open(wait=False)
 
