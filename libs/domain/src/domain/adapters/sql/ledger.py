@@ -334,6 +334,10 @@ class SqlSpendLedger:
         # the rows of a busy moment instead of paid per row. A record someone awaits
         # (``record``: a turn, a durable row), ``flush`` and ``close`` do not wait.
         self._linger = linger_seconds
+        # Wakes a lingering writer: set when an awaited record, a flush or close is queued.
+        # (A writer waiting on the queue itself would be woken by every submit: a thread
+        # switch per row.)
+        self._urgent = threading.Event()
         self._tz = tz  # BUDGET_TIMEZONE: the counters' days and months
         self._queue: queue.Queue[_Item | object | None] = queue.Queue(max_queue)
         self.spool = SqliteSpool(spool_path)
@@ -355,6 +359,7 @@ class SqlSpendLedger:
     async def record(self, record: UsageRecord) -> int | None:
         future: Future[int | None] = Future()
         self._put(record, future)
+        self._urgent.set()
         return await asyncio.wrap_future(future)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -388,6 +393,7 @@ class SqlSpendLedger:
             return
         if self._thread.is_alive():
             self._queue.put(None)
+            self._urgent.set()
             self._thread.join(timeout)
         self._thread = None
         self.spool.close()
@@ -401,6 +407,7 @@ class SqlSpendLedger:
         self.ensure_running()  # a dead writer would never mark the queue done
         deadline = time.monotonic() + timeout
         self._queue.put(_FLUSH, timeout=timeout)  # the writer also replays the spool before it is done
+        self._urgent.set()
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
@@ -484,12 +491,13 @@ class SqlSpendLedger:
             replay_now = True
         elif isinstance(item, tuple):
             batch.append(item)
-        deadline = time.monotonic() + self._linger
+        if self._linger > 0 and not replay_now and all(f is None for _, f in batch):
+            # Linger unless the batch holds an awaited record or a flush; one is queued meanwhile: stop.
+            self._urgent.wait(self._linger)
+        self._urgent.clear()
         while len(batch) < self._batch_size:
-            # Linger only while nothing in the batch is awaited (a future) or asked for now.
-            wait = deadline - time.monotonic() if not replay_now and all(f is None for _, f in batch) else 0.0
             try:
-                nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                nxt = self._queue.get_nowait()
             except queue.Empty:
                 return False, replay_now
             taken[0] += 1

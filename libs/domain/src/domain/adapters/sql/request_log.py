@@ -50,6 +50,7 @@ class SqlRequestLog:
         # A batch waits this long for more entries: one insert per busy moment, not per
         # request (``close`` does not wait).
         self._linger = linger_seconds
+        self._closing = threading.Event()  # wakes a lingering writer (a wait on the queue would wake per entry)
         self._queue: queue.Queue[RequestLogEntry | None] = queue.Queue(max_queue)
         self._batch_size = batch_size
         self._retry = retry_seconds
@@ -67,6 +68,7 @@ class SqlRequestLog:
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()
+            self._closing.clear()
             self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
             self._thread.start()
 
@@ -74,6 +76,7 @@ class SqlRequestLog:
         if self._thread is None:
             return
         self._queue.put(None)
+        self._closing.set()
         self._thread.join(timeout)
         self._stop.set()
         self._thread = None
@@ -114,11 +117,11 @@ class SqlRequestLog:
                 batch: list[RequestLogEntry] = []
             else:
                 batch = [first]
-            deadline = time.monotonic() + self._linger
+            if not closing and self._linger > 0:
+                self._closing.wait(self._linger)
             while len(batch) < self._batch_size:
-                wait = 0.0 if closing else deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 taken += 1
