@@ -16,11 +16,12 @@ from sqlalchemy import Engine
 from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.background import BackgroundPoller
-from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.settings import ChatApiSettings
 from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import RoutingLlmProvider, UpstreamStatus
+from domain.adapters.secret_files import load_or_create_secret
 from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore

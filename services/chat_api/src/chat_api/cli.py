@@ -10,11 +10,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from chat_api.errors import message_of
-from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.settings import ChatApiSettings
 from chat_api.upstream_config import configured_upstreams
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import probe_upstream
+from domain.adapters.secret_files import load_or_create_secret
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
 from domain.adapters.sql.ledger import sweep_stale_holds
 from domain.adapters.sql.reconcile import reconcile
