@@ -91,8 +91,11 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
                 task.cancel()
             await c.aclose()
 
+    # No OpenTelemetry here (metrics are Prometheus, /metrics): FastAPI would otherwise ask
+    # the environment for a tracer, meter and logger provider on every request.
     app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,
-                  description="OpenAI gateway: the original /api/v1/chat dialect and the OpenAI dialect.")
+                  description="OpenAI gateway: the original /api/v1/chat dialect and the OpenAI dialect.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(original.router)
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
