@@ -633,6 +633,11 @@ def report(res: dict[str, Any], m: dict[str, Any], args: argparse.Namespace) -> 
                        f"{gw_h['rps'] / lite['rps']:.1f}x"))
     checks.append(("/v1/chat/completions <= 1.5 ms CPU/request", gw_o["cpu_us_req"] <= 1500,
                    f"{gw_o['cpu_us_req'] / 1000:.2f} ms (+{gw_o.get('db_cpu_us_req', 0) / 1000:.2f} ms PostgreSQL)"))
+    checks.append(("/v1/chat/completions <= 0.5 ms PostgreSQL CPU/request", gw_o.get("db_cpu_us_req", 0) <= 500,
+                   f"{gw_o.get('db_cpu_us_req', 0) / 1000:.2f} ms"))
+    checks.append((f"/api/v1/chat +history ({res.get('history_seeded_turns')} turns) <= 3 ms CPU/request",
+                   gw_h["cpu_us_req"] <= 3000,
+                   f"{gw_h['cpu_us_req'] / 1000:.2f} ms (+{gw_h.get('db_cpu_us_req', 0) / 1000:.2f} ms PostgreSQL)"))
     checks.append(("added p50 <= 2 ms at 1 connection", lo["p50_ms"] - direct_lat["p50_ms"] <= 2,
                    f"{lo['p50_ms'] - direct_lat['p50_ms']:+.2f} ms"))
     checks.append(("added p99 <= 5 ms at 1 connection", lo["p99_ms"] - direct_lat["p99_ms"] <= 5,
