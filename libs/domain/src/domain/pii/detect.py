@@ -15,7 +15,9 @@ How a text is read:
     e-mail inside one only as a query value, ``?email=…``);
   * e-mail addresses are found from each '@' outwards (linear even on hostile input);
     ``(02) 312-4567``: the area code before a chunk, closed by a parenthesis.
-Full-width digits (``０１０``) count as digits; hyphen-like dashes count as hyphens.
+Full-width digits (``０１０``) count as digits and hyphen-like dashes as hyphens: a text
+that has any is first rewritten with their ASCII forms, one character for one, so spans
+found stand in the caller's text and every pattern can stay ASCII (cheaper to scan).
 """
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ from itertools import chain
 from domain.pii import validators as v
 from domain.pii.kinds import PiiKind
 
-_D = "0-9\uff10-\uff19"
-_HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
+_D = "0-9"
+_HYPHENS = "\\-"
+# What ``_narrowed`` rewrites before the scan: full-width digits, dashes that mean a hyphen.
+_WIDE = tuple(zip("０１２３４５６７８９", "0123456789", strict=True)) + tuple(
+    (dash, "-") for dash in "\u2010\u2011\u2012\u2013\u2014\u2212\uff0d")
 # The one scan of the text. At each digit that starts a number: either the rest of a
 # passport number glued to its letter (M12345678, M123A4567), or a chunk: digit groups
 # joined by single separators (a hyphen or dot joins any group; a space only a group of
@@ -40,16 +45,22 @@ _HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
 _SEP = _HYPHENS + ". \t"
 _END = rf"(?![0-9]|[{_HYPHENS}.][0-9]|[ \t][0-9]{{3}})"  # nothing more of the chunk follows
 _CHUNK = re.compile(
-    rf"[{_D}](?:(?=[{_D}{_SEP}]{{7}})(?:"  # most numbers (years, prices, counts) stop here
+    # A match starts only where a digit run starts (every branch below refuses a digit after
+    # a digit): saying so first costs a digit inside a run one two-character look-behind,
+    # not the look-ahead and three look-behinds of the branches (digit-dense text has four
+    # times more digits than runs).
+    rf"[{_D}](?<![{_D}][{_D}])(?:(?=[{_D}{_SEP}]{{7}})(?:"  # most numbers (years, prices, counts) stop here
     r"(?P<passport>(?<=[MSROD][0-9])[0-9]{7})"
-    rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
+    rf"|(?<![A-Za-z0-9_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
+    # at least seven digits with single separators (the fewest any value has: 312-4567 after
+    # "(02) "), so a version (0.115.12) or a date and time (11.29 14:32) is no Python call
+    rf"(?=(?:[{_SEP}]?[{_D}]){{6}})"
     rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
     rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
     rf"[{_D}]*+(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
     r"|(?P<passport_2021>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
 )
 _GROUP = re.compile(rf"[{_D}]+")
-_DIGIT = re.compile(rf"[{_D}]")
 # (02) 2345-6789 and 02)2345-6789: an area code closed by a parenthesis, before a chunk.
 _AREA_BEFORE = re.compile(r"\(?(0[0-9]{1,3})\)[ ]?$")
 # Tel.02-…, H.P.010-…, No.…: a label's dot, not a decimal point or a version.
@@ -64,11 +75,10 @@ _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 # `icon@2x.png` is an image name, not an address.
 _FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "pdf", "js", "ts", "css", "py"})
 
-_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789０１２３４５６７８９")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 # A number glued to one of these on its left belongs to a word, code or amount.
 _GLUE = _ALNUM | frozenset("_@$₩￦€£¥")
-_JOINERS = frozenset("-/#._" + _HYPHENS.replace("\\", ""))
+_JOINERS = frozenset("-/#._")
 # Units after a number make it a quantity or a price.
 _UNITS = ("원", "만", "억", "천", "달러", "엔", "개", "건", "명", "회", "%", "배", "년", "월", "일", "시", "분", "초",
           "점", "위", "kg", "km", "ms", "KB", "MB", "GB")
@@ -300,8 +310,6 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
             return
         parts = (chunk,) if chunk.isdigit() else _GROUP.findall(chunk)
         digits = "".join(parts) if len(parts) > 1 else chunk
-        if not digits.isascii():
-            digits = digits.translate(_FULLWIDTH)
         groups = tuple(map(len, parts))
         n = len(digits)
         if c_start > 2 and (text[c_start - 1] == ")" or text[c_start - 2:c_start] == ") ") and len(groups) == 2:
@@ -331,7 +339,7 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         pos += len(word)
         ends.append(pos)
         pos += 1
-        tok_digits.append(digits if digits.isascii() else digits.translate(_FULLWIDTH))
+        tok_digits.append(digits)
         tok_groups.append(groups)
     ctx = _Chunk(text, c_start, c_end)
     last = len(tok_digits)
@@ -434,12 +442,29 @@ def _inside(spans: list[tuple[int, int]], starts: list[int], start: int, end: in
     return i >= 0 and spans[i][1] > start
 
 
+def _narrowed(text: str) -> str:
+    """``text`` with full-width digits and hyphen-like dashes in their ASCII forms (one
+    character for one: every span stays where it was). Looked for one by one: each ``in``
+    runs at memory speed, a character class would cost a regular-expression scan."""
+    if text.isascii():
+        return text
+    for wide, narrow in _WIDE:
+        if wide in text:
+            text = text.replace(wide, narrow)
+    return text
+
+
+def _has_digit(text: str) -> bool:
+    return any(digit in text for digit in "0123456789")
+
+
 def find_pii(text: str) -> list[PiiFinding]:
     """Every personal value in ``text``, in order, never overlapping. Pure and
     deterministic; linear in the text's length."""
+    text = _narrowed(text)
     has_at = "@" in text
-    first_digit = _DIGIT.search(text)
-    if first_digit is None and not has_at:
+    has_digit = _has_digit(text)
+    if not has_digit and not has_at:
         return []  # the pre-filter: every value but an e-mail has digits
     urls = _urls(text)
     if len(urls) > 1:
@@ -448,9 +473,8 @@ def find_pii(text: str) -> list[PiiFinding]:
     found: list[PiiFinding] = []
     if has_at:
         _emails(text, urls, url_starts, found)
-    if first_digit is not None:
-        begin = max(0, first_digit.start() - 1)  # a passport's letter stands before its digits
-        for m in _CHUNK.finditer(text, begin):
+    if has_digit:
+        for m in _CHUNK.finditer(text):
             s, e = m.span()
             kind = m.lastgroup
             if e - s < _MIN_DIGITS and kind is None:
