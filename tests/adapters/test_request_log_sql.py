@@ -95,3 +95,33 @@ def test_export_krw_equals_money_krw() -> None:
         for nanos in [0, 1, 5, -5, 357_142, 357_143, 9_000_000_000, -123_456_789,
                       *(rng.randint(-10**13, 10**13) for _ in range(5000))]:
             assert krw(nanos) == format(Money(nanos).krw(rate), "f"), (rate, nanos)
+
+
+def test_pii_counts_per_kind_are_kept_and_blocked_requests_summed_per_key(engine: Engine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    key = "k" + tag
+    at = datetime.now(UTC)
+    log = SqlRequestLog(engine)
+    log.record(RequestLogEntry(f"{tag}-masked", at, "/v1/chat/completions", 200, client_key_id=key,
+                               pii_counts={"rrn": 1, "card": 2}))
+    log.record(RequestLogEntry(f"{tag}-blocked", at, "/v1/embeddings", 400, client_key_id=key,
+                               error_code="pii_detected", pii_counts={"phone": 3, "rrn": 1}))
+    log.record(RequestLogEntry(f"{tag}-blocked2", at, "/api/v1/chat", 400, client_key_id=key,
+                               error_code="pii_detected", pii_counts={"phone": 1, "zero": 0}))
+    log.record(RequestLogEntry(f"{tag}-clean", at, "/api/v1/chat", 200, client_key_id=key))
+    log.flush()
+    items = {i.request_id: i.pii_counts for i in queries.requests(
+        engine, queries.RequestFilter(client_key_id=key)).items}
+    assert items == {f"{tag}-masked": {"card": 2, "rrn": 1}, f"{tag}-blocked": {"phone": 3, "rrn": 1},
+                     f"{tag}-blocked2": {"phone": 1}, f"{tag}-clean": {}}
+    with engine.connect() as conn:  # a clean request stores NULL, a count never a value
+        stored = dict(conn.execute(text("SELECT request_id, pii_counts FROM request_log WHERE client_key_id = :k"),
+                                   {"k": key}).all())
+    assert stored[f"{tag}-clean"] is None and stored[f"{tag}-masked"] == '{"card":2,"rrn":1}'
+    # /admin/v1/pii's "blocked": the request log's pii_detected refusals only (the masked
+    # request's counts come from its ledger row, of which this test writes none)
+    found = queries.pii_counts(engine, queries.LedgerFilter(at - timedelta(seconds=1), None, key))
+    assert (found.total, found.blocked) == ({}, {"phone": 4, "rrn": 1})
+    assert [(k.client_key_id, k.counts, k.blocked) for k in found.by_key] == [(key, {}, {"phone": 4, "rrn": 1})]
+    later = queries.pii_counts(engine, queries.LedgerFilter(at + timedelta(seconds=1), None, key))
+    assert (later.blocked, later.by_key) == ({}, [])

@@ -2,6 +2,7 @@
 (embeddings, moderations), metered and recorded like a chat turn, without history."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
@@ -188,10 +189,8 @@ class HandlePassThrough:
             own_key = choice.source is KeySource.USER
             fallback: KeyChoice | None = None  # None: this attempt's row is the request's only one
             if own_key:
-                try:
+                with contextlib.suppress(UpstreamError):  # raised: not a refusal the server key takes over
                     fallback = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
-                except UpstreamError:
-                    pass  # not a refusal the server key may take over
             # A refused own-key attempt keeps its row under "<id>:user"; it carries the PII
             # counts only when no server-key attempt follows (each value counted once).
             self._record(cmd, choice, started, reservation, model=cmd.model, usage=TokenUsage(), cost=Money.zero(),

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
     Engine,
     and_,
     case,
@@ -810,6 +811,7 @@ class RequestItem:
     cost_nanos: int | None
     client_name: str | None = None
     client_short_id: str | None = None
+    pii_counts: dict[str, int] = field(default_factory=dict)  # per kind, never a value
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,15 +834,31 @@ def requests(engine: Engine, flt: RequestFilter, *, page: int = 1, page_size: in
         rows = conn.execute(
             select(_requests.request_id, _requests.created_at, _requests.route, _requests.status,
                    _requests.error_code, _requests.client_key_id, _requests.model, _requests.key_source,
-                   _requests.fallback_reason, _requests.upstream, _requests.latency_ms, _requests.cost_nanos)
+                   _requests.fallback_reason, _requests.upstream, _requests.latency_ms, _requests.cost_nanos,
+                   _requests.pii_counts)
             .where(*conds).order_by(_requests.created_at.desc(), _requests.id.desc())
             .limit(page_size).offset((page - 1) * page_size)).all()
         names = _key_names(conn, [r.client_key_id for r in rows if r.client_key_id])
-    return RequestPage([RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
-                                    r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
-                                    _int(r.latency_ms), r.cost_nanos,
-                                    *reversed(names.get(r.client_key_id or "", (None, None))))
-                        for r in rows], total, page, page_size)
+    items = []
+    for r in rows:
+        short_id, name = names.get(r.client_key_id or "", (None, None))
+        items.append(RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
+                                 r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
+                                 _int(r.latency_ms), r.cost_nanos, name, short_id, _counts(r.pii_counts)))
+    return RequestPage(items, total, page, page_size)
+
+
+def _counts(text: str | None) -> dict[str, int]:
+    """A ``pii_counts`` column (JSON text, NULL: none) as a dict; anything unreadable as none."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): int(n) for k, n in sorted(value.items()) if isinstance(n, int) and not isinstance(n, bool)}
 
 
 def request_window(engine: Engine, since: datetime) -> tuple[int, int]:
@@ -931,38 +949,62 @@ class PiiKeyCounts:
     short_id: str | None
     name: str | None
     counts: dict[str, int]
+    blocked: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class PiiCounts:
-    """Personal data the guard found (masked or sent under ``off``; a blocked request leaves
-    no row), per kind, in total and per client key. Counts, never values."""
+    """Personal data the guard found, per kind, in total and per client key; counts, never
+    values. ``total``/``counts``: in requests that went upstream (masked, or sent under
+    ``off``), from the ledger rows; ``blocked``: in requests refused under ``block``
+    (``pii_detected``), which leave no ledger row, from the request log."""
 
     total: dict[str, int]
     by_key: list[PiiKeyCounts]
+    blocked: dict[str, int] = field(default_factory=dict)
+
+
+def _pii_sums(conn: Connection, table: Any, column: Any, key_column: Any,
+              conditions: Sequence[ColumnElement[bool]]) -> dict[str | None, dict[str, int]]:
+    """Sums per client key and kind of a ``pii_counts`` column (JSON text per row), in the
+    database: one JSON-expanding scan bounded by the conditions."""
+    if conn.dialect.name == "postgresql":
+        pairs = func.json_each_text(cast(column, JSON)).table_valued("key", "value").lateral()
+    else:
+        pairs = func.json_each(column).table_valued("key", "value")
+    q = (select(key_column, pairs.c.key, func.sum(cast(pairs.c.value, BigInteger)))
+         .select_from(table).join(pairs, true())
+         .where(column.is_not(None), *conditions)
+         .group_by(key_column, pairs.c.key))
+    per_key: dict[str | None, dict[str, int]] = {}
+    for key_id, kind, n in conn.execute(q):
+        per_key.setdefault(key_id, {})[kind] = _int(n)
+    return per_key
+
+
+def _summed(per_key: dict[str | None, dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in per_key.values():
+        for kind, n in counts.items():
+            total[kind] = total.get(kind, 0) + n
+    return dict(sorted(total.items()))
 
 
 def pii_counts(engine: Engine, flt: LedgerFilter) -> PiiCounts:
-    """Sums of ``spend_ledger.pii_counts`` (JSON text per row) over the filtered rows, in the
-    database (one JSON-expanding scan bounded by the filter's time range)."""
-    if engine.dialect.name == "postgresql":
-        pairs = func.json_each_text(cast(_spend.pii_counts, JSON)).table_valued("key", "value").lateral()
-    else:
-        pairs = func.json_each(_spend.pii_counts).table_valued("key", "value")
-    q = (select(_spend.client_key_id, pairs.c.key, func.sum(cast(pairs.c.value, BigInteger)))
-         .select_from(SPEND).join(pairs, true())
-         .where(_spend.pii_counts.is_not(None), *flt.conditions())
-         .group_by(_spend.client_key_id, pairs.c.key))
-    total: dict[str, int] = {}
-    per_key: dict[str | None, dict[str, int]] = {}
+    """Per-kind sums of the ledger's ``pii_counts`` (requests sent) and of the request log's
+    for ``pii_detected`` refusals (requests blocked), over ``flt``'s period and key; keys
+    ranked by all they had found."""
+    refused = [_requests.error_code == "pii_detected",
+               *RequestFilter(None, flt.client_key_id, flt.since, flt.until).conditions()]
     with engine.connect() as conn:
-        for key_id, kind, n in conn.execute(q):
-            total[kind] = total.get(kind, 0) + _int(n)
-            per_key.setdefault(key_id, {})[kind] = _int(n)
-        names = _key_names(conn, [k for k in per_key if k is not None])
-    ranked = sorted(per_key.items(), key=lambda item: -sum(item[1].values()))
+        sent = _pii_sums(conn, SPEND, _spend.pii_counts, _spend.client_key_id, flt.conditions())
+        blocked = _pii_sums(conn, REQUESTS, _requests.pii_counts, _requests.client_key_id, refused)
+        names = _key_names(conn, [k for k in {*sent, *blocked} if k is not None])
+    ranked = sorted({*sent, *blocked}, key=lambda k: (-sum(sent.get(k, {}).values()) - sum(blocked.get(k, {}).values()),
+                                                      k or ""))
     by_key = []
-    for key_id, counts in ranked:
+    for key_id in ranked:
         short_id, name = names.get(key_id or "") or (None, None)
-        by_key.append(PiiKeyCounts(key_id, short_id, name, dict(sorted(counts.items()))))
-    return PiiCounts(dict(sorted(total.items())), by_key)
+        by_key.append(PiiKeyCounts(key_id, short_id, name, dict(sorted(sent.get(key_id, {}).items())),
+                                   dict(sorted(blocked.get(key_id, {}).items()))))
+    return PiiCounts(_summed(sent), by_key, _summed(blocked))
