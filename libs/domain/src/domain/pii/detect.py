@@ -323,44 +323,45 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         if _MIN_DIGITS <= n <= _MAX_DIGITS + 2 and _worth(digits, groups, n, ctx):
             _offer(text, digits, groups, c_start, c_end, True, ctx, out)
         return
-    # Tokens: one space or tab separates two tokens; a token keeps its groups together.
+    # Tokens: one space or tab separates two tokens (never two in a row, never at an end);
+    # a token keeps its groups together.
+    words = chunk.split()
+    last = len(words)
     starts: list[int] = []
-    ends: list[int] = []
     tok_digits: list[str] = []
     tok_groups: list[tuple[int, ...]] = []
+    cum = [0]  # digits before each token: a run's length without building it
     pos = c_start
-    for word in chunk.replace("\t", " ").split(" "):
+    for word in words:
+        starts.append(pos)
+        pos += len(word) + 1
         if word.isdigit():
-            digits, groups = word, (len(word),)
+            tok_digits.append(word)
+            tok_groups.append((len(word),))
+            cum.append(cum[-1] + len(word))
         else:
             parts = _GROUP.findall(word)
-            digits, groups = "".join(parts), tuple(map(len, parts))
-        starts.append(pos)
-        pos += len(word)
-        ends.append(pos)
-        pos += 1
-        tok_digits.append(digits)
-        tok_groups.append(groups)
+            digits = "".join(parts)
+            tok_digits.append(digits)
+            tok_groups.append(tuple(map(len, parts)))
+            cum.append(cum[-1] + len(digits))
     ctx = _Chunk(text, c_start, c_end)
-    last = len(tok_digits)
-    cum = [0]  # digits before each token: a run's length without building it
-    for d in tok_digits:
-        cum.append(cum[-1] + len(d))
     i = 0
     while i < last:
         found = False
+        first, g0, before = tok_digits[i], tok_groups[i][0], cum[i]
         for j in range(min(last, i + _MAX_TOKENS), i, -1):
-            n = cum[j] - cum[i]
+            n = cum[j] - before
             if n > _MAX_DIGITS + 2:  # +82 adds two
                 continue
             if n < _MIN_DIGITS:
                 break
-            if not _may_start(tok_digits[i], tok_groups[i][0], n) and (n < 10 or not ctx.bank_near()):
+            if not _may_start(first, g0, n) and (n < 10 or not ctx.bank_near()):
                 continue  # nothing but an account could start here, and that needs a bank keyword
-            digits = "".join(tok_digits[i:j])
-            start, end = starts[i], ends[j - 1]
+            start, end = starts[i], starts[j - 1] + len(words[j - 1])
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
                 continue
+            digits = "".join(tok_digits[i:j])
             groups = tuple(chain.from_iterable(tok_groups[i:j]))
             if _worth(digits, groups, n, ctx) and _offer(text, digits, groups, start, end, i == 0, ctx, out):
                 i, found = j, True
@@ -401,27 +402,32 @@ def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: 
             at = text.find("@", at + 1)
 
 
+_SCHEMES = {"https": 5, "http": 4, "ftp": 3}
+
+
 def _urls(text: str) -> list[tuple[int, int]]:
     """Spans of http(s)/ftp URLs and www. addresses, found from their literal markers (a
     case-insensitive alternation scanned over the whole text costs more than the rest)."""
     spans: list[tuple[int, int]] = []
-    for marker, back in (("://", 5), ("www.", 0)):
-        at = text.find(marker)
-        while at != -1:
-            start = at
-            if back:
-                head = text[max(0, at - back):at].lower()
-                if head.endswith("https"):
-                    start = at - 5
-                elif head.endswith(("http", "ftp")):
-                    start = at - 4 if head.endswith("http") else at - 3
-                else:
-                    start = -1
-            if start >= 0 and (start == 0 or not text[start - 1].isalnum()):
-                rest = _URL_REST.match(text, start)
-                if rest is not None:
-                    spans.append(rest.span())
-            at = text.find(marker, at + len(marker))
+    at = text.find("://")
+    while at != -1:
+        head = text[max(0, at - 5):at].lower()
+        back = _SCHEMES.get(head) or _SCHEMES.get(head[1:]) or _SCHEMES.get(head[2:]) or 0
+        start = at - back
+        if back and (start == 0 or not text[start - 1].isalnum()):
+            rest = _URL_REST.match(text, start)
+            if rest is not None:
+                spans.append(rest.span())
+                at = text.find("://", max(rest.end(), at + 3))
+                continue
+        at = text.find("://", at + 3)
+    at = text.find("www.")
+    while at != -1:
+        if at == 0 or not text[at - 1].isalnum():
+            rest = _URL_REST.match(text, at)
+            if rest is not None:
+                spans.append(rest.span())
+        at = text.find("www.", at + 4)
     return spans
 
 
