@@ -49,16 +49,18 @@ _CHUNK = re.compile(
     # a digit): saying so first costs a digit inside a run one two-character look-behind,
     # not the look-ahead and three look-behinds of the branches (digit-dense text has four
     # times more digits than runs).
-    rf"[{_D}](?<![{_D}][{_D}])(?:(?=[{_D}{_SEP}]{{7}})(?:"  # most numbers (years, prices, counts) stop here
-    r"(?P<passport>(?<=[MSROD][0-9])[0-9]{7})"
-    rf"|(?<![A-Za-z0-9_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
+    rf"[{_D}](?<![{_D}][{_D}])(?:"
+    # a passport's digits after its letter (the chunk below refuses a number glued to a letter)
+    r"(?<=[MSROD][0-9])(?:(?P<passport>[0-9]{7})|(?P<passport_2021>[0-9]{2}[A-Z][0-9]{4}))"
+    rf"|(?=[{_D}{_SEP}]{{7}})"  # most numbers (years, prices, counts) stop here
+    rf"(?<![A-Za-z0-9_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
     # at least seven digits with single separators (the fewest any value has: 312-4567 after
-    # "(02) "), so a version (0.115.12) or a date and time (11.29 14:32) is no Python call
-    rf"(?=(?:[{_SEP}]?[{_D}]){{6}})"
+    # "(02) "), so a version (0.115.12) or a date and time (11.29 14:32) is no Python call;
+    # written out six times: a counted group costs the engine more than the repetition
+    r"(?=" + rf"[{_SEP}]?[{_D}]" * 6 + ")"
     rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
     rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
     rf"[{_D}]*+(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
-    r"|(?P<passport_2021>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
 )
 _GROUP = re.compile(rf"[{_D}]+")
 # (02) 2345-6789 and 02)2345-6789: an area code closed by a parenthesis, before a chunk.
