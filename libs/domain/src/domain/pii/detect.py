@@ -409,7 +409,8 @@ _SCHEMES = {"https": 5, "http": 4, "ftp": 3}
 
 def _urls(text: str) -> list[tuple[int, int]]:
     """Spans of http(s)/ftp URLs and www. addresses, found from their literal markers (a
-    case-insensitive alternation scanned over the whole text costs more than the rest)."""
+    case-insensitive alternation scanned over the whole text costs more than the rest);
+    sorted and disjoint."""
     spans: list[tuple[int, int]] = []
     at = text.find("://")
     while at != -1:
@@ -423,6 +424,7 @@ def _urls(text: str) -> list[tuple[int, int]]:
                 at = text.find("://", max(rest.end(), at + 3))
                 continue
         at = text.find("://", at + 3)
+    schemed = len(spans)  # in order and apart: each search went on after the URL found
     at = text.find("www.")
     while at != -1:
         if at == 0 or not text[at - 1].isalnum():
@@ -430,7 +432,7 @@ def _urls(text: str) -> list[tuple[int, int]]:
             if rest is not None:
                 spans.append(rest.span())
         at = text.find("www.", at + 4)
-    return spans
+    return spans if len(spans) == schemed else _merged(spans)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -475,8 +477,6 @@ def find_pii(text: str) -> list[PiiFinding]:
     if not has_digit and not has_at:
         return []  # the pre-filter: every value but an e-mail has digits
     urls = _urls(text)
-    if len(urls) > 1:
-        urls = _merged(urls)
     url_starts = [a for a, _ in urls]
     found: list[PiiFinding] = []
     if has_at:
