@@ -248,6 +248,14 @@ def _worth(digits: str, groups: tuple[int, ...], n: int, chunk: _Chunk) -> bool:
             or (n >= 10 and chunk.bank_near()))
 
 
+# Whether a token of a spaced chunk could start a value of any kind but an account: a
+# superset of ``_may_start`` over every length, read off the chunk in one search (a token
+# starting with 0, 82 or 15/16/18, a first group of 2, 3, 6 or 8+ digits, or 13 digits in
+# all for a card), so a chunk nothing could start costs no tokenizing.
+_MAY_START_ANY = re.compile(r"(?:^|[ \t])(?:(?:[0-9]{2,3}|[0-9]{6})(?![0-9])|[0-9]{8}|0|82|1[568])"
+                            r"|^(?:[^0-9]*[0-9]){13}")
+
+
 def _may_start(first: str, g0: int, n: int) -> bool:
     """Whether a run of ``n`` digits whose first token is ``first`` (first group ``g0``
     long) could be anything but an account, from the first group of every other kind's
@@ -327,6 +335,10 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         return
     # Tokens: one space or tab separates two tokens (never two in a row, never at an end);
     # a token keeps its groups together.
+    if _MAY_START_ANY.search(chunk) is None and (
+            len(chunk) - chunk.count("-") - chunk.count(".") - chunk.count(" ") - chunk.count("\t") < 10
+            or not _Chunk(text, c_start, c_end).bank_near()):
+        return  # spaced groups (a tracking number) no kind but an account can start, and no bank named
     words = chunk.split()
     last = len(words)
     starts: list[int] = []
