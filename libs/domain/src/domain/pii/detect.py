@@ -74,6 +74,7 @@ _EMAIL_DOMAIN = re.compile(
     r"\.([A-Za-z]{2,24})(?![A-Za-z0-9\-_@])"
 )
 _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+\-]*")  # always matches (possibly empty)
 # `icon@2x.png` is an image name, not an address.
 _FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "pdf", "js", "ts", "css", "py"})
 
@@ -390,10 +391,10 @@ def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: 
         if at == 0 or text[at - 1] not in _EMAIL_LOCAL_CHARS:
             at = text.find("@", at + 1)
             continue
-        local_start = at
-        floor = max(0, at - 64)
-        while local_start > floor and text[local_start - 1] in _EMAIL_LOCAL_CHARS:
-            local_start -= 1
+        # the local part: up to 64 address characters back from the '@' (read off the
+        # reversed window in one match, not character by character)
+        run = _EMAIL_LOCAL_RUN.match(text[max(0, at - 64):at][::-1])
+        local_start = at - (run.end() if run is not None else 0)
         while local_start < at and text[local_start] in "._%+-":
             local_start += 1
         domain = _EMAIL_DOMAIN.match(text, at + 1)
