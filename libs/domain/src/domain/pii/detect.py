@@ -4,7 +4,8 @@ How a text is read:
   * nothing to do when it has no digit and no '@' (most chat turns);
   * one regular-expression scan finds *chunks*: digit groups joined by single separators
     (a hyphen or dash, a dot, or one space before a group of three digits or more), at
-    least eight characters long, plus the digits of 2021+ passports (``M123A4567``). A
+    least eight characters and seven digits long, plus the digits of passports
+    (``M12345678``, 2021+ ``M123A4567``). A
     hyphen or dot keeps groups in one *token* (``010-1234-5678``); a space separates
     tokens (``4111 1111 1111 1111`` is four). Runs of whole tokens, longest first, are
     offered to the validators in a fixed order (주민등록번호, 운전면허, 사업자등록번호, card,
@@ -38,8 +39,8 @@ _WIDE = tuple(zip("０１２３４５６７８９", "0123456789", strict=True)) 
 # passport number glued to its letter (M12345678, M123A4567), or a chunk: digit groups
 # joined by single separators (a hyphen or dot joins any group; a space only a group of
 # three digits or more, so "2024.11.29 14:32" stops before the hour, except after +82:
-# "+82 2 312 4567"), starting where at least eight digit-or-separator characters follow
-# (the shortest value is 1588-1234). Numbers glued to a word (ORD-2024…, 0x…, a hash) and
+# "+82 2 312 4567"), starting where at least eight digit-or-separator characters and seven
+# digits follow (the shortest values: 1588-1234, and 312-4567 after "(02) "). Numbers glued to a word (ORD-2024…, 0x…, a hash) and
 # lone dates (2024-11-30, 20241130) are refused inside the scan, so they never cost a
 # Python call. Possessive quantifiers: a failing run is never re-tried digit by digit.
 _SEP = _HYPHENS + ". \t"
