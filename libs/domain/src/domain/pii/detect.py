@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from itertools import chain
+from typing import NamedTuple
 
 from domain.pii import validators as v
 from domain.pii.kinds import PiiKind
@@ -117,10 +117,10 @@ _MIN_DIGITS = 8  # 1588-1234
 _MAX_DIGITS = 19
 
 
-@dataclass(frozen=True, slots=True)
-class PiiFinding:
+class PiiFinding(NamedTuple):
     """One value found: its kind, its span in the text, and a normalised key (digits,
-    lower-cased e-mail) under which the same value written twice is recognised."""
+    lower-cased e-mail) under which the same value written twice is recognised. A named
+    tuple: made for every value found, it costs a quarter of a frozen dataclass."""
 
     kind: PiiKind
     start: int
