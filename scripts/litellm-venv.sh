@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs LiteLLM Proxy (the comparison target of `make bench-compare`) into its own venv,
-# .bench-venv/litellm, never into the project venv.
+# Installs LiteLLM Proxy (the comparison target of `make bench-compare`) and with it the litellm
+# SDK (a foreign client in tests/e2e/test_foreign_clients.py, run by `make test`) into its own
+# venv, .bench-venv/litellm, never into the project venv (litellm's pins clash with ours, e.g.
+# boto3 → python-dateutil < 3).
 #
 # litellm pins a certifi release newer than the one the package registry may serve, so
 # litellm itself is installed with --no-deps and then its listed requirements (core +
