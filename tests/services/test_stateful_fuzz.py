@@ -22,6 +22,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FlakyStrategyDefinition
+from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 
 from tests.services.conftest import ChatApiProcess, start_chat_api
@@ -42,7 +43,8 @@ def fuzzed(pg_url: str, fake_openai: str, tmp_path_factory):
 
 def _repaired(label: str, body: dict[str, Any], n: int) -> dict[str, Any]:
     """A body the gateway accepts, keeping what the generator drew where it is usable and the
-    value a link put in: every other creation is repaired, so there are ids to chain."""
+    value a link put in. About half of the creations are repaired, so there are ids to chain;
+    the others keep every hostile value that was drawn."""
     def text(value: Any, default: str) -> str:
         return value if isinstance(value, str) and value.strip() else default
 
@@ -55,7 +57,10 @@ def _repaired(label: str, body: dict[str, Any], n: int) -> dict[str, Any]:
 
 def test_stateful_run_chains_ids_and_never_answers_5xx(fuzzed: ChatApiProcess) -> None:
     owner, other = fuzzed.new_key("stateful-owner"), fuzzed.new_key("stateful-other")
-    schema = schemathesis.openapi.from_url(fuzzed.url + "/openapi.json").exclude(path_regex="^/admin")
+    # The schema's own links only: schemathesis would also guess links from parameter names
+    # (GET /v1/models -> /v1/models/{model}), which spend the run away from the chains.
+    config = SchemathesisConfig.from_dict({"phases": {"stateful": {"inference": {"algorithms": []}}}})
+    schema = schemathesis.openapi.from_url(fuzzed.url + "/openapi.json", config=config).exclude(path_regex="^/admin")
     calls: collections.Counter[tuple[str, int]] = collections.Counter()  # (operation, status)
     followed: collections.Counter[tuple[str, int]] = collections.Counter()  # (link, status) as the owner
     crossed: collections.Counter[tuple[str, int]] = collections.Counter()  # (link, status) as the other key
@@ -105,26 +110,26 @@ def test_stateful_run_chains_ids_and_never_answers_5xx(fuzzed: ChatApiProcess) -
     # schemathesis' own runner then goes on in a fresh one, and so does this.
     for session in range(5):
         try:
-            Run.run(settings=settings(max_examples=60, stateful_step_count=8, deadline=None, database=None,
+            Run.run(settings=settings(max_examples=100, stateful_step_count=8, deadline=None, database=None,
                                       phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
             break
         except FlakyStrategyDefinition:
             if sum(calls.values()) >= 400:
                 break
-    print(f"\nstateful run: {session + 1} session(s), ", end="")
-
-    print(f"{sum(calls.values())} calls, {sum(followed.values())} chained as the owner, "
+    print(f"\nstateful run: {session + 1} session(s), {sum(calls.values())} calls, {sum(followed.values())} chained as the owner, "
           f"{sum(crossed.values())} as another client")
     print("calls:", sorted(calls.items()))
     print("links followed (owner):", sorted(followed.items()))
     print("links followed (other client):", sorted(crossed.items()))
     assert not failures, failures[:5]
     assert not leaks, leaks[:5]
-    # not vacuous: created ids were chained into later calls, which reached the objects
+    # not vacuous: created ids were chained into later calls, which reached the objects. (Which
+    # links a random run favours varies; each of them answering 200 at least once does not
+    # hold in every run, so the floor is on the whole.)
     owner_ok = {link for (link, status) in followed if status == 200}
-    assert {"GetResponse", "ListInputItems", "CancelResponse", "DeleteResponse"} <= owner_ok, followed
+    assert len(owner_ok) >= 4 and owner_ok & (RESPONSE_LINKS - {"ContinueResponse"}), followed
     assert owner_ok & {"ContinueResponse", "ContinueConversation", "ContinueConversationStreamed"}, followed
-    assert sum(n for (_, status), n in followed.items() if status == 200) >= 20, followed
+    assert sum(n for (_, status), n in followed.items() if status == 200) >= 30, followed
     # ... and another client named those ids too, and was refused every time (leaks above)
     assert sum(n for (link, _), n in crossed.items() if link in RESPONSE_LINKS) > 0, crossed
     assert httpx.get(fuzzed.url + "/healthz").status_code == 200
