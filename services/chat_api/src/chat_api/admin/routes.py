@@ -73,11 +73,12 @@ class BudgetBody(BaseModel):
 
 # -- formatting -----------------------------------------------------------------------------------
 
-def _usd(nanos: int | None) -> str | None:
+def _usd_text(nanos: int | None) -> str | None:
+    """Nano-USD as USD text to 8 places; None (unknown, uncapped) stays None."""
     return None if nanos is None else money_text.usd_8(nanos)
 
 
-def _krw(nanos: int | None, rate: Decimal) -> str | None:
+def _krw_text(nanos: int | None, rate: Decimal) -> str | None:
     return None if nanos is None else format(Money(nanos).krw(rate), "f")
 
 
@@ -86,15 +87,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _money(nanos: int | None, rate: Decimal) -> dict[str, str | None]:
-    return {"cost_usd": _usd(nanos), "cost_krw": _krw(nanos, rate)}
+    return {"cost_usd": _usd_text(nanos), "cost_krw": _krw_text(nanos, rate)}
 
 
 def _totals(t: shared.Totals, rate: Decimal) -> dict[str, Any]:
     return {"requests": t.requests, "errors": t.errors, "input_tokens": t.input_tokens,
             "output_tokens": t.output_tokens, **_money(t.cost_nanos, rate),
-            "server_cost_usd": _usd(t.cost_nanos - t.user_cost_nanos),
-            "server_cost_krw": _krw(t.cost_nanos - t.user_cost_nanos, rate),
-            "user_cost_usd": _usd(t.user_cost_nanos), "user_cost_krw": _krw(t.user_cost_nanos, rate),
+            "server_cost_usd": _usd_text(t.cost_nanos - t.user_cost_nanos),
+            "server_cost_krw": _krw_text(t.cost_nanos - t.user_cost_nanos, rate),
+            "user_cost_usd": _usd_text(t.user_cost_nanos), "user_cost_krw": _krw_text(t.user_cost_nanos, rate),
             "unpriced_requests": t.unpriced}
 
 
@@ -102,7 +103,7 @@ def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
-            "latency_ms": r.latency_ms, "cost_usd": _usd(r.cost_nanos), "cost_krw": _krw(r.cost_nanos, rate),
+            "latency_ms": r.latency_ms, "cost_usd": _usd_text(r.cost_nanos), "cost_krw": _krw_text(r.cost_nanos, rate),
             "client_name": r.client_name, "client_short_id": r.client_short_id}
 
 
@@ -123,11 +124,11 @@ def _turn(t: conversations.TurnView, rate: Decimal) -> dict[str, Any]:
 
 def _key(k: keys.KeyView) -> dict[str, Any]:
     return {"id": k.id, "short_id": k.short_id, "name": k.name, "created_at": _iso(k.created_at),
-            "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd(k.daily_limit_nanos),
-            "monthly_limit_usd": _usd(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
+            "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd_text(k.daily_limit_nanos),
+            "monthly_limit_usd": _usd_text(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
             "pii_policy": k.pii_policy,
-            "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos),
-            "held_today_usd": _usd(k.held_today_nanos), "held_month_usd": _usd(k.held_month_nanos),
+            "spent_today_usd": _usd_text(k.spent_today_nanos), "spent_month_usd": _usd_text(k.spent_month_nanos),
+            "held_today_usd": _usd_text(k.held_today_nanos), "held_month_usd": _usd_text(k.held_month_nanos),
             "refused_today": k.refused_today, "utilisation_pct": _utilisation(k)}
 
 
@@ -138,10 +139,6 @@ def _utilisation(k: keys.KeyView) -> float | None:
                                      (k.spent_month_nanos, k.held_month_nanos, k.monthly_limit_nanos))
             if cap is not None]
     return round(max(pcts), 1) if pcts else None
-
-
-def _limit(value: Decimal | None) -> Money | None:
-    return None if value is None else Money.from_usd(value)
 
 
 def _range(since: datetime | None, until: datetime | None) -> None:
@@ -421,7 +418,7 @@ def _limit_text(value: Decimal | None) -> str | None:
 @router.post("/keys", status_code=201)
 async def create_key(container: ContainerDep, body: CreateKeyBody, actor: ActorHeader = None) -> dict[str, Any]:
     issued = await container.issue_key.execute(
-        body.name, BudgetLimits(_limit(body.daily_limit_usd), _limit(body.monthly_limit_usd)),
+        body.name, BudgetLimits.from_usd(body.daily_limit_usd, body.monthly_limit_usd),
         may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy)
     await _audit(container, actor, AuditAction.KEY_CREATED, issued.key.id,
                  {"name": body.name, "daily_limit_usd": _limit_text(body.daily_limit_usd),
@@ -445,8 +442,8 @@ async def revoke_key(container: ContainerDep, key_id: str, actor: ActorHeader = 
 @router.put("/keys/{key_id}/budget")
 async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, actor: ActorHeader = None) -> dict[str, Any]:
     before = await _key_item(container, key_id)
-    await container.set_budget.execute(key_id, BudgetLimits(_limit(body.daily_limit_usd),
-                                                            _limit(body.monthly_limit_usd)))
+    await container.set_budget.execute(key_id, BudgetLimits.from_usd(body.daily_limit_usd,
+                                                                     body.monthly_limit_usd))
     # Cached identities carry the limits: drop them so the new caps apply now.
     container.authenticate.invalidate()
     await _audit(container, actor, AuditAction.BUDGET_CHANGED, key_id,

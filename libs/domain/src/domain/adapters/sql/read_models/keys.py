@@ -9,9 +9,8 @@ from sqlalchemy import Engine, func, select, tuple_
 
 from domain import periods
 from domain.adapters.sql.read_models.shared import as_int, counters_c, keys_c, requests_c, utc
-from domain.budgets import day_period, month_period
 from domain.client_keys import scope_of
-from domain.periods import KST
+from domain.periods import KST, day_key, month_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +37,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
     ``domain.client_keys.scope_of``, in the day and month periods of ``domain.budgets``), and
     how many of today's requests were refused for budget (402, from the request log)."""
     now = utc(now)
-    day, month = day_period(now, tz), month_period(now, tz)
+    day, month = day_key(now, tz), month_key(now, tz)
     q = select(keys_c.id, keys_c.short_id, keys_c.name, keys_c.created_at, keys_c.revoked_at,
                keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy)
     q = q.where(keys_c.id == key_id) if key_id is not None else q.order_by(keys_c.created_at, keys_c.id)
