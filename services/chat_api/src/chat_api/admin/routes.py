@@ -279,9 +279,9 @@ async def get_pii(container: ContainerDep, since: Since = None, until: Until = N
     """Personal data the guard found, per kind, in total and per client key: ``total`` /
     ``counts`` in requests sent upstream (masked, or as is under ``off``; from the ledger
     rows), ``blocked`` in requests refused under ``block`` (from the request log). Counts,
-    never values. Without ``since`` or ``until``, the current month."""
+    never values. Without ``since`` or ``until``, the current month of BUDGET_TIMEZONE."""
     _range(since, until)
-    since = since if since is not None or until is not None else periods.month_start(_now(container))
+    since = since if since is not None or until is not None else periods.month_start(_now(container), container.settings.tz)
     flt = shared.LedgerFilter(since, until, client_key_id or None)
     found = await _db(container, pii.pii_counts, container.engine, flt)
     return {"since": _iso(since), "until": _iso(until), "total": found.total, "blocked": found.blocked,
