@@ -421,3 +421,21 @@ def test_read_models_on_sqlite(sqlite_url: str) -> None:
             assert overview(engine, now).today.requests == 3
     finally:
         engine.dispose()
+
+
+async def test_pii_counts_default_to_the_budget_time_zones_month(pg_url: str,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without since/until, /admin/v1/pii reads the current month of BUDGET_TIMEZONE, not Korea's:
+    at UTC-10 the month starts 19 hours later than in Seoul."""
+    honolulu = bootstrap(ChatApiSettings(database_url=pg_url, admin_token=ADMIN, key_hash_secret="s" * 32,
+                                         data_dir=tmp_path_factory.mktemp("admin-api-tz"),
+                                         budget_timezone="Pacific/Honolulu"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(honolulu)), base_url="http://admin",
+                                     headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+            answer = (await c.get("/admin/v1/pii")).json()
+        expected = month_start(_now(), honolulu.settings.tz)
+        assert datetime.fromisoformat(answer["since"].replace("Z", "+00:00")) == expected
+        assert expected != month_start(_now(), KST)
+    finally:
+        await honolulu.aclose()

@@ -104,7 +104,7 @@ def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
             "latency_ms": r.latency_ms, "cost_usd": _usd_text(r.cost_nanos), "cost_krw": _krw_text(r.cost_nanos, rate),
-            "client_name": r.client_name, "client_short_id": r.client_short_id}
+            "client_name": r.client_name, "client_short_id": r.client_short_id, "pii_counts": r.pii_counts}
 
 
 def _conversation(c: conversations.ConversationItem, rate: Decimal) -> dict[str, Any]:
@@ -276,15 +276,17 @@ def _csv_response(container: Container, chunks: Any, name: str, since: datetime 
 @router.get("/pii")
 async def get_pii(container: ContainerDep, since: Since = None, until: Until = None,
                   client_key_id: ClientKeyId = None) -> dict[str, Any]:
-    """Personal data the guard found, per kind: in total and per client key (counts from the
-    ledger rows, never values). Without ``since``, the current month."""
+    """Personal data the guard found, per kind, in total and per client key: ``total`` /
+    ``counts`` in requests sent upstream (masked, or as is under ``off``; from the ledger
+    rows), ``blocked`` in requests refused under ``block`` (from the request log). Counts,
+    never values. Without ``since`` or ``until``, the current month of BUDGET_TIMEZONE."""
     _range(since, until)
-    since = since if since is not None or until is not None else periods.month_start(_now(container))
+    since = since if since is not None or until is not None else periods.month_start(_now(container), container.settings.tz)
     flt = shared.LedgerFilter(since, until, client_key_id or None)
     found = await _db(container, pii.pii_counts, container.engine, flt)
-    return {"since": _iso(since), "until": _iso(until), "total": found.total,
-            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts}
-                       for k in found.by_key]}
+    return {"since": _iso(since), "until": _iso(until), "total": found.total, "blocked": found.blocked,
+            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts,
+                        "blocked": k.blocked} for k in found.by_key]}
 
 
 @router.get("/spend/ledger.csv")

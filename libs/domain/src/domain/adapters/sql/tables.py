@@ -187,6 +187,8 @@ class RequestLogRow(SQLModel, table=True):
     upstream: str | None = Field(default=None, max_length=64)
     latency_ms: int = 0
     cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # personal data the guard found in the request, per kind: '{"card":2,"rrn":1}' (never a value)
+    pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class AdminAuditRow(SQLModel, table=True):
