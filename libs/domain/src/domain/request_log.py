@@ -32,7 +32,8 @@ def _clip(value: str | None, size: int) -> str | None:
 class RequestLogEntry:
     """One client request as the client saw it. ``status`` is the HTTP status answered;
     ``cost`` is what the request was charged (None: nothing reached an upstream, or the
-    model is unpriced); ``latency_ms`` is the time to the full answer."""
+    model is unpriced); ``latency_ms`` is the time to the full answer; ``ttft_ms`` a
+    stream's time to its first event (None: not a stream, or refused before it started)."""
 
     request_id: str
     created_at: datetime
@@ -46,6 +47,7 @@ class RequestLogEntry:
     upstream: str | None = None
     latency_ms: int = 0
     cost: Money | None = None
+    ttft_ms: int | None = None
 
     @property
     def is_error(self) -> bool:
@@ -59,4 +61,5 @@ class RequestLogEntry:
             client_key_id=_clip(self.client_key_id, 32), error_code=_clip(self.error_code, MAX_CODE),
             model=_clip(self.model, MAX_MODEL), key_source=_clip(self.key_source, 8),
             fallback_reason=_clip(self.fallback_reason, 32), upstream=_clip(self.upstream, MAX_UPSTREAM),
-            latency_ms=max(0, int(self.latency_ms)), cost=self.cost)
+            latency_ms=max(0, int(self.latency_ms)), cost=self.cost,
+            ttft_ms=None if self.ttft_ms is None else max(0, int(self.ttft_ms)))

@@ -186,6 +186,7 @@ class RequestLogRow(SQLModel, table=True):
     fallback_reason: str | None = Field(default=None, max_length=32)
     upstream: str | None = Field(default=None, max_length=64)
     latency_ms: int = 0
+    ttft_ms: int | None = None  # a stream's time to its first event; None for other answers
     cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
