@@ -10,6 +10,7 @@ class AuditAction(StrEnum):
     KEY_CREATED = "key_created"
     KEY_REVOKED = "key_revoked"
     BUDGET_CHANGED = "budget_changed"
+    PII_POLICY_CHANGED = "pii_policy_changed"
 
 
 MAX_ACTOR = 100

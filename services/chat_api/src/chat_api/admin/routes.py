@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chat_api.bootstrap import Container
 from chat_api.deps import ContainerDep, require_admin
-from domain.adapters.sql import queries
+from domain.adapters.sql import operator_now, queries
 from domain.audit import AuditAction, AuditEntry, actor_name
 from domain.client_keys import BudgetLimits
 from domain.errors import InvalidInput, NotFound
@@ -127,6 +127,23 @@ def _utilisation(k: queries.KeyView) -> float | None:
     return round(max(pcts), 1) if pcts else None
 
 
+def _window(w: operator_now.Window) -> dict[str, Any]:
+    return {"requests": w.requests, "errors": w.errors, "by_class": w.by_class, "p50_ms": w.p50_ms,
+            "p95_ms": w.p95_ms, "ttft_p50_ms": w.ttft_p50_ms, "ttft_p95_ms": w.ttft_p95_ms, "streams": w.streams}
+
+
+async def _last_15m(container: Container) -> dict[str, Any]:
+    since = _now(container) - timedelta(minutes=15)
+    window = await _db(container, operator_now.now_window, container.engine, since)
+    return {"since": _iso(since), **_window(window)}
+
+
+async def _keys_with_use(container: Container, items: list[queries.KeyView]) -> list[dict[str, Any]]:
+    """Key items with ``last_used_at`` (the request log's newest entry of each key)."""
+    used = await _db(container, operator_now.last_used, container.engine, [k.id for k in items])
+    return [{**_key(k), "last_used_at": _iso(used.get(k.id))} for k in items]
+
+
 def _limit(value: Decimal | None) -> Money | None:
     return None if value is None else Money.from_usd(value)
 
@@ -166,13 +183,12 @@ async def get_overview(container: ContainerDep) -> dict[str, Any]:
     risk = sorted((k for k in keys if k.revoked_at is None
                    and (k.refused_today or (_utilisation(k) or 0.0) >= pct)),
                   key=lambda k: (-(_utilisation(k) or 0.0), -k.refused_today))
-    recent = await _db(container, queries.recent_requests, container.engine, now - timedelta(minutes=15))
     return {
         "usd_krw_rate": str(rate),
         "timezone": container.settings.budget_timezone,
         "today_start": _iso(queries.day_start(now, tz)),
-        "budget_risk": [_key(k) for k in risk[:50]],
-        "last_15m": recent,
+        "budget_risk": await _keys_with_use(container, risk[:50]),
+        "last_15m": await _last_15m(container),
         "today": _totals(ov.today, rate),
         "month": _totals(ov.month, rate),
         # a model whose every request is unpriced has no cost (null), not a cost of 0
@@ -188,11 +204,22 @@ async def get_overview(container: ContainerDep) -> dict[str, Any]:
 
 @router.get("/now")
 async def get_now(container: ContainerDep) -> dict[str, Any]:
-    """The last 15 minutes of the request log (the console's banner on every page): one
-    index range scan."""
-    now = _now(container)
-    recent = await _db(container, queries.recent_requests, container.engine, now - timedelta(minutes=15))
-    return {**recent, "error_rate_threshold": container.settings.alert_error_rate}
+    """The last 15 minutes of the request log (the console's banner on every page): by
+    status class, latency and a stream's time to first token (p50/p95): index range scans."""
+    return {**await _last_15m(container), "error_rate_threshold": container.settings.alert_error_rate}
+
+
+@router.get("/timeseries")
+async def get_timeseries(container: ContainerDep, hours: Annotated[int, Query(ge=1, le=168)] = 24,
+                         bucket_minutes: Annotated[int, Query(ge=5, le=1440)] = 60) -> dict[str, Any]:
+    """The last ``hours`` in buckets (oldest first, empty ones included): client requests by
+    status class, latency and TTFT percentiles from the request log, cost from the ledger."""
+    rate = container.settings.usd_krw_rate
+    buckets = await _db(container, operator_now.timeseries, container.engine, _now(container), hours=hours,
+                        bucket_seconds=bucket_minutes * 60)
+    return {"hours": hours, "bucket_minutes": bucket_minutes, "buckets": [
+        {"start": _iso(b.start), **_window(b.window), **_money(b.window.cost_nanos, rate),
+         "unpriced_requests": b.window.unpriced} for b in buckets]}
 
 
 @router.get("/conversations")
@@ -361,16 +388,18 @@ async def list_alerts(container: ContainerDep) -> dict[str, Any]:
 @router.get("/keys")
 async def list_keys(container: ContainerDep) -> dict[str, Any]:
     items = await _db(container, queries.keys, container.engine, _now(container), tz=container.settings.tz)
-    return {"items": [_key(k) for k in items], "timezone": container.settings.budget_timezone}
+    return {"items": await _keys_with_use(container, items), "timezone": container.settings.budget_timezone}
 
 
 @router.get("/prices")
 async def get_prices(container: ContainerDep) -> dict[str, Any]:
+    """The catalogue, and the operator's ``EXTRA_MODELS``: allowed, unpriced (no price is
+    not a price of 0)."""
     table = container.prices
     return {"version": table.version, "models": [
         {"model": name, "input": str(p.input), "cached_input": None if p.cached_input is None else str(p.cached_input),
          "output": str(p.output), "max_output_tokens": p.max_output_tokens}
-        for name, p in sorted(table.prices.items())]}
+        for name, p in sorted(table.prices.items())], "extra_models": list(container.models.extra())}
 
 
 @router.get("/upstreams")
@@ -390,7 +419,7 @@ async def _key_item(container: Container, key_id: str) -> dict[str, Any]:
     found = await _db(container, queries.key, container.engine, _now(container), key_id, container.settings.tz)
     if found is None:
         raise _key_not_found()
-    return _key(found)
+    return (await _keys_with_use(container, [found]))[0]
 
 
 ActorHeader = Annotated[str | None, Header(alias="X-Admin-Actor", max_length=200)]
@@ -445,10 +474,16 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, act
 
 
 @router.put("/keys/{key_id}/pii-policy")
-async def set_pii_policy(container: ContainerDep, key_id: str, body: PiiPolicyBody) -> dict[str, Any]:
+async def set_pii_policy(container: ContainerDep, key_id: str, body: PiiPolicyBody,
+                         actor: ActorHeader = None) -> dict[str, Any]:
+    before = await _key_item(container, key_id)
     await container.set_pii_policy.execute(key_id, body.pii_policy)
     # Cached identities carry the policy: drop them so the new one applies now.
     container.authenticate.invalidate()
+    # null on either side: the server's PII_POLICY
+    await _audit(container, actor, AuditAction.PII_POLICY_CHANGED, key_id,
+                 {"name": before["name"], "pii_policy_before": before["pii_policy"],
+                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None})
     return {"item": await _key_item(container, key_id)}
 
 
