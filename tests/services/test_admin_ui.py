@@ -62,7 +62,8 @@ class FakeAdmin:
         return {"id": kid, "short_id": short, "name": name, "created_at": created.isoformat(), "revoked_at": None,
                 "daily_limit_usd": daily, "monthly_limit_usd": monthly, "may_use_server_key": True,
                 "spent_today_usd": spent_today, "spent_month_usd": spent_month, "held_today_usd": "0.00000000",
-                "held_month_usd": "0.00000000", "refused_today": 0,
+                "held_month_usd": "0.00000000", "refused_today": 0, "pii_policy": None,
+                "last_used_at": (created + timedelta(hours=1)).isoformat() if kid == "k1" else None,
                 "utilisation_pct": round(max(pcts), 1) if pcts else None}
 
     def app(self) -> FastAPI:
@@ -89,7 +90,8 @@ class FakeAdmin:
             risk = [k for k in self.keys if (k.get("utilisation_pct") or 0) >= 80 or k.get("refused_today")]
             return {"usd_krw_rate": "1400", "today": totals, "timezone": "Asia/Seoul", "budget_risk": risk,
                     "last_15m": {"requests": 40, "errors": 10, "by_class": {"2xx": 30, "4xx": 6, "5xx": 4},
-                                 "p50_ms": 420, "p95_ms": 2100},
+                                 "p50_ms": 420, "p95_ms": 2100, "ttft_p50_ms": 180, "ttft_p95_ms": 650,
+                                 "streams": 12},
                     "month": {**totals, "requests": 40_000, "cost_usd": "321.00000000", "cost_krw": "449400.00"},
                     "top_models": [{"model": "gpt-4o-mini", "requests": 900, "cost_usd": "10.00000000",
                                     "cost_krw": "14000.00"},
@@ -140,6 +142,34 @@ class FakeAdmin:
         @app.get("/admin/v1/keys")
         def keys() -> dict:
             return {"items": self.keys}
+
+        @app.get("/admin/v1/timeseries")
+        def timeseries(hours: int = 24) -> dict:
+            top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            return {"hours": hours, "bucket_minutes": 60, "buckets": [
+                {"start": (top - timedelta(hours=hours - 1 - i)).isoformat(), "requests": 10 + i,
+                 "errors": i % 3, "by_class": {"2xx": 10 + i - i % 3, **({"4xx": i % 3} if i % 3 else {})},
+                 "p50_ms": 300 + i, "p95_ms": 900 + 10 * i, "ttft_p50_ms": 150, "ttft_p95_ms": 400, "streams": 2,
+                 "cost_usd": f"0.{i:02d}000000", "cost_krw": f"{i * 14}.00", "unpriced_requests": 0}
+                for i in range(hours)]}
+
+        @app.get("/admin/v1/pii")
+        def pii(client_key_id: str | None = None) -> dict:
+            by_key = [{"client_key_id": "k1", "short_id": "ab12cd34", "name": "팀 알파",
+                       "counts": {"phone": 7, "rrn": 2, "email": 1}}]
+            if client_key_id is not None:
+                by_key = [k for k in by_key if k["client_key_id"] == client_key_id]
+            total: dict[str, int] = {}
+            for k in by_key:
+                for kind, n in k["counts"].items():
+                    total[kind] = total.get(kind, 0) + n
+            return {"since": None, "until": None, "total": total, "by_key": by_key}
+
+        @app.put("/admin/v1/keys/{kid}/pii-policy")
+        async def pii_policy(kid: str, request: Request) -> dict:
+            item = next(k for k in self.keys if k["id"] == kid)
+            item["pii_policy"] = (await request.json())["pii_policy"]
+            return {"item": item}
 
         @app.get("/admin/v1/now")
         def now_view() -> dict:
@@ -204,7 +234,8 @@ class FakeAdmin:
             return {"version": "2026-11-01", "models": [
                 {"model": "gpt-4o-mini", "input": "0.15", "cached_input": "0.075", "output": "0.6",
                  "max_output_tokens": 16384},
-                {"model": "gpt-4.1", "input": "2", "cached_input": "0.5", "output": "8", "max_output_tokens": 32768}]}
+                {"model": "gpt-4.1", "input": "2", "cached_input": "0.5", "output": "8", "max_output_tokens": 32768}],
+                "extra_models": ["my-finetune"]}
 
         @app.get("/admin/v1/upstreams")
         def upstreams() -> dict:
@@ -502,7 +533,7 @@ def test_overview_says_now_risk_and_who_paid(env: FakeAdmin) -> None:
     text = page_text(at)
     risk = at.dataframe[0].value
     assert list(risk["이름"]) == ["팀 알파"] and list(risk["오늘 402 거절"]) == [2]
-    models = at.dataframe[1].value
+    models = next(d.value for d in at.dataframe if "모델" in d.value.columns)
     assert list(models["비용 (원)"]) == ["₩14,000", "가격 없음"]  # never ₩0 for the unpriced model
     assert "가격 없는 요청 3건 제외" in text and "한국 시간(KST)" in text
     assert "✅" not in text and "❌" not in text
@@ -688,3 +719,68 @@ def test_a_banner_on_every_page_when_errors_are_high_now(env: FakeAdmin) -> None
             assert any("30건 (75%) 실패" in w.value for w in at.warning), page
     finally:
         env.now = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}
+
+
+def test_overview_answers_is_anything_broken_now(env: FakeAdmin) -> None:
+    """TTFT, each service's and the database's health, each upstream's circuit, personal
+    data per kind, and the last 24 hours as three charts."""
+    env.keys[0]["refused_today"] = 1  # at risk: listed with when it was last used
+    try:
+        at = signed_in_app()
+    finally:
+        env.keys[0]["refused_today"] = 0
+    assert not at.exception, at.exception
+    values = [m.value for m in at.metric]
+    assert "180 ms" in values and "650 ms" in values  # time to first token p50 / p95
+    labels = [m.label for m in at.metric]
+    assert "첫 토큰 p50" in labels and "전화번호" in labels and "주민등록번호" in labels
+    assert "10" in values and "7" in values  # PII total and phone numbers this month
+    md = "\n".join(m.value for m in at.markdown)
+    assert "차단됨 \\(열림, 7\\.5초 후 재시도\\)" in md and "azure\\-kc" in md  # the open circuit, in red
+    assert ":red[" in md and ":green[" in md
+    assert "database" in md and "monitor" in md
+    assert "✅" not in md and "❌" not in md
+    text = page_text(at)
+    assert "최근 24시간" in text and "시간별 요청 (상태별)" in text and "시간별 지연 (ms)" in text
+    charts = [n for n in _walk(at._tree) if getattr(n, "type", None) == "vega_lite_chart"]
+    assert len(charts) == 4  # status, latency, cost per hour + 30 days
+    risk = at.dataframe[0].value
+    assert list(risk["이름"]) == ["팀 알파"] and "KST" in list(risk["마지막 사용"])[0]
+
+
+def test_key_page_shows_pii_and_sets_the_policy(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/keys.py").run()
+    table = at.dataframe[0].value
+    used = dict(zip(table["이름"], table["마지막 사용"], strict=True))
+    assert used["beta"] == "사용 안 함" and "KST" in used["팀 알파"]
+    assert set(table["개인정보 정책"]) == {"서버 기본값 (PII_POLICY)"}
+    at.selectbox(key="keys_selected").set_value("k1").run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("key") in ("k1", ["k1"])
+    pii = at.dataframe[1].value
+    assert list(pii.columns) == ["전화번호", "주민등록번호", "이메일"] and list(pii.iloc[0]) == [7, 2, 1]
+    assert env.calls("GET", "/admin/v1/pii")[-1]["params"] == {"client_key_id": "k1"}
+    at.selectbox(key="pii_policy_k1").set_value("block")
+    at.button(key="pii_save_k1").click().run()
+    assert not at.exception, at.exception
+    assert env.calls("PUT", "/admin/v1/keys/k1/pii-policy")[-1]["body"].replace(" ", "") == '{"pii_policy":"block"}'
+    assert any("개인정보 정책을 저장했습니다." in s.value for s in at.success)
+    assert "차단 (400)" in list(at.dataframe[0].value["개인정보 정책"])
+    at.selectbox(key="keys_selected").set_value("k2").run()
+    assert "이번 달 이 키의 요청에서 감지된 개인정보가 없습니다." in page_text(at)
+    env.keys[0]["pii_policy"] = None
+
+
+def test_extra_models_are_in_filters_and_prices_without_a_price(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/prices.py").run()
+    prices = at.dataframe[0].value
+    row = prices[prices["모델"] == "my-finetune"].iloc[0]
+    assert (row["입력"], row["출력"]) == ("가격 없음", "가격 없음")
+    at.switch_page("app_pages/conversations.py").run()
+    assert "my-finetune" in at.selectbox(key="conv_model").options
+    at.switch_page("app_pages/spend.py").run()
+    assert "my-finetune" in at.selectbox(key="spend_model").options
+    at.selectbox(key="spend_model").set_value("my-finetune").run()
+    assert env.calls("GET", "/admin/v1/spend")[-1]["params"]["model"] == "my-finetune"

@@ -36,6 +36,28 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         return None
 
 
+def quiet(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """An optional panel's call: None on failure, without an error box (the page's main
+    call already says when the admin API cannot be reached)."""
+    try:
+        return fn(*args, **kwargs)
+    except api.ApiError:
+        return None
+
+
+PII_KINDS = ("rrn", "phone", "card", "business_no", "passport", "driver_license", "account", "email")
+PII_POLICIES = (None, "off", "mask", "block")
+
+
+def pii_kind(kind: str) -> str:
+    return t(f"pii.{kind}") if kind in PII_KINDS else kind
+
+
+def pii_policy_label(policy: str | None) -> str:
+    return t("pii.policy_default") if policy is None else t(f"pii.policy_{policy}") if policy in PII_POLICIES \
+        else policy
+
+
 def time_range(key: str, default: str = "30d") -> tuple[str | None, str | None]:
     """A range picker; returns (since, until) as API ISO UTC strings (None: unbounded)."""
     choice = st.selectbox(t("common.time_range"), RANGES, index=RANGES.index(default),

@@ -22,7 +22,11 @@ def _change(detail: dict[str, Any]) -> str:
     for name, value in detail.items():
         if name == "name":
             continue
-        parts.append(f"{name}={t('common.unlimited') if value is None and 'limit' in name else value}")
+        if value is None and "limit" in name:
+            value = t("common.unlimited")
+        elif value is None and name.startswith("pii_policy"):
+            value = t("audit.server_default")
+        parts.append(f"{name}={value}")
     return ", ".join(parts)
 
 
@@ -34,7 +38,7 @@ if data is not None:
         st.dataframe(pd.DataFrame([{
             t("audit.at"): fmt.when(a["at"], seconds=True), t("audit.actor"): a["actor"],
             t("audit.action"): t(f"audit.{a['action']}") if a["action"] in ("key_created", "key_revoked",
-                                                                             "budget_changed") else a["action"],
+                                                                             "budget_changed", "pii_policy_changed") else a["action"],
             t("audit.key"): f'{a.get("key_name") or a["detail"].get("name") or ""} ({a.get("key_short_id") or a["key_id"][:8]})',
             t("audit.detail"): _change(a["detail"]),
         } for a in items]), hide_index=True, width="stretch")

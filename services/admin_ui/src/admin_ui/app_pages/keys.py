@@ -1,7 +1,8 @@
 """Client keys: issue (the key is shown once, in the answer to that click only), revoke,
-set budgets, and see each key's budget use — fullest first, with %, a coloured risk level,
-what is held by requests in flight and today's budget refusals; searchable and paged so
-1,000 keys stay one short table."""
+set budgets and the personal-data policy, and see each key's budget use — fullest first,
+with %, a coloured risk level, what is held by requests in flight, today's budget refusals
+and when it was last used; searchable and paged so 1,000 keys stay one short table. A key's
+own view (``?key=<id>``) adds the personal data found in its requests this month."""
 from __future__ import annotations
 
 import math
@@ -46,6 +47,8 @@ with st.expander(t("keys.create"), expanded=False), st.form("create_key", clear_
     daily_text = c1.text_input(t("keys.daily"), key="new_key_daily")
     monthly_text = c2.text_input(t("keys.monthly"), key="new_key_monthly")
     may_use_server = st.checkbox(t("keys.server_key"), value=True, key="new_key_server")
+    new_policy = st.selectbox(t("pii.policy"), widgets.PII_POLICIES, key="new_key_pii",
+                              format_func=widgets.pii_policy_label)
     create = st.form_submit_button(t("keys.submit"), type="primary", key="new_key_submit")
 if create:
     ok_daily, daily = _amount(daily_text)
@@ -55,7 +58,7 @@ if create:
     elif not (ok_daily and ok_monthly):
         st.error(t("keys.bad_amount"))
     else:
-        created = widgets.call(api.create_key, name.strip(), daily, monthly, may_use_server)
+        created = widgets.call(api.create_key, name.strip(), daily, monthly, may_use_server, new_policy)
         if created is not None:
             # Shown in this run only and kept nowhere: the next rerun no longer has it.
             st.success(t("keys.created"))
@@ -115,6 +118,8 @@ if rows:
         t("keys.held"): (_usd_number(k.get("held_today_usd")) or 0.0) + (_usd_number(k.get("held_month_usd")) or 0.0)
         if k.get("held_today_usd") is not None else None,
         t("keys.refused_today"): int(k.get("refused_today") or 0),
+        t("keys.last_used"): fmt.when(k["last_used_at"]) if k.get("last_used_at") else t("keys.never_used"),
+        t("pii.policy"): widgets.pii_policy_label(k.get("pii_policy")),
         t("keys.created_at"): fmt.when(k["created_at"]),
         t("keys.server_key"): t("common.yes") if k["may_use_server_key"] else t("common.no"),
     } for k in rows])
@@ -131,11 +136,51 @@ st.pagination(pages, key="keys_page")
 
 st.subheader(t("keys.manage"))
 by_id = {k["id"]: k for k in items}
+# A deep link (?key=<id>) opens that key; the choice is kept in the URL.
+wanted = widgets.query_param("key")
+if "keys_selected" not in st.session_state and wanted in by_id:
+    st.session_state["keys_selected"] = wanted
 chosen = st.selectbox(t("keys.select"), list(by_id), key="keys_selected",
                       format_func=lambda i: f'{by_id[i]["name"]} ({by_id[i]["short_id"]})'
                       + (f' · {t("keys.revoked")}' if by_id[i]["revoked_at"] else ""))
 if chosen is not None:
+    st.query_params["key"] = chosen
     key = by_id[chosen]
+    st.markdown(f'#### {fmt.escape_markdown(t("keys.detail", name=key["name"], short=key["short_id"]))}')
+    m1, m2, m3, m4, m5 = st.columns(5)
+    pct = key.get("utilisation_pct")
+    m1.metric(t("keys.utilisation_pct"), "-" if pct is None else f"{pct:.1f}%", _level(key), delta_color="off",
+              delta_arrow="off")
+    m2.metric(t("keys.spent_today"), fmt.usd(key["spent_today_usd"]),
+              f'{t("keys.daily_short")} {fmt.usd(key["daily_limit_usd"]) if key["daily_limit_usd"] else t("common.unlimited")}',
+              delta_color="off", delta_arrow="off")
+    m3.metric(t("keys.spent_month"), fmt.usd(key["spent_month_usd"]),
+              f'{t("keys.monthly_short")} {fmt.usd(key["monthly_limit_usd"]) if key["monthly_limit_usd"] else t("common.unlimited")}',
+              delta_color="off", delta_arrow="off")
+    m4.metric(t("keys.refused_today"), fmt.number(key.get("refused_today") or 0),
+              f'{t("keys.held")} {fmt.usd((_usd_number(key.get("held_today_usd")) or 0.0) + (_usd_number(key.get("held_month_usd")) or 0.0))}',
+              delta_color="off", delta_arrow="off")
+    m5.metric(t("keys.last_used"), fmt.when(key["last_used_at"]) if key.get("last_used_at") else t("keys.never_used"))
+
+    st.markdown(f'**{t("keys.pii_month")}**')
+    found = widgets.quiet(api.pii, client_key_id=chosen)
+    counts = (found or {}).get("total") or {}
+    if counts:
+        st.dataframe(pd.DataFrame([{widgets.pii_kind(kind): int(n) for kind, n in
+                                    sorted(counts.items(), key=lambda kv: -int(kv[1]))}]),
+                     hide_index=True, width="stretch")
+    else:
+        st.caption(t("keys.pii_none"))
+
+    with st.form(f"pii_{chosen}"):
+        policy = st.selectbox(t("pii.policy"), widgets.PII_POLICIES, format_func=widgets.pii_policy_label,
+                              index=widgets.PII_POLICIES.index(key.get("pii_policy"))
+                              if key.get("pii_policy") in widgets.PII_POLICIES else 0, key=f"pii_policy_{chosen}")
+        save_policy = st.form_submit_button(t("pii.policy_save"), key=f"pii_save_{chosen}")
+    if save_policy and widgets.call(api.set_pii_policy, chosen, policy) is not None:
+        st.session_state[FLASH] = t("pii.policy_saved")
+        st.rerun()
+
     with st.form(f"budget_{chosen}"):
         c1, c2 = st.columns(2)
         daily_text = c1.text_input(t("keys.daily"), value=key["daily_limit_usd"] or "", key=f"budget_daily_{chosen}")

@@ -1,4 +1,4 @@
-"""Prices: the catalogue in force and its version."""
+"""Prices: the catalogue in force and its version, and the operator's EXTRA_MODELS (unpriced)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -16,4 +16,10 @@ st.markdown(f"**{t('prices.version', version=fmt.escape_markdown(data['version']
 st.dataframe(pd.DataFrame([{
     t("common.model"): m["model"], t("prices.input"): m["input"], t("prices.cached"): m["cached_input"] or "-",
     t("prices.output"): m["output"], t("prices.max_output"): m["max_output_tokens"],
-} for m in data["models"]]), hide_index=True, width="stretch")
+} for m in data["models"]] + [{
+    # allowed by the operator, outside the catalogue: recorded as unpriced, never as ₩0
+    t("common.model"): name, t("prices.input"): t("common.unpriced"), t("prices.cached"): t("common.unpriced"),
+    t("prices.output"): t("common.unpriced"), t("prices.max_output"): None,
+} for name in data.get("extra_models") or []]), hide_index=True, width="stretch")
+if data.get("extra_models"):
+    st.caption(t("prices.extra") + ": " + fmt.escape_markdown(", ".join(data["extra_models"])))
