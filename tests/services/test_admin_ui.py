@@ -620,7 +620,7 @@ def test_audit_and_alerts_page(env: FakeAdmin) -> None:
     at.switch_page("app_pages/audit.py").run()
     audit, alerts = at.dataframe[0].value, at.dataframe[1].value
     assert list(audit["작업"]) == ["예산 변경"] and list(audit["수행자"]) == ["console"]
-    assert "daily_limit_usd=7.25" in list(audit["변경 내용"])[0] and "KST" in list(audit["시각 (KST)"])[0]
+    assert "일일 한도=7.25" in list(audit["변경 내용"])[0] and "KST" in list(audit["시각 (KST)"])[0]
     assert list(alerts["종류"]) == ["예산"] and list(alerts["전송됨"]) == ["예"]
 
 
@@ -758,8 +758,8 @@ def test_key_page_shows_pii_and_sets_the_policy(env: FakeAdmin) -> None:
     at.selectbox(key="keys_selected").set_value("k1").run()
     assert not at.exception, at.exception
     assert at.query_params.get("key") in ("k1", ["k1"])
-    pii = at.dataframe[1].value
-    assert list(pii.columns) == ["전화번호", "주민등록번호", "이메일"] and list(pii.iloc[0]) == [7, 2, 1]
+    pii = [(m.label, m.value) for m in at.metric][-3:]
+    assert pii == [("전화번호", "7"), ("주민등록번호", "2"), ("이메일", "1")]
     assert env.calls("GET", "/admin/v1/pii")[-1]["params"] == {"client_key_id": "k1"}
     at.selectbox(key="pii_policy_k1").set_value("block")
     at.button(key="pii_save_k1").click().run()

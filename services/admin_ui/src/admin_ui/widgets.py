@@ -49,6 +49,16 @@ PII_KINDS = ("rrn", "phone", "card", "business_no", "passport", "driver_license"
 PII_POLICIES = (None, "off", "mask", "block")
 
 
+def cap(limit_usd: object) -> str:
+    """A budget cap for a table cell: '$5.00', or '무제한' (not a blank or 'None')."""
+    return t("common.unlimited") if limit_usd is None else formatting.usd(limit_usd)
+
+
+def table_height(rows: int) -> int:
+    """A dataframe tall enough to show ``rows`` rows without its own scrollbar."""
+    return 38 + 35 * max(1, rows)
+
+
 def pii_kind(kind: str) -> str:
     return t(f"pii.{kind}") if kind in PII_KINDS else kind
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from admin_ui import formatting as fmt
 from admin_ui import widgets
-from admin_ui.i18n import t
+from admin_ui.i18n import STRINGS, t
 
 PAGE_SIZE = 50
 api = widgets.admin()
@@ -26,7 +26,8 @@ def _change(detail: dict[str, Any]) -> str:
             value = t("common.unlimited")
         elif value is None and name.startswith("pii_policy"):
             value = t("audit.server_default")
-        parts.append(f"{name}={value}")
+        label = t(f"audit.field.{name}") if f"audit.field.{name}" in STRINGS else name
+        parts.append(f"{label}={value}")
     return ", ".join(parts)
 
 

@@ -96,8 +96,10 @@ def _usd_number(value: str | None) -> float | None:
 query = st.text_input(t("common.search"), key="keys_search", max_chars=100).strip().casefold()
 shown = [k for k in items if not query or query in k["name"].casefold() or query in k["short_id"].casefold()]
 # Fullest first (live keys before revoked ones); uncapped keys after capped ones.
-shown.sort(key=lambda k: (bool(k["revoked_at"]), -(k.get("utilisation_pct") or -1.0), -(k.get("refused_today") or 0),
-                          k["name"]))
+# (0 % is a capped key's utilisation: it sorts before the uncapped ones, whose is None)
+shown.sort(key=lambda k: (bool(k["revoked_at"]),
+                          -(k["utilisation_pct"] if k.get("utilisation_pct") is not None else -1.0),
+                          -(k.get("refused_today") or 0), k["name"]))
 if st.session_state.get("_keys_query") != query:
     st.session_state["_keys_query"] = query
     st.session_state["keys_page"] = 1
@@ -112,24 +114,23 @@ if rows:
     table = pd.DataFrame([{
         t("keys.name"): k["name"], t("keys.short_id"): k["short_id"], level_col: _level(k),
         t("keys.utilisation_pct"): k.get("utilisation_pct"),
-        t("keys.spent_today"): _usd_number(k["spent_today_usd"]), t("keys.daily_short"): _usd_number(k["daily_limit_usd"]),
-        t("keys.spent_month"): _usd_number(k["spent_month_usd"]),
-        t("keys.monthly_short"): _usd_number(k["monthly_limit_usd"]),
-        t("keys.held"): (_usd_number(k.get("held_today_usd")) or 0.0) + (_usd_number(k.get("held_month_usd")) or 0.0)
-        if k.get("held_today_usd") is not None else None,
         t("keys.refused_today"): int(k.get("refused_today") or 0),
         t("keys.last_used"): fmt.when(k["last_used_at"]) if k.get("last_used_at") else t("keys.never_used"),
+        t("keys.spent_today"): _usd_number(k["spent_today_usd"]), t("keys.daily_short"): widgets.cap(k["daily_limit_usd"]),
+        t("keys.spent_month"): _usd_number(k["spent_month_usd"]),
+        t("keys.monthly_short"): widgets.cap(k["monthly_limit_usd"]),
+        t("keys.held"): (_usd_number(k.get("held_today_usd")) or 0.0) + (_usd_number(k.get("held_month_usd")) or 0.0)
+        if k.get("held_today_usd") is not None else None,
         t("pii.policy"): widgets.pii_policy_label(k.get("pii_policy")),
         t("keys.created_at"): fmt.when(k["created_at"]),
         t("keys.server_key"): t("common.yes") if k["may_use_server_key"] else t("common.no"),
     } for k in rows])
-    money = st.column_config.NumberColumn(format="$%.4f")
+    money = st.column_config.NumberColumn(format="$%.6f")
     st.dataframe(table.style.map(lambda v: _COLOURS.get(v, ""), subset=[level_col]), hide_index=True,
                  width="stretch", column_config={
                      t("keys.utilisation_pct"): st.column_config.ProgressColumn(min_value=0, max_value=100,
                                                                                 format="%.1f%%"),
-                     t("keys.spent_today"): money, t("keys.daily_short"): money, t("keys.spent_month"): money,
-                     t("keys.monthly_short"): money, t("keys.held"): money})
+                     t("keys.spent_today"): money, t("keys.spent_month"): money, t("keys.held"): money})
 else:
     st.info(t("common.none"))
 st.pagination(pages, key="keys_page")
@@ -147,7 +148,7 @@ if chosen is not None:
     st.query_params["key"] = chosen
     key = by_id[chosen]
     st.markdown(f'#### {fmt.escape_markdown(t("keys.detail", name=key["name"], short=key["short_id"]))}')
-    m1, m2, m3, m4, m5 = st.columns(5)
+    m1, m2, m3, m4 = st.columns(4)
     pct = key.get("utilisation_pct")
     m1.metric(t("keys.utilisation_pct"), "-" if pct is None else f"{pct:.1f}%", _level(key), delta_color="off",
               delta_arrow="off")
@@ -160,15 +161,17 @@ if chosen is not None:
     m4.metric(t("keys.refused_today"), fmt.number(key.get("refused_today") or 0),
               f'{t("keys.held")} {fmt.usd((_usd_number(key.get("held_today_usd")) or 0.0) + (_usd_number(key.get("held_month_usd")) or 0.0))}',
               delta_color="off", delta_arrow="off")
-    m5.metric(t("keys.last_used"), fmt.when(key["last_used_at"]) if key.get("last_used_at") else t("keys.never_used"))
+    st.caption(f'{t("keys.last_used")}: '
+               + (fmt.when(key["last_used_at"], seconds=True) if key.get("last_used_at") else t("keys.never_used"))
+               + f' · {t("pii.policy")}: {widgets.pii_policy_label(key.get("pii_policy"))}')
 
     st.markdown(f'**{t("keys.pii_month")}**')
     found = widgets.quiet(api.pii, client_key_id=chosen)
     counts = (found or {}).get("total") or {}
     if counts:
-        st.dataframe(pd.DataFrame([{widgets.pii_kind(kind): int(n) for kind, n in
-                                    sorted(counts.items(), key=lambda kv: -int(kv[1]))}]),
-                     hide_index=True, width="stretch")
+        kinds = sorted(counts, key=lambda kind: -int(counts[kind]))
+        for col, kind in zip(st.columns(len(widgets.PII_KINDS)), kinds, strict=False):
+            col.metric(widgets.pii_kind(kind), fmt.number(counts[kind]))
     else:
         st.caption(t("keys.pii_none"))
 

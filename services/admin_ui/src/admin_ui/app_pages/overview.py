@@ -5,6 +5,7 @@ saw them, keys about to hit their budget, personal data found per kind, the last
 as charts (requests by status, latency, cost), top models and clients, the last 30 days."""
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -88,9 +89,9 @@ if risk:
         t("keys.utilisation_pct"): k.get("utilisation_pct"),
         t("keys.refused_today"): int(k.get("refused_today") or 0),
         t("keys.spent_today"): float(fmt.decimal(k["spent_today_usd"])),
-        t("keys.daily_short"): None if k["daily_limit_usd"] is None else float(fmt.decimal(k["daily_limit_usd"])),
+        t("keys.daily_short"): widgets.cap(k["daily_limit_usd"]),
         t("keys.spent_month"): float(fmt.decimal(k["spent_month_usd"])),
-        t("keys.monthly_short"): None if k["monthly_limit_usd"] is None else float(fmt.decimal(k["monthly_limit_usd"])),
+        t("keys.monthly_short"): widgets.cap(k["monthly_limit_usd"]),
         t("keys.last_used"): fmt.when(k["last_used_at"]) if k.get("last_used_at") else t("keys.never_used"),
     } for k in risk]), hide_index=True, width="stretch", column_config={
         t("keys.utilisation_pct"): st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f%%")})
@@ -127,21 +128,37 @@ if series is not None and series.get("buckets"):
     hour_col = t("overview.hour")
     status_frame = pd.DataFrame([{hour_col: h, **{c: int(b["by_class"].get(c, 0)) for c in ("2xx", "4xx", "5xx")}}
                                  for h, b in zip(local, series["buckets"], strict=False)])
+    # Altair with the hour written as digits ("14:00"): Vega's default axis labels are English ("02 PM").
+    axis = alt.Axis(format="%H:%M", title=None, labelAngle=0, tickCount=6)
+    status_long = status_frame.melt(id_vars=[hour_col], var_name="status", value_name="n")
     c1, c2, c3 = st.columns(3)
     with c1:
         st.markdown(f'**{t("overview.chart_status")}**')
-        st.bar_chart(status_frame, x=hour_col, y=["2xx", "4xx", "5xx"], color=["#2e7d32", "#f9a825", "#c62828"],
-                     x_label="", y_label="", height=220)
+        st.altair_chart(alt.Chart(status_long).mark_bar().encode(
+            x=alt.X(f"{hour_col}:T", axis=axis), y=alt.Y("n:Q", title=None, stack=True),
+            color=alt.Color("status:N", scale=alt.Scale(domain=["2xx", "4xx", "5xx"],
+                                                        range=["#2e7d32", "#f9a825", "#c62828"]),
+                            legend=alt.Legend(title=None, orient="bottom"))).properties(height=220),
+            width="stretch")
     with c2:
         st.markdown(f'**{t("overview.chart_latency")}**')
-        st.line_chart(pd.DataFrame([{hour_col: h, "p50": b["p50_ms"], "p95": b["p95_ms"]}
-                                    for h, b in zip(local, series["buckets"], strict=False)]),
-                      x=hour_col, y=["p50", "p95"], x_label="", y_label="ms", height=220)
+        latency = pd.DataFrame([{hour_col: h, "p50": b["p50_ms"], "p95": b["p95_ms"]}
+                                for h, b in zip(local, series["buckets"], strict=False)])
+        latency_long = latency.melt(id_vars=[hour_col], var_name="pct", value_name="ms").dropna()
+        # points as well as lines: an hour with traffic between quiet ones is still visible
+        st.altair_chart(alt.Chart(latency_long).mark_line(point=True).encode(
+            x=alt.X(f"{hour_col}:T", axis=axis, scale=alt.Scale(domain=[local[0], local[-1]])),
+            y=alt.Y("ms:Q", title="ms"),
+            color=alt.Color("pct:N", scale=alt.Scale(domain=["p50", "p95"], range=["#1565c0", "#90caf9"]),
+                            legend=alt.Legend(title=None, orient="bottom"))).properties(height=220),
+            width="stretch")
     with c3:
         st.markdown(f'**{t("overview.chart_cost")}**')
-        st.bar_chart(pd.DataFrame([{hour_col: h, "KRW": float(fmt.decimal(b["cost_krw"]))}
-                                   for h, b in zip(local, series["buckets"], strict=False)]),
-                     x=hour_col, y="KRW", x_label="", y_label="₩", height=220)
+        cost = pd.DataFrame([{hour_col: h, "KRW": float(fmt.decimal(b["cost_krw"]))}
+                             for h, b in zip(local, series["buckets"], strict=False)])
+        st.altair_chart(alt.Chart(cost).mark_bar(color="#1565c0").encode(
+            x=alt.X(f"{hour_col}:T", axis=axis), y=alt.Y("KRW:Q", title="₩")).properties(height=220),
+            width="stretch")
 
 # -- top models and clients ----------------------------------------------------------------------------
 left, right = st.columns(2)

@@ -20,6 +20,7 @@ st.dataframe(pd.DataFrame([{
     # allowed by the operator, outside the catalogue: recorded as unpriced, never as ₩0
     t("common.model"): name, t("prices.input"): t("common.unpriced"), t("prices.cached"): t("common.unpriced"),
     t("prices.output"): t("common.unpriced"), t("prices.max_output"): None,
-} for name in data.get("extra_models") or []]), hide_index=True, width="stretch")
+} for name in data.get("extra_models") or []]), hide_index=True, width="stretch",
+    height=widgets.table_height(len(data["models"]) + len(data.get("extra_models") or [])))
 if data.get("extra_models"):
     st.caption(t("prices.extra") + ": " + fmt.escape_markdown(", ".join(data["extra_models"])))

@@ -59,7 +59,7 @@ if rows:
         cost_col: float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"])),
     } for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        cost_col: st.column_config.NumberColumn(format="₩%.0f" if currency == "KRW" else "$%.6f")})
+        cost_col: st.column_config.NumberColumn(format="₩%.2f" if currency == "KRW" else "$%.6f")})
     chart = pd.DataFrame({"key": [_label(r) for r in rows],
                           currency: [float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"]))
                                      for r in rows]})
