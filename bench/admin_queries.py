@@ -26,13 +26,15 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
-from domain.adapters.sql import queries
+from chat_api.admin.csv_export import ledger_csv
 from domain.adapters.sql.database import make_engine, normalize_url
+from domain.adapters.sql.read_models import conversations, keys, overview, request_log, spend
+from domain.adapters.sql.read_models.shared import LedgerFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 300.0
-TURNS, CONVERSATIONS, LEDGER, KEYS = 100_000, 30_000, 1_000_000, 200
+TURNS, CONVERSATIONS, LEDGER, KEYS = 100_000, 30_000, 1_000_000, 1_000
 
 SEED = [
     f"""INSERT INTO client_keys (id, short_id, name, key_hash, daily_limit_nanos, monthly_limit_nanos,
@@ -82,13 +84,15 @@ SEED = [
         FROM generate_series(1, {KEYS}) g,
              unnest(ARRAY['d:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD'),
                           'm:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM')]) p""",
-    # the request log: one entry per ledger row, one in ten a refusal (402/429/400)
+    # the request log: one entry per ledger row, one in ten a refusal (402/429/400), one in
+    # five a stream (with its time to first token)
     """INSERT INTO request_log (request_id, created_at, route, status, error_code, client_key_id, model, key_source,
-                               upstream, latency_ms, cost_nanos)
+                               upstream, latency_ms, cost_nanos, ttft_ms)
         SELECT request_id, created_at, route,
                CASE WHEN id % 10 = 1 THEN 402 WHEN id % 10 = 2 THEN 429 WHEN id % 50 = 3 THEN 400 ELSE 200 END,
                CASE WHEN id % 10 = 1 THEN 'budget_exceeded' WHEN id % 10 = 2 THEN 'rate_limited' END,
-               client_key_id, model, key_source, 'default', latency_ms, cost_nanos
+               client_key_id, model, key_source, 'default', latency_ms, cost_nanos,
+               CASE WHEN id % 5 = 0 THEN latency_ms / 4 END
         FROM spend_ledger""",
     "SELECT setval('conversations_id_seq', (SELECT max(id) FROM conversations))",
     "SELECT setval('turns_id_seq', (SELECT max(id) FROM turns))",
@@ -138,48 +142,50 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
 def cases(engine: Any) -> list[tuple[str, str, Callable[[], Any]]]:
     now = datetime.now(UTC)
     d7, d30 = now - timedelta(days=7), now - timedelta(days=30)
-    busy_key = queries.keys(engine, now)[0].id
-    conv = queries.conversations(engine, queries.ConversationFilter(), page_size=1).items[0].id
+    busy_key = keys.keys(engine, now)[0].id
+    conv = conversations.conversations(engine, conversations.ConversationFilter(), page_size=1).items[0].id
 
-    def csv_rows(flt: queries.LedgerFilter, limit: int) -> int:
-        return sum(chunk.count("\n") for chunk in queries.ledger_csv(engine, flt, limit=limit)) - 1
+    def csv_rows(flt: LedgerFilter, limit: int) -> int:
+        return sum(chunk.count("\n") for chunk in ledger_csv(engine, flt, limit=limit)) - 1
 
     return [
-        ("overview", "today, month, top models/clients, 30 days by day", lambda: queries.overview(engine, now)),
-        ("conversations", "page 1, last 7 days", lambda: queries.conversations(
-            engine, queries.ConversationFilter(since=d7))),
-        ("conversations", "page 1, all time", lambda: queries.conversations(engine, queries.ConversationFilter())),
-        ("conversations", "page 500, all time", lambda: queries.conversations(
-            engine, queries.ConversationFilter(), page=500)),
-        ("conversations", "one client key, all time", lambda: queries.conversations(
-            engine, queries.ConversationFilter(client_key_id=busy_key))),
-        ("conversations", "key_source=user + model, 30 days", lambda: queries.conversations(
-            engine, queries.ConversationFilter(since=d30, key_source="user", model="gpt-4.1"))),
-        ("conversations", "text search, 30 days", lambda: queries.conversations(
-            engine, queries.ConversationFilter(since=d30, q="날씨"))),
-        ("conversations", "text search (rare), all time", lambda: queries.conversations(
-            engine, queries.ConversationFilter(q="질문 77777 "))),
-        ("conversation", "one conversation's turns", lambda: queries.conversation_turns(engine, conv)),
-        *[("spend", f"group_by={g}, 30 days", (lambda g=g: queries.spend(engine, g, queries.LedgerFilter(since=d30))))
+        ("overview", "today, month, top models/clients, 30 days by day", lambda: overview.overview(engine, now)),
+        ("conversations", "page 1, last 7 days", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(since=d7))),
+        ("conversations", "page 1, all time", lambda: conversations.conversations(engine, conversations.ConversationFilter())),
+        ("conversations", "page 500, all time", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(), page=500)),
+        ("conversations", "one client key, all time", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(client_key_id=busy_key))),
+        ("conversations", "key_source=user + model, 30 days", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(since=d30, key_source="user", model="gpt-4.1"))),
+        ("conversations", "text search, 30 days", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(since=d30, q="날씨"))),
+        ("conversations", "text search (rare), all time", lambda: conversations.conversations(
+            engine, conversations.ConversationFilter(q="질문 77777 "))),
+        ("conversation", "one conversation's turns", lambda: conversations.conversation_turns(engine, conv)),
+        *[("spend", f"group_by={g}, 30 days", (lambda g=g: spend.spend(engine, g, LedgerFilter(since=d30))))
           for g in ("day", "model", "key_source", "client_key")],
-        ("spend", "group_by=model, 30 days, one key", lambda: queries.spend(
-            engine, "model", queries.LedgerFilter(since=d30, client_key_id=busy_key))),
-        ("spend", "group_by=day, 30 days, key_source=user", lambda: queries.spend(
-            engine, "day", queries.LedgerFilter(since=d30, key_source="user"))),
-        ("spend (info)", "group_by=model, all time (1M rows)", lambda: queries.spend(
-            engine, "model", queries.LedgerFilter())),
-        ("ledger.csv", "first 5,000 rows, 30 days", lambda: csv_rows(queries.LedgerFilter(since=d30), 5_000)),
-        ("ledger.csv (info)", "100,000 rows (the default cap)", lambda: csv_rows(queries.LedgerFilter(), 100_000)),
-        ("keys", f"{KEYS} keys with spent today/month", lambda: queries.keys(engine, now)),
-        ("requests", "page 1, last 24 hours", lambda: queries.requests(
-            engine, queries.RequestFilter(since=now - timedelta(hours=24)))),
-        ("requests", "errors, last 7 days, page 1", lambda: queries.requests(
-            engine, queries.RequestFilter(status="error", since=d7))),
-        ("requests", "status=402, one key, 30 days", lambda: queries.requests(
-            engine, queries.RequestFilter(status="402", client_key_id=busy_key, since=d30))),
-        ("requests", "page 1, all time", lambda: queries.requests(engine, queries.RequestFilter())),
-        ("overview (now)", "last 15 minutes by status, p50/p95", lambda: queries.recent_requests(
+        ("spend", "group_by=model, 30 days, one key", lambda: spend.spend(
+            engine, "model", LedgerFilter(since=d30, client_key_id=busy_key))),
+        ("spend", "group_by=day, 30 days, key_source=user", lambda: spend.spend(
+            engine, "day", LedgerFilter(since=d30, key_source="user"))),
+        ("spend (info)", "group_by=model, all time (1M rows)", lambda: spend.spend(
+            engine, "model", LedgerFilter())),
+        ("ledger.csv", "first 5,000 rows, 30 days", lambda: csv_rows(LedgerFilter(since=d30), 5_000)),
+        ("ledger.csv (info)", "100,000 rows (the default cap)", lambda: csv_rows(LedgerFilter(), 100_000)),
+        ("keys", f"{KEYS:,} keys: spent, held, 402s today, last used", lambda: keys.keys(engine, now)),
+        ("requests", "page 1, last 24 hours", lambda: request_log.requests(
+            engine, request_log.RequestFilter(since=now - timedelta(hours=24)))),
+        ("requests", "errors, last 7 days, page 1", lambda: request_log.requests(
+            engine, request_log.RequestFilter(status="error", since=d7))),
+        ("requests", "status=402, one key, 30 days", lambda: request_log.requests(
+            engine, request_log.RequestFilter(status="402", client_key_id=busy_key, since=d30))),
+        ("requests", "page 1, all time", lambda: request_log.requests(engine, request_log.RequestFilter())),
+        ("overview (now)", "last 15 minutes by status, p50/p95, TTFT", lambda: request_log.now_window(
             engine, now - timedelta(minutes=15))),
+        ("overview (charts)", "last 24 hours by hour: status, p50/p95, TTFT, cost", lambda: request_log.timeseries(
+            engine, now)),
     ]
 
 

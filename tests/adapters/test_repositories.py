@@ -392,16 +392,17 @@ async def test_ledger_keeps_the_served_upstream_beside_pii_counts_through_the_da
 
 
 def test_pii_counts_are_summed_per_kind_and_key_in_the_database(engine):
-    from domain.adapters.sql import queries
+    from domain.adapters.sql.read_models.pii import pii_counts
+    from domain.adapters.sql.read_models.shared import LedgerFilter
 
     alice, bob = uid(), uid()
     write_records(engine, [replace(a_record(owner=alice), pii_counts={"phone": 2, "rrn": 1}),
                            replace(a_record(owner=alice), pii_counts={"phone": 1}),
                            replace(a_record(owner=bob), pii_counts={"card": 3}), a_record(owner=bob),
                            replace(a_record(owner=alice, at=T0 - timedelta(days=40)), pii_counts={"email": 9})])
-    found = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), client_key_id=alice))
+    found = pii_counts(engine, LedgerFilter(since=T0 - timedelta(days=1), client_key_id=alice))
     assert found.total == {"phone": 3, "rrn": 1}
     assert [(k.client_key_id, k.counts) for k in found.by_key] == [(alice, {"phone": 3, "rrn": 1})]
-    both = queries.pii_counts(engine, queries.LedgerFilter(since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)))
+    both = pii_counts(engine, LedgerFilter(since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)))
     mine = {k.client_key_id: k.counts for k in both.by_key if k.client_key_id in (alice, bob)}
     assert mine == {alice: {"phone": 3, "rrn": 1}, bob: {"card": 3}}

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
-from domain.adapters.sql import queries
 from domain.adapters.sql.database import make_engine
+from domain.adapters.sql.read_models.request_log import RequestFilter, requests
 from domain.adapters.sql.request_log import SqlRequestLog
 from domain.money import Money
 from domain.request_log import RequestLogEntry
@@ -40,7 +40,7 @@ def test_entries_from_many_threads_are_written_once_each(engine: Engine) -> None
         t.join()
     log.close()
     assert _count(engine, tag) == 1000 and log.written == 1000 and log.dropped == 0
-    page = queries.requests(engine, queries.RequestFilter(status="429", since=at - timedelta(seconds=1)),
+    page = requests(engine, RequestFilter(status="429", since=at - timedelta(seconds=1)),
                             page_size=500)
     assert page.total >= 200 and all(i.status == 429 for i in page.items)
 
@@ -53,7 +53,7 @@ def test_any_text_is_stored_bounded(engine: Engine) -> None:
                                model="m\x00" * 200, upstream="u" * 500, client_key_id="k" * 100, latency_ms=-5))
     log.flush()
     clean = "".join("\ufffd" if c in "\x00\ud800" else c for c in odd[:200])
-    page = queries.requests(engine, queries.RequestFilter(), request_id=clean)
+    page = requests(engine, RequestFilter(), request_id=clean)
     assert page.total == 1
     item = page.items[0]
     assert len(item.route) == 64 and item.latency_ms == 0 and item.model and "\x00" not in item.model
@@ -81,17 +81,3 @@ def test_entries_wait_for_the_database_and_are_then_written(pg_url: str) -> None
         engine.dispose()
         direct.dispose()
 
-
-def test_export_krw_equals_money_krw() -> None:
-    """Exports format KRW in integer arithmetic: the same text as ``Money.krw`` always."""
-    import random
-    from decimal import Decimal
-
-    from domain.adapters.sql.queries import _krw_formatter
-
-    rng = random.Random(7)
-    for rate in (Decimal(1400), Decimal("1387.55"), Decimal("0.5"), Decimal("1333.3333")):
-        krw = _krw_formatter(rate)
-        for nanos in [0, 1, 5, -5, 357_142, 357_143, 9_000_000_000, -123_456_789,
-                      *(rng.randint(-10**13, 10**13) for _ in range(5000))]:
-            assert krw(nanos) == format(Money(nanos).krw(rate), "f"), (rate, nanos)

@@ -386,8 +386,12 @@ async def test_prices(client: httpx.AsyncClient, container: Container) -> None:
 
 def test_read_models_on_sqlite(sqlite_url: str) -> None:
     """The embedded default runs the same read models (its own overview path)."""
-    from domain.adapters.sql import queries
+    from chat_api.admin.csv_export import ledger_csv
     from domain.adapters.sql.database import make_engine
+    from domain.adapters.sql.read_models.conversations import ConversationFilter, conversation_turns, conversations
+    from domain.adapters.sql.read_models.overview import overview
+    from domain.adapters.sql.read_models.shared import LedgerFilter
+    from domain.adapters.sql.read_models.spend import spend
 
     engine = make_engine(sqlite_url)
     try:
@@ -400,20 +404,20 @@ def test_read_models_on_sqlite(sqlite_url: str) -> None:
             RequestLogEntry(uuid.uuid4().hex, today, "/api/v1/chat", 200),
             RequestLogEntry(uuid.uuid4().hex, now - timedelta(days=2), "/api/v1/chat", 200),
             RequestLogEntry(uuid.uuid4().hex, today, "/api/v1/chat", 502)])
-        ov = queries.overview(engine, now)
+        ov = overview(engine, now)
         assert ov.today.requests == 2 and ov.today.errors == 1 and ov.today.cost_nanos == 2_000_000_000
         assert sum(d.totals.requests for d in ov.by_day) == 3 and ov.by_day[-1].key == local_date(now)
-        rows, total = queries.spend(engine, "day", queries.LedgerFilter(since=now - timedelta(days=7)))
+        rows, total = spend(engine, "day", LedgerFilter(since=now - timedelta(days=7)))
         assert total.cost_nanos == 3_000_000_000 and [r.key for r in rows] == sorted(r.key for r in rows)
-        page = queries.conversations(engine, queries.ConversationFilter(q="sqlite"))
+        page = conversations(engine, ConversationFilter(q="sqlite"))
         assert page.total == 1 and page.items[0].turn_count == 2 and page.items[0].last_model == "gpt-4.1"
-        detail = queries.conversation_turns(engine, page.items[0].id)
+        detail = conversation_turns(engine, page.items[0].id)
         assert detail is not None and [t.prompt for t in detail.turns][0] == "SQLite 안녕"
-        assert "".join(queries.ledger_csv(engine, queries.LedgerFilter(), limit=2)).count("\n") == 3
+        assert "".join(ledger_csv(engine, LedgerFilter(), limit=2)).count("\n") == 3
         # the SQLite day of a row is its Korean day too (00:30 KST is still the previous UTC day)
         late = day_start(now) + timedelta(minutes=30)
         write_entries(engine, [RequestLogEntry(uuid.uuid4().hex, late, "/api/v1/chat", 200)])
         if late <= now:
-            assert queries.overview(engine, now).today.requests == 3
+            assert overview(engine, now).today.requests == 3
     finally:
         engine.dispose()

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from domain.adapters.sql import queries
 from domain.adapters.sql.operator_records import SqlAlertClaims
+from domain.adapters.sql.read_models import keys as key_reads
+from domain.adapters.sql.read_models.request_log import request_window
 from domain.adapters.webhook import HttpxWebhookAlertSink
 from domain.alerts import (
     ERROR_RATE_WINDOW_SECONDS,
@@ -57,7 +58,7 @@ class AlertWatch:
             await self._db(lambda: self.claims.mark_delivered(alert))
         return bool(raised)
 
-    def due(self, keys: list[queries.KeyView], window: tuple[int, int], now: datetime) -> list[Alert]:
+    def due(self, keys: list[key_reads.KeyView], window: tuple[int, int], now: datetime) -> list[Alert]:
         """What the rules say now: budget alerts per active capped key and period, and the
         error-rate alert."""
         out: list[Alert] = []
@@ -79,8 +80,8 @@ class AlertWatch:
     async def check(self) -> list[Alert]:
         """One round: returns the alerts this call raised."""
         now = self._now()
-        keys = await self._db(lambda: queries.keys(self._engine, now, tz=self._tz))
-        window = await self._db(lambda: queries.request_window(
+        keys = await self._db(lambda: key_reads.keys(self._engine, now, tz=self._tz))
+        window = await self._db(lambda: request_window(
             self._engine, now - timedelta(seconds=ERROR_RATE_WINDOW_SECONDS)))
         return [a for a in self.due(keys, window, now) if await self.raise_alert(a)]
 

@@ -13,9 +13,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from domain.adapters.sql.read_models.business_metrics import BusinessFigures, read_business_figures
 from domain.money import NANOS_PER_USD
 from domain.periods import KST
-from monitor.spend_queries import BusinessFigures, read_business_figures
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """``/admin/v1`` routes (docs/admin-api.md). Every route requires the admin token.
 
-Reads run the synchronous read models of ``domain.adapters.sql.queries`` in the container's
-database thread pool; writes go through the key use cases. Money leaves as decimal strings:
-USD to 8 places, KRW at the configured rate to 2.
+Reads run the synchronous read models of ``domain.adapters.sql.read_models`` (one module per
+screen) in the container's database thread pool; writes go through the key use cases. Money
+leaves as decimal strings (``money_text``): USD to 8 places, KRW at the configured rate to 2;
+the CSV exports are written by ``csv_export``.
 """
 from __future__ import annotations
 
@@ -16,9 +17,21 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_api.admin import csv_export, money_text
 from chat_api.bootstrap import Container
 from chat_api.deps import ContainerDep, require_admin
-from domain.adapters.sql import operator_now, queries
+from domain import periods
+from domain.adapters.sql.read_models import (
+    alerts,
+    audit,
+    conversations,
+    keys,
+    overview,
+    pii,
+    request_log,
+    shared,
+    spend,
+)
 from domain.audit import AuditAction, AuditEntry, actor_name
 from domain.client_keys import BudgetLimits
 from domain.errors import InvalidInput, NotFound
@@ -61,7 +74,7 @@ class BudgetBody(BaseModel):
 # -- formatting -----------------------------------------------------------------------------------
 
 def _usd(nanos: int | None) -> str | None:
-    return None if nanos is None else queries.usd_8(nanos)
+    return None if nanos is None else money_text.usd_8(nanos)
 
 
 def _krw(nanos: int | None, rate: Decimal) -> str | None:
@@ -76,7 +89,7 @@ def _money(nanos: int | None, rate: Decimal) -> dict[str, str | None]:
     return {"cost_usd": _usd(nanos), "cost_krw": _krw(nanos, rate)}
 
 
-def _totals(t: queries.Totals, rate: Decimal) -> dict[str, Any]:
+def _totals(t: shared.Totals, rate: Decimal) -> dict[str, Any]:
     return {"requests": t.requests, "errors": t.errors, "input_tokens": t.input_tokens,
             "output_tokens": t.output_tokens, **_money(t.cost_nanos, rate),
             "server_cost_usd": _usd(t.cost_nanos - t.user_cost_nanos),
@@ -85,7 +98,7 @@ def _totals(t: queries.Totals, rate: Decimal) -> dict[str, Any]:
             "unpriced_requests": t.unpriced}
 
 
-def _request(r: queries.RequestItem, rate: Decimal) -> dict[str, Any]:
+def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
@@ -93,13 +106,13 @@ def _request(r: queries.RequestItem, rate: Decimal) -> dict[str, Any]:
             "client_name": r.client_name, "client_short_id": r.client_short_id}
 
 
-def _conversation(c: queries.ConversationItem, rate: Decimal) -> dict[str, Any]:
+def _conversation(c: conversations.ConversationItem, rate: Decimal) -> dict[str, Any]:
     return {"id": c.id, "external_id": c.external_id, "owner": c.owner, "owner_short_id": c.owner_short_id,
             "owner_name": c.owner_name, "turn_count": c.turn_count, "created_at": _iso(c.created_at),
             "updated_at": _iso(c.updated_at), "last_model": c.last_model, **_money(c.cost_nanos, rate)}
 
 
-def _turn(t: queries.TurnView, rate: Decimal) -> dict[str, Any]:
+def _turn(t: conversations.TurnView, rate: Decimal) -> dict[str, Any]:
     return {"turn_index": t.turn_index, "created_at": _iso(t.created_at), "request_id": t.request_id,
             "system_prompt": t.system_prompt, "prompt": t.prompt, "reply": t.reply, "model": t.model,
             "input_tokens": t.input_tokens, "cached_input_tokens": t.cached_input_tokens,
@@ -108,17 +121,17 @@ def _turn(t: queries.TurnView, rate: Decimal) -> dict[str, Any]:
             "estimated": t.estimated, "outcome": t.outcome, "fallback_reason": t.fallback_reason}
 
 
-def _key(k: queries.KeyView) -> dict[str, Any]:
+def _key(k: keys.KeyView) -> dict[str, Any]:
     return {"id": k.id, "short_id": k.short_id, "name": k.name, "created_at": _iso(k.created_at),
             "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd(k.daily_limit_nanos),
             "monthly_limit_usd": _usd(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
             "pii_policy": k.pii_policy,
             "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos),
             "held_today_usd": _usd(k.held_today_nanos), "held_month_usd": _usd(k.held_month_nanos),
-            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k)}
+            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k), "last_used_at": _iso(k.last_used_at)}
 
 
-def _utilisation(k: queries.KeyView) -> float | None:
+def _utilisation(k: keys.KeyView) -> float | None:
     """The fuller of the key's two budgets, spent plus held, in percent (None: uncapped)."""
     pcts = [100.0 if cap <= 0 else (spent + held) * 100.0 / cap
             for spent, held, cap in ((k.spent_today_nanos, k.held_today_nanos, k.daily_limit_nanos),
@@ -127,21 +140,15 @@ def _utilisation(k: queries.KeyView) -> float | None:
     return round(max(pcts), 1) if pcts else None
 
 
-def _window(w: operator_now.Window) -> dict[str, Any]:
+def _window(w: request_log.Window) -> dict[str, Any]:
     return {"requests": w.requests, "errors": w.errors, "by_class": w.by_class, "p50_ms": w.p50_ms,
             "p95_ms": w.p95_ms, "ttft_p50_ms": w.ttft_p50_ms, "ttft_p95_ms": w.ttft_p95_ms, "streams": w.streams}
 
 
 async def _last_15m(container: Container) -> dict[str, Any]:
     since = _now(container) - timedelta(minutes=15)
-    window = await _db(container, operator_now.now_window, container.engine, since)
+    window = await _db(container, request_log.now_window, container.engine, since)
     return {"since": _iso(since), **_window(window)}
-
-
-async def _keys_with_use(container: Container, items: list[queries.KeyView]) -> list[dict[str, Any]]:
-    """Key items with ``last_used_at`` (the request log's newest entry of each key)."""
-    used = await _db(container, operator_now.last_used, container.engine, [k.id for k in items])
-    return [{**_key(k), "last_used_at": _iso(used.get(k.id))} for k in items]
 
 
 def _limit(value: Decimal | None) -> Money | None:
@@ -149,7 +156,7 @@ def _limit(value: Decimal | None) -> Money | None:
 
 
 def _range(since: datetime | None, until: datetime | None) -> None:
-    if since is not None and until is not None and queries.utc(since) >= queries.utc(until):
+    if since is not None and until is not None and shared.utc(since) >= shared.utc(until):
         raise InvalidInput("invalid_time_range", field="since")
 
 
@@ -177,17 +184,17 @@ ModelName = Annotated[str | None, Query(max_length=100)]
 async def get_overview(container: ContainerDep) -> dict[str, Any]:
     rate = container.settings.usd_krw_rate
     now, tz = _now(container), container.settings.tz
-    ov = await _db(container, queries.overview, container.engine, now, tz=tz)
-    keys = await _db(container, queries.keys, container.engine, now, tz=tz)
+    ov = await _db(container, overview.overview, container.engine, now, tz=tz)
+    key_views = await _db(container, keys.keys, container.engine, now, tz=tz)
     pct = float(container.settings.alert_budget_pct)
-    risk = sorted((k for k in keys if k.revoked_at is None
+    risk = sorted((k for k in key_views if k.revoked_at is None
                    and (k.refused_today or (_utilisation(k) or 0.0) >= pct)),
                   key=lambda k: (-(_utilisation(k) or 0.0), -k.refused_today))
     return {
         "usd_krw_rate": str(rate),
         "timezone": container.settings.budget_timezone,
-        "today_start": _iso(queries.day_start(now, tz)),
-        "budget_risk": await _keys_with_use(container, risk[:50]),
+        "today_start": _iso(periods.day_start(now, tz)),
+        "budget_risk": [_key(k) for k in risk[:50]],
         "last_15m": await _last_15m(container),
         "today": _totals(ov.today, rate),
         "month": _totals(ov.month, rate),
@@ -215,7 +222,7 @@ async def get_timeseries(container: ContainerDep, hours: Annotated[int, Query(ge
     """The last ``hours`` in buckets (oldest first, empty ones included): client requests by
     status class, latency and TTFT percentiles from the request log, cost from the ledger."""
     rate = container.settings.usd_krw_rate
-    buckets = await _db(container, operator_now.timeseries, container.engine, _now(container), hours=hours,
+    buckets = await _db(container, request_log.timeseries, container.engine, _now(container), hours=hours,
                         bucket_seconds=bucket_minutes * 60)
     return {"hours": hours, "bucket_minutes": bucket_minutes, "buckets": [
         {"start": _iso(b.start), **_window(b.window), **_money(b.window.cost_nanos, rate),
@@ -231,8 +238,8 @@ async def list_conversations(
 ) -> dict[str, Any]:
     _range(since, until)
     text = (q or "").strip() or None
-    flt = queries.ConversationFilter(since, until, client_key_id or None, model or None, key_source, text)
-    result = await _db(container, queries.conversations, container.engine, flt, page=page, page_size=page_size)
+    flt = conversations.ConversationFilter(since, until, client_key_id or None, model or None, key_source, text)
+    result = await _db(container, conversations.conversations, container.engine, flt, page=page, page_size=page_size)
     rate = container.settings.usd_krw_rate
     return {"items": [_conversation(c, rate) for c in result.items], "total": result.total,
             "page": result.page, "page_size": result.page_size}
@@ -240,7 +247,7 @@ async def list_conversations(
 
 @router.get("/conversations/{conversation_id}/turns")
 async def conversation_turns(container: ContainerDep, conversation_id: int) -> dict[str, Any]:
-    detail = await _db(container, queries.conversation_turns, container.engine, conversation_id)
+    detail = await _db(container, conversations.conversation_turns, container.engine, conversation_id)
     if detail is None:
         raise NotFound("conversation_not_found")
     rate = container.settings.usd_krw_rate
@@ -254,8 +261,8 @@ async def get_spend(
     key_source: KeySourceParam | None = None,
 ) -> dict[str, Any]:
     _range(since, until)
-    flt = queries.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
-    rows, total = await _db(container, queries.spend, container.engine, group_by, flt, tz=container.settings.tz)
+    flt = shared.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
+    rows, total = await _db(container, spend.spend, container.engine, group_by, flt, tz=container.settings.tz)
     rate = container.settings.usd_krw_rate
     return {"group_by": group_by,
             "rows": [{"key": r.key, "label": r.label, **_totals(r.totals, rate)} for r in rows],
@@ -282,7 +289,7 @@ def _csv_response(container: Container, chunks: Any, name: str, since: datetime 
     tz = container.settings.tz
 
     def stamp(value: datetime | None, default: str) -> str:
-        return default if value is None else queries.utc(value).astimezone(tz).strftime("%Y%m%d-%H%M")
+        return default if value is None else shared.utc(value).astimezone(tz).strftime("%Y%m%d-%H%M")
 
     filename = f"{name}_{stamp(since, 'start')}_{stamp(until or _now(container), 'now')}.csv"
     return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
@@ -296,9 +303,9 @@ async def get_pii(container: ContainerDep, since: Since = None, until: Until = N
     """Personal data the guard found, per kind: in total and per client key (counts from the
     ledger rows, never values). Without ``since``, the current month."""
     _range(since, until)
-    since = since if since is not None or until is not None else queries.month_start(_now(container))
-    flt = queries.LedgerFilter(since, until, client_key_id or None)
-    found = await _db(container, queries.pii_counts, container.engine, flt)
+    since = since if since is not None or until is not None else periods.month_start(_now(container))
+    flt = shared.LedgerFilter(since, until, client_key_id or None)
+    found = await _db(container, pii.pii_counts, container.engine, flt)
     return {"since": _iso(since), "until": _iso(until), "total": found.total,
             "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts}
                        for k in found.by_key]}
@@ -313,8 +320,8 @@ async def ledger_csv(
     """Newest first; at most ``limit`` rows (a full export has exactly ``limit`` data rows:
     ask again with ``until`` = the oldest row's time for the rest)."""
     _range(since, until)
-    flt = queries.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
-    chunks = queries.ledger_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
+    flt = shared.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
+    chunks = csv_export.ledger_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
                                 krw_rate=container.settings.usd_krw_rate)
     return _csv_response(container, chunks, "ledger", since, until, limit)
 
@@ -325,7 +332,7 @@ StatusParam = Annotated[str | None, Query(max_length=5, description="402, 4xx, 5
 def _status(status: str | None) -> str | None:
     if status is None or not status.strip():
         return None
-    if not queries.valid_status_filter(status):
+    if not request_log.valid_status_filter(status):
         raise InvalidInput("invalid_field", field="status", reason="status_filter")
     return status.strip()
 
@@ -338,8 +345,8 @@ async def list_requests(
 ) -> dict[str, Any]:
     """The request log, newest first: every client request once, refusals included."""
     _range(since, until)
-    flt = queries.RequestFilter(_status(status), client_key_id or None, since, until)
-    result = await _db(container, queries.requests, container.engine, flt, page=page, page_size=page_size)
+    flt = request_log.RequestFilter(_status(status), client_key_id or None, since, until)
+    result = await _db(container, request_log.requests, container.engine, flt, page=page, page_size=page_size)
     rate = container.settings.usd_krw_rate
     return {"items": [_request(r, rate) for r in result.items], "total": result.total,
             "page": result.page, "page_size": result.page_size}
@@ -351,8 +358,8 @@ async def requests_csv(
     since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
 ) -> StreamingResponse:
     _range(since, until)
-    flt = queries.RequestFilter(_status(status), client_key_id or None, since, until)
-    chunks = queries.requests_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
+    flt = request_log.RequestFilter(_status(status), client_key_id or None, since, until)
+    chunks = csv_export.requests_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
                                   krw_rate=container.settings.usd_krw_rate)
     return _csv_response(container, chunks, "requests", since, until, limit)
 
@@ -360,11 +367,11 @@ async def requests_csv(
 @router.get("/requests/{request_id:path}")
 async def request_detail(container: ContainerDep, request_id: str) -> dict[str, Any]:
     """A request's log entries (a caller may reuse an id) and its conversation, if any."""
-    page = await _db(container, queries.requests, container.engine, queries.RequestFilter(), page=1, page_size=1,
+    page = await _db(container, request_log.requests, container.engine, request_log.RequestFilter(), page=1, page_size=1,
                      request_id=request_id)
     if not page.items:
         raise NotFound("request_not_found")
-    conversation = await _db(container, queries.conversation_of_request, container.engine, request_id)
+    conversation = await _db(container, conversations.conversation_of_request, container.engine, request_id)
     rate = container.settings.usd_krw_rate
     return {"item": _request(page.items[0], rate), "conversation_id": conversation}
 
@@ -372,7 +379,7 @@ async def request_detail(container: ContainerDep, request_id: str) -> dict[str, 
 @router.get("/audit")
 async def list_audit(container: ContainerDep, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
                      page_size: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    items, total = await _db(container, queries.audit, container.engine, page=page, page_size=page_size)
+    items, total = await _db(container, audit.audit, container.engine, page=page, page_size=page_size)
     return {"items": [{"at": _iso(a.at), "actor": a.actor, "action": a.action, "key_id": a.key_id,
                        "key_name": a.key_name, "key_short_id": a.key_short_id, "detail": a.detail} for a in items],
             "total": total, "page": page, "page_size": page_size}
@@ -380,15 +387,15 @@ async def list_audit(container: ContainerDep, page: Annotated[int, Query(ge=1, l
 
 @router.get("/alerts")
 async def list_alerts(container: ContainerDep) -> dict[str, Any]:
-    items = await _db(container, queries.alerts, container.engine)
+    items = await _db(container, alerts.alerts, container.engine)
     return {"items": [{"kind": a.kind, "subject": a.subject, "period": a.period, "created_at": _iso(a.created_at),
                        "text": a.text, "delivered": a.delivered} for a in items]}
 
 
 @router.get("/keys")
 async def list_keys(container: ContainerDep) -> dict[str, Any]:
-    items = await _db(container, queries.keys, container.engine, _now(container), tz=container.settings.tz)
-    return {"items": await _keys_with_use(container, items), "timezone": container.settings.budget_timezone}
+    items = await _db(container, keys.keys, container.engine, _now(container), tz=container.settings.tz)
+    return {"items": [_key(k) for k in items], "timezone": container.settings.budget_timezone}
 
 
 @router.get("/prices")
@@ -416,10 +423,10 @@ async def get_upstreams(container: ContainerDep) -> dict[str, Any]:
 # -- writes ---------------------------------------------------------------------------------------
 
 async def _key_item(container: Container, key_id: str) -> dict[str, Any]:
-    found = await _db(container, queries.key, container.engine, _now(container), key_id, container.settings.tz)
+    found = await _db(container, keys.key, container.engine, _now(container), key_id, container.settings.tz)
     if found is None:
         raise _key_not_found()
-    return (await _keys_with_use(container, [found]))[0]
+    return _key(found)
 
 
 ActorHeader = Annotated[str | None, Header(alias="X-Admin-Actor", max_length=200)]

@@ -19,7 +19,7 @@ _ALERTS = table_of(AlertRow)
 
 
 class SqlAuditLog:
-    """Appends operator actions; reads are in ``queries.audit``."""
+    """Appends operator actions; reads are in ``read_models.audit``."""
 
     def __init__(self, engine: Engine, executor: Executor) -> None:
         self.engine, self._executor = engine, executor

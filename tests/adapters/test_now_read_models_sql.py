@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from domain.adapters.sql import operator_now
 from domain.adapters.sql.ledger import write_records
+from domain.adapters.sql.read_models import keys as key_views
+from domain.adapters.sql.read_models import request_log as now_views
 from domain.adapters.sql.repositories import SqlClientKeyRepository
 from domain.adapters.sql.request_log import SqlRequestLog
 from domain.key_policy import KeySource
@@ -43,7 +44,7 @@ def test_windows_and_buckets(engine: Engine) -> None:
         cost=Money(cost) if cost is not None else None, catalog_version="t", key_source=KeySource.SERVER,
         latency_ms=1) for m, cost in ((1, 1_000), (2, 2_000), (40, None))])
 
-    whole = operator_now.windows(engine, base, base + timedelta(hours=1), with_cost=True)[0]
+    whole = now_views.windows(engine, base, base + timedelta(hours=1), with_cost=True)[0]
     assert (whole.requests, whole.errors, whole.by_class) == (24, 4, {"2xx": 20, "4xx": 3, "5xx": 1})
     assert (whole.streams, whole.cost_nanos, whole.unpriced) == (10, 3_000, 1)
     # nearest rank over 24 latencies (1, 1, 1, 1, 10, 20, ..., 200): the 12th and the 23rd
@@ -51,13 +52,13 @@ def test_windows_and_buckets(engine: Engine) -> None:
     # TTFT of the 10 streams: 5, 15, ..., 95
     assert (whole.ttft_p50_ms, whole.ttft_p95_ms) == (45, 95)
 
-    series = operator_now.timeseries(engine, base + timedelta(minutes=59), hours=1, bucket_seconds=1800)
+    series = now_views.timeseries(engine, base + timedelta(minutes=59), hours=1, bucket_seconds=1800)
     assert [b.start for b in series] == [base, base + timedelta(minutes=30)]
     first, second = (b.window for b in series)
     assert (first.requests, first.errors, first.cost_nanos, first.p50_ms) == (20, 0, 3_000, 100)
     assert (second.requests, second.by_class, second.unpriced, second.ttft_p50_ms) == (4, {"4xx": 3, "5xx": 1}, 1,
                                                                                         None)
-    empty = operator_now.now_window(engine, base + timedelta(days=3650 * 40))
+    empty = now_views.now_window(engine, base + timedelta(days=3650 * 40))
     assert (empty.requests, empty.p50_ms, empty.ttft_p95_ms) == (0, None, None)
 
 
@@ -83,6 +84,8 @@ def test_last_used_per_key(engine: Engine) -> None:
         log.record(RequestLogEntry(f"lu-{uuid.uuid4().hex}", base + timedelta(minutes=m), "/api/v1/chat", 402,
                                    client_key_id=used))
     log.flush()
-    assert operator_now.last_used(engine, [used, idle, used]) == {used: base + timedelta(minutes=5)}
-    assert operator_now.last_used(engine, []) == {}
+    seen = {k.id: k.last_used_at for k in key_views.keys(engine, datetime.now(UTC)) if k.id in (used, idle)}
+    assert seen == {used: base + timedelta(minutes=5), idle: None}
+    one = key_views.key(engine, datetime.now(UTC), used)
+    assert one is not None and one.last_used_at == base + timedelta(minutes=5)
     executor.shutdown()

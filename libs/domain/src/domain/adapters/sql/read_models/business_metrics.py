@@ -1,4 +1,4 @@
-"""The business figures behind ``/metrics``, read with a handful of bounded aggregate queries
+"""The monitor's ``/metrics`` screen: the business figures, read with a handful of bounded aggregate queries
 (SUM / COUNT with GROUP BY, LIMIT on every grouping by an open-ended column): no table is
 ever loaded into memory, whatever its size."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from sqlalchemy import Connection, Float, case, cast, func, literal, select
 from sqlalchemy.sql import ColumnElement
 
 from domain import periods
+from domain.adapters.sql.read_models.shared import key_scope_sql
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
 from domain.budgets import day_period, month_period
-from domain.client_keys import KEY_SCOPE_PREFIX
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50
@@ -113,7 +113,7 @@ def _utilisation(conn: Connection, period: str, window: str, limit_col: ColumnEl
     """Spent / cap of every live key with a cap in this period, the fullest first."""
     spent = func.coalesce(counters.c.spent_nanos, 0)
     ratio = (cast(spent, Float) / cast(limit_col, Float)).label("ratio")
-    joined = keys.outerjoin(counters, (counters.c.scope == literal(KEY_SCOPE_PREFIX) + keys.c.id) & (counters.c.period == period))
+    joined = keys.outerjoin(counters, (counters.c.scope == key_scope_sql(keys.c.id)) & (counters.c.period == period))
     rows = conn.execute(
         select(keys.c.short_id, ratio).select_from(joined)
         .where(keys.c.revoked_at.is_(None), limit_col.is_not(None), limit_col > 0)
