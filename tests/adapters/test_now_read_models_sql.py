@@ -89,3 +89,39 @@ def test_last_used_per_key(engine: Engine) -> None:
     one = key_views.key(engine, datetime.now(UTC), used)
     assert one is not None and one.last_used_at == base + timedelta(minutes=5)
     executor.shutdown()
+
+
+def test_overview_counts_nothing_dated_after_today(tmp_path) -> None:
+    """A ledger row and a request-log entry dated tomorrow (a clock running ahead) are in no
+    panel: not today, not this month, not the top models: on PostgreSQL (GROUPING SETS) and
+    SQLite alike, each in a database of its own so the totals are exact."""
+    from domain.adapters.sql.database import make_engine
+    from domain.adapters.sql.read_models import overview
+    from domain.periods import KST, day_start
+    from tests.support.database import create_database, drop_database, migrate
+
+    pg = create_database("llm_future")
+    urls = [pg, f"sqlite:///{tmp_path / 'future.db'}"]
+    try:
+        for url in urls:
+            migrate(url)
+            engine = make_engine(url)
+            now = datetime.now(UTC)
+            tomorrow = day_start(now, KST) + timedelta(hours=25)  # 01:00 tomorrow, Korean time
+            rows = [(now - timedelta(minutes=1), "gpt-4o-mini", 1_000), (tomorrow, "gpt-4.1", 5_000)]
+            write_records(engine, [UsageRecord(
+                request_id=f"f-{uuid.uuid4().hex}", created_at=at, client_key_id=None, route="/v1/chat/completions",
+                model=model, usage=TokenUsage(input_tokens=1, output_tokens=1), cost=Money(cost),
+                catalog_version="t", key_source=KeySource.SERVER, latency_ms=1) for at, model, cost in rows])
+            log = SqlRequestLog(engine)
+            for at, _, _ in rows:
+                log.record(RequestLogEntry(f"f-{uuid.uuid4().hex}", at, "/v1/chat/completions", 200))
+            log.flush()
+            ov = overview.overview(engine, now, tz=KST)
+            assert (ov.today.requests, ov.today.cost_nanos) == (1, 1_000), url
+            assert (ov.month.requests, ov.month.cost_nanos) == (1, 1_000), url
+            assert [m.key for m in ov.top_models] == ["gpt-4o-mini"], url
+            assert sum(d.totals.cost_nanos for d in ov.by_day) == 1_000, url
+            engine.dispose()
+    finally:
+        drop_database(pg)
