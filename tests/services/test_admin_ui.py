@@ -222,6 +222,14 @@ class FakeAdmin:
             item["revoked_at"] = datetime.now(UTC).isoformat()
             return {"item": item}
 
+        @app.post("/admin/v1/keys/{kid}/rotate", status_code=201)
+        def rotate(kid: str) -> dict:
+            old = next(k for k in self.keys if k["id"] == kid)
+            old["revoked_at"] = datetime.now(UTC).isoformat()
+            new = {**old, "id": f"k{len(self.keys) + 1}", "short_id": "ROTATEDx", "revoked_at": None}
+            self.keys.append(new)
+            return {"key": SECRET, "item": new, "previous": old}
+
         @app.put("/admin/v1/keys/{kid}/budget")
         async def budget(kid: str, request: Request) -> dict:
             body = await request.json()
@@ -784,3 +792,22 @@ def test_extra_models_are_in_filters_and_prices_without_a_price(env: FakeAdmin) 
     assert "my-finetune" in at.selectbox(key="spend_model").options
     at.selectbox(key="spend_model").set_value("my-finetune").run()
     assert env.calls("GET", "/admin/v1/spend")[-1]["params"]["model"] == "my-finetune"
+
+
+def test_key_rotation_shows_the_new_secret_once(env: FakeAdmin) -> None:
+    saved = [dict(k) for k in env.keys]
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/keys.py").run()
+        at.selectbox(key="keys_selected").set_value("k1").run()
+        assert at.button(key="rotate_k1").disabled  # not without the confirmation
+        at.checkbox(key="rotate_confirm_k1").check().run()
+        at.button(key="rotate_k1").click().run()
+        assert not at.exception, at.exception
+        assert env.calls("POST", "/admin/v1/keys/k1/rotate")
+        assert [c.value for c in at.code] == [SECRET]
+        assert any("ab12cd34" in s.value and "ROTATEDx" in s.value for s in at.success)
+        at.run()  # any rerun: gone
+        assert SECRET not in page_text(at) and SECRET not in repr(at.session_state)
+    finally:
+        env.keys = saved

@@ -129,3 +129,34 @@ def test_prices_list_extra_models_as_unpriced(admin: httpx.Client) -> None:
     prices = admin.get("/admin/v1/prices").json()
     assert prices["extra_models"] == sorted(EXTRA_MODELS.split(","))
     assert not set(prices["extra_models"]) & {m["model"] for m in prices["models"]}
+
+
+def test_rotating_a_key_keeps_its_settings_and_stops_the_old_secret(api: ChatApiProcess, admin: httpx.Client) -> None:
+    made = admin.post("/admin/v1/keys", json={"name": "회전 대상", "daily_limit_usd": "3", "monthly_limit_usd": "40",
+                                              "may_use_server_key": True, "pii_policy": "block"}).json()
+    old_id, old_secret = made["item"]["id"], made["key"]
+
+    def chat(secret: str) -> httpx.Response:
+        return httpx.post(f"{api.url}/v1/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "안녕"}],
+                                "max_tokens": 5}, timeout=30)
+
+    assert chat(old_secret).status_code == 200
+    r = admin.post(f"/admin/v1/keys/{old_id}/rotate", headers={"X-Admin-Actor": "console"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    new, previous = body["item"], body["previous"]
+    assert body["key"].startswith("llms-") and body["key"] != old_secret and new["id"] != old_id
+    assert (new["name"], new["daily_limit_usd"], new["monthly_limit_usd"], new["pii_policy"], new["revoked_at"]) == (
+        "회전 대상", "3.00000000", "40.00000000", "block", None)
+    assert previous["id"] == old_id and previous["revoked_at"] is not None
+    assert chat(body["key"]).status_code == 200
+    refused = chat(old_secret)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "client_key_revoked"
+    audit = admin.get("/admin/v1/audit").json()["items"]
+    rotated = next(a for a in audit if a["action"] == "key_rotated" and a["key_id"] == new["id"])
+    assert rotated["detail"]["previous_key_id"] == old_id and rotated["actor"] == "console"
+    assert body["key"] not in str(audit)  # the secret is recorded nowhere
+    again = admin.post(f"/admin/v1/keys/{old_id}/rotate")
+    assert again.status_code == 422 and again.json()["detail"]["code"] == "client_key_revoked"
+    assert admin.post("/admin/v1/keys/nope/rotate").status_code == 404

@@ -150,6 +150,9 @@ class AdminApi:
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/revoke")  # type: ignore[no-any-return]
 
+    def rotate_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/rotate")  # type: ignore[no-any-return]
+
     def set_budget(self, key_id: str, daily_limit_usd: str | None, monthly_limit_usd: str | None) -> dict[str, Any]:
         return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/budget",  # type: ignore[no-any-return]
                           json={"daily_limit_usd": daily_limit_usd, "monthly_limit_usd": monthly_limit_usd})

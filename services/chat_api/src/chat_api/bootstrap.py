@@ -46,6 +46,7 @@ from domain.use_cases.client_keys import (
     AuthenticateClient,
     IssueClientKey,
     RevokeClientKey,
+    RotateClientKey,
     SetClientBudget,
     SetClientPiiPolicy,
 )
@@ -87,6 +88,7 @@ class Container:
     authenticate: CachedAuthenticator
     issue_key: IssueClientKey
     revoke_key: RevokeClientKey
+    rotate_key: RotateClientKey
     set_budget: SetClientBudget
     set_pii_policy: SetClientPiiPolicy
     pii: PiiGuard  # the server's PII_POLICY; a key's own policy overrides it per request
@@ -208,6 +210,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                          engine, executor, pending_seconds=settings.idempotency_pending_seconds),
                      provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
+                     rotate_key=RotateClientKey(keys, clock, hash_secret),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),

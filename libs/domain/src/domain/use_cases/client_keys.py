@@ -1,4 +1,4 @@
-"""Issuing, authenticating and revoking client keys."""
+"""Issuing, authenticating, rotating and revoking client keys."""
 from __future__ import annotations
 
 import hmac
@@ -13,7 +13,7 @@ from domain.client_keys import (
     hash_client_key,
     short_id_of,
 )
-from domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from domain.pii import PiiPolicy
 from domain.ports import ClientKeyRepository, Clock
 
@@ -77,6 +77,36 @@ class RevokeClientKey:
     async def execute(self, key_id: str) -> None:
         if not await self._keys.revoke(key_id, self._clock.now()):
             raise NotFound("client_key_not_found")
+
+
+@dataclass(frozen=True, slots=True)
+class RotatedKey:
+    previous: ClientKey  # now revoked
+    issued: IssuedKey
+
+
+class RotateClientKey:
+    """Replaces a key by a new one that carries on where it stopped: a new key is issued with
+    the same name, budget caps, server-key permission and personal-data policy (its secret
+    shown once), then the old key is revoked. Issued first, so a failure never leaves the
+    client without a working key (at worst both work until the revocation is retried).
+
+    A revoked key cannot be rotated (``client_key_revoked``): it was stopped on purpose.
+    Spend is counted per key: the new key's budget periods start from what it spends."""
+
+    def __init__(self, keys: ClientKeyRepository, clock: Clock, hash_secret: bytes) -> None:
+        self._keys, self._clock = keys, clock
+        self._issue = IssueClientKey(keys, clock, hash_secret)
+
+    async def execute(self, key_id: str) -> RotatedKey:
+        old = await self._keys.get(key_id)
+        if old is None:
+            raise NotFound("client_key_not_found")
+        if old.revoked:
+            raise Conflict("client_key_revoked")
+        issued = await self._issue.execute(old.name, old.limits, old.may_use_server_key, old.pii_policy)
+        await self._keys.revoke(old.id, self._clock.now())
+        return RotatedKey(old, issued)
 
 
 class SetClientBudget:

@@ -39,7 +39,8 @@ if data is not None:
         st.dataframe(pd.DataFrame([{
             t("audit.at"): fmt.when(a["at"], seconds=True), t("audit.actor"): a["actor"],
             t("audit.action"): t(f"audit.{a['action']}") if a["action"] in ("key_created", "key_revoked",
-                                                                             "budget_changed", "pii_policy_changed") else a["action"],
+                                                                             "budget_changed", "pii_policy_changed",
+                                                                             "key_rotated") else a["action"],
             t("audit.key"): f'{a.get("key_name") or a["detail"].get("name") or ""} ({a.get("key_short_id") or a["key_id"][:8]})',
             t("audit.detail"): _change(a["detail"]),
         } for a in items]), hide_index=True, width="stretch")

@@ -199,6 +199,14 @@ if chosen is not None:
             st.session_state[FLASH] = t("keys.budget_saved")
             st.rerun()
     if not key["revoked_at"]:
+        # Rotation: a new secret with this key's settings, this one revoked. The secret is
+        # shown in this run only, like a created key's.
+        rotate_ok = st.checkbox(t("keys.rotate_confirm"), key=f"rotate_confirm_{chosen}")
+        if st.button(t("keys.rotate"), key=f"rotate_{chosen}", disabled=not rotate_ok) and rotate_ok:
+            rotated = widgets.call(api.rotate_key, chosen)
+            if rotated is not None:
+                st.success(t("keys.rotated", old=key["short_id"], new=rotated["item"]["short_id"]))
+                st.code(rotated["key"], language=None)
         confirm = st.checkbox(t("keys.revoke_confirm"), key=f"revoke_confirm_{chosen}")
         clicked = st.button(t("keys.revoke"), key=f"revoke_{chosen}", disabled=not confirm, type="secondary")
         if clicked and confirm and widgets.call(api.revoke_key, chosen) is not None:

@@ -465,6 +465,19 @@ async def revoke_key(container: ContainerDep, key_id: str, actor: ActorHeader = 
     return {"item": item}
 
 
+@router.post("/keys/{key_id}/rotate", status_code=201)
+async def rotate_key(container: ContainerDep, key_id: str, actor: ActorHeader = None) -> dict[str, Any]:
+    """A new key with the old one's name, caps, server-key permission and PII policy; the old
+    key revoked. The new secret is in this answer only."""
+    rotated = await container.rotate_key.execute(key_id)
+    container.authenticate.invalidate()  # the old key stops at once on this replica
+    new, old = rotated.issued.key, rotated.previous
+    await _audit(container, actor, AuditAction.KEY_ROTATED, new.id,
+                 {"name": new.name, "previous_key_id": old.id, "previous_short_id": old.short_id})
+    return {"key": rotated.issued.secret, "item": await _key_item(container, new.id),
+            "previous": await _key_item(container, old.id)}
+
+
 @router.put("/keys/{key_id}/budget")
 async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, actor: ActorHeader = None) -> dict[str, Any]:
     before = await _key_item(container, key_id)
