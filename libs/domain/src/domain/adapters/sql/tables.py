@@ -28,6 +28,7 @@ class ClientKeyRow(SQLModel, table=True):
     pii_policy: str | None = Field(default=None, max_length=8)  # off | mask | block; NULL: the server's
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))  # refused (401) from then on
 
 
 class ConversationRow(SQLModel, table=True):
