@@ -28,7 +28,9 @@ def db_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def api(db_url: str, fake_openai: str, tmp_path_factory) -> Iterator[ChatApiProcess]:
-    proc, api = start_chat_api(db_url, fake_openai, tmp_path_factory.mktemp("now"))
+    # no auth cache: a key's row as changed by a test (an expiry moved into the past) applies
+    # to the next request
+    proc, api = start_chat_api(db_url, fake_openai, tmp_path_factory.mktemp("now"), AUTH_CACHE_SECONDS="0")
     yield api
     stop(proc)
 
@@ -160,3 +162,48 @@ def test_rotating_a_key_keeps_its_settings_and_stops_the_old_secret(api: ChatApi
     again = admin.post(f"/admin/v1/keys/{old_id}/rotate")
     assert again.status_code == 422 and again.json()["detail"]["code"] == "client_key_revoked"
     assert admin.post("/admin/v1/keys/nope/rotate").status_code == 404
+
+
+def test_a_key_with_an_expiry_is_refused_with_401_after_it(api: ChatApiProcess, admin: httpx.Client,
+                                                          db_url: str) -> None:
+    from datetime import UTC
+
+    from sqlalchemy import create_engine, text
+
+    soon = datetime.now(UTC) + timedelta(days=30)
+    past = admin.post("/admin/v1/keys", json={"name": "만료", "expires_at": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 400 and past.json()["detail"]["code"] == "invalid_expiry"
+    made = admin.post("/admin/v1/keys", json={"name": "만료", "expires_at": soon.isoformat()}).json()
+    key_id, secret = made["item"]["id"], made["key"]
+    assert made["item"]["expires_at"] == soon.isoformat().replace("+00:00", "Z")
+
+    def chat() -> httpx.Response:
+        return httpx.post(f"{api.url}/v1/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "안녕"}],
+                                "max_tokens": 5}, timeout=30)
+
+    assert chat().status_code == 200
+    assert admin.put(f"/admin/v1/keys/{key_id}/expiry", json={"expires_at": "2020-01-01T00:00:00"}).status_code == 400
+    r = admin.put(f"/admin/v1/keys/{key_id}/expiry", json={"expires_at": None})
+    assert r.status_code == 200 and r.json()["item"]["expires_at"] is None
+    admin.put(f"/admin/v1/keys/{key_id}/expiry", json={"expires_at": soon.isoformat()}).raise_for_status()
+    audit = [a for a in admin.get("/admin/v1/audit").json()["items"] if a["action"] == "expiry_changed"
+             and a["key_id"] == key_id]
+    assert [a["detail"]["expires_at"] for a in audit] == [soon.isoformat().replace("+00:00", "Z"), None]
+
+    # the moment passes (the row says so; the clock is not ours to move in another process)
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE client_keys SET expires_at = now() - interval '1 second' WHERE id = :i"),
+                     {"i": key_id})
+    engine.dispose()
+    refused = chat()
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "client_key_expired"
+    en = httpx.post(f"{api.url}/api/v1/chat", headers={"Authorization": f"Bearer {secret}", "Accept-Language": "en"},
+                    json={"user_prompt": "hi"}, timeout=30)
+    assert en.status_code == 401 and "expired" in en.text
+    # a rotated key with an expiry keeps its lifetime, from now
+    other = admin.post("/admin/v1/keys", json={"name": "만료 교체", "expires_at": soon.isoformat()}).json()["item"]
+    rotated = admin.post(f"/admin/v1/keys/{other['id']}/rotate").json()["item"]
+    lifetime = datetime.fromisoformat(rotated["expires_at"].replace("Z", "+00:00")) - datetime.now(UTC)
+    assert timedelta(days=29) < lifetime <= timedelta(days=30, minutes=1)

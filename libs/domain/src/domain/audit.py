@@ -12,6 +12,7 @@ class AuditAction(StrEnum):
     KEY_ROTATED = "key_rotated"
     BUDGET_CHANGED = "budget_changed"
     PII_POLICY_CHANGED = "pii_policy_changed"
+    EXPIRY_CHANGED = "expiry_changed"
 
 
 MAX_ACTOR = 100

@@ -48,6 +48,7 @@ from domain.use_cases.client_keys import (
     RevokeClientKey,
     RotateClientKey,
     SetClientBudget,
+    SetClientKeyExpiry,
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
@@ -89,6 +90,7 @@ class Container:
     issue_key: IssueClientKey
     revoke_key: RevokeClientKey
     rotate_key: RotateClientKey
+    set_expiry: SetClientKeyExpiry
     set_budget: SetClientBudget
     set_pii_policy: SetClientPiiPolicy
     pii: PiiGuard  # the server's PII_POLICY; a key's own policy overrides it per request
@@ -202,7 +204,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
                                                           _usd_cap(settings.anonymous_monthly_usd)))
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
-                                                          anonymous if settings.allow_anonymous else None),
+                                                          anonymous if settings.allow_anonymous else None, clock),
                                        ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
@@ -211,6 +213,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                      provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
                      rotate_key=RotateClientKey(keys, clock, hash_secret),
+                     set_expiry=SetClientKeyExpiry(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),

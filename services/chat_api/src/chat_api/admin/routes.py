@@ -56,6 +56,13 @@ class CreateKeyBody(BaseModel):
     monthly_limit_usd: UsdAmount | None = None
     may_use_server_key: bool = True
     pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
+    expires_at: datetime | None = None  # None: never; without an offset: UTC
+
+
+class ExpiryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None  # null: never expires
 
 
 class PiiPolicyBody(BaseModel):
@@ -128,7 +135,8 @@ def _key(k: keys.KeyView) -> dict[str, Any]:
             "pii_policy": k.pii_policy,
             "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos),
             "held_today_usd": _usd(k.held_today_nanos), "held_month_usd": _usd(k.held_month_nanos),
-            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k), "last_used_at": _iso(k.last_used_at)}
+            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k), "last_used_at": _iso(k.last_used_at),
+            "expires_at": _iso(k.expires_at)}
 
 
 def _utilisation(k: keys.KeyView) -> float | None:
@@ -437,6 +445,11 @@ async def _audit(container: Container, actor: str | None, action: AuditAction, k
     await container.audit.append(AuditEntry(_now(container), actor_name(actor), action, key_id, detail))
 
 
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    """A body's time; without an offset it is UTC, as the API's times are."""
+    return None if value is None else value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _limit_text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -445,12 +458,14 @@ def _limit_text(value: Decimal | None) -> str | None:
 async def create_key(container: ContainerDep, body: CreateKeyBody, actor: ActorHeader = None) -> dict[str, Any]:
     issued = await container.issue_key.execute(
         body.name, BudgetLimits(_limit(body.daily_limit_usd), _limit(body.monthly_limit_usd)),
-        may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy)
+        may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy,
+        expires_at=_utc_or_none(body.expires_at))
     await _audit(container, actor, AuditAction.KEY_CREATED, issued.key.id,
                  {"name": body.name, "daily_limit_usd": _limit_text(body.daily_limit_usd),
                   "monthly_limit_usd": _limit_text(body.monthly_limit_usd),
                   "may_use_server_key": str(body.may_use_server_key).lower(),
-                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None})
+                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None,
+                  "expires_at": _iso(_utc_or_none(body.expires_at))})
     # The only answer that ever carries the secret: it is not stored, only its keyed hash.
     return {"key": issued.secret, "item": await _key_item(container, issued.key.id)}
 
@@ -490,6 +505,18 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, act
                   "monthly_limit_usd_before": before["monthly_limit_usd"],
                   "daily_limit_usd": _limit_text(body.daily_limit_usd),
                   "monthly_limit_usd": _limit_text(body.monthly_limit_usd)})
+    return {"item": await _key_item(container, key_id)}
+
+
+@router.put("/keys/{key_id}/expiry")
+async def set_expiry(container: ContainerDep, key_id: str, body: ExpiryBody, actor: ActorHeader = None) -> dict[str, Any]:
+    """When the key stops working (null: never); a past moment is refused: revoke instead."""
+    before = await _key_item(container, key_id)
+    expires_at = _utc_or_none(body.expires_at)
+    await container.set_expiry.execute(key_id, expires_at)
+    container.authenticate.invalidate()  # cached identities carry the old expiry
+    await _audit(container, actor, AuditAction.EXPIRY_CHANGED, key_id,
+                 {"name": before["name"], "expires_at_before": before["expires_at"], "expires_at": _iso(expires_at)})
     return {"item": await _key_item(container, key_id)}
 
 

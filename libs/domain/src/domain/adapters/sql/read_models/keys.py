@@ -32,6 +32,7 @@ class KeyView:
     held_month_nanos: int = 0
     refused_today: int = 0
     last_used_at: datetime | None = None  # the key's newest request-log entry (refusals count)
+    expires_at: datetime | None = None  # refused (401) from then on; None: never
 
 
 def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo = KST) -> list[KeyView]:
@@ -45,7 +46,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
     now = utc(now)
     day, month = day_period(now, tz), month_period(now, tz)
     q = select(keys_c.id, keys_c.short_id, keys_c.name, keys_c.created_at, keys_c.revoked_at,
-               keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy)
+               keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy,
+               keys_c.expires_at)
     q = q.where(keys_c.id == key_id) if key_id is not None else q.order_by(keys_c.created_at, keys_c.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
@@ -80,7 +82,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
                            may_use_server_key=bool(r.may_use_server_key), pii_policy=r.pii_policy,
                            spent_today_nanos=d_spent,
                            spent_month_nanos=m_spent, held_today_nanos=d_held, held_month_nanos=m_held,
-                           refused_today=refused.get(r.id, 0), last_used_at=last_used.get(r.id)))
+                           refused_today=refused.get(r.id, 0), last_used_at=last_used.get(r.id),
+                           expires_at=utc(r.expires_at) if r.expires_at else None))
     return out
 
 
