@@ -62,7 +62,7 @@ class FakeAdmin:
         return {"id": kid, "short_id": short, "name": name, "created_at": created.isoformat(), "revoked_at": None,
                 "daily_limit_usd": daily, "monthly_limit_usd": monthly, "may_use_server_key": True,
                 "spent_today_usd": spent_today, "spent_month_usd": spent_month, "held_today_usd": "0.00000000",
-                "held_month_usd": "0.00000000", "refused_today": 0, "pii_policy": None,
+                "held_month_usd": "0.00000000", "refused_today": 0, "pii_policy": None, "expires_at": None,
                 "last_used_at": (created + timedelta(hours=1)).isoformat() if kid == "k1" else None,
                 "utilisation_pct": round(max(pcts), 1) if pcts else None}
 
@@ -220,6 +220,12 @@ class FakeAdmin:
         def revoke(kid: str) -> dict:
             item = next(k for k in self.keys if k["id"] == kid)
             item["revoked_at"] = datetime.now(UTC).isoformat()
+            return {"item": item}
+
+        @app.put("/admin/v1/keys/{kid}/expiry")
+        async def expiry(kid: str, request: Request) -> dict:
+            item = next(k for k in self.keys if k["id"] == kid)
+            item["expires_at"] = (await request.json())["expires_at"]
             return {"item": item}
 
         @app.post("/admin/v1/keys/{kid}/rotate", status_code=201)
@@ -809,5 +815,34 @@ def test_key_rotation_shows_the_new_secret_once(env: FakeAdmin) -> None:
         assert any("ab12cd34" in s.value and "ROTATEDx" in s.value for s in at.success)
         at.run()  # any rerun: gone
         assert SECRET not in page_text(at) and SECRET not in repr(at.session_state)
+    finally:
+        env.keys = saved
+
+
+def test_key_expiry_is_set_shown_and_an_expired_key_marked(env: FakeAdmin) -> None:
+    from datetime import date
+
+    saved = [dict(k) for k in env.keys]
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/keys.py").run()
+        at.text_input(key="new_key_name").input("임시 키")
+        at.date_input(key="new_key_expires").set_value(date(2030, 12, 31))
+        at.button(key="new_key_submit").click().run()
+        assert not at.exception, at.exception
+        posted = env.calls("POST", "/admin/v1/keys")[-1]["body"].replace(" ", "")
+        # valid through 31 December, Korean time: it stops at the next local midnight
+        assert '"expires_at":"2030-12-31T15:00:00Z"' in posted
+        at.selectbox(key="keys_selected").set_value("k1").run()
+        at.date_input(key="expiry_day_k1").set_value(date(2031, 1, 15))
+        at.button(key="expiry_save_k1").click().run()
+        assert not at.exception, at.exception
+        assert env.calls("PUT", "/admin/v1/keys/k1/expiry")[-1]["body"].replace(" ", "") == (
+            '{"expires_at":"2031-01-15T15:00:00Z"}')
+        env.keys[0]["expires_at"] = "2020-01-01T00:00:00Z"
+        at.run()
+        table = at.dataframe[0].value
+        row = table[table["이름"] == "팀 알파"].iloc[0]
+        assert row["위험도"] == "만료됨" and row["만료"].startswith("2020-01-01 09:00")
     finally:
         env.keys = saved

@@ -140,15 +140,22 @@ class AdminApi:
         return self._call("GET", "/admin/v1/keys")  # type: ignore[no-any-return]
 
     def create_key(self, name: str, daily_limit_usd: str | None, monthly_limit_usd: str | None,
-                   may_use_server_key: bool, pii_policy: str | None = None) -> dict[str, Any]:
+                   may_use_server_key: bool, pii_policy: str | None = None,
+                   expires_at: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "daily_limit_usd": daily_limit_usd,
                                 "monthly_limit_usd": monthly_limit_usd, "may_use_server_key": may_use_server_key}
         if pii_policy is not None:  # unset: the server's PII_POLICY
             body["pii_policy"] = pii_policy
+        if expires_at is not None:  # unset: never expires
+            body["expires_at"] = expires_at
         return self._call("POST", "/admin/v1/keys", json=body)  # type: ignore[no-any-return]
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/revoke")  # type: ignore[no-any-return]
+
+    def set_expiry(self, key_id: str, expires_at: str | None) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/expiry",  # type: ignore[no-any-return]
+                          json={"expires_at": expires_at})
 
     def rotate_key(self, key_id: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/rotate")  # type: ignore[no-any-return]

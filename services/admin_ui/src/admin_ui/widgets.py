@@ -3,7 +3,7 @@ time-range picker."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -52,6 +52,24 @@ PII_POLICIES = (None, "off", "mask", "block")
 def cap(limit_usd: object) -> str:
     """A budget cap for a table cell: '$5.00', or '무제한' (not a blank or 'None')."""
     return t("common.unlimited") if limit_usd is None else formatting.usd(limit_usd)
+
+
+def expiry_of(day: date | None) -> str | None:
+    """A "valid through" day as the API's expiry: the start of the next local day (UTC ISO)."""
+    if day is None:
+        return None
+    return formatting.to_api_time(datetime.combine(day + timedelta(days=1), time.min, tzinfo=formatting.display_tz()))
+
+
+def valid_through(expires_at: str | None) -> date | None:
+    """The last local day an expiry leaves the key working (the inverse of ``expiry_of``)."""
+    parsed = formatting.parse_time(expires_at)
+    return None if parsed is None else (parsed.astimezone(formatting.display_tz()) - timedelta(seconds=1)).date()
+
+
+def expired(expires_at: str | None) -> bool:
+    parsed = formatting.parse_time(expires_at)
+    return parsed is not None and parsed <= datetime.now(UTC)
 
 
 def table_height(rows: int) -> int:

@@ -26,6 +26,8 @@ def _change(detail: dict[str, Any]) -> str:
             value = t("common.unlimited")
         elif value is None and name.startswith("pii_policy"):
             value = t("audit.server_default")
+        elif name.startswith("expires_at"):
+            value = fmt.when(value) if value else t("keys.no_expiry")
         label = t(f"audit.field.{name}") if f"audit.field.{name}" in STRINGS else name
         parts.append(f"{label}={value}")
     return ", ".join(parts)
@@ -40,7 +42,7 @@ if data is not None:
             t("audit.at"): fmt.when(a["at"], seconds=True), t("audit.actor"): a["actor"],
             t("audit.action"): t(f"audit.{a['action']}") if a["action"] in ("key_created", "key_revoked",
                                                                              "budget_changed", "pii_policy_changed",
-                                                                             "key_rotated") else a["action"],
+                                                                             "key_rotated", "expiry_changed") else a["action"],
             t("audit.key"): f'{a.get("key_name") or a["detail"].get("name") or ""} ({a.get("key_short_id") or a["key_id"][:8]})',
             t("audit.detail"): _change(a["detail"]),
         } for a in items]), hide_index=True, width="stretch")

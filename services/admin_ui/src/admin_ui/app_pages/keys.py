@@ -6,6 +6,7 @@ own view (``?key=<id>``) adds the personal data found in its requests this month
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -47,8 +48,11 @@ with st.expander(t("keys.create"), expanded=False), st.form("create_key", clear_
     daily_text = c1.text_input(t("keys.daily"), key="new_key_daily")
     monthly_text = c2.text_input(t("keys.monthly"), key="new_key_monthly")
     may_use_server = st.checkbox(t("keys.server_key"), value=True, key="new_key_server")
-    new_policy = st.selectbox(t("pii.policy"), widgets.PII_POLICIES, key="new_key_pii",
+    c3, c4 = st.columns(2)
+    new_policy = c3.selectbox(t("pii.policy"), widgets.PII_POLICIES, key="new_key_pii",
                               format_func=widgets.pii_policy_label)
+    new_expiry = c4.date_input(t("keys.valid_through"), value=None, key="new_key_expires",
+                               min_value=datetime.now(fmt.display_tz()).date(), format="YYYY-MM-DD")
     create = st.form_submit_button(t("keys.submit"), type="primary", key="new_key_submit")
 if create:
     ok_daily, daily = _amount(daily_text)
@@ -58,7 +62,8 @@ if create:
     elif not (ok_daily and ok_monthly):
         st.error(t("keys.bad_amount"))
     else:
-        created = widgets.call(api.create_key, name.strip(), daily, monthly, may_use_server, new_policy)
+        created = widgets.call(api.create_key, name.strip(), daily, monthly, may_use_server, new_policy,
+                               widgets.expiry_of(new_expiry))
         if created is not None:
             # Shown in this run only and kept nowhere: the next rerun no longer has it.
             st.success(t("keys.created"))
@@ -77,6 +82,8 @@ def _level(k: dict[str, Any]) -> str:
     pct = k.get("utilisation_pct")
     if k["revoked_at"]:
         return t("keys.revoked")
+    if widgets.expired(k.get("expires_at")):
+        return t("keys.expired")
     if pct is None:
         return t("keys.level_none")
     if pct >= 100 or k.get("refused_today"):
@@ -85,6 +92,7 @@ def _level(k: dict[str, Any]) -> str:
 
 
 _COLOURS = {t("keys.level_full"): "background-color: #f8d7da; color: #842029",
+            t("keys.expired"): "background-color: #f8d7da; color: #842029",
             t("keys.level_warn"): "background-color: #fff3cd; color: #664d03",
             t("keys.level_ok"): "background-color: #d1e7dd; color: #0f5132"}
 
@@ -122,6 +130,7 @@ if rows:
         t("keys.held"): (_usd_number(k.get("held_today_usd")) or 0.0) + (_usd_number(k.get("held_month_usd")) or 0.0)
         if k.get("held_today_usd") is not None else None,
         t("pii.policy"): widgets.pii_policy_label(k.get("pii_policy")),
+        t("keys.expires"): fmt.when(k["expires_at"]) if k.get("expires_at") else t("keys.no_expiry"),
         t("keys.created_at"): fmt.when(k["created_at"]),
         t("keys.server_key"): t("common.yes") if k["may_use_server_key"] else t("common.no"),
     } for k in rows])
@@ -163,7 +172,9 @@ if chosen is not None:
               delta_color="off", delta_arrow="off")
     st.caption(f'{t("keys.last_used")}: '
                + (fmt.when(key["last_used_at"], seconds=True) if key.get("last_used_at") else t("keys.never_used"))
-               + f' · {t("pii.policy")}: {widgets.pii_policy_label(key.get("pii_policy"))}')
+               + f' · {t("pii.policy")}: {widgets.pii_policy_label(key.get("pii_policy"))}'
+               + f' · {t("keys.expires")}: '
+               + (fmt.when(key["expires_at"]) if key.get("expires_at") else t("keys.no_expiry")))
 
     st.markdown(f'**{t("keys.pii_month")}**')
     found = widgets.quiet(api.pii, client_key_id=chosen)
@@ -182,6 +193,14 @@ if chosen is not None:
         save_policy = st.form_submit_button(t("pii.policy_save"), key=f"pii_save_{chosen}")
     if save_policy and widgets.call(api.set_pii_policy, chosen, policy) is not None:
         st.session_state[FLASH] = t("pii.policy_saved")
+        st.rerun()
+
+    with st.form(f"expiry_{chosen}"):
+        through = st.date_input(t("keys.valid_through"), value=widgets.valid_through(key.get("expires_at")),
+                                key=f"expiry_day_{chosen}", format="YYYY-MM-DD")
+        save_expiry = st.form_submit_button(t("keys.expiry_save"), key=f"expiry_save_{chosen}")
+    if save_expiry and widgets.call(api.set_expiry, chosen, widgets.expiry_of(through)) is not None:
+        st.session_state[FLASH] = t("keys.expiry_saved")
         st.rerun()
 
     with st.form(f"budget_{chosen}"):
