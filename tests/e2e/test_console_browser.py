@@ -204,6 +204,7 @@ def test_every_page_in_korean_on_a_scripted_mix(stack: Any, browser: Any, shots_
     assert fallback["items"][0]["fallback_reason"]
     admin.close()
 
+    browser.clear_cookies()  # signed out, whatever an earlier test of the module did
     page = browser.new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{stack.base_url}/admin/")
