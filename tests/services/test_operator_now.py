@@ -58,6 +58,8 @@ def test_now_counts_the_mix_by_status_class_with_latency_and_ttft(
     now = admin.get("/admin/v1/now").json()
     assert (now["requests"], now["errors"], now["by_class"]) == (8, 3, result.by_class())
     assert now["streams"] == 2 == result.streams
+    listed = admin.get("/admin/v1/requests", params={"status": "2xx"}).json()["items"]
+    assert sum(i["ttft_ms"] is not None for i in listed) == 2  # the streams, and only them
     assert 0 <= now["ttft_p50_ms"] <= now["ttft_p95_ms"]
     assert 0 <= now["p50_ms"] <= now["p95_ms"]
     overview = admin.get("/admin/v1/overview").json()

@@ -260,6 +260,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "req.fallback": ("대체 사유", "Fallback reason"),
     "req.upstream": ("업스트림", "Upstream"),
     "req.latency": ("지연 (ms)", "Latency (ms)"),
+    "req.ttft": ("첫 토큰 (ms, 스트림)", "First token (ms, streams)"),
     "req.detail": ("요청 상세", "Request detail"),
     "req.pick": ("행을 선택하면 상세가 표시됩니다.", "Select a row to see its detail."),
     "req.turn": ("대화 턴", "Conversation turn"),

@@ -116,6 +116,7 @@ else:
               (t("req.fallback"), widgets.text_cell(selected["fallback_reason"])),
               (t("req.upstream"), widgets.text_cell(selected["upstream"])),
               (t("req.latency"), fmt.number(selected["latency_ms"])),
+              (t("req.ttft"), "-" if selected.get("ttft_ms") is None else fmt.number(selected["ttft_ms"])),
               (t("common.cost"), widgets.cost_or_unpriced(selected["cost_usd"], selected["cost_krw"]))]
     st.dataframe(pd.DataFrame(fields, columns=["", " "]), hide_index=True, width="stretch",
                  height=widgets.table_height(len(fields)))

@@ -109,7 +109,7 @@ def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
-            "latency_ms": r.latency_ms, "cost_usd": _usd(r.cost_nanos), "cost_krw": _krw(r.cost_nanos, rate),
+            "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms, "cost_usd": _usd(r.cost_nanos), "cost_krw": _krw(r.cost_nanos, rate),
             "client_name": r.client_name, "client_short_id": r.client_short_id}
 
 

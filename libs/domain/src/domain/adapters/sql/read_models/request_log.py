@@ -70,6 +70,7 @@ class RequestItem:
     cost_nanos: int | None
     client_name: str | None = None
     client_short_id: str | None = None
+    ttft_ms: int | None = None  # a stream's time to its first event
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +93,17 @@ def requests(engine: Engine, flt: RequestFilter, *, page: int = 1, page_size: in
         rows = conn.execute(
             select(requests_c.request_id, requests_c.created_at, requests_c.route, requests_c.status,
                    requests_c.error_code, requests_c.client_key_id, requests_c.model, requests_c.key_source,
-                   requests_c.fallback_reason, requests_c.upstream, requests_c.latency_ms, requests_c.cost_nanos)
+                   requests_c.fallback_reason, requests_c.upstream, requests_c.latency_ms, requests_c.cost_nanos,
+                   requests_c.ttft_ms)
             .where(*conds).order_by(requests_c.created_at.desc(), requests_c.id.desc())
             .limit(page_size).offset((page - 1) * page_size)).all()
         names = key_names(conn, [r.client_key_id for r in rows if r.client_key_id])
     return RequestPage([RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
                                     r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
                                     as_int(r.latency_ms), r.cost_nanos,
-                                    *reversed(names.get(r.client_key_id or "", (None, None))))
+                                    client_name=names.get(r.client_key_id or "", (None, None))[1],
+                                    client_short_id=names.get(r.client_key_id or "", (None, None))[0],
+                                    ttft_ms=r.ttft_ms)
                         for r in rows], total, page, page_size)
 
 
