@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := -e libs/domain -e services/chat_api -e services/monitor -e services/admin_ui
 
-.PHONY: install dev test test-fast lint migrate bench soak bench-compare up down clean system-packages
+.PHONY: install dev test test-fast lint migrate bench soak bench-compare up down clean system-packages litellm-venv
 
 $(STAMP): requirements/constraints.txt requirements/dev.txt libs/domain/pyproject.toml services/*/pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -19,13 +19,18 @@ install: $(STAMP)
 system-packages:
 	@bash scripts/system-packages.sh
 
+# litellm in its own venv (its pins clash with ours): a foreign client in the e2e, the
+# comparison target of bench-compare. Does nothing when it is already there.
+litellm-venv:
+	@bash scripts/litellm-venv.sh
+
 migrate: install
 	$(BIN)/llmctl migrate
 
 dev: install
 	@bash scripts/dev.sh
 
-test: install system-packages
+test: install system-packages litellm-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install
@@ -44,8 +49,7 @@ bench: install system-packages
 soak: install system-packages  # the bench with a 5-minute memory soak (errors and RSS growth reported)
 	$(BIN)/python bench/run.py --soak-requests 200000 --soak-max-seconds 300
 
-bench-compare: install system-packages
-	@bash scripts/litellm-venv.sh
+bench-compare: install system-packages litellm-venv
 	$(BIN)/python bench/run.py --compare
 
 up:

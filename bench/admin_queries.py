@@ -30,11 +30,14 @@ from chat_api.admin.csv_export import ledger_csv
 from domain.adapters.sql.database import make_engine, normalize_url
 from domain.adapters.sql.read_models import conversations, keys, overview, request_log, spend
 from domain.adapters.sql.read_models.shared import LedgerFilter
+from domain.client_keys import KEY_SCOPE_PREFIX
+from domain.periods import day_key, month_key
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 300.0
 TURNS, CONVERSATIONS, LEDGER, KEYS = 100_000, 30_000, 1_000_000, 1_000
+SEEDED_AT = datetime.now(UTC)  # the budget counters are today's and this month's (budget time zone)
 
 SEED = [
     f"""INSERT INTO client_keys (id, short_id, name, key_hash, daily_limit_nanos, monthly_limit_nanos,
@@ -80,10 +83,9 @@ SEED = [
             FROM generate_series(1, {LEDGER - TURNS}) s
         ) rows ORDER BY created_at""",
     f"""INSERT INTO budget_counters (scope, period, spent_nanos, reserved_nanos)
-        SELECT 'key:' || md5('k' || g), p, 1000000 * g, 0
+        SELECT '{KEY_SCOPE_PREFIX}' || md5('k' || g), p, 1000000 * g, 0
         FROM generate_series(1, {KEYS}) g,
-             unnest(ARRAY['d:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD'),
-                          'm:' || to_char(now() AT TIME ZONE 'Asia/Seoul', 'YYYY-MM')]) p""",
+             unnest(ARRAY['{day_key(SEEDED_AT)}', '{month_key(SEEDED_AT)}']) p""",
     # the request log: one entry per ledger row, one in ten a refusal (402/429/400), one in
     # five a stream (with its time to first token)
     """INSERT INTO request_log (request_id, created_at, route, status, error_code, client_key_id, model, key_source,

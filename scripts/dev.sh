@@ -34,15 +34,11 @@ mkdir -p "$DATA_DIR/run" "$DATA_DIR/nginx"
 chmod 700 "$DATA_DIR"
 DATA=$(cd "$DATA_DIR" && pwd)
 
-# A secret from the environment, else the one kept in DATA_DIR (generated once, 0600).
-# chat-api and llmctl read the same files, so every process agrees on them.
+# A secret from the environment, else the one kept in DATA_DIR (generated once, 0600): the
+# convention of domain.adapters.secret_files, which chat-api, llmctl and the console use too,
+# so every process agrees on them. The variable is checked here, the file there.
 secret() {
-  local file=$DATA/$1
-  if [[ ! -s $file ]]; then
-    (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file")
-  fi
-  chmod 600 "$file"  # also one kept from before files were created private
-  tr -d '\n' <"$file"
+  DATA_DIR=$DATA "$BIN/python" -m domain.adapters.secret_files "$1"
 }
 token_from="the ADMIN_TOKEN environment variable"
 [[ -n ${ADMIN_TOKEN:-} ]] || { ADMIN_TOKEN=$(secret admin_token); token_from="$DATA_DIR/admin_token"; }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs LiteLLM Proxy (the comparison target of `make bench-compare`) into its own venv,
-# .bench-venv/litellm, never into the project venv.
+# Installs LiteLLM Proxy (the comparison target of `make bench-compare`) and with it the litellm
+# SDK (a foreign client in tests/e2e/test_foreign_clients.py, run by `make test`) into its own
+# venv, .bench-venv/litellm, never into the project venv (litellm's pins clash with ours, e.g.
+# boto3 → python-dateutil < 3).
 #
 # litellm pins a certifi release newer than the one the package registry may serve, so
 # litellm itself is installed with --no-deps and then its listed requirements (core +
@@ -13,6 +15,14 @@ VERSION="${LITELLM_VERSION:-1.109.1}"
 VENV="${LITELLM_VENV:-.bench-venv/litellm}"
 PY="${PY:-python3}"
 
+# Written only once the proxy's imports resolved (below): re-checking by importing takes ~20 s,
+# which every `make test` would pay.
+STAMP="$VENV/.ready-$VERSION"
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/litellm" ]; then
+  echo "litellm $VERSION ready in $VENV"
+  exit 0
+fi
+
 if [ -x "$VENV/bin/litellm" ] && "$VENV/bin/python" - "$VERSION" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
@@ -20,6 +30,7 @@ import litellm.proxy.proxy_server  # noqa: F401  (the proxy's imports resolve)
 sys.exit(0 if version("litellm") == sys.argv[1] else 1)
 PY
 then
+  touch "$STAMP"
   echo "litellm $VERSION ready in $VENV"
   exit 0
 fi
@@ -48,4 +59,6 @@ for spec in requires("litellm") or []:
 PY
 "$VENV/bin/pip" install -q -r "$VENV/litellm-requirements.txt"
 "$VENV/bin/python" -c "import litellm.proxy.proxy_server" >/dev/null
+rm -f "$VENV"/.ready-*
+touch "$STAMP"
 echo "litellm $VERSION ready in $VENV"

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from domain.adapters.sql.database import make_engine
+from domain.adapters.sql.read_models.pii import pii_counts
 from domain.adapters.sql.read_models.request_log import RequestFilter, requests
+from domain.adapters.sql.read_models.shared import LedgerFilter
 from domain.adapters.sql.request_log import SqlRequestLog
 from domain.money import Money
 from domain.request_log import RequestLogEntry
@@ -81,3 +83,32 @@ def test_entries_wait_for_the_database_and_are_then_written(pg_url: str) -> None
         engine.dispose()
         direct.dispose()
 
+
+def test_pii_counts_per_kind_are_kept_and_blocked_requests_summed_per_key(engine: Engine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    key = "k" + tag
+    at = datetime.now(UTC)
+    log = SqlRequestLog(engine)
+    log.record(RequestLogEntry(f"{tag}-masked", at, "/v1/chat/completions", 200, client_key_id=key,
+                               pii_counts={"rrn": 1, "card": 2}))
+    log.record(RequestLogEntry(f"{tag}-blocked", at, "/v1/embeddings", 400, client_key_id=key,
+                               error_code="pii_detected", pii_counts={"phone": 3, "rrn": 1}))
+    log.record(RequestLogEntry(f"{tag}-blocked2", at, "/api/v1/chat", 400, client_key_id=key,
+                               error_code="pii_detected", pii_counts={"phone": 1, "zero": 0}))
+    log.record(RequestLogEntry(f"{tag}-clean", at, "/api/v1/chat", 200, client_key_id=key))
+    log.flush()
+    items = {i.request_id: i.pii_counts for i in requests(
+        engine, RequestFilter(client_key_id=key)).items}
+    assert items == {f"{tag}-masked": {"card": 2, "rrn": 1}, f"{tag}-blocked": {"phone": 3, "rrn": 1},
+                     f"{tag}-blocked2": {"phone": 1}, f"{tag}-clean": {}}
+    with engine.connect() as conn:  # a clean request stores NULL, a count never a value
+        stored = dict(conn.execute(text("SELECT request_id, pii_counts FROM request_log WHERE client_key_id = :k"),
+                                   {"k": key}).all())
+    assert stored[f"{tag}-clean"] is None and stored[f"{tag}-masked"] == '{"card":2,"rrn":1}'
+    # /admin/v1/pii's "blocked": the request log's pii_detected refusals only (the masked
+    # request's counts come from its ledger row, of which this test writes none)
+    found = pii_counts(engine, LedgerFilter(at - timedelta(seconds=1), None, key))
+    assert (found.total, found.blocked) == ({}, {"phone": 4, "rrn": 1})
+    assert [(k.client_key_id, k.counts, k.blocked) for k in found.by_key] == [(key, {}, {"phone": 4, "rrn": 1})]
+    later = pii_counts(engine, LedgerFilter(at + timedelta(seconds=1), None, key))
+    assert (later.blocked, later.by_key) == ({}, [])

@@ -134,7 +134,7 @@ def _sql(container: Container, sql: str, **params: Any) -> Any:
         return conn.execute(text(sql), params).one()
 
 
-def _usd(nanos: int) -> str:
+def _usd_text(nanos: int) -> str:
     return format(Money(nanos).usd_rounded(8), "f")
 
 
@@ -186,8 +186,8 @@ async def test_overview_matches_sql(client: httpx.AsyncClient, container: Contai
         # requests and errors are client requests (the request log, read above), not ledger rows
         got = body[name]
         assert (got["requests"], got["errors"], got["input_tokens"], got["output_tokens"]) == (log.n, log.e, row.i, row.o)
-        assert got["cost_usd"] == _usd(row.c)
-        assert (got["user_cost_usd"], got["server_cost_usd"]) == (_usd(row.u), _usd(row.c - row.u))
+        assert got["cost_usd"] == _usd_text(row.c)
+        assert (got["user_cost_usd"], got["server_cost_usd"]) == (_usd_text(row.u), _usd_text(row.c - row.u))
         assert Decimal(got["cost_krw"]) == (Decimal(row.c) / 10**9 * 1400).quantize(Decimal("0.01"))
     assert body["today"]["errors"] >= 4  # the three refusals and the upstream error, at least
     assert body["usd_krw_rate"] == "1400"
@@ -198,7 +198,7 @@ async def test_overview_matches_sql(client: httpx.AsyncClient, container: Contai
     log = _sql(container, "SELECT count(*) n FROM request_log "
                           "WHERE to_char(created_at AT TIME ZONE 'Asia/Seoul','YYYY-MM-DD') = :d", d=three)
     day = next(d for d in body["by_day"] if d["day"] == three)
-    assert (day["requests"], day["cost_usd"]) == (log.n, _usd(row.c))
+    assert (day["requests"], day["cost_usd"]) == (log.n, _usd_text(row.c))
     assert any(m["model"] == "gpt-4o-mini" for m in body["top_models"])
     named = {c["client_key_id"]: c for c in body["top_clients"]}
     if seeded["id2"] in named:
@@ -221,7 +221,7 @@ async def test_conversations_pagination_and_filters(client: httpx.AsyncClient, s
     assert newest["external_id"].endswith("-24")  # newest first
     assert newest["owner"] == id1 and newest["owner_short_id"] == seeded["k1"]["item"]["short_id"]
     assert newest["turn_count"] == 1 and newest["last_model"] == "gpt-4o-mini"
-    assert newest["cost_usd"] == _usd(1_000_024)
+    assert newest["cost_usd"] == _usd_text(1_000_024)
 
     found = (await client.get("/admin/v1/conversations", params={"q": f"날씨 {seeded['tag']}"})).json()
     assert [c["external_id"] for c in found["items"]] == [seeded["conv"]] and found["total"] == 1
@@ -265,7 +265,7 @@ async def test_conversation_turns(client: httpx.AsyncClient, container: Containe
     assert (t0["input_tokens"], t0["cached_input_tokens"], t0["output_tokens"], t0["latency_ms"]) == (100, 10, 50, 321)
     assert t0["cost_usd"] == "0.00123457" and t0["cost_krw"] == "1.73" and t0["system_prompt"] == "be brief"
     total = _sql(container, "SELECT sum(cost_nanos) c FROM spend_ledger WHERE conversation_id = :i", i=conv["id"]).c
-    assert body["conversation"]["cost_usd"] == _usd(total)
+    assert body["conversation"]["cost_usd"] == _usd_text(total)
     missing = await client.get("/admin/v1/conversations/999999999/turns")
     assert missing.status_code == 404 and missing.json()["detail"]["code"] == "conversation_not_found"
 
@@ -281,9 +281,9 @@ async def test_spend_groups_sum_to_sql(client: httpx.AsyncClient, container: Con
                           "FROM spend_ledger WHERE created_at >= :s", s=datetime.fromisoformat(since))
     assert body["group_by"] == group_by
     assert (body["total"]["requests"], body["total"]["cost_usd"], body["total"]["output_tokens"]) == (
-        row.n, _usd(row.c), row.o)
+        row.n, _usd_text(row.c), row.o)
     assert sum(r["requests"] for r in body["rows"]) == row.n
-    assert sum(Decimal(r["cost_usd"]) for r in body["rows"]) == Decimal(_usd(row.c))
+    assert sum(Decimal(r["cost_usd"]) for r in body["rows"]) == Decimal(_usd_text(row.c))
     keys = [r["key"] for r in body["rows"]]
     if group_by == "day":
         assert keys == sorted(keys)
@@ -298,7 +298,7 @@ async def test_spend_filters(client: httpx.AsyncClient, container: Container, se
     id2 = seeded["id2"]
     body = (await client.get("/admin/v1/spend", params={"group_by": "model", "client_key_id": id2})).json()
     row = _sql(container, "SELECT count(*) n, sum(cost_nanos) c FROM spend_ledger WHERE client_key_id = :k", k=id2)
-    assert body["total"]["requests"] == row.n == 5 and body["total"]["cost_usd"] == _usd(row.c)
+    assert body["total"]["requests"] == row.n == 5 and body["total"]["cost_usd"] == _usd_text(row.c)
     assert {r["key"]: r["requests"] for r in body["rows"]} == {"gpt-4.1": 3, "gpt-4o-mini": 2}
     only = (await client.get("/admin/v1/spend", params={"group_by": "day", "client_key_id": id2, "model": "gpt-4.1",
                                                         "since": (_now() - timedelta(days=7)).isoformat()})).json()
@@ -422,3 +422,21 @@ def test_read_models_on_sqlite(sqlite_url: str) -> None:
             assert overview(engine, now).today.requests == 3
     finally:
         engine.dispose()
+
+
+async def test_pii_counts_default_to_the_budget_time_zones_month(pg_url: str,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without since/until, /admin/v1/pii reads the current month of BUDGET_TIMEZONE, not Korea's:
+    at UTC-10 the month starts 19 hours later than in Seoul."""
+    honolulu = bootstrap(ChatApiSettings(database_url=pg_url, admin_token=ADMIN, key_hash_secret="s" * 32,
+                                         data_dir=tmp_path_factory.mktemp("admin-api-tz"),
+                                         budget_timezone="Pacific/Honolulu"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(honolulu)), base_url="http://admin",
+                                     headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+            answer = (await c.get("/admin/v1/pii")).json()
+        expected = month_start(_now(), honolulu.settings.tz)
+        assert datetime.fromisoformat(answer["since"].replace("Z", "+00:00")) == expected
+        assert expected != month_start(_now(), KST)
+    finally:
+        await honolulu.aclose()

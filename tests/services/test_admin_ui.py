@@ -846,3 +846,62 @@ def test_key_expiry_is_set_shown_and_an_expired_key_marked(env: FakeAdmin) -> No
         assert row["위험도"] == "만료됨" and row["만료"].startswith("2020-01-01 09:00")
     finally:
         env.keys = saved
+
+
+# -- the message catalogue ------------------------------------------------------------------------
+
+def _console_sources() -> list[tuple[Path, Any]]:
+    import ast
+
+    root = Path(admin_ui.__file__).parent
+    return [(p, ast.parse(p.read_text(encoding="utf-8"))) for p in sorted(root.rglob("*.py")) if p.name != "i18n.py"]
+
+
+def _catalogue_uses() -> tuple[set[str], set[str], set[str]]:
+    """String literals of the console's code, the literal keys passed to ``t``/``lookup``,
+    and the prefixes of keys built there (``t(f"range.{r}")``)."""
+    import ast
+
+    literals: set[str] = set()
+    keys: set[str] = set()
+    prefixes: set[str] = set()
+    for _, tree in _console_sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literals.add(node.value)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("t", "lookup") and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    keys.add(arg.value)
+                elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                    prefixes.add(str(arg.values[0].value))
+                else:
+                    raise AssertionError(f"a message key the test cannot read: {ast.unparse(arg)}")
+    return literals, keys, prefixes
+
+
+def test_every_message_key_used_exists_and_every_key_is_used() -> None:
+    """A key the code asks for is in the catalogue (a missing one is a KeyError on a page);
+    a key in the catalogue is asked for, literally or as ``prefix.{value}`` with a value the
+    code names (an unused one is dead text to translate)."""
+    from admin_ui.i18n import STRINGS
+
+    literals, keys, prefixes = _catalogue_uses()
+    assert sorted(k for k in keys if k not in STRINGS) == []
+    assert sorted(p for p in prefixes if not any(k.startswith(p) for k in STRINGS)) == []
+    unused = [k for k in STRINGS
+              if k not in literals and not any(k.startswith(p) and k[len(p):] in literals for p in prefixes)]
+    assert unused == []
+
+
+def test_every_message_has_both_languages_with_the_same_placeholders() -> None:
+    import string
+
+    from admin_ui.i18n import STRINGS
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+    for key, (ko, en) in STRINGS.items():
+        assert ko.strip() and en.strip(), key
+        assert fields(ko) == fields(en), key

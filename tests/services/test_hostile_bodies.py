@@ -73,3 +73,12 @@ def test_nesting_past_the_limit_without_a_key_is_refused_cheaply(chat_api, route
     r = httpx.post(chat_api.url + route, content=body, timeout=30, headers={"Content-Type": "application/json"})
     # 401 where the route needs a key (checked before the body is read), else 400 too deep
     assert r.status_code in (400, 401), r.text[:300]
+
+
+@pytest.mark.parametrize("value", [-53522, 0, True])
+def test_an_output_limit_the_dialect_does_not_read_is_no_server_error(chat_api, client_key, value) -> None:
+    # found by the stateful run (test_stateful_fuzz.py): /v1/responses reads max_output_tokens
+    # and passes max_tokens through; a negative one made the budget's worst case negative
+    r = httpx.post(chat_api.url + "/v1/responses", timeout=30, headers={"Authorization": f"Bearer {client_key}"},
+                   json={"model": "gpt-4o-mini", "input": "한계", "max_tokens": value})
+    assert r.status_code < 500, r.text[:300]

@@ -21,6 +21,7 @@ from domain.adapters.fakes import FakeHostMetrics
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.ledger import write_records
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow
+from domain.client_keys import scope_of
 from domain.key_policy import KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
@@ -85,7 +86,7 @@ def ledger(pg_url):
             daily_limit_nanos=Money.from_usd("2").nanos, monthly_limit_nanos=Money.from_usd("10").nanos,
             may_use_server_key=True, created_at=now))
         conn.execute(BudgetCounterRow.__table__.insert().values(
-            scope=f"key:{key_id}", period=day_key(now), spent_nanos=Money.from_usd("0.5").nanos,
+            scope=scope_of(key_id), period=day_key(now), spent_nanos=Money.from_usd("0.5").nanos,
             reserved_nanos=0))
     yield engine, short_id
     engine.dispose()

@@ -218,6 +218,44 @@ def test_responses_masks_instructions_input_items_and_function_call_output(chat_
     _assert_no_raw(_dump(chat_api))
 
 
+@pytest.mark.parametrize(("path", "body", "sent", "masked"), [
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": f"고객 {PHONE}, 메일 {EMAIL}"},
+     "고객 [전화번호1], 메일 [이메일1]", 2),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "encoding_format": "float",
+                        "input": [f"카드 {CARD}", "깨끗한 문장", f"같은 카드 {CARD}, 주민번호 {RRN}"]},
+     ["카드 [카드번호1]", "깨끗한 문장", "같은 카드 [카드번호1], 주민번호 [주민등록번호1]"], 3),
+    ("/v1/moderations", {"input": [f"번호 {PHONE_B}", f"메일 {EMAIL}"]}, ["번호 [전화번호1]", "메일 [이메일1]"], 2),
+    ("/v1/moderations", {"model": "omni-moderation-latest", "input": [
+        {"type": "text", "text": f"카드 {CARD}"}, {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]},
+     [{"type": "text", "text": "카드 [카드번호1]"}, {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}],
+     1),
+], ids=["embeddings-string", "embeddings-strings", "moderations-strings", "moderations-parts"])
+def test_embeddings_and_moderations_input_is_masked_before_it_leaves(chat_api, path, body, sent, masked):
+    key, key_id = chat_api.new_key_and_id("pii-passthrough")
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + path, json=body, headers=_auth(key))
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llm-pii-masked"] == str(masked)
+    [request] = chat_api.fake_requests()
+    assert request["body"]["input"] == sent
+    assert all(request["body"][k] == v for k, v in body.items() if k != "input")  # the rest as sent
+    _assert_no_raw(_sent(chat_api))
+    [counts] = _ledger_counts(chat_api, key_id)
+    assert counts is not None and sum(counts.values()) == masked
+    _assert_no_raw(_dump(chat_api))
+
+
+def test_embeddings_token_arrays_pass_untouched(chat_api):
+    key, key_id = chat_api.new_key_and_id("pii-tokens")
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + "/v1/embeddings", headers=_auth(key),
+                   json={"model": "text-embedding-3-small", "input": [[1001, 2345, 6789], [4111]]})
+    assert r.status_code == 200, r.text
+    assert "x-llm-pii-masked" not in r.headers
+    assert chat_api.fake_requests()[-1]["body"]["input"] == [[1001, 2345, 6789], [4111]]
+    assert _ledger_counts(chat_api, key_id) == [None]
+
+
 def test_a_clean_request_has_no_header_and_no_counts(chat_api):
     key, key_id = chat_api.new_key_and_id("pii-clean")
     r = httpx.post(chat_api.url + "/v1/chat/completions", headers=_auth(key), json={
@@ -254,6 +292,8 @@ BLOCKED = [
     ("/v1/responses", {"model": "gpt-4o-mini", "instructions": f"주민번호 {RRN}", "input": [
         {"type": "function_call_output", "call_id": "c", "output": f"번호 {PHONE}"}]}),
     ("/v1/responses", {"model": "gpt-4o-mini", "stream": True, "input": f"{PHONE} {RRN}"}),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": ["안녕하세요", f"주민번호 {RRN}", f"번호 {PHONE}"]}),
+    ("/v1/moderations", {"input": [{"type": "text", "text": f"{PHONE} / {RRN}"}]}),
 ]
 
 
@@ -385,3 +425,53 @@ def test_admin_api_sums_counts_per_kind_in_total_and_per_key(chat_api):
     future = httpx.get(chat_api.url + "/admin/v1/pii", params={"since": "2099-01-01T00:00:00Z"},
                        headers=_admin(chat_api)).json()
     assert future["total"] == {} and future["by_key"] == []
+
+
+# -- the request log and the admin API ----------------------------------------------------------
+
+REQUEST_ITEM = {"request_id", "created_at", "route", "status", "error_code", "client_key_id", "model", "key_source",
+                "fallback_reason", "upstream", "latency_ms", "cost_usd", "cost_krw", "client_name", "client_short_id"}
+
+
+def test_request_log_and_admin_api_carry_counts_per_kind_masked_and_blocked(chat_api, blocking_api):
+    key, key_id = chat_api.new_key_and_id("pii-log-mask")
+    r = httpx.post(chat_api.url + "/v1/embeddings", headers=_auth(key), json={
+        "model": "text-embedding-3-small", "input": [f"카드 {CARD}", f"주민번호 {RRN}, 카드 {CARD}"]})
+    assert r.status_code == 200 and r.headers["x-llm-pii-masked"] == "3"
+    chat_api.flush_ledger()
+    [item] = httpx.get(chat_api.url + "/admin/v1/requests", params={"client_key_id": key_id},
+                       headers=_admin(chat_api)).json()["items"]
+    assert REQUEST_ITEM <= set(item) and (item["route"], item["status"]) == ("/v1/embeddings", 200)
+    assert item["pii_counts"] == {"card": 2, "rrn": 1}
+    one = httpx.get(chat_api.url + f"/admin/v1/requests/{item['request_id']}", headers=_admin(chat_api)).json()
+    assert one["item"]["pii_counts"] == {"card": 2, "rrn": 1}
+
+    blocked_key, blocked_id = blocking_api.new_key_and_id("pii-log-block")
+    for prompt in (f"번호 {PHONE} 와 {PHONE_B}", f"메일 {EMAIL}"):
+        r = httpx.post(blocking_api.url + "/api/v1/chat", headers=_auth(blocked_key), json={"user_prompt": prompt})
+        assert r.status_code == 400
+    r = httpx.post(blocking_api.url + "/api/v1/chat", headers=_auth(blocked_key), json={"user_prompt": "깨끗한 질문"})
+    assert r.status_code == 200
+    blocking_api.flush_ledger()
+    items = httpx.get(blocking_api.url + "/admin/v1/requests", params={"client_key_id": blocked_id},
+                      headers=_admin(blocking_api)).json()["items"]
+    assert [(i["status"], i["error_code"], i["pii_counts"]) for i in items] == [
+        (200, None, {}), (400, "pii_detected", {"email": 1}), (400, "pii_detected", {"phone": 2})]
+
+    # GET /admin/v1/pii: "total"/"counts" sent upstream (ledger), "blocked" refused (request log)
+    def pii(**params: str) -> dict:
+        return httpx.get(chat_api.url + "/admin/v1/pii", params=params, headers=_admin(chat_api)).json()
+
+    mine = pii(client_key_id=key_id)
+    assert (mine["total"], mine["blocked"]) == ({"card": 2, "rrn": 1}, {})
+    theirs = pii(client_key_id=blocked_id)
+    assert (theirs["total"], theirs["blocked"]) == ({}, {"email": 1, "phone": 2})
+    assert theirs["by_key"] == [{"client_key_id": blocked_id, "short_id": theirs["by_key"][0]["short_id"],
+                                 "name": theirs["by_key"][0]["name"], "counts": {}, "blocked": {"email": 1, "phone": 2}}]
+    assert theirs["by_key"][0]["name"].startswith("pii-log-block")
+    everyone = pii()
+    rows = {k["client_key_id"]: k for k in everyone["by_key"]}
+    assert rows[key_id]["counts"] == {"card": 2, "rrn": 1} and rows[blocked_id]["blocked"] == {"email": 1, "phone": 2}
+    assert everyone["blocked"]["phone"] >= 2
+    assert sum(k["blocked"].get("phone", 0) for k in everyone["by_key"]) == everyone["blocked"]["phone"]
+    _assert_no_raw(json.dumps(everyone, ensure_ascii=False))

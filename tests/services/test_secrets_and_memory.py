@@ -60,7 +60,7 @@ def test_secret_files_the_service_writes_are_private(fresh_api):
 
 
 def test_a_kept_secret_file_others_can_read_is_made_private(tmp_path):
-    from chat_api.settings import load_or_create_secret
+    from domain.adapters.secret_files import load_or_create_secret
 
     path = tmp_path / "admin_token"
     path.write_text("kept-token-value\n")

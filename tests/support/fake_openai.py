@@ -49,6 +49,12 @@ Behaviour is deterministic so callers can assert on it:
   * every answer carries x-request-id (req_fake_<n>), openai-processing-ms and
     x-ratelimit-* headers, streams included
   * model "fake-400" answers 400 with OpenAI's error body (type, code, param, message)
+  * function tools, as a model that must use one: when ``tool_choice`` is "required" or names
+    a function, and the turn does not end with a tool result yet, the answer is a call of that
+    function (else the first function tool) instead of text. Its arguments fill each property
+    of the function's parameters from the last user text (strings), 1 (numbers), true
+    (booleans), [] or {}; finish_reason "tool_calls" (chat) or a ``function_call`` output item
+    (Responses), streamed as OpenAI streams them. Otherwise tools are ignored (plain text).
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
 (default 0) between stream chunks. ``--name N`` (or FAKE_NAME) names this instance: chat
 completions carry ``system_fingerprint: fp_<N>`` and every answer an ``x-fake-upstream`` header,
@@ -134,6 +140,30 @@ def _inputs(body: dict, responses_api: bool) -> tuple[str, str]:
         if m.get("role") == "user":
             last_user = t
     return " ".join(texts), last_user
+
+
+def _tool_call(body: dict, responses_api: bool, last_user: str) -> tuple[str, str] | None:
+    """(name, JSON arguments) of the function this turn must call, or None for a text answer.
+
+    Only when the request says a tool must be called (``tool_choice`` "required" or naming a
+    function) and no tool result has come back yet: a caller that loops on tool calls (an
+    agent) then gets its text answer on the next turn, as from a real model."""
+    choice = body.get("tool_choice")
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    if not tools or not (choice == "required" or isinstance(choice, dict)):
+        return None
+    items = body.get("input") if responses_api else body.get("messages")
+    last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
+    if last.get("type") == "function_call_output" or last.get("role") == "tool":
+        return None
+    functions = [t if responses_api else t.get("function") or {} for t in tools]
+    wanted = (choice.get("name") or (choice.get("function") or {}).get("name")) if isinstance(choice, dict) else None
+    function = next((f for f in functions if f.get("name") == wanted), functions[0])
+    params = function.get("parameters") if isinstance(function.get("parameters"), dict) else {}
+    filler = {"string": last_user[:40], "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+    arguments = {name: filler.get(prop.get("type") if isinstance(prop, dict) else "string", last_user[:40])
+                 for name, prop in (params.get("properties") or {}).items()}
+    return str(function.get("name") or ""), orjson.dumps(arguments).decode()
 
 
 def _usage(body: dict, all_text: str) -> tuple[int, int, int, int]:
@@ -339,6 +369,7 @@ async def app(scope, receive, send):
     prompt, completion, cached, reasoning = _usage(body, all_text)
     reply = "fake reply to: " + last_user[:40]
     words = reply.split(" ")
+    tool_call = _tool_call(body, responses_api, last_user)
     chunk_delay = CHUNK
     if model == "fake-stream-slow":
         words = [f"w{i}" for i in range(20)]
@@ -368,6 +399,9 @@ async def app(scope, receive, send):
                     "temperature": body.get("temperature"), "parallel_tool_calls": True, "tool_choice": "auto",
                     "tools": body.get("tools") or [], "top_p": 1.0, "error": None, "incomplete_details": None,
                     "metadata": {}}
+        if tool_call:
+            response["output"] = [{"type": "function_call", "id": "fc_" + rid[5:], "call_id": "call_" + rid[5:],
+                                   "name": tool_call[0], "arguments": tool_call[1], "status": "completed"}]
         RESPONSES[rid] = response
         inp = body.get("input")
         INPUT_ITEMS[rid] = [  # as OpenAI lists them: text content becomes an input_text part
@@ -401,6 +435,17 @@ async def app(scope, receive, send):
         shell = {**response, "status": "in_progress", "output": [], "usage": None}
         item_id = "msg_" + rid[5:]
         await event("response.created", {"response": shell})
+        if tool_call:
+            item = response["output"][0]
+            await event("response.output_item.added", {"output_index": 0,
+                                                       "item": {**item, "arguments": "", "status": "in_progress"}})
+            await event("response.function_call_arguments.delta", {"item_id": item["id"], "output_index": 0,
+                                                                    "delta": item["arguments"]})
+            await event("response.function_call_arguments.done", {"item_id": item["id"], "output_index": 0,
+                                                                   "name": item["name"], "arguments": item["arguments"]})
+            await event("response.output_item.done", {"output_index": 0, "item": item})
+            await event("response.completed", {"response": response})
+            return await send({"type": "http.response.body", "body": b""})
         await event("response.output_item.added", {"output_index": 0, "item": {
             "type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}})
         await event("response.content_part.added", {"item_id": item_id, "output_index": 0, "content_index": 0,
@@ -429,10 +474,15 @@ async def app(scope, receive, send):
              "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": reasoning}}
     cid = "chatcmpl-" + rid[5:]
+    calls = [{"id": "call_" + rid[5:], "type": "function",
+              "function": {"name": tool_call[0], "arguments": tool_call[1]}}] if tool_call else []
+    message = {"role": "assistant", "content": None, "tool_calls": calls} if calls else {
+        "role": "assistant", "content": reply}
+    finish = "tool_calls" if calls else "stop"
     if not body.get("stream"):
         out = {"id": cid, "object": "chat.completion", "created": created, "model": served,
-               "choices": [{"index": i, "message": {"role": "assistant", "content": reply},
-                            "finish_reason": "stop", "logprobs": None} for i in range(max(1, n))],
+               "choices": [{"index": i, "message": message,
+                            "finish_reason": finish, "logprobs": None} for i in range(max(1, n))],
                "usage": "lots" if b"fake:bad-usage" in raw else usage,
                "system_fingerprint": "fp_" + (NAME or "fake")}
         return await _send_json(send, 200, orjson.dumps(out))
@@ -448,7 +498,16 @@ async def app(scope, receive, send):
             c["usage"] = with_usage
         return b"data: " + orjson.dumps(c) + b"\n\n"
 
-    await send({"type": "http.response.body", "more_body": True, "body": chunk({"role": "assistant", "content": ""})})
+    if calls:  # as OpenAI streams a call: id and name first, then the arguments in pieces
+        first = {**calls[0], "index": 0, "function": {"name": tool_call[0], "arguments": ""}}
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": chunk({"role": "assistant", "content": None, "tool_calls": [first]})})
+        words = []
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool_call[1]}}]})})
+    else:
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": chunk({"role": "assistant", "content": ""})})
     for i, w in enumerate(words):
         if chunk_delay:
             await asyncio.sleep(chunk_delay)
@@ -456,7 +515,7 @@ async def app(scope, receive, send):
             raise ConnectionAbortedError("fake: stream cut on purpose")
         await send({"type": "http.response.body", "more_body": True,
                     "body": chunk({"content": w if i == 0 else " " + w})})
-    await send({"type": "http.response.body", "more_body": True, "body": chunk({}, finish="stop")})
+    await send({"type": "http.response.body", "more_body": True, "body": chunk({}, finish=finish)})
     if (body.get("stream_options") or {}).get("include_usage"):
         await send({"type": "http.response.body", "more_body": True, "body": chunk({}, with_usage=usage)})
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})

@@ -118,6 +118,15 @@ def test_the_largest_output_limit_wins() -> None:
     assert requested_output_limit({}) is None
 
 
+def test_an_unchecked_limit_that_is_not_positive_leaves_the_model_cap() -> None:
+    # found by the stateful fuzz run: max_tokens=-53522 on /v1/responses (a field that dialect
+    # passes through unchecked) made the worst case negative and the request a 500
+    assert requested_output_limit({"max_tokens": -53522}) is None
+    assert requested_output_limit({"max_tokens": True, "max_completion_tokens": 0}) is None
+    assert requested_output_limit({"max_tokens": -5, "max_output_tokens": 30}) == 30
+    assert output_worst_case({"max_tokens": -53522}, model_cap=16_384) == 16_384
+
+
 def test_output_worst_case_multiplies_by_n() -> None:
     assert output_worst_case({"n": 128, "max_tokens": 12}, model_cap=16_384) == 128 * 12
     assert output_worst_case({}, model_cap=16_384) == 16_384

@@ -10,11 +10,12 @@ from domain.adapters.fakes import FakeClock, FakeLlmProvider, InMemoryBudgetStor
 from domain.adapters.prices import load_price_catalog
 from domain.budgets import HoldTag
 from domain.client_keys import BudgetLimits, ClientIdentity
-from domain.errors import BudgetExceeded, InvalidInput, NotFound, UpstreamError
+from domain.errors import BudgetExceeded, InvalidInput, NotFound, PiiDetected, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeySource
 from domain.ledger import Outcome
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
+from domain.pii import PiiPolicy, PiiScanner
 from domain.ports import UpstreamApi
 from domain.usage import TokenUsage
 from domain.use_cases.models import ListModels, ListModelsQuery
@@ -39,7 +40,8 @@ class World:
 def command(api: UpstreamApi = UpstreamApi.EMBEDDINGS, model: str = "text-embedding-3-small", tokens: int = 1000,
             **kw) -> PassThroughCommand:
     return PassThroughCommand(request_id=kw.pop("request_id", "e1"), client=kw.pop("client", CAPPED), api=api,
-                              model=model, route="/v1/" + api.value, params={"input": "x"}, input_tokens=tokens, **kw)
+                              model=model, route="/v1/" + api.value, params=kw.pop("params", {"input": "x"}), input_tokens=tokens,
+                              pii=kw.pop("pii", PiiScanner(PiiPolicy.OFF)), **kw)
 
 
 async def test_embeddings_cost_their_input_at_the_catalogue_price_and_settle_the_hold():
@@ -88,6 +90,71 @@ async def test_a_refused_user_key_falls_back_to_the_server_key_with_both_attempt
     assert (result.key_source, result.fallback_reason) == (KeySource.SERVER, FallbackReason.USER_KEY_REJECTED)
     assert [k for _, k in w.provider.calls] == ["sk-invalid-user", SERVER_KEY]
     assert w.store.records["e1:user"].outcome is Outcome.ERROR and w.store.records["e1"].outcome is Outcome.OK
+
+
+PHONE, CARD, RRN = "010-2345-6789", "4111-1111-1111-1111", "900101-1234568"
+
+
+@pytest.mark.parametrize(("api", "value", "sent"), [
+    (UpstreamApi.EMBEDDINGS, f"번호 {PHONE}", "번호 [전화번호1]"),
+    (UpstreamApi.EMBEDDINGS, [f"카드 {CARD}", "깨끗한 문장", f"같은 카드 {CARD}, 번호 {PHONE}"],
+     ["카드 [카드번호1]", "깨끗한 문장", "같은 카드 [카드번호1], 번호 [전화번호1]"]),
+    (UpstreamApi.MODERATIONS, [{"type": "text", "text": f"주민번호 {RRN}"},
+                               {"type": "image_url", "image_url": {"url": "https://x.test/010-2345-6789.png"}}],
+     [{"type": "text", "text": "주민번호 [주민등록번호1]"},
+      {"type": "image_url", "image_url": {"url": "https://x.test/010-2345-6789.png"}}]),
+])
+async def test_mask_sends_placeholders_upstream_and_counts_them_on_the_row(api, value, sent):
+    w = World()
+    scanner = PiiScanner(PiiPolicy.MASK)
+    model = "text-embedding-3-small" if api is UpstreamApi.EMBEDDINGS else "omni-moderation-latest"
+    params = {"input": value, "dimensions": 8} if api is UpstreamApi.EMBEDDINGS else {"input": value}
+    await w.use_case.execute(command(api, model=model, params=params, pii=scanner))
+    [(request, _)] = w.provider.calls
+    assert request.params == {**params, "input": sent}
+    assert params["input"] == value  # the caller's body is not modified
+    assert w.store.records["e1"].pii_counts == {k.value: n for k, n in scanner.counts.items()} != {}
+
+
+async def test_token_arrays_pass_as_they_are():
+    w = World()
+    tokens = [[15339, 1917], [9906]]
+    await w.use_case.execute(command(params={"input": tokens}, pii=PiiScanner(PiiPolicy.MASK)))
+    assert w.provider.calls[0][0].params["input"] == tokens and w.store.records["e1"].pii_counts == {}
+
+
+@pytest.mark.parametrize("api", [UpstreamApi.EMBEDDINGS, UpstreamApi.MODERATIONS])
+async def test_block_refuses_before_any_hold_call_or_row(api):
+    w = World()
+    model = "text-embedding-3-small" if api is UpstreamApi.EMBEDDINGS else "omni-moderation-latest"
+    with pytest.raises(PiiDetected) as refused:
+        await w.use_case.execute(command(api, model=model, params={"input": ["안녕", f"카드 {CARD} 번호 {PHONE}"]},
+                                         pii=PiiScanner(PiiPolicy.BLOCK)))
+    assert refused.value.params == {"kinds": "phone, card"}
+    assert w.provider.calls == [] and w.store.records == {} and w.budgets.reserved == {} and w.budgets.open == {}
+
+
+async def test_off_sends_the_input_as_is():
+    w = World()
+    await w.use_case.execute(command(params={"input": f"번호 {PHONE}"}, pii=PiiScanner(PiiPolicy.OFF)))
+    assert w.provider.calls[0][0].params["input"] == f"번호 {PHONE}" and w.store.records["e1"].pii_counts == {}
+
+
+async def test_a_fallback_counts_the_values_once_on_the_answering_row():
+    w = World()
+    await w.use_case.execute(command(params={"input": f"번호 {PHONE}"}, pii=PiiScanner(PiiPolicy.MASK),
+                                     use_user_key=True, user_api_key="sk-invalid-user"))
+    assert [r.params["input"] for r, _ in w.provider.calls] == ["번호 [전화번호1]"] * 2
+    assert (w.store.records["e1:user"].pii_counts, w.store.records["e1"].pii_counts) == ({}, {"phone": 1})
+
+
+async def test_a_refused_own_key_without_fallback_keeps_the_counts_on_its_row():
+    w = World()
+    with pytest.raises(UpstreamError):
+        await w.use_case.execute(command(params={"input": f"번호 {PHONE}"}, pii=PiiScanner(PiiPolicy.MASK),
+                                         client=ClientIdentity("k3", "ijkl9012", BudgetLimits(), False),
+                                         use_user_key=True, user_api_key="sk-invalid-user"))
+    assert {k: r.pii_counts for k, r in w.store.records.items()} == {"e1:user": {"phone": 1}}
 
 
 async def test_the_client_retrying_itself_reaches_the_provider():

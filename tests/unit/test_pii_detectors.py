@@ -133,6 +133,18 @@ def test_full_width_and_ascii_forms_share_one_key():
     assert a.key == b.key == c.key == "01012345678"
 
 
+@pytest.mark.parametrize(("text", "found"), [
+    # full-width digits and Unicode dashes read as ASCII wherever they stand, spans unchanged
+    ("여권 M１２３４５６７８ 입니다", [("passport", "M１２３４５６７８")]),
+    ("주민번호 ９００１０１‐１２３４５６８", [("rrn", "９００１０１‐１２３４５６８")]),
+    ("메일 minji.seo０26@daum.net 로", [("email", "minji.seo０26@daum.net")]),  # whole, not "26@daum.net"
+    ("메일 park-supp–ort1@daum.net 로", [("email", "park-supp–ort1@daum.net")]),
+    ("２０２４－１１－３０ 결제 ３９,８００원", []),  # a date and a price stay what they are
+])
+def test_full_width_digits_and_dashes_anywhere(text, found):
+    assert kinds(text) == found
+
+
 # -- cards --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("number", [

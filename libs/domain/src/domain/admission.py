@@ -166,8 +166,12 @@ def estimate_input(items: Iterable[Any], params: Mapping[str, Any], model: str) 
 def requested_output_limit(params: Mapping[str, Any]) -> int | None:
     """The largest output limit the request names (OpenAI honours whichever field the
     model reads, so the worst case is the largest of them); None when none is named.
-    Values must already be validated as positive integers."""
-    limits = [v for name in _OUTPUT_LIMIT_FIELDS if isinstance(v := params.get(name), int)]
+
+    Only positive integers count. A dialect validates the field it reads, but the others pass
+    through unchecked (``max_tokens`` on /v1/responses): a negative or boolean one there is the
+    upstream's to refuse and must not shrink the worst case below zero."""
+    limits = [v for name in _OUTPUT_LIMIT_FIELDS
+              if isinstance(v := params.get(name), int) and not isinstance(v, bool) and v > 0]
     return max(limits) if limits else None
 
 

@@ -8,7 +8,7 @@ from domain.client_keys import BudgetLimits, scope_of
 from domain.errors import BudgetExceeded
 from domain.key_policy import KeySource
 from domain.money import Money
-from domain.periods import KST, day_key, month_key
+from domain.periods import KST, day_key, is_day_key, month_key
 
 GLOBAL_SCOPE = "global"
 
@@ -45,22 +45,12 @@ class Reservation:
     amount: Money
 
 
-def day_period(at: datetime, tz: tzinfo = KST) -> str:
-    """The budget counter period of ``at``'s calendar day in ``tz`` (``d:YYYY-MM-DD``)."""
-    return day_key(at, tz)
-
-
-def month_period(at: datetime, tz: tzinfo = KST) -> str:
-    """The budget counter period of ``at``'s calendar month in ``tz`` (``m:YYYY-MM``)."""
-    return month_key(at, tz)
-
-
 def budget_lines(scope: str, limits: BudgetLimits, global_limits: BudgetLimits, now: datetime,
                  tz: tzinfo = KST) -> tuple[BudgetLine, ...]:
     """Every counter a request is counted in. Periods are calendar days and months in the
     budget time zone (``BUDGET_TIMEZONE``, ``domain.periods``): a daily cap rolls over at
     local midnight, not at UTC midnight."""
-    day, month = day_period(now, tz), month_period(now, tz)
+    day, month = day_key(now, tz), month_key(now, tz)
     return (
         BudgetLine(scope, day, limits.daily),
         BudgetLine(scope, month, limits.monthly),
@@ -84,4 +74,4 @@ def spend_lines(client_key_id: str | None, at: datetime, tz: tzinfo = KST) -> tu
 
 def budget_exceeded(line: BudgetLine) -> BudgetExceeded:
     return BudgetExceeded("budget_exceeded", scope="global" if line.scope == "global" else "key",
-                          period="daily" if line.period.startswith("d:") else "monthly")
+                          period="daily" if is_day_key(line.period) else "monthly")

@@ -10,6 +10,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from domain.money import Money
 from domain.pii import PiiPolicy
@@ -24,6 +25,12 @@ class BudgetLimits:
 
     daily: Money | None = None
     monthly: Money | None = None
+
+    @classmethod
+    def from_usd(cls, daily: Decimal | None, monthly: Decimal | None) -> BudgetLimits:
+        """Caps given as USD amounts (settings, the admin API, llmctl); None stays uncapped."""
+        return cls(None if daily is None else Money.from_usd(daily),
+                   None if monthly is None else Money.from_usd(monthly))
 
     @property
     def applies(self) -> bool:

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 DEFAULT_BUDGET_TIMEZONE = "Asia/Seoul"
 KST = ZoneInfo(DEFAULT_BUDGET_TIMEZONE)
+DAY_PREFIX = "d:"  # a day's counter key: d:YYYY-MM-DD
+MONTH_PREFIX = "m:"  # a month's counter key: m:YYYY-MM
 
 
 def budget_timezone(name: str | None) -> ZoneInfo:
@@ -24,11 +26,18 @@ def _local(at: datetime, tz: tzinfo) -> datetime:
 
 
 def day_key(at: datetime, tz: tzinfo = KST) -> str:
-    return f"d:{_local(at, tz):%Y-%m-%d}"
+    """The budget counter period of ``at``'s calendar day in ``tz`` (``d:YYYY-MM-DD``)."""
+    return f"{DAY_PREFIX}{_local(at, tz):%Y-%m-%d}"
 
 
 def month_key(at: datetime, tz: tzinfo = KST) -> str:
-    return f"m:{_local(at, tz):%Y-%m}"
+    """The budget counter period of ``at``'s calendar month in ``tz`` (``m:YYYY-MM``)."""
+    return f"{MONTH_PREFIX}{_local(at, tz):%Y-%m}"
+
+
+def is_day_key(period: str) -> bool:
+    """Whether a counter period is a day (else it is a month)."""
+    return period.startswith(DAY_PREFIX)
 
 
 def day_start(at: datetime, tz: tzinfo = KST) -> datetime:

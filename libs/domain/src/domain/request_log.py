@@ -7,7 +7,8 @@ of 400 or more. The console's request counts and error rates come from here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.money import Money
@@ -17,6 +18,7 @@ MAX_ROUTE = 64
 MAX_CODE = 64
 MAX_MODEL = 100
 MAX_UPSTREAM = 64
+MAX_KIND = 32
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -33,7 +35,9 @@ class RequestLogEntry:
     """One client request as the client saw it. ``status`` is the HTTP status answered;
     ``cost`` is what the request was charged (None: nothing reached an upstream, or the
     model is unpriced); ``latency_ms`` is the time to the full answer; ``ttft_ms`` a
-    stream's time to its first event (None: not a stream, or refused before it started)."""
+    stream's time to its first event (None: not a stream, or refused before it started);
+    ``pii_counts`` the personal data the guard found in it per kind (``{"rrn": 1, "card": 2}``;
+    masked, sent under ``off``, or the reason of a ``pii_detected`` refusal), never a value."""
 
     request_id: str
     created_at: datetime
@@ -48,6 +52,7 @@ class RequestLogEntry:
     latency_ms: int = 0
     cost: Money | None = None
     ttft_ms: int | None = None
+    pii_counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_error(self) -> bool:
@@ -62,4 +67,5 @@ class RequestLogEntry:
             model=_clip(self.model, MAX_MODEL), key_source=_clip(self.key_source, 8),
             fallback_reason=_clip(self.fallback_reason, 32), upstream=_clip(self.upstream, MAX_UPSTREAM),
             latency_ms=max(0, int(self.latency_ms)), cost=self.cost,
-            ttft_ms=None if self.ttft_ms is None else max(0, int(self.ttft_ms)))
+            ttft_ms=None if self.ttft_ms is None else max(0, int(self.ttft_ms)),
+            pii_counts={str(k)[:MAX_KIND]: int(n) for k, n in self.pii_counts.items() if int(n) > 0})

@@ -9,30 +9,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from domain.adapters.secret_files import configured_secret
+
 DEFAULT_CHAT_API_URL = "http://127.0.0.1:8001"
 DEFAULT_MONITOR_URL = "http://127.0.0.1:8002"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("DATA_DIR") or "data")
-
-
-def read_secret(env_name: str, file_name: str) -> str | None:
-    """The environment variable if set, else the file under DATA_DIR (as chat_api writes it)."""
-    value = os.environ.get(env_name)
-    if value:
-        return value.strip()
-    path = data_dir() / file_name
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
 
 
 class ApiError(Exception):
@@ -222,7 +207,7 @@ class MonitorApi:
 
 
 def admin_api() -> AdminApi:
-    return AdminApi(Endpoints.from_env().chat_api_url, read_secret("ADMIN_TOKEN", "admin_token"))
+    return AdminApi(Endpoints.from_env().chat_api_url, configured_secret("ADMIN_TOKEN", "admin_token"))
 
 
 def monitor_api() -> MonitorApi:

@@ -19,7 +19,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from admin_ui.api import read_secret
+from domain.adapters.secret_files import configured_secret
 
 # st.session_state is a MutableMapping[str | int, Any]; tests pass plain dicts.
 Session = MutableMapping[Any, Any]
@@ -32,7 +32,7 @@ MAX_LOCK_SECONDS = 300.0
 
 
 def configured_password() -> str | None:
-    return read_secret("ADMIN_PASSWORD", "admin_password")
+    return configured_secret("ADMIN_PASSWORD", "admin_password")
 
 
 def _digest(value: str) -> bytes:

@@ -17,7 +17,7 @@ import secrets
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
-from admin_ui.api import read_secret
+from domain.adapters.secret_files import configured_secret
 
 COOKIE = "llm_console_session"
 LANG_COOKIE = "llm_console_lang"
@@ -25,10 +25,10 @@ SESSION_SECONDS = 12 * 3600
 
 
 def _signer() -> TimestampSigner | None:
-    password = read_secret("ADMIN_PASSWORD", "admin_password")
+    password = configured_secret("ADMIN_PASSWORD", "admin_password")
     if not password:
         return None
-    token = read_secret("ADMIN_TOKEN", "admin_token") or ""
+    token = configured_secret("ADMIN_TOKEN", "admin_token") or ""
     key = hashlib.sha256(f"console-session\0{password}\0{token}".encode()).digest()
     return TimestampSigner(key, salt="llm-console-session", digest_method=hashlib.sha256)
 

@@ -10,18 +10,18 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import Engine
 
 from chat_api.alerting import AlertWatch
 from chat_api.auth_cache import CachedAuthenticator
 from chat_api.background import BackgroundPoller
-from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.settings import ChatApiSettings
 from chat_api.upstream_config import build_router
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import RoutingLlmProvider, UpstreamStatus
+from domain.adapters.secret_files import load_or_create_secret
 from domain.adapters.sql.background import SqlBackgroundResponses
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.idempotency import SqlIdempotencyStore
@@ -37,7 +37,6 @@ from domain.adapters.sql.request_log import SqlRequestLog
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.key_policy import DefaultKeyPolicy
 from domain.model_catalog import ModelCatalog
-from domain.money import Money
 from domain.pii import PiiGuard
 from domain.ports import Clock, LlmProvider
 from domain.pricing import PriceTable
@@ -54,11 +53,6 @@ from domain.use_cases.client_keys import (
 from domain.use_cases.models import ListModels
 from domain.use_cases.passthrough import HandlePassThrough, PassThroughSettings
 from domain.use_cases.stored_responses import HandleStoredResponse
-
-
-def _usd_cap(value: Decimal | None) -> Money | None:
-    """A budget cap from settings (None: no cap)."""
-    return None if value is None else Money.from_usd(value)
 
 
 @dataclass(frozen=True)
@@ -182,7 +176,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     # What clients may ask for: what the operator allows that some upstream serves.
     models = ModelCatalog.from_setting(prices, settings.extra_models,
                                        served=router.served_models() if router else None)
-    global_limits = BudgetLimits(_usd_cap(settings.global_daily_usd), _usd_cap(settings.global_monthly_usd))
+    global_limits = BudgetLimits.from_usd(settings.global_daily_usd, settings.global_monthly_usd)
     pending = SqlBackgroundResponses(engine, executor)
     # The key the server's own calls use: the router's opaque token when it routes.
     server_key = router.server_key if router else settings.openai_api_key
@@ -201,8 +195,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                          passthrough=HandlePassThrough(provider=provider, ledger=ledger, budgets=budgets, models=models,
                                                        policy=policy, clock=clock,
                                                        settings=PassThroughSettings(global_limits, settings.tz)))
-    anonymous = ClientIdentity(None, "anon", BudgetLimits(_usd_cap(settings.anonymous_daily_usd),
-                                                          _usd_cap(settings.anonymous_monthly_usd)))
+    anonymous = ClientIdentity(None, "anon", BudgetLimits.from_usd(settings.anonymous_daily_usd,
+                                                                   settings.anonymous_monthly_usd))
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
                                                           anonymous if settings.allow_anonymous else None, clock),
                                        ttl=settings.auth_cache_seconds)

@@ -10,11 +10,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from chat_api.errors import message_of
-from chat_api.settings import ChatApiSettings, load_or_create_secret
+from chat_api.settings import ChatApiSettings
 from chat_api.upstream_config import configured_upstreams
 from domain.adapters.clock import SystemClock
 from domain.adapters.prices import load_price_catalog
 from domain.adapters.routing_provider import probe_upstream
+from domain.adapters.secret_files import load_or_create_secret
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
 from domain.adapters.sql.ledger import sweep_stale_holds
 from domain.adapters.sql.reconcile import reconcile
@@ -46,7 +47,8 @@ def migrate(url: str | None = None) -> None:
     command.upgrade(cfg, "head")
 
 
-def _usd(value: str | None) -> Money | None:
+def _budget_usd(value: str | None) -> Decimal | None:
+    """A budget cap typed on the command line, in USD (None: uncapped); refuses bad input."""
     if value is None:
         return None
     try:
@@ -55,7 +57,7 @@ def _usd(value: str | None) -> Money | None:
         raise SystemExit(f"not a USD amount: {value}") from None
     if amount < 0:
         raise SystemExit("a budget cannot be negative")
-    return Money.from_usd(amount)
+    return amount
 
 
 def _fmt(money: Money | None) -> str:
@@ -70,7 +72,7 @@ async def _keys(args: argparse.Namespace, settings: ChatApiSettings) -> None:
         if args.keys_cmd == "create":
             secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret)
             issued = await IssueClientKey(repo, clock, secret.encode()).execute(
-                args.name, BudgetLimits(_usd(args.daily_usd), _usd(args.monthly_usd)),
+                args.name, BudgetLimits.from_usd(_budget_usd(args.daily_usd), _budget_usd(args.monthly_usd)),
                 may_use_server_key=not args.no_server_key,
                 pii_policy=PiiPolicy(args.pii_policy) if args.pii_policy else None)
             print(f"created client key {issued.key.short_id} ({issued.key.name}); it is shown once:")
@@ -98,7 +100,8 @@ def _since(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _nano_usd(nanos: int) -> str:
+def _usd_exact(nanos: int) -> str:
+    """Nano-USD as USD text to 9 places: exact, so a drift of one nano-USD shows."""
     return f"{Decimal(nanos) / Decimal(10**9):.9f}"
 
 
@@ -116,10 +119,10 @@ def _ledger(args: argparse.Namespace, settings: ChatApiSettings) -> int:
     off = [d for d in drifts if d.spent_drift or d.held_drift]
     print(f"{'scope':<40}{'period':<14}{'counter_usd':>16}{'ledger_usd':>16}{'drift_usd':>16}{'held_drift_usd':>16}")
     for d in off if not args.all else drifts:
-        print(f"{d.scope:<40}{d.period:<14}{_nano_usd(d.counter_spent):>16}{_nano_usd(d.ledger_spent):>16}"
-              f"{_nano_usd(d.spent_drift):>16}{_nano_usd(d.held_drift):>16}")
+        print(f"{d.scope:<40}{d.period:<14}{_usd_exact(d.counter_spent):>16}{_usd_exact(d.ledger_spent):>16}"
+              f"{_usd_exact(d.spent_drift):>16}{_usd_exact(d.held_drift):>16}")
     total = sum(abs(d.spent_drift) + abs(d.held_drift) for d in drifts)
-    print(f"checked {len(drifts)} counters; {len(off)} drifting; drift {_nano_usd(total)} USD")
+    print(f"checked {len(drifts)} counters; {len(off)} drifting; drift {_usd_exact(total)} USD")
     return 1 if off else 0
 
 

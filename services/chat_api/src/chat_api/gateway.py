@@ -85,6 +85,7 @@ class Visit:
     model: str | None = None
     result: Metered | None = None
     ttft_ms: int | None = None  # a stream's first event, from the request's start
+    pii: PiiScanner | None = None  # what it found per kind goes in the entry (never a value)
 
     def learn(self, command: object, model: str | None) -> None:
         if isinstance(command, Identified):
@@ -135,7 +136,7 @@ class Gateway:
             else:
                 client = await self.authenticate.execute(token)
             visit.client_key_id = client.key_id
-            scanner = self.pii.scanner(client.pii_policy)
+            scanner = visit.pii = self.pii.scanner(client.pii_policy)
             call = Call(dialect.route, client, language(request), started, request.headers,
                         request.path_params, self.settings, scanner, request.query_params,
                         request.client.host if request.client else None)
@@ -275,7 +276,8 @@ class Gateway:
                 fallback_reason=result.fallback_reason.value if result is not None and result.fallback_reason else None,
                 upstream=result.upstream if result is not None else None,
                 latency_ms=int((time.perf_counter() - visit.started) * 1000),
-                cost=result.cost if result is not None else None, ttft_ms=visit.ttft_ms))
+                cost=result.cost if result is not None else None, ttft_ms=visit.ttft_ms,
+                pii_counts={kind.value: n for kind, n in visit.pii.counts.items()} if visit.pii is not None else {}))
         except Exception as failed:
             log.warning("request log entry not recorded: %s", one_line(failed))
 

@@ -1,7 +1,6 @@
 """Configuration from the environment (and .env). Read once, in the composition root."""
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -113,33 +112,3 @@ class ChatApiSettings(BaseSettings):
     def secret_file(self, name: str) -> Path:
         return self.data_dir / name
 
-
-def load_or_create_secret(path: Path, env_value: str | None) -> str:
-    """The configured secret, or one generated once and kept under data_dir: the file 0600,
-    a directory it creates 0700; a kept file others could read is made private on read."""
-    if env_value:
-        return env_value
-    import secrets
-
-    if path.exists():
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        return path.read_text().strip()
-    _private_dir(path.parent)
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
-
-
-def _private_dir(path: Path) -> None:
-    """Creates ``path`` (and missing parents) 0700; an existing directory is left alone (the
-    operator may share it on purpose), its secret files are private anyway."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)  # mkdir's mode is filtered by the umask

@@ -23,7 +23,8 @@ _TOKEN_KINDS = (("input", "input_tokens"), ("cached_input", "cached_input_tokens
                 ("output", "output_tokens"), ("reasoning", "reasoning_tokens"))
 
 
-def _usd(nanos: int) -> float:
+def _usd_float(nanos: int) -> float:
+    """Nano-USD as float USD: Prometheus samples are floats (display only, never summed back)."""
     return float(nanos) / NANOS_PER_USD
 
 
@@ -85,7 +86,7 @@ class BusinessCollector(Collector):
             by_model_unpriced[g.model] = by_model_unpriced.get(g.model, 0) + g.unpriced
             requests.add_metric([g.model, g.key_source, g.outcome], g.requests)
         for (model, source), nanos in sorted(by_model_source.items()):
-            spend_usd.add_metric([model, source], _usd(nanos))
+            spend_usd.add_metric([model, source], _usd_float(nanos))
             spend_krw.add_metric([model, source], float(Decimal(nanos) * self.usd_krw_rate / NANOS_PER_USD))
             for (kind, _), value in zip(_TOKEN_KINDS, by_model_source_tokens[(model, source)], strict=True):
                 tokens.add_metric([kind, model, source], value)
@@ -94,8 +95,8 @@ class BusinessCollector(Collector):
         window = GaugeMetricFamily("llm_spend_usd", "Priced cost of requests in USD in the current UTC day or month; "
                                    "key_source=server is what the server's key pays.", labels=["window", "key_source"])
         for source in ("server", "user"):  # both always present, so alerts see 0 rather than no data
-            window.add_metric(["today", source], _usd(f.today_nanos.get(source, 0)))
-            window.add_metric(["month", source], _usd(f.month_nanos.get(source, 0)))
+            window.add_metric(["today", source], _usd_float(f.today_nanos.get(source, 0)))
+            window.add_metric(["month", source], _usd_float(f.month_nanos.get(source, 0)))
         ratio = GaugeMetricFamily("llm_budget_utilisation_ratio",
                                   "Spent share of a client key's cap in the current UTC day or month "
                                   "(the 50 fullest keys per window).", labels=["client", "window"])

@@ -4,7 +4,8 @@ How a text is read:
   * nothing to do when it has no digit and no '@' (most chat turns);
   * one regular-expression scan finds *chunks*: digit groups joined by single separators
     (a hyphen or dash, a dot, or one space before a group of three digits or more), at
-    least eight characters long, plus the digits of 2021+ passports (``M123A4567``). A
+    least eight characters and seven digits long, plus the digits of passports
+    (``M12345678``, 2021+ ``M123A4567``). A
     hyphen or dot keeps groups in one *token* (``010-1234-5678``); a space separates
     tokens (``4111 1111 1111 1111`` is four). Runs of whole tokens, longest first, are
     offered to the validators in a fixed order (주민등록번호, 운전면허, 사업자등록번호, card,
@@ -15,41 +16,54 @@ How a text is read:
     e-mail inside one only as a query value, ``?email=…``);
   * e-mail addresses are found from each '@' outwards (linear even on hostile input);
     ``(02) 312-4567``: the area code before a chunk, closed by a parenthesis.
-Full-width digits (``０１０``) count as digits; hyphen-like dashes count as hyphens.
+Full-width digits (``０１０``) count as digits and hyphen-like dashes as hyphens: a text
+that has any is first rewritten with their ASCII forms, one character for one, so spans
+found stand in the caller's text and every pattern can stay ASCII (cheaper to scan).
 """
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from itertools import chain
+from typing import NamedTuple
 
 from domain.pii import validators as v
 from domain.pii.kinds import PiiKind
 
-_D = "0-9\uff10-\uff19"
-_HYPHENS = "\\-\u2010\u2011\u2012\u2013\u2014\u2212\uff0d"
+_D = "0-9"
+_HYPHENS = "\\-"
+# What ``_narrowed`` rewrites before the scan: full-width digits, dashes that mean a hyphen.
+_WIDE = tuple(zip("０１２３４５６７８９", "0123456789", strict=True)) + tuple(
+    (dash, "-") for dash in "\u2010\u2011\u2012\u2013\u2014\u2212\uff0d")
 # The one scan of the text. At each digit that starts a number: either the rest of a
 # passport number glued to its letter (M12345678, M123A4567), or a chunk: digit groups
 # joined by single separators (a hyphen or dot joins any group; a space only a group of
 # three digits or more, so "2024.11.29 14:32" stops before the hour, except after +82:
-# "+82 2 312 4567"), starting where at least eight digit-or-separator characters follow
-# (the shortest value is 1588-1234). Numbers glued to a word (ORD-2024…, 0x…, a hash) and
+# "+82 2 312 4567"), starting where at least eight digit-or-separator characters and seven
+# digits follow (the shortest values: 1588-1234, and 312-4567 after "(02) "). Numbers glued to a word (ORD-2024…, 0x…, a hash) and
 # lone dates (2024-11-30, 20241130) are refused inside the scan, so they never cost a
 # Python call. Possessive quantifiers: a failing run is never re-tried digit by digit.
 _SEP = _HYPHENS + ". \t"
 _END = rf"(?![0-9]|[{_HYPHENS}.][0-9]|[ \t][0-9]{{3}})"  # nothing more of the chunk follows
 _CHUNK = re.compile(
-    rf"[{_D}](?:(?=[{_D}{_SEP}]{{7}})(?:"  # most numbers (years, prices, counts) stop here
-    r"(?P<passport>(?<=[MSROD][0-9])[0-9]{7})"
-    rf"|(?<![A-Za-z0-9０-９_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
+    # A match starts only where a digit run starts (every branch below refuses a digit after
+    # a digit): saying so first costs a digit inside a run one two-character look-behind,
+    # not the look-ahead and three look-behinds of the branches (digit-dense text has four
+    # times more digits than runs).
+    rf"[{_D}](?<![{_D}][{_D}])(?:"
+    # a passport's digits after its letter (the chunk below refuses a number glued to a letter)
+    r"(?<=[MSROD][0-9])(?:(?P<passport>[0-9]{7})|(?P<passport_2021>[0-9]{2}[A-Z][0-9]{4}))"
+    rf"|(?=[{_D}{_SEP}]{{7}})"  # most numbers (years, prices, counts) stop here
+    rf"(?<![A-Za-z0-9_@$₩￦][{_D}])(?<![A-Za-z0-9][{_HYPHENS}/#_][{_D}])"
+    # at least seven digits with single separators (the fewest any value has: 312-4567 after
+    # "(02) "), so a version (0.115.12) or a date and time (11.29 14:32) is no Python call;
+    # written out six times: a counted group costs the engine more than the repetition
+    r"(?=" + rf"[{_SEP}]?[{_D}]" * 6 + ")"
     rf"(?!(?<=[12])[0-9]{{3}}[{_HYPHENS}./][01]?[0-9][{_HYPHENS}./][0-3]?[0-9]{_END})"
     rf"(?!(?:(?<=1)9|(?<=2)0)[0-9]{{2}}[01][0-9][0-3][0-9]{_END})"
     rf"[{_D}]*+(?:(?:[{_HYPHENS}.]|[ \t](?=[{_D}]{{3}})|(?<=\+82)[ \t])[{_D}]++)*+)"
-    r"|(?P<passport_2021>(?<=[MSROD][0-9])[0-9]{2}[A-Z][0-9]{4}))"
 )
 _GROUP = re.compile(rf"[{_D}]+")
-_DIGIT = re.compile(rf"[{_D}]")
 # (02) 2345-6789 and 02)2345-6789: an area code closed by a parenthesis, before a chunk.
 _AREA_BEFORE = re.compile(r"\(?(0[0-9]{1,3})\)[ ]?$")
 # Tel.02-…, H.P.010-…, No.…: a label's dot, not a decimal point or a version.
@@ -61,14 +75,14 @@ _EMAIL_DOMAIN = re.compile(
     r"\.([A-Za-z]{2,24})(?![A-Za-z0-9\-_@])"
 )
 _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+\-]*")  # always matches (possibly empty)
 # `icon@2x.png` is an image name, not an address.
 _FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "pdf", "js", "ts", "css", "py"})
 
-_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789０１２３４５６７８９")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 # A number glued to one of these on its left belongs to a word, code or amount.
 _GLUE = _ALNUM | frozenset("_@$₩￦€£¥")
-_JOINERS = frozenset("-/#._" + _HYPHENS.replace("\\", ""))
+_JOINERS = frozenset("-/#._")
 # Units after a number make it a quantity or a price.
 _UNITS = ("원", "만", "억", "천", "달러", "엔", "개", "건", "명", "회", "%", "배", "년", "월", "일", "시", "분", "초",
           "점", "위", "kg", "km", "ms", "KB", "MB", "GB")
@@ -103,10 +117,10 @@ _MIN_DIGITS = 8  # 1588-1234
 _MAX_DIGITS = 19
 
 
-@dataclass(frozen=True, slots=True)
-class PiiFinding:
+class PiiFinding(NamedTuple):
     """One value found: its kind, its span in the text, and a normalised key (digits,
-    lower-cased e-mail) under which the same value written twice is recognised."""
+    lower-cased e-mail) under which the same value written twice is recognised. A named
+    tuple: made for every value found, it costs a quarter of a frozen dataclass."""
 
     kind: PiiKind
     start: int
@@ -236,6 +250,14 @@ def _worth(digits: str, groups: tuple[int, ...], n: int, chunk: _Chunk) -> bool:
             or (n >= 10 and chunk.bank_near()))
 
 
+# Whether a token of a spaced chunk could start a value of any kind but an account: a
+# superset of ``_may_start`` over every length, read off the chunk in one search (a token
+# starting with 0, 82 or 15/16/18, a first group of 2, 3, 6 or 8+ digits, or 13 digits in
+# all for a card), so a chunk nothing could start costs no tokenizing.
+_MAY_START_ANY = re.compile(r"(?:^|[ \t])(?:(?:[0-9]{2,3}|[0-9]{6})(?![0-9])|[0-9]{8}|0|82|1[568])"
+                            r"|^(?:[^0-9]*[0-9]){13}")
+
+
 def _may_start(first: str, g0: int, n: int) -> bool:
     """Whether a run of ``n`` digits whose first token is ``first`` (first group ``g0``
     long) could be anything but an account, from the first group of every other kind's
@@ -300,8 +322,6 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
             return
         parts = (chunk,) if chunk.isdigit() else _GROUP.findall(chunk)
         digits = "".join(parts) if len(parts) > 1 else chunk
-        if not digits.isascii():
-            digits = digits.translate(_FULLWIDTH)
         groups = tuple(map(len, parts))
         n = len(digits)
         if c_start > 2 and (text[c_start - 1] == ")" or text[c_start - 2:c_start] == ") ") and len(groups) == 2:
@@ -315,44 +335,49 @@ def _scan_chunk(text: str, c_start: int, c_end: int, out: list[PiiFinding]) -> N
         if _MIN_DIGITS <= n <= _MAX_DIGITS + 2 and _worth(digits, groups, n, ctx):
             _offer(text, digits, groups, c_start, c_end, True, ctx, out)
         return
-    # Tokens: one space or tab separates two tokens; a token keeps its groups together.
+    # Tokens: one space or tab separates two tokens (never two in a row, never at an end);
+    # a token keeps its groups together.
+    if _MAY_START_ANY.search(chunk) is None and (
+            len(chunk) - chunk.count("-") - chunk.count(".") - chunk.count(" ") - chunk.count("\t") < 10
+            or not _Chunk(text, c_start, c_end).bank_near()):
+        return  # spaced groups (a tracking number) no kind but an account can start, and no bank named
+    words = chunk.split()
+    last = len(words)
     starts: list[int] = []
-    ends: list[int] = []
     tok_digits: list[str] = []
     tok_groups: list[tuple[int, ...]] = []
+    cum = [0]  # digits before each token: a run's length without building it
     pos = c_start
-    for word in chunk.replace("\t", " ").split(" "):
+    for word in words:
+        starts.append(pos)
+        pos += len(word) + 1
         if word.isdigit():
-            digits, groups = word, (len(word),)
+            tok_digits.append(word)
+            tok_groups.append((len(word),))
+            cum.append(cum[-1] + len(word))
         else:
             parts = _GROUP.findall(word)
-            digits, groups = "".join(parts), tuple(map(len, parts))
-        starts.append(pos)
-        pos += len(word)
-        ends.append(pos)
-        pos += 1
-        tok_digits.append(digits if digits.isascii() else digits.translate(_FULLWIDTH))
-        tok_groups.append(groups)
+            digits = "".join(parts)
+            tok_digits.append(digits)
+            tok_groups.append(tuple(map(len, parts)))
+            cum.append(cum[-1] + len(digits))
     ctx = _Chunk(text, c_start, c_end)
-    last = len(tok_digits)
-    cum = [0]  # digits before each token: a run's length without building it
-    for d in tok_digits:
-        cum.append(cum[-1] + len(d))
     i = 0
     while i < last:
         found = False
+        first, g0, before = tok_digits[i], tok_groups[i][0], cum[i]
         for j in range(min(last, i + _MAX_TOKENS), i, -1):
-            n = cum[j] - cum[i]
+            n = cum[j] - before
             if n > _MAX_DIGITS + 2:  # +82 adds two
                 continue
             if n < _MIN_DIGITS:
                 break
-            if not _may_start(tok_digits[i], tok_groups[i][0], n) and (n < 10 or not ctx.bank_near()):
+            if not _may_start(first, g0, n) and (n < 10 or not ctx.bank_near()):
                 continue  # nothing but an account could start here, and that needs a bank keyword
-            digits = "".join(tok_digits[i:j])
-            start, end = starts[i], ends[j - 1]
+            start, end = starts[i], starts[j - 1] + len(words[j - 1])
             if (i == 0 and not _left_ok(text, start)) or (j == last and not _right_ok(text, end)):
                 continue
+            digits = "".join(tok_digits[i:j])
             groups = tuple(chain.from_iterable(tok_groups[i:j]))
             if _worth(digits, groups, n, ctx) and _offer(text, digits, groups, start, end, i == 0, ctx, out):
                 i, found = j, True
@@ -367,10 +392,10 @@ def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: 
         if at == 0 or text[at - 1] not in _EMAIL_LOCAL_CHARS:
             at = text.find("@", at + 1)
             continue
-        local_start = at
-        floor = max(0, at - 64)
-        while local_start > floor and text[local_start - 1] in _EMAIL_LOCAL_CHARS:
-            local_start -= 1
+        # the local part: up to 64 address characters back from the '@' (read off the
+        # reversed window in one match, not character by character)
+        run = _EMAIL_LOCAL_RUN.match(text[max(0, at - 64):at][::-1])
+        local_start = at - (run.end() if run is not None else 0)
         while local_start < at and text[local_start] in "._%+-":
             local_start += 1
         domain = _EMAIL_DOMAIN.match(text, at + 1)
@@ -393,28 +418,35 @@ def _emails(text: str, urls: list[tuple[int, int]], url_starts: list[int], out: 
             at = text.find("@", at + 1)
 
 
+_SCHEMES = {"https": 5, "http": 4, "ftp": 3}
+
+
 def _urls(text: str) -> list[tuple[int, int]]:
     """Spans of http(s)/ftp URLs and www. addresses, found from their literal markers (a
-    case-insensitive alternation scanned over the whole text costs more than the rest)."""
+    case-insensitive alternation scanned over the whole text costs more than the rest);
+    sorted and disjoint."""
     spans: list[tuple[int, int]] = []
-    for marker, back in (("://", 5), ("www.", 0)):
-        at = text.find(marker)
-        while at != -1:
-            start = at
-            if back:
-                head = text[max(0, at - back):at].lower()
-                if head.endswith("https"):
-                    start = at - 5
-                elif head.endswith(("http", "ftp")):
-                    start = at - 4 if head.endswith("http") else at - 3
-                else:
-                    start = -1
-            if start >= 0 and (start == 0 or not text[start - 1].isalnum()):
-                rest = _URL_REST.match(text, start)
-                if rest is not None:
-                    spans.append(rest.span())
-            at = text.find(marker, at + len(marker))
-    return spans
+    at = text.find("://")
+    while at != -1:
+        head = text[max(0, at - 5):at].lower()
+        back = _SCHEMES.get(head) or _SCHEMES.get(head[1:]) or _SCHEMES.get(head[2:]) or 0
+        start = at - back
+        if back and (start == 0 or not text[start - 1].isalnum()):
+            rest = _URL_REST.match(text, start)
+            if rest is not None:
+                spans.append(rest.span())
+                at = text.find("://", max(rest.end(), at + 3))
+                continue
+        at = text.find("://", at + 3)
+    schemed = len(spans)  # in order and apart: each search went on after the URL found
+    at = text.find("www.")
+    while at != -1:
+        if at == 0 or not text[at - 1].isalnum():
+            rest = _URL_REST.match(text, at)
+            if rest is not None:
+                spans.append(rest.span())
+        at = text.find("www.", at + 4)
+    return spans if len(spans) == schemed else _merged(spans)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -434,23 +466,37 @@ def _inside(spans: list[tuple[int, int]], starts: list[int], start: int, end: in
     return i >= 0 and spans[i][1] > start
 
 
+def _narrowed(text: str) -> str:
+    """``text`` with full-width digits and hyphen-like dashes in their ASCII forms (one
+    character for one: every span stays where it was). Looked for one by one: each ``in``
+    runs at memory speed, a character class would cost a regular-expression scan."""
+    if text.isascii():
+        return text
+    for wide, narrow in _WIDE:
+        if wide in text:
+            text = text.replace(wide, narrow)
+    return text
+
+
+def _has_digit(text: str) -> bool:
+    return any(digit in text for digit in "0123456789")
+
+
 def find_pii(text: str) -> list[PiiFinding]:
     """Every personal value in ``text``, in order, never overlapping. Pure and
     deterministic; linear in the text's length."""
+    text = _narrowed(text)
     has_at = "@" in text
-    first_digit = _DIGIT.search(text)
-    if first_digit is None and not has_at:
+    has_digit = _has_digit(text)
+    if not has_digit and not has_at:
         return []  # the pre-filter: every value but an e-mail has digits
     urls = _urls(text)
-    if len(urls) > 1:
-        urls = _merged(urls)
     url_starts = [a for a, _ in urls]
     found: list[PiiFinding] = []
     if has_at:
         _emails(text, urls, url_starts, found)
-    if first_digit is not None:
-        begin = max(0, first_digit.start() - 1)  # a passport's letter stands before its digits
-        for m in _CHUNK.finditer(text, begin):
+    if has_digit:
+        for m in _CHUNK.finditer(text):
             s, e = m.span()
             kind = m.lastgroup
             if e - s < _MIN_DIGITS and kind is None:

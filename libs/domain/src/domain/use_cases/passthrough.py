@@ -2,8 +2,9 @@
 (embeddings, moderations), metered and recorded like a chat turn, without history."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Any
 
@@ -15,6 +16,8 @@ from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
 from domain.money import Money
 from domain.periods import KST
+from domain.pii import PiiPolicy, PiiScanner
+from domain.pii.messages import map_input, texts_of_input
 from domain.ports import BudgetStore, Clock, LlmProvider, SpendLedger, UpstreamApi, UpstreamReply, UpstreamRequest
 from domain.usage import TokenUsage
 
@@ -23,7 +26,8 @@ from domain.usage import TokenUsage
 class PassThroughCommand:
     """One request for ``api`` (embeddings or moderations): ``params`` is the body as sent
     (``input``, ``dimensions``, ...) and ``input_tokens`` the dialect's estimate of its
-    input, for the budget hold."""
+    input, for the budget hold. ``pii`` is this request's personal-data scanner (the key's
+    policy, else the server's)."""
 
     request_id: str
     client: ClientIdentity
@@ -32,6 +36,7 @@ class PassThroughCommand:
     route: str
     params: dict[str, Any]
     input_tokens: int
+    pii: PiiScanner
     use_user_key: bool = False
     user_api_key: str | None = None
     retries: bool = True
@@ -81,6 +86,11 @@ class HandlePassThrough:
       there when a line would overflow;
     * moderations are free at OpenAI: any model name is passed on, nothing is reserved, and
       the ledger row costs 0;
+    * the ``input`` passes the request's personal-data scanner before anything else: under
+      ``mask`` the upstream gets placeholders, under ``block`` the request is refused
+      (``pii_detected``) before any hold is taken or byte sent, so nothing is stored or
+      charged; the counts per kind go on the request's ledger row (one row: a refused
+      own-key attempt that fell back carries none);
     * the key policy picks whose key pays, with the same fallback to the server key as a
       chat turn when the caller's own key is refused;
     * every request that reached the upstream leaves one ledger row (failures included).
@@ -93,6 +103,21 @@ class HandlePassThrough:
 
     def _priced(self, cmd: PassThroughCommand) -> bool:
         return cmd.api is not UpstreamApi.MODERATIONS
+
+    @staticmethod
+    def _guarded(cmd: PassThroughCommand) -> PassThroughCommand:
+        """The command as it may leave the gateway: every text of its ``input`` (a string,
+        strings, moderation parts' ``text``) through the scanner. Token arrays (embeddings'
+        lists of integers) pass as they are: the guard cannot read text in token ids, and
+        decoding them would need the model's tokenizer. Refused under ``block``."""
+        scanner = cmd.pii
+        if scanner.policy is PiiPolicy.OFF or "input" not in cmd.params:
+            return cmd
+        value = cmd.params["input"]
+        scanner.reserve_all(texts_of_input(value))
+        masked = map_input(value, scanner.process)
+        scanner.raise_if_blocked()
+        return replace(cmd, params={**cmd.params, "input": masked})
 
     def _check_model(self, cmd: PassThroughCommand) -> None:
         if not self._priced(cmd):
@@ -136,7 +161,10 @@ class HandlePassThrough:
 
     def _record(self, cmd: PassThroughCommand, choice: KeyChoice, started: float, reservation: Reservation | None,
                 *, model: str, usage: TokenUsage, cost: Money | None, request_id: str | None = None,
-                error: UpstreamError | None = None, reply: UpstreamReply | None = None) -> None:
+                error: UpstreamError | None = None, reply: UpstreamReply | None = None,
+                pii_counted: bool = True) -> None:
+        """``pii_counted`` False for the refused own-key attempt of a fallback: the request's
+        personal-data counts go on one row only, so sums over the ledger count each value once."""
         served = reply or error
         self._ledger.submit(UsageRecord(
             request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
@@ -144,11 +172,13 @@ class HandlePassThrough:
             key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
             latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
             reservation=reservation, error_code=error.code if error else None,
-            upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1))
+            upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1,
+            pii_counts={kind.value: n for kind, n in cmd.pii.counts.items()} if pii_counted else {}))
 
     async def execute(self, cmd: PassThroughCommand) -> PassThroughResult:
         started = self._clock.monotonic()
         self._check_model(cmd)
+        cmd = self._guarded(cmd)
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
         reservation = await self._admit(cmd, choice)
@@ -156,12 +186,19 @@ class HandlePassThrough:
         try:
             reply = await self._provider.complete(request, choice.api_key)
         except UpstreamError as error:
+            own_key = choice.source is KeySource.USER
+            fallback: KeyChoice | None = None  # None: this attempt's row is the request's only one
+            if own_key:
+                with contextlib.suppress(UpstreamError):  # raised: not a refusal the server key takes over
+                    fallback = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+            # A refused own-key attempt keeps its row under "<id>:user"; it carries the PII
+            # counts only when no server-key attempt follows (each value counted once).
             self._record(cmd, choice, started, reservation, model=cmd.model, usage=TokenUsage(), cost=Money.zero(),
-                         request_id=cmd.request_id + (":user" if choice.source is KeySource.USER else ""),
-                         error=error)
-            if choice.source is not KeySource.USER:
-                raise
-            choice = self._policy.fallback(error, may_use_server_key=cmd.client.may_use_server_key)
+                         request_id=cmd.request_id + (":user" if own_key else ""),
+                         error=error, pii_counted=fallback is None)
+            if fallback is None:
+                raise error
+            choice = fallback
             reservation = await self._admit(cmd, choice)
             try:
                 reply = await self._provider.complete(request, choice.api_key)

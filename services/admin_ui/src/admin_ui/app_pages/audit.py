@@ -10,9 +10,13 @@ import streamlit as st
 
 from admin_ui import formatting as fmt
 from admin_ui import widgets
-from admin_ui.i18n import STRINGS, t
+from admin_ui.i18n import t
 
 PAGE_SIZE = 50
+# the detail fields the admin API writes that have a translated name (others show as sent)
+FIELDS = ("daily_limit_usd", "monthly_limit_usd", "daily_limit_usd_before", "monthly_limit_usd_before",
+          "may_use_server_key", "pii_policy", "pii_policy_before", "expires_at", "expires_at_before",
+          "previous_key_id", "previous_short_id")
 api = widgets.admin()
 st.title(t("audit.title"))
 
@@ -28,7 +32,7 @@ def _change(detail: dict[str, Any]) -> str:
             value = t("audit.server_default")
         elif name.startswith("expires_at"):
             value = fmt.when(value) if value else t("keys.no_expiry")
-        label = t(f"audit.field.{name}") if f"audit.field.{name}" in STRINGS else name
+        label = t(f"audit.field.{name}") if name in FIELDS else name
         parts.append(f"{label}={value}")
     return ", ".join(parts)
 

@@ -80,11 +80,12 @@ class BudgetBody(BaseModel):
 
 # -- formatting -----------------------------------------------------------------------------------
 
-def _usd(nanos: int | None) -> str | None:
+def _usd_text(nanos: int | None) -> str | None:
+    """Nano-USD as USD text to 8 places; None (unknown, uncapped) stays None."""
     return None if nanos is None else money_text.usd_8(nanos)
 
 
-def _krw(nanos: int | None, rate: Decimal) -> str | None:
+def _krw_text(nanos: int | None, rate: Decimal) -> str | None:
     return None if nanos is None else format(Money(nanos).krw(rate), "f")
 
 
@@ -93,15 +94,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _money(nanos: int | None, rate: Decimal) -> dict[str, str | None]:
-    return {"cost_usd": _usd(nanos), "cost_krw": _krw(nanos, rate)}
+    return {"cost_usd": _usd_text(nanos), "cost_krw": _krw_text(nanos, rate)}
 
 
 def _totals(t: shared.Totals, rate: Decimal) -> dict[str, Any]:
     return {"requests": t.requests, "errors": t.errors, "input_tokens": t.input_tokens,
             "output_tokens": t.output_tokens, **_money(t.cost_nanos, rate),
-            "server_cost_usd": _usd(t.cost_nanos - t.user_cost_nanos),
-            "server_cost_krw": _krw(t.cost_nanos - t.user_cost_nanos, rate),
-            "user_cost_usd": _usd(t.user_cost_nanos), "user_cost_krw": _krw(t.user_cost_nanos, rate),
+            "server_cost_usd": _usd_text(t.cost_nanos - t.user_cost_nanos),
+            "server_cost_krw": _krw_text(t.cost_nanos - t.user_cost_nanos, rate),
+            "user_cost_usd": _usd_text(t.user_cost_nanos), "user_cost_krw": _krw_text(t.user_cost_nanos, rate),
             "unpriced_requests": t.unpriced}
 
 
@@ -109,8 +110,8 @@ def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
-            "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms, "cost_usd": _usd(r.cost_nanos), "cost_krw": _krw(r.cost_nanos, rate),
-            "client_name": r.client_name, "client_short_id": r.client_short_id}
+            "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms, "cost_usd": _usd_text(r.cost_nanos), "cost_krw": _krw_text(r.cost_nanos, rate),
+            "client_name": r.client_name, "client_short_id": r.client_short_id, "pii_counts": r.pii_counts}
 
 
 def _conversation(c: conversations.ConversationItem, rate: Decimal) -> dict[str, Any]:
@@ -130,13 +131,13 @@ def _turn(t: conversations.TurnView, rate: Decimal) -> dict[str, Any]:
 
 def _key(k: keys.KeyView) -> dict[str, Any]:
     return {"id": k.id, "short_id": k.short_id, "name": k.name, "created_at": _iso(k.created_at),
-            "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd(k.daily_limit_nanos),
-            "monthly_limit_usd": _usd(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
+            "revoked_at": _iso(k.revoked_at), "daily_limit_usd": _usd_text(k.daily_limit_nanos),
+            "monthly_limit_usd": _usd_text(k.monthly_limit_nanos), "may_use_server_key": k.may_use_server_key,
             "pii_policy": k.pii_policy,
-            "spent_today_usd": _usd(k.spent_today_nanos), "spent_month_usd": _usd(k.spent_month_nanos),
-            "held_today_usd": _usd(k.held_today_nanos), "held_month_usd": _usd(k.held_month_nanos),
-            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k), "last_used_at": _iso(k.last_used_at),
-            "expires_at": _iso(k.expires_at)}
+            "spent_today_usd": _usd_text(k.spent_today_nanos), "spent_month_usd": _usd_text(k.spent_month_nanos),
+            "held_today_usd": _usd_text(k.held_today_nanos), "held_month_usd": _usd_text(k.held_month_nanos),
+            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k),
+            "last_used_at": _iso(k.last_used_at), "expires_at": _iso(k.expires_at)}
 
 
 def _utilisation(k: keys.KeyView) -> float | None:
@@ -157,10 +158,6 @@ async def _last_15m(container: Container) -> dict[str, Any]:
     since = _now(container) - timedelta(minutes=15)
     window = await _db(container, request_log.now_window, container.engine, since)
     return {"since": _iso(since), **_window(window)}
-
-
-def _limit(value: Decimal | None) -> Money | None:
-    return None if value is None else Money.from_usd(value)
 
 
 def _range(since: datetime | None, until: datetime | None) -> None:
@@ -308,15 +305,17 @@ def _csv_response(container: Container, chunks: Any, name: str, since: datetime 
 @router.get("/pii")
 async def get_pii(container: ContainerDep, since: Since = None, until: Until = None,
                   client_key_id: ClientKeyId = None) -> dict[str, Any]:
-    """Personal data the guard found, per kind: in total and per client key (counts from the
-    ledger rows, never values). Without ``since``, the current month."""
+    """Personal data the guard found, per kind, in total and per client key: ``total`` /
+    ``counts`` in requests sent upstream (masked, or as is under ``off``; from the ledger
+    rows), ``blocked`` in requests refused under ``block`` (from the request log). Counts,
+    never values. Without ``since`` or ``until``, the current month of BUDGET_TIMEZONE."""
     _range(since, until)
-    since = since if since is not None or until is not None else periods.month_start(_now(container))
+    since = since if since is not None or until is not None else periods.month_start(_now(container), container.settings.tz)
     flt = shared.LedgerFilter(since, until, client_key_id or None)
     found = await _db(container, pii.pii_counts, container.engine, flt)
-    return {"since": _iso(since), "until": _iso(until), "total": found.total,
-            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts}
-                       for k in found.by_key]}
+    return {"since": _iso(since), "until": _iso(until), "total": found.total, "blocked": found.blocked,
+            "by_key": [{"client_key_id": k.client_key_id, "short_id": k.short_id, "name": k.name, "counts": k.counts,
+                        "blocked": k.blocked} for k in found.by_key]}
 
 
 @router.get("/spend/ledger.csv")
@@ -457,7 +456,7 @@ def _limit_text(value: Decimal | None) -> str | None:
 @router.post("/keys", status_code=201)
 async def create_key(container: ContainerDep, body: CreateKeyBody, actor: ActorHeader = None) -> dict[str, Any]:
     issued = await container.issue_key.execute(
-        body.name, BudgetLimits(_limit(body.daily_limit_usd), _limit(body.monthly_limit_usd)),
+        body.name, BudgetLimits.from_usd(body.daily_limit_usd, body.monthly_limit_usd),
         may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy,
         expires_at=_utc_or_none(body.expires_at))
     await _audit(container, actor, AuditAction.KEY_CREATED, issued.key.id,
@@ -496,8 +495,8 @@ async def rotate_key(container: ContainerDep, key_id: str, actor: ActorHeader = 
 @router.put("/keys/{key_id}/budget")
 async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, actor: ActorHeader = None) -> dict[str, Any]:
     before = await _key_item(container, key_id)
-    await container.set_budget.execute(key_id, BudgetLimits(_limit(body.daily_limit_usd),
-                                                            _limit(body.monthly_limit_usd)))
+    await container.set_budget.execute(key_id, BudgetLimits.from_usd(body.daily_limit_usd,
+                                                                     body.monthly_limit_usd))
     # Cached identities carry the limits: drop them so the new caps apply now.
     container.authenticate.invalidate()
     await _audit(container, actor, AuditAction.BUDGET_CHANGED, key_id,

@@ -79,7 +79,7 @@ class PassThroughDialect(OpenAiDialect[PassThroughCommand, PassThroughResult]):
         params = {k: v for k, v in body.items() if k != "model"}
         return PassThroughCommand(
             request_id="req_" + uuid.uuid4().hex, client=call.client, api=self.api, model=model, route=self.route,
-            params=params, input_tokens=tokens, use_user_key=user_key is not None, user_api_key=user_key,
+            params=params, input_tokens=tokens, pii=call.pii, use_user_key=user_key is not None, user_api_key=user_key,
             retries=not client_retrying(call))
 
     def model_of(self, command: PassThroughCommand) -> str | None:

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from domain.adapters.sql.tables import BudgetCounterRow, BudgetReservationRow, SpendRow
-from domain.budgets import day_period, month_period, spend_lines
-from domain.periods import KST
+from domain.budgets import spend_lines
+from domain.periods import DAY_PREFIX, KST, MONTH_PREFIX, day_key, is_day_key, month_key
 from domain.periods import month_start as local_month_start
 
 
@@ -41,12 +41,12 @@ class CounterDrift:
 
 def _first_periods(since: datetime | None, tz: tzinfo) -> tuple[str, str]:
     if since is None:
-        return "d:", "m:"
-    return day_period(since, tz), month_period(since, tz)
+        return DAY_PREFIX, MONTH_PREFIX
+    return day_key(since, tz), month_key(since, tz)
 
 
 def _in_range(period: str, first_day: str, first_month: str) -> bool:
-    return period >= first_day if period.startswith("d:") else period >= first_month
+    return period >= first_day if is_day_key(period) else period >= first_month
 
 
 def reconcile(engine: Engine, since: datetime | None = None, tz: tzinfo = KST) -> list[CounterDrift]:

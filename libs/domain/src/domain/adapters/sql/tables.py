@@ -189,6 +189,8 @@ class RequestLogRow(SQLModel, table=True):
     latency_ms: int = 0
     ttft_ms: int | None = None  # a stream's time to its first event; None for other answers
     cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # personal data the guard found in the request, per kind: '{"card":2,"rrn":1}' (never a value)
+    pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class AdminAuditRow(SQLModel, table=True):

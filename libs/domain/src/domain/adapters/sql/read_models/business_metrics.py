@@ -13,7 +13,7 @@ from sqlalchemy.sql import ColumnElement
 from domain import periods
 from domain.adapters.sql.read_models.shared import key_scope_sql
 from domain.adapters.sql.tables import BudgetCounterRow, ClientKeyRow, ConversationRow, SpendRow, table_of
-from domain.budgets import day_period, month_period
+from domain.periods import day_key, month_key
 
 # Label values are bounded: the busiest models keep their name, the rest become "other".
 MAX_MODELS = 50
@@ -68,8 +68,8 @@ def read_business_figures(conn: Connection, now: datetime, tz: tzinfo = periods.
         groups=_spend_groups(conn),
         today_nanos=today,
         month_nanos=month,
-        utilisation=_utilisation(conn, day_period(now, tz), "day", keys.c.daily_limit_nanos)
-        + _utilisation(conn, month_period(now, tz), "month", keys.c.monthly_limit_nanos),
+        utilisation=_utilisation(conn, day_key(now, tz), "day", keys.c.daily_limit_nanos)
+        + _utilisation(conn, month_key(now, tz), "month", keys.c.monthly_limit_nanos),
         active_conversations=_active_conversations(conn, now - ACTIVE_CONVERSATION_WINDOW),
     )
 

@@ -10,9 +10,8 @@ from sqlalchemy import Engine, func, select
 
 from domain import periods
 from domain.adapters.sql.read_models.shared import KEYS, as_int, counters_c, keys_c, requests_c, utc
-from domain.budgets import day_period, month_period
 from domain.client_keys import scope_of
-from domain.periods import KST
+from domain.periods import KST, day_key, month_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +43,7 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
     key, one backward probe of ``ix_request_log_client_created`` each, so 1,000 keys cost
     1,000 index lookups, never a scan of the log."""
     now = utc(now)
-    day, month = day_period(now, tz), month_period(now, tz)
+    day, month = day_key(now, tz), month_key(now, tz)
     q = select(keys_c.id, keys_c.short_id, keys_c.name, keys_c.created_at, keys_c.revoked_at,
                keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy,
                keys_c.expires_at)

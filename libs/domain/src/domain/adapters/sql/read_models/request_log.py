@@ -7,6 +7,7 @@ Percentiles are computed by PostgreSQL (``percentile_disc``) and, on SQLite (sma
 installs), here, with the same nearest-rank rule."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ class RequestItem:
     cost_nanos: int | None
     client_name: str | None = None
     client_short_id: str | None = None
+    pii_counts: dict[str, int] = field(default_factory=dict)  # per kind, never a value
     ttft_ms: int | None = None  # a stream's time to its first event
 
 
@@ -94,17 +96,31 @@ def requests(engine: Engine, flt: RequestFilter, *, page: int = 1, page_size: in
             select(requests_c.request_id, requests_c.created_at, requests_c.route, requests_c.status,
                    requests_c.error_code, requests_c.client_key_id, requests_c.model, requests_c.key_source,
                    requests_c.fallback_reason, requests_c.upstream, requests_c.latency_ms, requests_c.cost_nanos,
-                   requests_c.ttft_ms)
+                   requests_c.pii_counts, requests_c.ttft_ms)
             .where(*conds).order_by(requests_c.created_at.desc(), requests_c.id.desc())
             .limit(page_size).offset((page - 1) * page_size)).all()
         names = key_names(conn, [r.client_key_id for r in rows if r.client_key_id])
-    return RequestPage([RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
-                                    r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
-                                    as_int(r.latency_ms), r.cost_nanos,
-                                    client_name=names.get(r.client_key_id or "", (None, None))[1],
-                                    client_short_id=names.get(r.client_key_id or "", (None, None))[0],
-                                    ttft_ms=r.ttft_ms)
-                        for r in rows], total, page, page_size)
+    items = []
+    for r in rows:
+        short_id, name = names.get(r.client_key_id or "", (None, None))
+        items.append(RequestItem(r.request_id, utc(r.created_at), r.route, int(r.status), r.error_code,
+                                 r.client_key_id, r.model, r.key_source, r.fallback_reason, r.upstream,
+                                 as_int(r.latency_ms), r.cost_nanos, name, short_id, pii_counts_of(r.pii_counts),
+                                 r.ttft_ms))
+    return RequestPage(items, total, page, page_size)
+
+
+def pii_counts_of(text: str | None) -> dict[str, int]:
+    """A ``pii_counts`` column (JSON text, NULL: none) as a dict; anything unreadable as none."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): int(n) for k, n in sorted(value.items()) if isinstance(n, int) and not isinstance(n, bool)}
 
 
 def request_window(engine: Engine, since: datetime) -> tuple[int, int]:

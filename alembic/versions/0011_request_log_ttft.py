@@ -1,7 +1,7 @@
 """request log: time to first token of streamed answers (the console's "now" view)
 
-Revision ID: 0010_ttft
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-30 05:40:00
 """
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0010_ttft'
-down_revision: str | None = '0008'
+revision: str = '0011'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

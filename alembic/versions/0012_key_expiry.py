@@ -1,7 +1,7 @@
 """client keys: an optional expiry (a key is refused with 401 after it)
 
-Revision ID: 0011_key_expiry
-Revises: 0010_ttft
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-30 06:00:00
 """
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0011_key_expiry'
-down_revision: str | None = '0010_ttft'
+revision: str = '0012'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
