@@ -187,7 +187,7 @@ def test_every_page_in_korean_on_a_scripted_mix(stack: Any, browser: Any, shots_
     """Sign in through nginx after a scripted mix (200, streams, 400, 402, 429, an own-key
     fallback, personal data) and keep a PNG of every page: each shows its Korean title, its
     data, and no exception or error box."""
-    from tests.support.request_mix import create_keys, run_mix
+    from tests.support.request_mix import PII_PROMPT, create_keys, run_mix
 
     if not stack.admin_ui_url:
         pytest.skip("admin-ui is not installed in this environment")
@@ -198,6 +198,12 @@ def test_every_page_in_korean_on_a_scripted_mix(stack: Any, browser: Any, shots_
     mix = run_mix(stack.base_url, keys, tag)
     assert sorted(set(mix.statuses)) == [200, 400, 402, 429]
     admin.put(f"/admin/v1/keys/{keys.fallback[0]}/pii-policy", json={"pii_policy": "block"}).raise_for_status()
+    # a key created under block (a changed policy reaches the other replica only after its
+    # auth cache's few seconds): its request with personal data is refused, nothing sent
+    strict = admin.post("/admin/v1/keys", json={"name": f"외부업체-{tag}", "pii_policy": "block"}).json()["key"]
+    blocked = httpx.post(f"{stack.base_url}/v1/chat/completions", headers=stack.auth(strict), timeout=60,
+                         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PII_PROMPT}]})
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_detected", blocked.text
     stack.flush_ledgers()
     fallback = admin.get("/admin/v1/requests", params={"client_key_id": keys.fallback[0], "status": "2xx"}).json()
     rid = fallback["items"][0]["request_id"]
@@ -231,6 +237,7 @@ def test_every_page_in_korean_on_a_scripted_mix(stack: Any, browser: Any, shots_
         assert stack.admin_token not in page.content() and stack.admin_password not in page.content()
         if name == "01-overview":
             assert "첫 토큰 p50" in body and "전화번호" in body and "정상 (닫힘)" in body and "default" in body
+            assert "차단된 요청에서 감지" in body
         if name == "03-request-detail":
             # the fields are a (canvas) dataframe; the stored turn is text
             assert f"환불 규정 알려주세요 {tag}" in body and page.url.endswith(f"rid={rid}")
@@ -239,7 +246,7 @@ def test_every_page_in_korean_on_a_scripted_mix(stack: Any, browser: Any, shots_
         if name == "08-conversation":  # stored masked: the placeholders, never the values
             assert "[전화번호1]" in body and "[이메일1]" in body and "010-2345-6789" not in body
         if name == "11-audit":  # the grid's cells are in the DOM for screen readers
-            assert page.locator('[data-testid^="glide-cell"]', has_text="개인정보 정책 변경").count() >= 1
+            page.locator('[data-testid^="glide-cell"]', has_text="개인정보 정책 변경").first.wait_for(state="attached")
         target = shots_dir / f"console-{name}.png"
         _shoot(page, target)
         written.append(target)

@@ -156,14 +156,18 @@ class FakeAdmin:
         @app.get("/admin/v1/pii")
         def pii(client_key_id: str | None = None) -> dict:
             by_key = [{"client_key_id": "k1", "short_id": "ab12cd34", "name": "팀 알파",
-                       "counts": {"phone": 7, "rrn": 2, "email": 1}}]
+                       "counts": {"phone": 7, "rrn": 2, "email": 1}, "blocked": {"card": 3}}]
             if client_key_id is not None:
                 by_key = [k for k in by_key if k["client_key_id"] == client_key_id]
             total: dict[str, int] = {}
             for k in by_key:
                 for kind, n in k["counts"].items():
                     total[kind] = total.get(kind, 0) + n
-            return {"since": None, "until": None, "total": total, "by_key": by_key}
+            blocked: dict[str, int] = {}
+            for k in by_key:
+                for kind, n in k["blocked"].items():
+                    blocked[kind] = blocked.get(kind, 0) + n
+            return {"since": None, "until": None, "total": total, "blocked": blocked, "by_key": by_key}
 
         @app.put("/admin/v1/keys/{kid}/pii-policy")
         async def pii_policy(kid: str, request: Request) -> dict:
@@ -749,6 +753,7 @@ def test_overview_answers_is_anything_broken_now(env: FakeAdmin) -> None:
     labels = [m.label for m in at.metric]
     assert "첫 토큰 p50" in labels and "전화번호" in labels and "주민등록번호" in labels
     assert "10" in values and "7" in values  # PII total and phone numbers this month
+    assert any("차단된 요청에서 감지" in c.value and "카드번호 3" in c.value for c in at.caption)
     md = "\n".join(m.value for m in at.markdown)
     assert "차단됨 \\(열림, 7\\.5초 후 재시도\\)" in md and "azure\\-kc" in md  # the open circuit, in red
     assert ":red[" in md and ":green[" in md
@@ -774,6 +779,7 @@ def test_key_page_shows_pii_and_sets_the_policy(env: FakeAdmin) -> None:
     assert at.query_params.get("key") in ("k1", ["k1"])
     pii = [(m.label, m.value) for m in at.metric][-3:]
     assert pii == [("전화번호", "7"), ("주민등록번호", "2"), ("이메일", "1")]
+    assert any("카드번호 3" in c.value for c in at.caption)  # refused under block: nothing sent
     assert env.calls("GET", "/admin/v1/pii")[-1]["params"] == {"client_key_id": "k1"}
     at.selectbox(key="pii_policy_k1").set_value("block")
     at.button(key="pii_save_k1").click().run()

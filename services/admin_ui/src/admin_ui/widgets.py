@@ -81,6 +81,12 @@ def pii_kind(kind: str) -> str:
     return t(f"pii.{kind}") if kind in PII_KINDS else kind
 
 
+def pii_blocked_line(blocked: dict[str, Any]) -> str:
+    """'차단된 요청에서: 전화번호 2, 카드번호 1' (values found in requests refused under block)."""
+    parts = ", ".join(f"{pii_kind(kind)} {int(n):,}" for kind, n in sorted(blocked.items(), key=lambda kv: -int(kv[1])))
+    return formatting.escape_markdown(t("pii.blocked_line", kinds=parts))
+
+
 def pii_policy_label(policy: str | None) -> str:
     return t("pii.policy_default") if policy is None else t(f"pii.policy_{policy}") if policy in PII_POLICIES \
         else policy

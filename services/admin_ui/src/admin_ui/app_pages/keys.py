@@ -179,11 +179,14 @@ if chosen is not None:
     st.markdown(f'**{t("keys.pii_month")}**')
     found = widgets.quiet(api.pii, client_key_id=chosen)
     counts = (found or {}).get("total") or {}
+    blocked = (found or {}).get("blocked") or {}
     if counts:
         kinds = sorted(counts, key=lambda kind: -int(counts[kind]))
         for col, kind in zip(st.columns(len(widgets.PII_KINDS)), kinds, strict=False):
             col.metric(widgets.pii_kind(kind), fmt.number(counts[kind]))
-    else:
+    if blocked:
+        st.caption(widgets.pii_blocked_line(blocked))
+    if not counts and not blocked:
         st.caption(t("keys.pii_none"))
 
     with st.form(f"pii_{chosen}"):

@@ -102,18 +102,22 @@ else:
 st.subheader(t("overview.pii"))
 pii = widgets.quiet(widgets.admin().pii)
 found = (pii or {}).get("total") or {}
-if found:
+blocked = (pii or {}).get("blocked") or {}  # in requests refused under the block policy
+if found or blocked:
     kinds = sorted(found, key=lambda k: -int(found[k]))
     cols = st.columns(min(len(kinds) + 1, 9))
     cols[0].metric(t("pii.total"), fmt.number(sum(int(v) for v in found.values())))
     for col, kind in zip(cols[1:], kinds, strict=False):
         col.metric(widgets.pii_kind(kind), fmt.number(found[kind]))
+    if blocked:
+        st.caption(widgets.pii_blocked_line(blocked))
     by_key = (pii or {}).get("by_key") or []
     if by_key:
         with st.expander(t("overview.pii_keys")):
             st.dataframe(pd.DataFrame([{
                 t("common.client"): (f'{k["name"]} ({k["short_id"]})' if k.get("short_id") else t("common.anonymous")),
                 **{widgets.pii_kind(kind): int(k["counts"].get(kind, 0)) for kind in kinds},
+                t("pii.blocked"): sum(int(n) for n in (k.get("blocked") or {}).values()),
             } for k in by_key]), hide_index=True, width="stretch")
 else:
     st.caption(t("overview.pii_none"))
