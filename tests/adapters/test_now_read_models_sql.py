@@ -125,3 +125,37 @@ def test_overview_counts_nothing_dated_after_today(tmp_path) -> None:
             engine.dispose()
     finally:
         drop_database(pg)
+
+
+def test_top_models_count_a_snapshot_under_its_family(tmp_path) -> None:
+    """The upstream answers with dated names (gpt-4o-mini-2024-07-18) while some rows keep the
+    requested name: grouped by the catalogue's family they are one top-models row, on
+    PostgreSQL (GROUPING SETS) and SQLite alike; a model outside the catalogue keeps its name."""
+    from domain.adapters.prices import load_price_catalog
+    from domain.adapters.sql.database import make_engine
+    from domain.adapters.sql.read_models import overview
+    from domain.model_catalog import ModelCatalog
+    from domain.periods import KST
+    from tests.support.database import create_database, drop_database, migrate
+
+    catalog = ModelCatalog.from_setting(load_price_catalog(), "house-model")
+    pg = create_database("llm_families")
+    try:
+        for url in (pg, f"sqlite:///{tmp_path / 'families.db'}"):
+            migrate(url)
+            engine = make_engine(url)
+            now = datetime.now(UTC) - timedelta(minutes=1)
+            rows = [("gpt-4o-mini-2024-07-18", 2_000), ("gpt-4o-mini", 1_000), ("gpt-4.1", 2_500),
+                    ("house-model", 0)]
+            write_records(engine, [UsageRecord(
+                request_id=f"fam-{uuid.uuid4().hex}", created_at=now, client_key_id=None, route="/v1/chat/completions",
+                model=model, usage=TokenUsage(input_tokens=1, output_tokens=1), cost=Money(cost),
+                catalog_version="t", key_source=KeySource.SERVER, latency_ms=1) for model, cost in rows])
+            ov = overview.overview(engine, now, tz=KST, model_group=lambda m: catalog.family_of(m) or m)
+            assert [(m.key, m.totals.requests, m.totals.cost_nanos) for m in ov.top_models] == [
+                ("gpt-4o-mini", 2, 3_000), ("gpt-4.1", 1, 2_500), ("house-model", 1, 0)], url
+            ungrouped = overview.overview(engine, now, tz=KST)
+            assert len(ungrouped.top_models) == 4, url
+            engine.dispose()
+    finally:
+        drop_database(pg)

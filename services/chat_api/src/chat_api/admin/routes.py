@@ -189,7 +189,10 @@ ModelName = Annotated[str | None, Query(max_length=100)]
 async def get_overview(container: ContainerDep) -> dict[str, Any]:
     rate = container.settings.usd_krw_rate
     now, tz = _now(container), container.settings.tz
-    ov = await _db(container, overview.overview, container.engine, now, tz=tz)
+    models = container.models
+    # one top-models row per family: the upstream's snapshot name and the requested name are one model
+    ov = await _db(container, overview.overview, container.engine, now, tz=tz,
+                   model_group=lambda m: models.family_of(m) or m)
     key_views = await _db(container, keys.keys, container.engine, now, tz=tz)
     pct = float(container.settings.alert_budget_pct)
     risk = sorted((k for k in key_views if k.revoked_at is None

@@ -2,6 +2,7 @@
 per day over the last weeks."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -39,7 +40,8 @@ class Overview:
     by_day: list[GroupRow]
 
 
-def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz: tzinfo = KST) -> Overview:
+def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz: tzinfo = KST,
+             model_group: Callable[[str], str] = str) -> Overview:
     """Today and this month (local days of the budget time zone, like budget periods), the
     month's top models and clients, and spend per day over the last ``days`` days: one range
     scan on ``ix_spend_created_at``.
@@ -50,6 +52,10 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
 
     PostgreSQL aggregates every panel in that one pass with GROUPING SETS; SQLite (small,
     embedded installs) groups by (day, model, client) and the panels are folded here.
+
+    ``model_group`` names the top-models row a ledger model counts under: the gateway passes
+    the model family, so a snapshot the upstream answered with (``gpt-4o-mini-2024-07-18``)
+    and the name the client asked for are one row.
 
     Nothing after today counts: a row dated tomorrow (a replica whose clock runs ahead, a
     test's or an import's future timestamp) is in no panel, this month's totals included."""
@@ -67,7 +73,7 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             _overview_grouping_sets(conn, engine, tz, min(month0, window0), end, month0, month, per_day,
-                                    per_model, per_client)
+                                    per_model, per_client, model_group)
         else:
             day = local_day(engine, tz).label("day")
             rows = conn.execute(
@@ -79,7 +85,7 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
                 per_day.setdefault(d, _Acc()).add(r)
                 if d >= month_s:
                     month.add(r)
-                    per_model.setdefault(r.model, _Acc()).add(r)
+                    per_model.setdefault(model_group(r.model), _Acc()).add(r)
                     per_client.setdefault(r.client_key_id, _Acc()).add(r)
         if today_s in per_day:
             today = per_day[today_s]
@@ -123,7 +129,7 @@ def _request_counts_by_day(conn: Any, engine: Engine, tz: tzinfo, start: datetim
 def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: datetime, end: datetime, month0: datetime,
                             month: _Acc,
                             per_day: dict[str, _Acc], per_model: dict[str, _Acc],
-                            per_client: dict[str | None, _Acc]) -> None:
+                            per_client: dict[str | None, _Acc], model_group: Callable[[str], str]) -> None:
     day = local_day(engine, tz)
     in_month = spend_c.created_at >= month0
     # Every set reads the same scan: days over the whole window; models, clients and the
@@ -154,7 +160,7 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
                                              as_int(r.user_cost_nanos), as_int(r.unpriced))
         elif not r.g_model:
             if m.requests:
-                per_model[r.model] = m
+                per_model.setdefault(model_group(r.model), _Acc()).add(m)
         elif not r.g_client:
             if m.requests:
                 per_client[r.client_key_id] = m
