@@ -36,7 +36,7 @@ from domain.periods import day_key, month_key
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 300.0
-TURNS, CONVERSATIONS, LEDGER, KEYS = 100_000, 30_000, 1_000_000, 200
+TURNS, CONVERSATIONS, LEDGER, KEYS = 100_000, 30_000, 1_000_000, 1_000
 SEEDED_AT = datetime.now(UTC)  # the budget counters are today's and this month's (budget time zone)
 
 SEED = [
@@ -86,13 +86,15 @@ SEED = [
         SELECT '{KEY_SCOPE_PREFIX}' || md5('k' || g), p, 1000000 * g, 0
         FROM generate_series(1, {KEYS}) g,
              unnest(ARRAY['{day_key(SEEDED_AT)}', '{month_key(SEEDED_AT)}']) p""",
-    # the request log: one entry per ledger row, one in ten a refusal (402/429/400)
+    # the request log: one entry per ledger row, one in ten a refusal (402/429/400), one in
+    # five a stream (with its time to first token)
     """INSERT INTO request_log (request_id, created_at, route, status, error_code, client_key_id, model, key_source,
-                               upstream, latency_ms, cost_nanos)
+                               upstream, latency_ms, cost_nanos, ttft_ms)
         SELECT request_id, created_at, route,
                CASE WHEN id % 10 = 1 THEN 402 WHEN id % 10 = 2 THEN 429 WHEN id % 50 = 3 THEN 400 ELSE 200 END,
                CASE WHEN id % 10 = 1 THEN 'budget_exceeded' WHEN id % 10 = 2 THEN 'rate_limited' END,
-               client_key_id, model, key_source, 'default', latency_ms, cost_nanos
+               client_key_id, model, key_source, 'default', latency_ms, cost_nanos,
+               CASE WHEN id % 5 = 0 THEN latency_ms / 4 END
         FROM spend_ledger""",
     "SELECT setval('conversations_id_seq', (SELECT max(id) FROM conversations))",
     "SELECT setval('turns_id_seq', (SELECT max(id) FROM turns))",
@@ -174,7 +176,7 @@ def cases(engine: Any) -> list[tuple[str, str, Callable[[], Any]]]:
             engine, "model", LedgerFilter())),
         ("ledger.csv", "first 5,000 rows, 30 days", lambda: csv_rows(LedgerFilter(since=d30), 5_000)),
         ("ledger.csv (info)", "100,000 rows (the default cap)", lambda: csv_rows(LedgerFilter(), 100_000)),
-        ("keys", f"{KEYS} keys with spent today/month", lambda: keys.keys(engine, now)),
+        ("keys", f"{KEYS:,} keys: spent, held, 402s today, last used", lambda: keys.keys(engine, now)),
         ("requests", "page 1, last 24 hours", lambda: request_log.requests(
             engine, request_log.RequestFilter(since=now - timedelta(hours=24)))),
         ("requests", "errors, last 7 days, page 1", lambda: request_log.requests(
@@ -182,8 +184,10 @@ def cases(engine: Any) -> list[tuple[str, str, Callable[[], Any]]]:
         ("requests", "status=402, one key, 30 days", lambda: request_log.requests(
             engine, request_log.RequestFilter(status="402", client_key_id=busy_key, since=d30))),
         ("requests", "page 1, all time", lambda: request_log.requests(engine, request_log.RequestFilter())),
-        ("overview (now)", "last 15 minutes by status, p50/p95", lambda: request_log.recent_requests(
+        ("overview (now)", "last 15 minutes by status, p50/p95, TTFT", lambda: request_log.now_window(
             engine, now - timedelta(minutes=15))),
+        ("overview (charts)", "last 24 hours by hour: status, p50/p95, TTFT, cost", lambda: request_log.timeseries(
+            engine, now)),
     ]
 
 

@@ -157,9 +157,10 @@ async def test_overview_matches_sql(client: httpx.AsyncClient, container: Contai
     day0, month0 = day_start(now), month_start(now)
 
     # "today" ends where the next local day begins: other tests of the session write rows dated
-    # later (a charge already tomorrow in Seoul), which are not today's. "This month" is
-    # everything since the month began, as the overview counts it.
-    day1, month1 = day_start(day0 + timedelta(days=1, hours=12)), datetime.max.replace(tzinfo=UTC)
+    # later (a charge already tomorrow in Seoul), which are not today's. "This month" ends
+    # there too: nothing dated after today is counted.
+    day1 = day_start(day0 + timedelta(days=1, hours=12))
+    month1 = day1
 
     def logged() -> list[Any]:
         return [(_sql(container, "SELECT count(*) n, count(*) FILTER (WHERE status >= 400) e FROM request_log "

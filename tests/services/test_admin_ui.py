@@ -62,7 +62,8 @@ class FakeAdmin:
         return {"id": kid, "short_id": short, "name": name, "created_at": created.isoformat(), "revoked_at": None,
                 "daily_limit_usd": daily, "monthly_limit_usd": monthly, "may_use_server_key": True,
                 "spent_today_usd": spent_today, "spent_month_usd": spent_month, "held_today_usd": "0.00000000",
-                "held_month_usd": "0.00000000", "refused_today": 0,
+                "held_month_usd": "0.00000000", "refused_today": 0, "pii_policy": None, "expires_at": None,
+                "last_used_at": (created + timedelta(hours=1)).isoformat() if kid == "k1" else None,
                 "utilisation_pct": round(max(pcts), 1) if pcts else None}
 
     def app(self) -> FastAPI:
@@ -89,7 +90,8 @@ class FakeAdmin:
             risk = [k for k in self.keys if (k.get("utilisation_pct") or 0) >= 80 or k.get("refused_today")]
             return {"usd_krw_rate": "1400", "today": totals, "timezone": "Asia/Seoul", "budget_risk": risk,
                     "last_15m": {"requests": 40, "errors": 10, "by_class": {"2xx": 30, "4xx": 6, "5xx": 4},
-                                 "p50_ms": 420, "p95_ms": 2100},
+                                 "p50_ms": 420, "p95_ms": 2100, "ttft_p50_ms": 180, "ttft_p95_ms": 650,
+                                 "streams": 12},
                     "month": {**totals, "requests": 40_000, "cost_usd": "321.00000000", "cost_krw": "449400.00"},
                     "top_models": [{"model": "gpt-4o-mini", "requests": 900, "cost_usd": "10.00000000",
                                     "cost_krw": "14000.00"},
@@ -140,6 +142,38 @@ class FakeAdmin:
         @app.get("/admin/v1/keys")
         def keys() -> dict:
             return {"items": self.keys}
+
+        @app.get("/admin/v1/timeseries")
+        def timeseries(hours: int = 24) -> dict:
+            top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            return {"hours": hours, "bucket_minutes": 60, "buckets": [
+                {"start": (top - timedelta(hours=hours - 1 - i)).isoformat(), "requests": 10 + i,
+                 "errors": i % 3, "by_class": {"2xx": 10 + i - i % 3, **({"4xx": i % 3} if i % 3 else {})},
+                 "p50_ms": 300 + i, "p95_ms": 900 + 10 * i, "ttft_p50_ms": 150, "ttft_p95_ms": 400, "streams": 2,
+                 "cost_usd": f"0.{i:02d}000000", "cost_krw": f"{i * 14}.00", "unpriced_requests": 0}
+                for i in range(hours)]}
+
+        @app.get("/admin/v1/pii")
+        def pii(client_key_id: str | None = None) -> dict:
+            by_key = [{"client_key_id": "k1", "short_id": "ab12cd34", "name": "팀 알파",
+                       "counts": {"phone": 7, "rrn": 2, "email": 1}, "blocked": {"card": 3}}]
+            if client_key_id is not None:
+                by_key = [k for k in by_key if k["client_key_id"] == client_key_id]
+            total: dict[str, int] = {}
+            for k in by_key:
+                for kind, n in k["counts"].items():
+                    total[kind] = total.get(kind, 0) + n
+            blocked: dict[str, int] = {}
+            for k in by_key:
+                for kind, n in k["blocked"].items():
+                    blocked[kind] = blocked.get(kind, 0) + n
+            return {"since": None, "until": None, "total": total, "blocked": blocked, "by_key": by_key}
+
+        @app.put("/admin/v1/keys/{kid}/pii-policy")
+        async def pii_policy(kid: str, request: Request) -> dict:
+            item = next(k for k in self.keys if k["id"] == kid)
+            item["pii_policy"] = (await request.json())["pii_policy"]
+            return {"item": item}
 
         @app.get("/admin/v1/now")
         def now_view() -> dict:
@@ -192,6 +226,20 @@ class FakeAdmin:
             item["revoked_at"] = datetime.now(UTC).isoformat()
             return {"item": item}
 
+        @app.put("/admin/v1/keys/{kid}/expiry")
+        async def expiry(kid: str, request: Request) -> dict:
+            item = next(k for k in self.keys if k["id"] == kid)
+            item["expires_at"] = (await request.json())["expires_at"]
+            return {"item": item}
+
+        @app.post("/admin/v1/keys/{kid}/rotate", status_code=201)
+        def rotate(kid: str) -> dict:
+            old = next(k for k in self.keys if k["id"] == kid)
+            old["revoked_at"] = datetime.now(UTC).isoformat()
+            new = {**old, "id": f"k{len(self.keys) + 1}", "short_id": "ROTATEDx", "revoked_at": None}
+            self.keys.append(new)
+            return {"key": SECRET, "item": new, "previous": old}
+
         @app.put("/admin/v1/keys/{kid}/budget")
         async def budget(kid: str, request: Request) -> dict:
             body = await request.json()
@@ -204,7 +252,8 @@ class FakeAdmin:
             return {"version": "2026-11-01", "models": [
                 {"model": "gpt-4o-mini", "input": "0.15", "cached_input": "0.075", "output": "0.6",
                  "max_output_tokens": 16384},
-                {"model": "gpt-4.1", "input": "2", "cached_input": "0.5", "output": "8", "max_output_tokens": 32768}]}
+                {"model": "gpt-4.1", "input": "2", "cached_input": "0.5", "output": "8", "max_output_tokens": 32768}],
+                "extra_models": ["my-finetune"]}
 
         @app.get("/admin/v1/upstreams")
         def upstreams() -> dict:
@@ -502,7 +551,7 @@ def test_overview_says_now_risk_and_who_paid(env: FakeAdmin) -> None:
     text = page_text(at)
     risk = at.dataframe[0].value
     assert list(risk["이름"]) == ["팀 알파"] and list(risk["오늘 402 거절"]) == [2]
-    models = at.dataframe[1].value
+    models = next(d.value for d in at.dataframe if "모델" in d.value.columns)
     assert list(models["비용 (원)"]) == ["₩14,000", "가격 없음"]  # never ₩0 for the unpriced model
     assert "가격 없는 요청 3건 제외" in text and "한국 시간(KST)" in text
     assert "✅" not in text and "❌" not in text
@@ -589,7 +638,7 @@ def test_audit_and_alerts_page(env: FakeAdmin) -> None:
     at.switch_page("app_pages/audit.py").run()
     audit, alerts = at.dataframe[0].value, at.dataframe[1].value
     assert list(audit["작업"]) == ["예산 변경"] and list(audit["수행자"]) == ["console"]
-    assert "daily_limit_usd=7.25" in list(audit["변경 내용"])[0] and "KST" in list(audit["시각 (KST)"])[0]
+    assert "일일 한도=7.25" in list(audit["변경 내용"])[0] and "KST" in list(audit["시각 (KST)"])[0]
     assert list(alerts["종류"]) == ["예산"] and list(alerts["전송됨"]) == ["예"]
 
 
@@ -688,6 +737,121 @@ def test_a_banner_on_every_page_when_errors_are_high_now(env: FakeAdmin) -> None
             assert any("30건 (75%) 실패" in w.value for w in at.warning), page
     finally:
         env.now = {"requests": 40, "errors": 2, "by_class": {"2xx": 38, "5xx": 2}}
+
+
+def test_overview_answers_is_anything_broken_now(env: FakeAdmin) -> None:
+    """TTFT, each service's and the database's health, each upstream's circuit, personal
+    data per kind, and the last 24 hours as three charts."""
+    env.keys[0]["refused_today"] = 1  # at risk: listed with when it was last used
+    try:
+        at = signed_in_app()
+    finally:
+        env.keys[0]["refused_today"] = 0
+    assert not at.exception, at.exception
+    values = [m.value for m in at.metric]
+    assert "180 ms" in values and "650 ms" in values  # time to first token p50 / p95
+    labels = [m.label for m in at.metric]
+    assert "첫 토큰 p50" in labels and "전화번호" in labels and "주민등록번호" in labels
+    assert "10" in values and "7" in values  # PII total and phone numbers this month
+    assert any("차단된 요청에서 감지" in c.value and "카드번호 3" in c.value for c in at.caption)
+    md = "\n".join(m.value for m in at.markdown)
+    assert "차단됨 \\(열림, 7\\.5초 후 재시도\\)" in md and "azure\\-kc" in md  # the open circuit, in red
+    assert ":red[" in md and ":green[" in md
+    assert "database" in md and "monitor" in md
+    assert "✅" not in md and "❌" not in md
+    text = page_text(at)
+    assert "최근 24시간" in text and "시간별 요청 (상태별)" in text and "시간별 지연 (ms)" in text
+    charts = [n for n in _walk(at._tree) if getattr(n, "type", None) == "vega_lite_chart"]
+    assert len(charts) == 4  # status, latency, cost per hour + 30 days
+    risk = at.dataframe[0].value
+    assert list(risk["이름"]) == ["팀 알파"] and "KST" in list(risk["마지막 사용"])[0]
+
+
+def test_key_page_shows_pii_and_sets_the_policy(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/keys.py").run()
+    table = at.dataframe[0].value
+    used = dict(zip(table["이름"], table["마지막 사용"], strict=True))
+    assert used["beta"] == "사용 안 함" and "KST" in used["팀 알파"]
+    assert set(table["개인정보 정책"]) == {"서버 기본값 (PII_POLICY)"}
+    at.selectbox(key="keys_selected").set_value("k1").run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("key") in ("k1", ["k1"])
+    pii = [(m.label, m.value) for m in at.metric][-3:]
+    assert pii == [("전화번호", "7"), ("주민등록번호", "2"), ("이메일", "1")]
+    assert any("카드번호 3" in c.value for c in at.caption)  # refused under block: nothing sent
+    assert env.calls("GET", "/admin/v1/pii")[-1]["params"] == {"client_key_id": "k1"}
+    at.selectbox(key="pii_policy_k1").set_value("block")
+    at.button(key="pii_save_k1").click().run()
+    assert not at.exception, at.exception
+    assert env.calls("PUT", "/admin/v1/keys/k1/pii-policy")[-1]["body"].replace(" ", "") == '{"pii_policy":"block"}'
+    assert any("개인정보 정책을 저장했습니다." in s.value for s in at.success)
+    assert "차단 (400)" in list(at.dataframe[0].value["개인정보 정책"])
+    at.selectbox(key="keys_selected").set_value("k2").run()
+    assert "이번 달 이 키의 요청에서 감지된 개인정보가 없습니다." in page_text(at)
+    env.keys[0]["pii_policy"] = None
+
+
+def test_extra_models_are_in_filters_and_prices_without_a_price(env: FakeAdmin) -> None:
+    at = signed_in_app()
+    at.switch_page("app_pages/prices.py").run()
+    prices = at.dataframe[0].value
+    row = prices[prices["모델"] == "my-finetune"].iloc[0]
+    assert (row["입력"], row["출력"]) == ("가격 없음", "가격 없음")
+    at.switch_page("app_pages/conversations.py").run()
+    assert "my-finetune" in at.selectbox(key="conv_model").options
+    at.switch_page("app_pages/spend.py").run()
+    assert "my-finetune" in at.selectbox(key="spend_model").options
+    at.selectbox(key="spend_model").set_value("my-finetune").run()
+    assert env.calls("GET", "/admin/v1/spend")[-1]["params"]["model"] == "my-finetune"
+
+
+def test_key_rotation_shows_the_new_secret_once(env: FakeAdmin) -> None:
+    saved = [dict(k) for k in env.keys]
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/keys.py").run()
+        at.selectbox(key="keys_selected").set_value("k1").run()
+        assert at.button(key="rotate_k1").disabled  # not without the confirmation
+        at.checkbox(key="rotate_confirm_k1").check().run()
+        at.button(key="rotate_k1").click().run()
+        assert not at.exception, at.exception
+        assert env.calls("POST", "/admin/v1/keys/k1/rotate")
+        assert [c.value for c in at.code] == [SECRET]
+        assert any("ab12cd34" in s.value and "ROTATEDx" in s.value for s in at.success)
+        at.run()  # any rerun: gone
+        assert SECRET not in page_text(at) and SECRET not in repr(at.session_state)
+    finally:
+        env.keys = saved
+
+
+def test_key_expiry_is_set_shown_and_an_expired_key_marked(env: FakeAdmin) -> None:
+    from datetime import date
+
+    saved = [dict(k) for k in env.keys]
+    try:
+        at = signed_in_app()
+        at.switch_page("app_pages/keys.py").run()
+        at.text_input(key="new_key_name").input("임시 키")
+        at.date_input(key="new_key_expires").set_value(date(2030, 12, 31))
+        at.button(key="new_key_submit").click().run()
+        assert not at.exception, at.exception
+        posted = env.calls("POST", "/admin/v1/keys")[-1]["body"].replace(" ", "")
+        # valid through 31 December, Korean time: it stops at the next local midnight
+        assert '"expires_at":"2030-12-31T15:00:00Z"' in posted
+        at.selectbox(key="keys_selected").set_value("k1").run()
+        at.date_input(key="expiry_day_k1").set_value(date(2031, 1, 15))
+        at.button(key="expiry_save_k1").click().run()
+        assert not at.exception, at.exception
+        assert env.calls("PUT", "/admin/v1/keys/k1/expiry")[-1]["body"].replace(" ", "") == (
+            '{"expires_at":"2031-01-15T15:00:00Z"}')
+        env.keys[0]["expires_at"] = "2020-01-01T00:00:00Z"
+        at.run()
+        table = at.dataframe[0].value
+        row = table[table["이름"] == "팀 알파"].iloc[0]
+        assert row["위험도"] == "만료됨" and row["만료"].startswith("2020-01-01 09:00")
+    finally:
+        env.keys = saved
 
 
 # -- the message catalogue ------------------------------------------------------------------------

@@ -7,6 +7,8 @@ so ``mask``) and one started here with ``PII_POLICY=block``.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -445,6 +447,11 @@ def test_request_log_and_admin_api_carry_counts_per_kind_masked_and_blocked(chat
     assert item["pii_counts"] == {"card": 2, "rrn": 1}
     one = httpx.get(chat_api.url + f"/admin/v1/requests/{item['request_id']}", headers=_admin(chat_api)).json()
     assert one["item"]["pii_counts"] == {"card": 2, "rrn": 1}
+    exported = httpx.get(chat_api.url + "/admin/v1/requests.csv", params={"client_key_id": key_id},
+                         headers=_admin(chat_api)).content.decode("utf-8-sig")
+    [row] = csv.DictReader(io.StringIO(exported))
+    assert json.loads(row["pii_counts"]) == {"card": 2, "rrn": 1} and row["ttft_ms"] == ""
+    _assert_no_raw(exported)
 
     blocked_key, blocked_id = blocking_api.new_key_and_id("pii-log-block")
     for prompt in (f"번호 {PHONE} 와 {PHONE_B}", f"메일 {EMAIL}"):

@@ -65,3 +65,29 @@ async def test_a_cached_refusal_does_not_grow_with_each_raise():
                 tb, depth = tb.tb_next, depth + 1
             depths.append(depth)
     assert depths[-1] == depths[1]
+
+
+async def test_a_key_stops_at_its_expiry_even_while_cached():
+    """Expiry is a moment, not "within the cache's lifetime": a cached identity is dropped
+    when its key expires, and the key is then refused with 401 client_key_expired."""
+    from datetime import timedelta
+
+    from domain.client_keys import BudgetLimits
+    from domain.errors import InvalidInput
+
+    clock = FakeClock()
+    keys = CountingKeys()
+    issue = IssueClientKey(keys, clock, SECRET)
+    with pytest.raises(InvalidInput) as err:
+        await issue.execute("k", BudgetLimits(), expires_at=clock.now() - timedelta(seconds=1))
+    assert err.value.code == "invalid_expiry"
+    issued = await issue.execute("k", BudgetLimits(), expires_at=clock.now() + timedelta(hours=1))
+    cache = CachedAuthenticator(AuthenticateClient(keys, SECRET, None, clock), ttl=3600, wall_clock=clock.now)
+    assert (await cache.execute(issued.secret)).expires_at == issued.key.expires_at
+    clock.advance(minutes=59, seconds=59)
+    await cache.execute(issued.secret)
+    assert keys.lookups == 1  # still the cached identity
+    clock.advance(seconds=1)
+    with pytest.raises(Unauthorized) as refused:
+        await cache.execute(issued.secret)
+    assert refused.value.code == "client_key_expired" and keys.lookups == 2

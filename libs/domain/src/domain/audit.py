@@ -9,7 +9,10 @@ from enum import StrEnum
 class AuditAction(StrEnum):
     KEY_CREATED = "key_created"
     KEY_REVOKED = "key_revoked"
+    KEY_ROTATED = "key_rotated"
     BUDGET_CHANGED = "budget_changed"
+    PII_POLICY_CHANGED = "pii_policy_changed"
+    EXPIRY_CHANGED = "expiry_changed"
 
 
 MAX_ACTOR = 100

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain.money import Money
@@ -48,10 +48,15 @@ class ClientKey:
     may_use_server_key: bool = True
     revoked_at: datetime | None = None
     pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
+    expires_at: datetime | None = None  # None: never
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def expired(self, now: datetime) -> bool:
+        """From ``expires_at`` on, the key is refused (401 ``client_key_expired``)."""
+        return expires(self.expires_at, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +68,21 @@ class ClientIdentity:
     limits: BudgetLimits
     may_use_server_key: bool = True
     pii_policy: PiiPolicy | None = None  # the key's own personal-data policy; None: the server's
+    expires_at: datetime | None = None  # so a cached identity stops being valid at that moment
 
     @property
     def budget_scope(self) -> str:
         return scope_of(self.key_id)
+
+
+def expires(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a key with this expiry is expired at ``now`` (a naive time is UTC, as SQLite
+    returns it)."""
+    if expires_at is None:
+        return False
+    at = expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None else expires_at
+    current = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    return current >= at
 
 
 KEY_SCOPE_PREFIX = "key:"  # a client key's budget counters: scope "key:<id>"

@@ -56,6 +56,10 @@ class ModelCatalog:
     def models(self) -> Iterable[str]:
         return self._listed
 
+    def extra(self) -> tuple[str, ...]:
+        """The operator's ``EXTRA_MODELS`` (outside the catalogue: unpriced), sorted."""
+        return tuple(sorted(self._extra))
+
     def listed(self) -> tuple[str, ...]:
         return self._listed
 

@@ -194,6 +194,8 @@ class ClientKeyRepository(Protocol):
 
     async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool: ...
 
+    async def set_expiry(self, key_id: str, expires_at: datetime | None) -> bool: ...
+
 
 class PriceCatalog(Protocol):
     """Prices by model; snapshot names resolve to their family; unknown models are None."""

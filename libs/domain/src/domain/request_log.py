@@ -34,9 +34,10 @@ def _clip(value: str | None, size: int) -> str | None:
 class RequestLogEntry:
     """One client request as the client saw it. ``status`` is the HTTP status answered;
     ``cost`` is what the request was charged (None: nothing reached an upstream, or the
-    model is unpriced); ``latency_ms`` is the time to the full answer; ``pii_counts`` the
-    personal data the guard found in it per kind (``{"rrn": 1, "card": 2}``; masked, sent
-    under ``off``, or the reason of a ``pii_detected`` refusal), never a value."""
+    model is unpriced); ``latency_ms`` is the time to the full answer; ``ttft_ms`` a
+    stream's time to its first event (None: not a stream, or refused before it started);
+    ``pii_counts`` the personal data the guard found in it per kind (``{"rrn": 1, "card": 2}``;
+    masked, sent under ``off``, or the reason of a ``pii_detected`` refusal), never a value."""
 
     request_id: str
     created_at: datetime
@@ -50,6 +51,7 @@ class RequestLogEntry:
     upstream: str | None = None
     latency_ms: int = 0
     cost: Money | None = None
+    ttft_ms: int | None = None
     pii_counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -65,4 +67,5 @@ class RequestLogEntry:
             model=_clip(self.model, MAX_MODEL), key_source=_clip(self.key_source, 8),
             fallback_reason=_clip(self.fallback_reason, 32), upstream=_clip(self.upstream, MAX_UPSTREAM),
             latency_ms=max(0, int(self.latency_ms)), cost=self.cost,
+            ttft_ms=None if self.ttft_ms is None else max(0, int(self.ttft_ms)),
             pii_counts={str(k)[:MAX_KIND]: int(n) for k, n in self.pii_counts.items() if int(n) > 0})

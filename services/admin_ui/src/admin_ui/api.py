@@ -81,6 +81,16 @@ class AdminApi:
     def now(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/now")  # type: ignore[no-any-return]
 
+    def timeseries(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/timeseries", params=params)  # type: ignore[no-any-return]
+
+    def pii(self, **params: Any) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/pii", params=params)  # type: ignore[no-any-return]
+
+    def set_pii_policy(self, key_id: str, policy: str | None) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/pii-policy",  # type: ignore[no-any-return]
+                          json={"pii_policy": policy})
+
     def requests(self, **params: Any) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/requests", params=params)  # type: ignore[no-any-return]
 
@@ -115,13 +125,25 @@ class AdminApi:
         return self._call("GET", "/admin/v1/keys")  # type: ignore[no-any-return]
 
     def create_key(self, name: str, daily_limit_usd: str | None, monthly_limit_usd: str | None,
-                   may_use_server_key: bool) -> dict[str, Any]:
-        return self._call("POST", "/admin/v1/keys", json={  # type: ignore[no-any-return]
-            "name": name, "daily_limit_usd": daily_limit_usd, "monthly_limit_usd": monthly_limit_usd,
-            "may_use_server_key": may_use_server_key})
+                   may_use_server_key: bool, pii_policy: str | None = None,
+                   expires_at: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "daily_limit_usd": daily_limit_usd,
+                                "monthly_limit_usd": monthly_limit_usd, "may_use_server_key": may_use_server_key}
+        if pii_policy is not None:  # unset: the server's PII_POLICY
+            body["pii_policy"] = pii_policy
+        if expires_at is not None:  # unset: never expires
+            body["expires_at"] = expires_at
+        return self._call("POST", "/admin/v1/keys", json=body)  # type: ignore[no-any-return]
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/revoke")  # type: ignore[no-any-return]
+
+    def set_expiry(self, key_id: str, expires_at: str | None) -> dict[str, Any]:
+        return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/expiry",  # type: ignore[no-any-return]
+                          json={"expires_at": expires_at})
+
+    def rotate_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/v1/keys/{_segment(key_id)}/rotate")  # type: ignore[no-any-return]
 
     def set_budget(self, key_id: str, daily_limit_usd: str | None, monthly_limit_usd: str | None) -> dict[str, Any]:
         return self._call("PUT", f"/admin/v1/keys/{_segment(key_id)}/budget",  # type: ignore[no-any-return]
@@ -156,19 +178,31 @@ class MonitorApi:
             raise ApiError(status, "monitor_unavailable") from None
 
     def health(self) -> list[dict[str, Any]]:
-        """Each service's health probe: name, url path, ok, HTTP status, latency in ms."""
+        """Each service's health probe: name, url path, ok, HTTP status, latency in ms; and
+        the database as chat_api's readiness probe sees it (``database: up|down``)."""
         probes = [("chat_api", self.chat_api_url, "/healthz"), ("chat_api (ready)", self.chat_api_url, "/readyz"),
                   ("monitor", self.base_url, "/api/v1/system/health")]
         out = []
+        database: dict[str, Any] | None = None
         for name, base, path in probes:
             started = time.perf_counter()
             status: int | None = None
+            body: Any = None
             try:
-                status = httpx.get(base + path, timeout=self.timeout).status_code
-            except httpx.HTTPError:
-                status = None
+                r = httpx.get(base + path, timeout=self.timeout)
+                status = r.status_code
+                body = r.json() if path == "/readyz" else None
+            except (httpx.HTTPError, ValueError):
+                pass
+            latency = round((time.perf_counter() - started) * 1000)
             out.append({"service": name, "path": path, "ok": status is not None and status < 400, "status": status,
-                        "latency_ms": round((time.perf_counter() - started) * 1000)})
+                        "latency_ms": latency})
+            if isinstance(body, dict) and body.get("database") in ("up", "down"):
+                database = {"service": "database", "path": path, "ok": body["database"] == "up", "status": status,
+                            "latency_ms": latency}
+        if database is None:  # chat_api did not say: its readiness probe is all we know
+            database = {**out[1], "service": "database", "ok": out[1]["ok"]}
+        out.append(database)
         return out
 
 

@@ -3,7 +3,7 @@ time-range picker."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -34,6 +34,62 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         else:
             st.error(t("error.api", code=exc.code))
         return None
+
+
+def quiet(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """An optional panel's call: None on failure, without an error box (the page's main
+    call already says when the admin API cannot be reached)."""
+    try:
+        return fn(*args, **kwargs)
+    except api.ApiError:
+        return None
+
+
+PII_KINDS = ("rrn", "phone", "card", "business_no", "passport", "driver_license", "account", "email")
+PII_POLICIES = (None, "off", "mask", "block")
+
+
+def cap(limit_usd: object) -> str:
+    """A budget cap for a table cell: '$5.00', or '무제한' (not a blank or 'None')."""
+    return t("common.unlimited") if limit_usd is None else formatting.usd(limit_usd)
+
+
+def expiry_of(day: date | None) -> str | None:
+    """A "valid through" day as the API's expiry: the start of the next local day (UTC ISO)."""
+    if day is None:
+        return None
+    return formatting.to_api_time(datetime.combine(day + timedelta(days=1), time.min, tzinfo=formatting.display_tz()))
+
+
+def valid_through(expires_at: str | None) -> date | None:
+    """The last local day an expiry leaves the key working (the inverse of ``expiry_of``)."""
+    parsed = formatting.parse_time(expires_at)
+    return None if parsed is None else (parsed.astimezone(formatting.display_tz()) - timedelta(seconds=1)).date()
+
+
+def expired(expires_at: str | None) -> bool:
+    parsed = formatting.parse_time(expires_at)
+    return parsed is not None and parsed <= datetime.now(UTC)
+
+
+def table_height(rows: int) -> int:
+    """A dataframe tall enough to show ``rows`` rows without its own scrollbar."""
+    return 38 + 35 * max(1, rows)
+
+
+def pii_kind(kind: str) -> str:
+    return t(f"pii.{kind}") if kind in PII_KINDS else kind
+
+
+def pii_blocked_line(blocked: dict[str, Any]) -> str:
+    """'차단된 요청에서: 전화번호 2, 카드번호 1' (values found in requests refused under block)."""
+    parts = ", ".join(f"{pii_kind(kind)} {int(n):,}" for kind, n in sorted(blocked.items(), key=lambda kv: -int(kv[1])))
+    return formatting.escape_markdown(t("pii.blocked_line", kinds=parts))
+
+
+def pii_policy_label(policy: str | None) -> str:
+    return t("pii.policy_default") if policy is None else t(f"pii.policy_{policy}") if policy in PII_POLICIES \
+        else policy
 
 
 def time_range(key: str, default: str = "30d") -> tuple[str | None, str | None]:

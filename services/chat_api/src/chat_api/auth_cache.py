@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-from domain.client_keys import ClientIdentity
+from domain.client_keys import ClientIdentity, expires
 from domain.errors import DomainError
 from domain.use_cases.client_keys import AuthenticateClient, unauthorized
 
@@ -19,10 +21,12 @@ class CachedAuthenticator:
     key stops working within ``ttl`` on every replica, and a flood of bad keys cannot grow
     memory: entries are keyed by a SHA-256 digest of the token (32 bytes, whatever its
     length), and a token longer than ``MAX_BEARER_CHARS`` is refused outright, uncached.
-    ``invalidate`` makes a revocation immediate on this replica."""
+    ``invalidate`` makes a revocation immediate on this replica. A cached identity stops at
+    its key's expiry to the second, whatever the ``ttl`` (``wall_clock`` says when it is)."""
 
-    def __init__(self, inner: AuthenticateClient, *, ttl: float = 5.0, max_entries: int = 10_000) -> None:
-        self._inner, self._ttl, self._max = inner, ttl, max_entries
+    def __init__(self, inner: AuthenticateClient, *, ttl: float = 5.0, max_entries: int = 10_000,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._inner, self._ttl, self._max, self._wall = inner, ttl, max_entries, wall_clock
         self._cache: OrderedDict[bytes, tuple[float, ClientIdentity | DomainError]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -34,6 +38,9 @@ class CachedAuthenticator:
         token = hashlib.sha256((bearer or "").encode("utf-8", "surrogatepass")).digest()
         hit = self._cache.get(token)
         now = time.monotonic()
+        if (hit is not None and isinstance(hit[1], ClientIdentity) and hit[1].expires_at is not None
+                and expires(hit[1].expires_at, self._wall())):
+            hit = None  # a key that expired since it was cached: asked again, and refused
         if hit is None or hit[0] < now:
             try:
                 answer: ClientIdentity | DomainError = await self._inner.execute(bearer)

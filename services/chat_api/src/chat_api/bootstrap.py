@@ -46,7 +46,9 @@ from domain.use_cases.client_keys import (
     AuthenticateClient,
     IssueClientKey,
     RevokeClientKey,
+    RotateClientKey,
     SetClientBudget,
+    SetClientKeyExpiry,
     SetClientPiiPolicy,
 )
 from domain.use_cases.models import ListModels
@@ -82,6 +84,8 @@ class Container:
     authenticate: CachedAuthenticator
     issue_key: IssueClientKey
     revoke_key: RevokeClientKey
+    rotate_key: RotateClientKey
+    set_expiry: SetClientKeyExpiry
     set_budget: SetClientBudget
     set_pii_policy: SetClientPiiPolicy
     pii: PiiGuard  # the server's PII_POLICY; a key's own policy overrides it per request
@@ -198,7 +202,7 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     anonymous = ClientIdentity(None, "anon", BudgetLimits.from_usd(settings.anonymous_daily_usd,
                                                                    settings.anonymous_monthly_usd))
     authenticate = CachedAuthenticator(AuthenticateClient(keys, hash_secret,
-                                                          anonymous if settings.allow_anonymous else None),
+                                                          anonymous if settings.allow_anonymous else None, clock),
                                        ttl=settings.auth_cache_seconds)
     return Container(settings=settings, engine=engine, prices=prices, models=models, clock=clock, keys=keys,
                      budgets=budgets, conversations=conversations, ledger=ledger,
@@ -206,6 +210,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
                          engine, executor, pending_seconds=settings.idempotency_pending_seconds),
                      provider=provider, policy=policy, use_cases=use_cases, authenticate=authenticate,
                      issue_key=IssueClientKey(keys, clock, hash_secret), revoke_key=RevokeClientKey(keys, clock),
+                     rotate_key=RotateClientKey(keys, clock, hash_secret),
+                     set_expiry=SetClientKeyExpiry(keys, clock),
                      set_budget=SetClientBudget(keys), set_pii_policy=SetClientPiiPolicy(keys),
                      pii=PiiGuard(settings.pii_policy), admin_token=admin_token, executor=executor,
                      request_log=SqlRequestLog(engine), audit=SqlAuditLog(engine, executor),

@@ -104,6 +104,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                            "The client key is missing or invalid: add the header 'Authorization: Bearer <client key>' "
                            "with the key your operator issued (llmctl keys create)."),
     "client_key_revoked": ("폐기된 클라이언트 키입니다.", "This client key has been revoked."),
+    "client_key_expired": ("만료된 클라이언트 키입니다. 관리자에게 새 키를 요청하세요.",
+                           "This client key has expired. Ask the operator for a new key."),
+    "invalid_expiry": ("만료 시각은 미래여야 합니다 (지금 멈추려면 키를 폐기하세요).",
+                       "The expiry must be in the future (to stop a key now, revoke it)."),
     "invalid_admin_token": ("관리자 토큰이 없거나 올바르지 않습니다.", "The admin token is missing or invalid."),
     "server_key_not_allowed": ("이 클라이언트 키는 서버 API 키를 사용할 수 없습니다. 자신의 OpenAI 키를 보내 주세요.",
                                "This client key may not use the server's API key; send your own OpenAI key."),

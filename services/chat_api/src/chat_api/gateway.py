@@ -92,6 +92,7 @@ class Visit:
     request_id: str | None = None
     model: str | None = None
     result: Metered | None = None
+    ttft_ms: int | None = None  # a stream's first event, from the request's start
     pii: PiiScanner | None = None  # what it found per kind goes in the entry (never a value)
 
     def learn(self, command: object, model: str | None) -> None:
@@ -207,7 +208,9 @@ class Gateway:
         except BaseException:
             self.streams.release(slot)
             raise
-        self.metrics.ttft.labels(call.route).observe(time.perf_counter() - call.started)
+        first_seconds = time.perf_counter() - call.started
+        self.metrics.ttft.labels(call.route).observe(first_seconds)
+        visit.ttft_ms = int(first_seconds * 1000)
         model = dialect.model_of(command)
         headers.update(self._pii_found(call.pii))
 
@@ -281,7 +284,7 @@ class Gateway:
                 fallback_reason=result.fallback_reason.value if result is not None and result.fallback_reason else None,
                 upstream=result.upstream if result is not None else None,
                 latency_ms=int((time.perf_counter() - visit.started) * 1000),
-                cost=result.cost if result is not None else None,
+                cost=result.cost if result is not None else None, ttft_ms=visit.ttft_ms,
                 pii_counts={kind.value: n for kind, n in visit.pii.counts.items()} if visit.pii is not None else {}))
         except Exception as failed:
             log.warning("request log entry not recorded: %s", one_line(failed))

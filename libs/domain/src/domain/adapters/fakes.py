@@ -71,6 +71,12 @@ class InMemoryClientKeyRepository:
         self.keys[key_id].pii_policy = policy
         return True
 
+    async def set_expiry(self, key_id: str, expires_at: datetime | None) -> bool:
+        if key_id not in self.keys:
+            return False
+        self.keys[key_id].expires_at = expires_at
+        return True
+
 
 class InMemoryBudgetStore:
     def __init__(self) -> None:

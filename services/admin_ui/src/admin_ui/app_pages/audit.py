@@ -13,6 +13,10 @@ from admin_ui import widgets
 from admin_ui.i18n import t
 
 PAGE_SIZE = 50
+# the detail fields the admin API writes that have a translated name (others show as sent)
+FIELDS = ("daily_limit_usd", "monthly_limit_usd", "daily_limit_usd_before", "monthly_limit_usd_before",
+          "may_use_server_key", "pii_policy", "pii_policy_before", "expires_at", "expires_at_before",
+          "previous_key_id", "previous_short_id")
 api = widgets.admin()
 st.title(t("audit.title"))
 
@@ -22,7 +26,14 @@ def _change(detail: dict[str, Any]) -> str:
     for name, value in detail.items():
         if name == "name":
             continue
-        parts.append(f"{name}={t('common.unlimited') if value is None and 'limit' in name else value}")
+        if value is None and "limit" in name:
+            value = t("common.unlimited")
+        elif value is None and name.startswith("pii_policy"):
+            value = t("audit.server_default")
+        elif name.startswith("expires_at"):
+            value = fmt.when(value) if value else t("keys.no_expiry")
+        label = t(f"audit.field.{name}") if name in FIELDS else name
+        parts.append(f"{label}={value}")
     return ", ".join(parts)
 
 
@@ -34,7 +45,8 @@ if data is not None:
         st.dataframe(pd.DataFrame([{
             t("audit.at"): fmt.when(a["at"], seconds=True), t("audit.actor"): a["actor"],
             t("audit.action"): t(f"audit.{a['action']}") if a["action"] in ("key_created", "key_revoked",
-                                                                             "budget_changed") else a["action"],
+                                                                             "budget_changed", "pii_policy_changed",
+                                                                             "key_rotated", "expiry_changed") else a["action"],
             t("audit.key"): f'{a.get("key_name") or a["detail"].get("name") or ""} ({a.get("key_short_id") or a["key_id"][:8]})',
             t("audit.detail"): _change(a["detail"]),
         } for a in items]), hide_index=True, width="stretch")

@@ -21,7 +21,8 @@ keys = widgets.call(api.keys)
 prices = widgets.call(api.prices)
 key_items = keys["items"] if keys else []
 key_names = {k["id"]: f'{k["name"]} ({k["short_id"]})' for k in key_items}
-models = [m["model"] for m in prices["models"]] if prices else []
+# the catalogue and the operator's EXTRA_MODELS (unpriced, but conversations use them too)
+models = [m["model"] for m in prices["models"]] + list(prices.get("extra_models") or []) if prices else []
 
 
 

@@ -79,13 +79,17 @@ def upstreams() -> None:
     except api.ApiError:
         return  # an older chat-api, or unreachable: the services table already says so
     st.subheader(t("host.upstreams"))
-    st.dataframe(pd.DataFrame([{
-        t("host.upstream"): u["name"], "kind": u["kind"], t("host.priority"): u["priority"],
+    state_col = t("keys.status")
+    ok_text = t("host.ok")
+    # coloured text, not emoji (they render as empty boxes on servers without an emoji font)
+    table = pd.DataFrame([{
+        t("host.upstream"): u["name"], t("host.kind"): u["kind"], t("host.priority"): u["priority"],
         t("host.weight"): u["weight"],
-        t("keys.status"): ("✅ " + t("host.ok")) if u["circuit"] == "closed"
-        else ("❌ " + t("host.cooling", seconds=u["cooldown_seconds"])),
+        state_col: ok_text if u["circuit"] == "closed" else t("host.cooling", seconds=u["cooldown_seconds"]),
         t("host.failures"): u["consecutive_failures"],
-    } for u in items]), hide_index=True, width="stretch")
-
+    } for u in items])
+    st.dataframe(table.style.map(lambda v: "color: #0f5132; font-weight: 600" if v == ok_text
+                                 else "color: #842029; font-weight: 600", subset=[state_col]),
+                 hide_index=True, width="stretch")
 
 live()

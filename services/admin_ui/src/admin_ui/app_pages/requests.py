@@ -41,7 +41,7 @@ if st.session_state["req_client"] not in (None, *key_names):
 c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
 status = c1.selectbox(t("req.status_filter"), STATUSES, key="req_status",
                       format_func=lambda s: t("req.status_all") if not s else t("req.status_error") if s == "error" else s)
-client = c2.selectbox(t("common.client"), [None, *key_names], key="req_client",
+client = c2.selectbox(t("common.client"), [None, *key_names], key="req_client", placeholder=t("common.all"),
                       format_func=lambda k: t("common.all") if k is None else key_names.get(k, k))
 range_choice = c3.selectbox(t("common.time_range"), RANGES, key="req_range",
                             format_func=lambda r: t("range.1h") if r == "1h" else t(f"range.{r}"))
@@ -116,8 +116,10 @@ else:
               (t("req.fallback"), widgets.text_cell(selected["fallback_reason"])),
               (t("req.upstream"), widgets.text_cell(selected["upstream"])),
               (t("req.latency"), fmt.number(selected["latency_ms"])),
+              (t("req.ttft"), "-" if selected.get("ttft_ms") is None else fmt.number(selected["ttft_ms"])),
               (t("common.cost"), widgets.cost_or_unpriced(selected["cost_usd"], selected["cost_krw"]))]
-    st.dataframe(pd.DataFrame(fields, columns=["", " "]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(fields, columns=["", " "]), hide_index=True, width="stretch",
+                 height=widgets.table_height(len(fields)))
     conv_id = detail.get("conversation_id")
     turn = None
     if conv_id is not None:

@@ -15,16 +15,21 @@ st.title(t("spend.title"))
 
 keys = widgets.call(api.keys)
 key_names = {k["id"]: f'{k["name"]} ({k["short_id"]})' for k in (keys["items"] if keys else [])}
+prices = widgets.quiet(api.prices)
+# the catalogue and the operator's EXTRA_MODELS (their rows are unpriced)
+models = [m["model"] for m in prices["models"]] + list(prices.get("extra_models") or []) if prices else []
 
-c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+c1, c2, c3, c5, c4 = st.columns([2, 2, 2, 2, 1])
 with c1:
     since, until = widgets.time_range("spend", default="30d")
 group_by = c2.selectbox(t("spend.group_by"), GROUPS, key="spend_group", format_func=lambda g: t(f"group.{g}"))
 client_key_id = c3.selectbox(t("common.client"), [None, *key_names], key="spend_client",
                              format_func=lambda k: t("common.all") if k is None else key_names.get(k, k))
+model = c5.selectbox(t("common.model"), [None, *models], key="spend_model",
+                     format_func=lambda m: t("common.all") if m is None else m)
 currency = c4.radio(t("common.currency"), ("KRW", "USD"), key="spend_currency", horizontal=True)
 
-filters = {"since": since, "until": until, "client_key_id": client_key_id}
+filters = {"since": since, "until": until, "client_key_id": client_key_id, "model": model}
 data = widgets.call(api.spend, group_by=group_by, **filters)
 if data is None:
     st.stop()
@@ -54,7 +59,7 @@ if rows:
         cost_col: float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"])),
     } for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        cost_col: st.column_config.NumberColumn(format="₩%.0f" if currency == "KRW" else "$%.6f")})
+        cost_col: st.column_config.NumberColumn(format="₩%.2f" if currency == "KRW" else "$%.6f")})
     chart = pd.DataFrame({"key": [_label(r) for r in rows],
                           currency: [float(fmt.decimal(r["cost_krw"] if currency == "KRW" else r["cost_usd"]))
                                      for r in rows]})
@@ -69,9 +74,9 @@ else:
 st.divider()
 range_key = (st.session_state.get("spend_range"),
              until if st.session_state.get("spend_range") == "custom" else None)
-export_sig = (range_key, client_key_id)
+export_sig = (range_key, client_key_id, model)
 prepared: exports.Prepared | None = st.session_state.get("_spend_export")
-if prepared is not None and prepared.signature[:2] != export_sig:
+if prepared is not None and prepared.signature[:3] != export_sig:
     st.session_state.pop("_spend_export")
     prepared = None
     st.caption(t("export.stale"))

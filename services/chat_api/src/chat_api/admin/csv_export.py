@@ -29,10 +29,11 @@ LEDGER_CSV_COLUMNS = (
 REQUESTS_CSV_COLUMNS = (
     "created_at_local", "created_at", "request_id", "route", "status", "error_code", "client_key_id",
     "client_key_name", "model", "key_source", "fallback_reason", "upstream", "latency_ms", "cost_usd", "cost_krw",
+    "ttft_ms", "pii_counts",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_COLUMNS = frozenset({"request_id", "client_key_id", "route", "model", "key_source", "fallback_reason",
-                           "outcome", "error_code", "catalog_version", "upstream"})
+                           "outcome", "error_code", "catalog_version", "upstream", "pii_counts"})
 RowWriter = Callable[[Any, dict[str, tuple[str, str]]], list[Any]]
 
 
@@ -63,8 +64,10 @@ def requests_csv(engine: Engine, flt: RequestFilter, *, limit: int = 100_000, ch
     """The request log under ``flt`` as CSV, newest first, like ``ledger_csv``."""
     plain = ("request_id", "route", "status", "error_code", "client_key_id", "model", "key_source",
              "fallback_reason", "upstream", "latency_ms")
-    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, False, ())
-    batches = request_log_batches(engine, flt, [*plain, "cost_nanos"], limit=limit, chunk_rows=chunk_rows)
+    # pii_counts: the per-kind counts as the request log keeps them (JSON text, never values)
+    tail = ("ttft_ms", "pii_counts")
+    row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, False, tail)
+    batches = request_log_batches(engine, flt, [*plain, "cost_nanos", *tail], limit=limit, chunk_rows=chunk_rows)
     return _csv_chunks(batches, REQUESTS_CSV_COLUMNS, row_out)
 
 

@@ -56,6 +56,13 @@ class CreateKeyBody(BaseModel):
     monthly_limit_usd: UsdAmount | None = None
     may_use_server_key: bool = True
     pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
+    expires_at: datetime | None = None  # None: never; without an offset: UTC
+
+
+class ExpiryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None  # null: never expires
 
 
 class PiiPolicyBody(BaseModel):
@@ -103,7 +110,7 @@ def _request(r: request_log.RequestItem, rate: Decimal) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": _iso(r.created_at), "route": r.route, "status": r.status,
             "error_code": r.error_code, "client_key_id": r.client_key_id, "model": r.model,
             "key_source": r.key_source, "fallback_reason": r.fallback_reason, "upstream": r.upstream,
-            "latency_ms": r.latency_ms, "cost_usd": _usd_text(r.cost_nanos), "cost_krw": _krw_text(r.cost_nanos, rate),
+            "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms, "cost_usd": _usd_text(r.cost_nanos), "cost_krw": _krw_text(r.cost_nanos, rate),
             "client_name": r.client_name, "client_short_id": r.client_short_id, "pii_counts": r.pii_counts}
 
 
@@ -129,7 +136,8 @@ def _key(k: keys.KeyView) -> dict[str, Any]:
             "pii_policy": k.pii_policy,
             "spent_today_usd": _usd_text(k.spent_today_nanos), "spent_month_usd": _usd_text(k.spent_month_nanos),
             "held_today_usd": _usd_text(k.held_today_nanos), "held_month_usd": _usd_text(k.held_month_nanos),
-            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k)}
+            "refused_today": k.refused_today, "utilisation_pct": _utilisation(k),
+            "last_used_at": _iso(k.last_used_at), "expires_at": _iso(k.expires_at)}
 
 
 def _utilisation(k: keys.KeyView) -> float | None:
@@ -139,6 +147,17 @@ def _utilisation(k: keys.KeyView) -> float | None:
                                      (k.spent_month_nanos, k.held_month_nanos, k.monthly_limit_nanos))
             if cap is not None]
     return round(max(pcts), 1) if pcts else None
+
+
+def _window(w: request_log.Window) -> dict[str, Any]:
+    return {"requests": w.requests, "errors": w.errors, "by_class": w.by_class, "p50_ms": w.p50_ms,
+            "p95_ms": w.p95_ms, "ttft_p50_ms": w.ttft_p50_ms, "ttft_p95_ms": w.ttft_p95_ms, "streams": w.streams}
+
+
+async def _last_15m(container: Container) -> dict[str, Any]:
+    since = _now(container) - timedelta(minutes=15)
+    window = await _db(container, request_log.now_window, container.engine, since)
+    return {"since": _iso(since), **_window(window)}
 
 
 def _range(since: datetime | None, until: datetime | None) -> None:
@@ -170,19 +189,21 @@ ModelName = Annotated[str | None, Query(max_length=100)]
 async def get_overview(container: ContainerDep) -> dict[str, Any]:
     rate = container.settings.usd_krw_rate
     now, tz = _now(container), container.settings.tz
-    ov = await _db(container, overview.overview, container.engine, now, tz=tz)
+    models = container.models
+    # one top-models row per family: the upstream's snapshot name and the requested name are one model
+    ov = await _db(container, overview.overview, container.engine, now, tz=tz,
+                   model_group=lambda m: models.family_of(m) or m)
     key_views = await _db(container, keys.keys, container.engine, now, tz=tz)
     pct = float(container.settings.alert_budget_pct)
     risk = sorted((k for k in key_views if k.revoked_at is None
                    and (k.refused_today or (_utilisation(k) or 0.0) >= pct)),
                   key=lambda k: (-(_utilisation(k) or 0.0), -k.refused_today))
-    recent = await _db(container, request_log.recent_requests, container.engine, now - timedelta(minutes=15))
     return {
         "usd_krw_rate": str(rate),
         "timezone": container.settings.budget_timezone,
         "today_start": _iso(periods.day_start(now, tz)),
         "budget_risk": [_key(k) for k in risk[:50]],
-        "last_15m": recent,
+        "last_15m": await _last_15m(container),
         "today": _totals(ov.today, rate),
         "month": _totals(ov.month, rate),
         # a model whose every request is unpriced has no cost (null), not a cost of 0
@@ -198,11 +219,22 @@ async def get_overview(container: ContainerDep) -> dict[str, Any]:
 
 @router.get("/now")
 async def get_now(container: ContainerDep) -> dict[str, Any]:
-    """The last 15 minutes of the request log (the console's banner on every page): one
-    index range scan."""
-    now = _now(container)
-    recent = await _db(container, request_log.recent_requests, container.engine, now - timedelta(minutes=15))
-    return {**recent, "error_rate_threshold": container.settings.alert_error_rate}
+    """The last 15 minutes of the request log (the console's banner on every page): by
+    status class, latency and a stream's time to first token (p50/p95): index range scans."""
+    return {**await _last_15m(container), "error_rate_threshold": container.settings.alert_error_rate}
+
+
+@router.get("/timeseries")
+async def get_timeseries(container: ContainerDep, hours: Annotated[int, Query(ge=1, le=168)] = 24,
+                         bucket_minutes: Annotated[int, Query(ge=5, le=1440)] = 60) -> dict[str, Any]:
+    """The last ``hours`` in buckets (oldest first, empty ones included): client requests by
+    status class, latency and TTFT percentiles from the request log, cost from the ledger."""
+    rate = container.settings.usd_krw_rate
+    buckets = await _db(container, request_log.timeseries, container.engine, _now(container), hours=hours,
+                        bucket_seconds=bucket_minutes * 60)
+    return {"hours": hours, "bucket_minutes": bucket_minutes, "buckets": [
+        {"start": _iso(b.start), **_window(b.window), **_money(b.window.cost_nanos, rate),
+         "unpriced_requests": b.window.unpriced} for b in buckets]}
 
 
 @router.get("/conversations")
@@ -378,11 +410,13 @@ async def list_keys(container: ContainerDep) -> dict[str, Any]:
 
 @router.get("/prices")
 async def get_prices(container: ContainerDep) -> dict[str, Any]:
+    """The catalogue, and the operator's ``EXTRA_MODELS``: allowed, unpriced (no price is
+    not a price of 0)."""
     table = container.prices
     return {"version": table.version, "models": [
         {"model": name, "input": str(p.input), "cached_input": None if p.cached_input is None else str(p.cached_input),
          "output": str(p.output), "max_output_tokens": p.max_output_tokens}
-        for name, p in sorted(table.prices.items())]}
+        for name, p in sorted(table.prices.items())], "extra_models": list(container.models.extra())}
 
 
 @router.get("/upstreams")
@@ -413,6 +447,11 @@ async def _audit(container: Container, actor: str | None, action: AuditAction, k
     await container.audit.append(AuditEntry(_now(container), actor_name(actor), action, key_id, detail))
 
 
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    """A body's time; without an offset it is UTC, as the API's times are."""
+    return None if value is None else value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _limit_text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -421,12 +460,14 @@ def _limit_text(value: Decimal | None) -> str | None:
 async def create_key(container: ContainerDep, body: CreateKeyBody, actor: ActorHeader = None) -> dict[str, Any]:
     issued = await container.issue_key.execute(
         body.name, BudgetLimits.from_usd(body.daily_limit_usd, body.monthly_limit_usd),
-        may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy)
+        may_use_server_key=body.may_use_server_key, pii_policy=body.pii_policy,
+        expires_at=_utc_or_none(body.expires_at))
     await _audit(container, actor, AuditAction.KEY_CREATED, issued.key.id,
                  {"name": body.name, "daily_limit_usd": _limit_text(body.daily_limit_usd),
                   "monthly_limit_usd": _limit_text(body.monthly_limit_usd),
                   "may_use_server_key": str(body.may_use_server_key).lower(),
-                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None})
+                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None,
+                  "expires_at": _iso(_utc_or_none(body.expires_at))})
     # The only answer that ever carries the secret: it is not stored, only its keyed hash.
     return {"key": issued.secret, "item": await _key_item(container, issued.key.id)}
 
@@ -439,6 +480,19 @@ async def revoke_key(container: ContainerDep, key_id: str, actor: ActorHeader = 
     item = await _key_item(container, key_id)
     await _audit(container, actor, AuditAction.KEY_REVOKED, key_id, {"name": item["name"]})
     return {"item": item}
+
+
+@router.post("/keys/{key_id}/rotate", status_code=201)
+async def rotate_key(container: ContainerDep, key_id: str, actor: ActorHeader = None) -> dict[str, Any]:
+    """A new key with the old one's name, caps, server-key permission and PII policy; the old
+    key revoked. The new secret is in this answer only."""
+    rotated = await container.rotate_key.execute(key_id)
+    container.authenticate.invalidate()  # the old key stops at once on this replica
+    new, old = rotated.issued.key, rotated.previous
+    await _audit(container, actor, AuditAction.KEY_ROTATED, new.id,
+                 {"name": new.name, "previous_key_id": old.id, "previous_short_id": old.short_id})
+    return {"key": rotated.issued.secret, "item": await _key_item(container, new.id),
+            "previous": await _key_item(container, old.id)}
 
 
 @router.put("/keys/{key_id}/budget")
@@ -456,11 +510,29 @@ async def set_budget(container: ContainerDep, key_id: str, body: BudgetBody, act
     return {"item": await _key_item(container, key_id)}
 
 
+@router.put("/keys/{key_id}/expiry")
+async def set_expiry(container: ContainerDep, key_id: str, body: ExpiryBody, actor: ActorHeader = None) -> dict[str, Any]:
+    """When the key stops working (null: never); a past moment is refused: revoke instead."""
+    before = await _key_item(container, key_id)
+    expires_at = _utc_or_none(body.expires_at)
+    await container.set_expiry.execute(key_id, expires_at)
+    container.authenticate.invalidate()  # cached identities carry the old expiry
+    await _audit(container, actor, AuditAction.EXPIRY_CHANGED, key_id,
+                 {"name": before["name"], "expires_at_before": before["expires_at"], "expires_at": _iso(expires_at)})
+    return {"item": await _key_item(container, key_id)}
+
+
 @router.put("/keys/{key_id}/pii-policy")
-async def set_pii_policy(container: ContainerDep, key_id: str, body: PiiPolicyBody) -> dict[str, Any]:
+async def set_pii_policy(container: ContainerDep, key_id: str, body: PiiPolicyBody,
+                         actor: ActorHeader = None) -> dict[str, Any]:
+    before = await _key_item(container, key_id)
     await container.set_pii_policy.execute(key_id, body.pii_policy)
     # Cached identities carry the policy: drop them so the new one applies now.
     container.authenticate.invalidate()
+    # null on either side: the server's PII_POLICY
+    await _audit(container, actor, AuditAction.PII_POLICY_CHANGED, key_id,
+                 {"name": before["name"], "pii_policy_before": before["pii_policy"],
+                  "pii_policy": body.pii_policy.value if body.pii_policy is not None else None})
     return {"item": await _key_item(container, key_id)}
 
 

@@ -86,7 +86,9 @@ def _key_from_row(row: ClientKeyRow) -> ClientKey:
                      created_at=row.created_at,
                      limits=BudgetLimits(_money(row.daily_limit_nanos), _money(row.monthly_limit_nanos)),
                      may_use_server_key=row.may_use_server_key, revoked_at=row.revoked_at,
-                     pii_policy=PiiPolicy(row.pii_policy) if row.pii_policy else None)
+                     pii_policy=PiiPolicy(row.pii_policy) if row.pii_policy else None,
+                     expires_at=row.expires_at.replace(tzinfo=UTC) if row.expires_at and row.expires_at.tzinfo is None
+                     else row.expires_at)
 
 
 class SqlClientKeyRepository(SqlBase):
@@ -98,7 +100,8 @@ class SqlClientKeyRepository(SqlBase):
                                    monthly_limit_nanos=key.limits.monthly.nanos if key.limits.monthly else None,
                                    may_use_server_key=key.may_use_server_key, created_at=key.created_at,
                                    revoked_at=key.revoked_at,
-                                   pii_policy=key.pii_policy.value if key.pii_policy else None))
+                                   pii_policy=key.pii_policy.value if key.pii_policy else None,
+                                   expires_at=key.expires_at))
         await self._run(run)
 
     def _one(self, clause: ColumnElement[bool]) -> ClientKey | None:
@@ -134,6 +137,9 @@ class SqlClientKeyRepository(SqlBase):
 
     async def set_pii_policy(self, key_id: str, policy: PiiPolicy | None) -> bool:
         return await self._run(lambda: self._update(key_id, pii_policy=policy.value if policy else None))
+
+    async def set_expiry(self, key_id: str, expires_at: datetime | None) -> bool:
+        return await self._run(lambda: self._update(key_id, expires_at=expires_at))
 
 
 class SqlConversationRepository(SqlBase):

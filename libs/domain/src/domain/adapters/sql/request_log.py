@@ -25,7 +25,7 @@ def _row(e: RequestLogEntry) -> dict[str, Any]:
     return {"request_id": e.request_id, "created_at": e.created_at, "route": e.route, "status": e.status,
             "error_code": e.error_code, "client_key_id": e.client_key_id, "model": e.model,
             "key_source": e.key_source, "fallback_reason": e.fallback_reason, "upstream": e.upstream,
-            "latency_ms": e.latency_ms, "cost_nanos": e.cost.nanos if e.cost is not None else None,
+            "latency_ms": e.latency_ms, "ttft_ms": e.ttft_ms, "cost_nanos": e.cost.nanos if e.cost is not None else None,
             "pii_counts": json.dumps(dict(e.pii_counts), sort_keys=True, separators=(",", ":")) if e.pii_counts
             else None}
 

@@ -28,6 +28,7 @@ class ClientKeyRow(SQLModel, table=True):
     pii_policy: str | None = Field(default=None, max_length=8)  # off | mask | block; NULL: the server's
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))  # refused (401) from then on
 
 
 class ConversationRow(SQLModel, table=True):
@@ -186,6 +187,7 @@ class RequestLogRow(SQLModel, table=True):
     fallback_reason: str | None = Field(default=None, max_length=32)
     upstream: str | None = Field(default=None, max_length=64)
     latency_ms: int = 0
+    ttft_ms: int | None = None  # a stream's time to its first event; None for other answers
     cost_nanos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # personal data the guard found in the request, per kind: '{"card":2,"rrn":1}' (never a value)
     pii_counts: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -12,8 +12,9 @@ Days and months are those of the budget time zone (``domain.periods``), like bud
 - ``spend``: ledger totals grouped by day, model, key source or client key
 - ``pii``: personal data the guard found, per kind and per client key
 - ``conversations``: conversation pages and one conversation's turns
-- ``keys``: client keys with what each spent and holds today and this month
-- ``request_log``: request log pages and the "now" window (last minutes by status)
+- ``keys``: client keys with what each spent and holds today and this month, and their last use
+- ``request_log``: request log pages, the "now" window (last minutes by status, latency and
+  TTFT percentiles) and the last hours in buckets for the Overview's charts
 - ``exports``: ledger and request-log rows in keyset-paginated batches, for the CSV exports
 - ``audit``, ``alerts``: operator actions and raised alerts
 - ``business_metrics``: the business figures behind the monitor's ``/metrics``

@@ -1,14 +1,15 @@
 """The client keys screen: every key (never its hash) with what it spent and holds today and
-this month, read from the budget counters, and today's budget refusals."""
+this month, read from the budget counters, today's budget refusals, and when it was last
+used."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Engine, func, select
 
 from domain import periods
-from domain.adapters.sql.read_models.shared import as_int, counters_c, keys_c, requests_c, utc
+from domain.adapters.sql.read_models.shared import KEYS, as_int, counters_c, keys_c, requests_c, utc
 from domain.client_keys import scope_of
 from domain.periods import KST, day_key, month_key
 
@@ -29,28 +30,44 @@ class KeyView:
     held_today_nanos: int = 0
     held_month_nanos: int = 0
     refused_today: int = 0
+    last_used_at: datetime | None = None  # the key's newest request-log entry (refusals count)
+    expires_at: datetime | None = None  # refused (401) from then on; None: never
 
 
 def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo = KST) -> list[KeyView]:
     """Client keys (never their hashes) with what each spent and holds (open reservations)
     today and this month, read from the budget counters by primary key (the key's scope,
     ``domain.client_keys.scope_of``, in the day and month periods of ``domain.budgets``), and
-    how many of today's requests were refused for budget (402, from the request log)."""
+    how many of today's requests were refused for budget (402, from the request log) and when
+    each key last made a request (any answer, refusals included): a correlated ``max`` per
+    key, one backward probe of ``ix_request_log_client_created`` each, so 1,000 keys cost
+    1,000 index lookups, never a scan of the log."""
     now = utc(now)
     day, month = day_key(now, tz), month_key(now, tz)
     q = select(keys_c.id, keys_c.short_id, keys_c.name, keys_c.created_at, keys_c.revoked_at,
-               keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy)
+               keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy,
+               keys_c.expires_at)
     q = q.where(keys_c.id == key_id) if key_id is not None else q.order_by(keys_c.created_at, keys_c.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
         scopes = [scope_of(r.id) for r in rows]
+        ids = [r.id for r in rows]
+        latest = (select(func.max(requests_c.created_at)).where(requests_c.client_key_id == keys_c.id)
+                  .correlate(KEYS).scalar_subquery())
+        last_used: dict[str, datetime] = {}
+        for start in range(0, len(ids), 500):
+            last_used.update({r.id: _when(r.at) for r in conn.execute(
+                select(keys_c.id, latest.label("at")).where(keys_c.id.in_(ids[start:start + 500])))
+                if r.at is not None})
         spent: dict[tuple[str, str], tuple[int, int]] = {}
         for start in range(0, len(scopes), 500):
             part = scopes[start:start + 500]
-            pairs = [(s, p) for s in part for p in (day, month)]
+            # scope IN (...) AND period IN (day, month): the same rows as a (scope, period)
+            # tuple list, planned as one primary-key scan (the tuple list took 5x as long at
+            # 1,000 keys)
             spent.update({(r.scope, r.period): (as_int(r.spent_nanos), as_int(r.reserved_nanos)) for r in conn.execute(
                 select(counters_c.scope, counters_c.period, counters_c.spent_nanos, counters_c.reserved_nanos)
-                .where(tuple_(counters_c.scope, counters_c.period).in_(pairs)))})
+                .where(counters_c.scope.in_(part), counters_c.period.in_([day, month])))})
         refused_q = (select(requests_c.client_key_id, func.count().label("n"))
                      .where(requests_c.status == 402, requests_c.created_at >= periods.day_start(now, tz)))
         if key_id is not None:
@@ -66,8 +83,14 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
                            may_use_server_key=bool(r.may_use_server_key), pii_policy=r.pii_policy,
                            spent_today_nanos=d_spent,
                            spent_month_nanos=m_spent, held_today_nanos=d_held, held_month_nanos=m_held,
-                           refused_today=refused.get(r.id, 0)))
+                           refused_today=refused.get(r.id, 0), last_used_at=last_used.get(r.id),
+                           expires_at=utc(r.expires_at) if r.expires_at else None))
     return out
+
+
+def _when(value: object) -> datetime:
+    """A ``max(created_at)``: a datetime on PostgreSQL, text on SQLite."""
+    return utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
 
 
 def key(engine: Engine, now: datetime, key_id: str, tz: tzinfo = KST) -> KeyView | None:

@@ -2,6 +2,7 @@
 per day over the last weeks."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -39,7 +40,8 @@ class Overview:
     by_day: list[GroupRow]
 
 
-def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz: tzinfo = KST) -> Overview:
+def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz: tzinfo = KST,
+             model_group: Callable[[str], str] = str) -> Overview:
     """Today and this month (local days of the budget time zone, like budget periods), the
     month's top models and clients, and spend per day over the last ``days`` days: one range
     scan on ``ix_spend_created_at``.
@@ -49,8 +51,17 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
     ``ix_request_log_created_at``; tokens and money come from the ledger.
 
     PostgreSQL aggregates every panel in that one pass with GROUPING SETS; SQLite (small,
-    embedded installs) groups by (day, model, client) and the panels are folded here."""
+    embedded installs) groups by (day, model, client) and the panels are folded here.
+
+    ``model_group`` names the top-models row a ledger model counts under: the gateway passes
+    the model family, so a snapshot the upstream answered with (``gpt-4o-mini-2024-07-18``)
+    and the name the client asked for are one row.
+
+    Nothing after today counts: a row dated tomorrow (a replica whose clock runs ahead, a
+    test's or an import's future timestamp) is in no panel, this month's totals included."""
     month0 = periods.month_start(now, tz)
+    # the next local midnight: 36 hours past today's start is always tomorrow, DST or not
+    end = periods.day_start(periods.day_start(now, tz) + timedelta(hours=36), tz)
     today_s, month_s = periods.local_date(now, tz), periods.local_date(month0, tz)
     first_day = (datetime.fromisoformat(today_s) - timedelta(days=days - 1)).date()
     window0 = periods.day_start(datetime.combine(first_day, datetime.min.time(), tzinfo=tz), tz)
@@ -61,24 +72,24 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
     per_client: dict[str | None, _Acc] = {}
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            _overview_grouping_sets(conn, engine, tz, min(month0, window0), month0, month, per_day, per_model,
-                                    per_client)
+            _overview_grouping_sets(conn, engine, tz, min(month0, window0), end, month0, month, per_day,
+                                    per_model, per_client, model_group)
         else:
             day = local_day(engine, tz).label("day")
             rows = conn.execute(
                 select(day, spend_c.model, spend_c.client_key_id, *totals_columns())
-                .where(spend_c.created_at >= min(month0, window0))
+                .where(spend_c.created_at >= min(month0, window0), spend_c.created_at < end)
                 .group_by(day, spend_c.model, spend_c.client_key_id)).all()
             for r in rows:
                 d = str(r.day)[:10]
                 per_day.setdefault(d, _Acc()).add(r)
                 if d >= month_s:
                     month.add(r)
-                    per_model.setdefault(r.model, _Acc()).add(r)
+                    per_model.setdefault(model_group(r.model), _Acc()).add(r)
                     per_client.setdefault(r.client_key_id, _Acc()).add(r)
         if today_s in per_day:
             today = per_day[today_s]
-        counts = _request_counts_by_day(conn, engine, tz, min(month0, window0))
+        counts = _request_counts_by_day(conn, engine, tz, min(month0, window0), end)
 
         def ranked(groups: dict[Any, _Acc]) -> list[tuple[Any, Totals]]:
             items = sorted(groups.items(), key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, str(kv[0])))
@@ -105,18 +116,20 @@ def overview(engine: Engine, now: datetime, *, top: int = 5, days: int = 30, tz:
         by_day=by_day)
 
 
-def _request_counts_by_day(conn: Any, engine: Engine, tz: tzinfo, start: datetime) -> dict[str, tuple[int, int]]:
-    """Client requests and errors (status >= 400) per local day since ``start``."""
+def _request_counts_by_day(conn: Any, engine: Engine, tz: tzinfo, start: datetime,
+                           end: datetime) -> dict[str, tuple[int, int]]:
+    """Client requests and errors (status >= 400) per local day from ``start`` to ``end``."""
     day = local_day(engine, tz, table="request_log").label("day")
     rows = conn.execute(select(day, func.count().label("n"),
                                func.coalesce(func.sum(case((requests_c.status >= 400, 1), else_=0)), 0).label("e"))
-                        .where(requests_c.created_at >= start).group_by(day)).all()
+                        .where(requests_c.created_at >= start, requests_c.created_at < end).group_by(day)).all()
     return {str(r.day)[:10]: (as_int(r.n), as_int(r.e)) for r in rows}
 
 
-def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: datetime, month0: datetime, month: _Acc,
+def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: datetime, end: datetime, month0: datetime,
+                            month: _Acc,
                             per_day: dict[str, _Acc], per_model: dict[str, _Acc],
-                            per_client: dict[str | None, _Acc]) -> None:
+                            per_client: dict[str | None, _Acc], model_group: Callable[[str], str]) -> None:
     day = local_day(engine, tz)
     in_month = spend_c.created_at >= month0
     # Every set reads the same scan: days over the whole window; models, clients and the
@@ -133,7 +146,8 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
         func.grouping(spend_c.client_key_id).label("g_client"),
     ]
     rows = conn.execute(
-        select(day.label("day"), spend_c.model, spend_c.client_key_id, *cols).where(spend_c.created_at >= start)
+        select(day.label("day"), spend_c.model, spend_c.client_key_id, *cols)
+        .where(spend_c.created_at >= start, spend_c.created_at < end)
         .group_by(func.grouping_sets(tuple_(day), tuple_(spend_c.model), tuple_(spend_c.client_key_id), tuple_()))
     ).all()
     for r in rows:
@@ -146,7 +160,7 @@ def _overview_grouping_sets(conn: Any, engine: Engine, tz: tzinfo, start: dateti
                                              as_int(r.user_cost_nanos), as_int(r.unpriced))
         elif not r.g_model:
             if m.requests:
-                per_model[r.model] = m
+                per_model.setdefault(model_group(r.model), _Acc()).add(m)
         elif not r.g_client:
             if m.requests:
                 per_client[r.client_key_id] = m
