@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 VERSION="${LITELLM_VERSION:-1.109.1}"
 VENV="${LITELLM_VENV:-.bench-venv/litellm}"
 PY="${PY:-python3}"
+# litellm fetches its model cost map from the internet on import (unreachable offline: three
+# tries with back-off); its bundled copy is enough for an import check.
+export LITELLM_LOCAL_MODEL_COST_MAP=True
 
 # Written only once the proxy's imports resolved (below): re-checking by importing takes ~20 s,
 # which every `make test` would pay.
