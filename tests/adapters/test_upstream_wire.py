@@ -228,3 +228,17 @@ async def test_a_stream_dropped_mid_body_is_a_bad_response_after_what_came(raw):
         await p.aclose()
     assert [i.text_delta for i in got] == ["a"]
     assert len(raw.heads) == 1  # a stream that started is never retried
+
+
+async def test_a_long_header_line_from_the_upstream_is_read_not_retried_as_a_broken_connection(raw):
+    # aiohttp stops at 8190 bytes a header line by default, where the SDK's client (h11)
+    # read 16 KiB of headers: a proxy's long cookie or debug header then looked like a
+    # broken connection and the billed POST was sent again, up to 3 times.
+    raw.answers += [http(orjson.dumps(CHAT), "x-request-id: req_1", "set-cookie: __cf=" + "a" * 12000)] * 3
+    p = provider(raw)
+    try:
+        reply = await p.complete(chat(), KEY)
+    finally:
+        await p.aclose()
+    assert reply.text == "hi" and reply.headers == {"x-request-id": "req_1"}
+    assert len(raw.heads) == 1
