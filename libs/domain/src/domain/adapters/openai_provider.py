@@ -38,6 +38,7 @@ _PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/c
 _ITEMS = {UpstreamApi.RESPONSES: "input", UpstreamApi.CHAT_COMPLETIONS: "messages"}
 _FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+_MAX_HEADER_BYTES = 16 * 1024  # h11's limit for an answer's headers, which the SDK's client used
 
 
 def usage_from(api: UpstreamApi, usage: Any) -> TokenUsage | None:
@@ -192,7 +193,11 @@ class _DirectTransport:
                 connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
                 # The environment's proxy is read once (``_proxy_for``): aiohttp's trust_env
                 # would read it, and ~/.netrc, in a thread on every request.
-                timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"})
+                timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"},
+                # aiohttp's default stops at an 8 KiB header line, which it reports as a broken
+                # connection (so the POST would be sent again); the SDK's client (h11) read up
+                # to 16 KiB of headers, and proxies in front of an upstream send long cookies.
+                max_line_size=_MAX_HEADER_BYTES, max_field_size=_MAX_HEADER_BYTES)
             self._loop = loop
         return self._session
 
