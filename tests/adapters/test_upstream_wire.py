@@ -242,3 +242,19 @@ async def test_a_long_header_line_from_the_upstream_is_read_not_retried_as_a_bro
         await p.aclose()
     assert reply.text == "hi" and reply.headers == {"x-request-id": "req_1"}
     assert len(raw.heads) == 1
+
+
+async def test_all_proxy_is_honoured_when_no_scheme_proxy_is_named(raw, monkeypatch):
+    # The SDK's client (httpx, trust_env) sent every scheme through ALL_PROXY when no
+    # HTTP(S)_PROXY was set.
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{raw.port}")
+    raw.answers.append(http(orjson.dumps(CHAT)))
+    p = OpenAiLlmProvider(api_base="http://upstream.example/v1", max_retries=0)
+    try:
+        reply = await p.complete(chat(), KEY)
+    finally:
+        await p.aclose()
+    assert reply.text == "hi"
+    assert raw.heads[0].lower().startswith(b"post http://upstream.example/v1/chat/completions ")
