@@ -231,14 +231,15 @@ class _DirectTransport:
 
 
 def _proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY), as
-    the SDK's client would use it; None for none."""
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, else ALL_PROXY;
+    NO_PROXY), as the SDK's client (httpx) would use it; None for none."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
     if urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]  # not in typeshed
             host.rsplit(":", 1)[0] if not host.endswith("]") else host):
         return None
-    return urllib.request.getproxies_environment().get(scheme.lower())
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(scheme.lower()) or proxies.get("all")
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
