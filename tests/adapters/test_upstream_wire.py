@@ -3,6 +3,7 @@ scripted bytes: what the SDK's client handled and a hand-rolled client can get w
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 
 import orjson
@@ -258,3 +259,18 @@ async def test_all_proxy_is_honoured_when_no_scheme_proxy_is_named(raw, monkeypa
         await p.aclose()
     assert reply.text == "hi"
     assert raw.heads[0].lower().startswith(b"post http://upstream.example/v1/chat/completions ")
+
+
+async def test_a_call_after_shutdown_fails_as_unreachable_and_opens_nothing(raw):
+    # At shutdown a late call (a background poll, a stream past the grace period) must not
+    # open a new client session that nothing closes ("Unclosed client session"): the SDK's
+    # closed client refused it as a connection error.
+    raw.answers.append(http(orjson.dumps(CHAT)))
+    p = provider(raw, max_retries=0)
+    await p.complete(chat(), KEY)
+    await p.aclose()
+    with pytest.raises(UpstreamError) as refused:
+        await p.complete(chat(), KEY)
+    assert refused.value.code == "upstream_unreachable"
+    assert len(raw.heads) == 1
+    gc.collect()  # an unclosed session warns when collected (an error here: pytestmark)
