@@ -185,6 +185,7 @@ class _DirectTransport:
         self._proxy = _proxy_for(self._base)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False  # by aclose: for good, as the SDK's closed client was
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -204,6 +205,8 @@ class _DirectTransport:
     async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
                        stream: bool) -> _Answer:
         sent = {**headers, "Content-Type": "application/json"} if content is not None else headers
+        if self._closed:  # a late call at shutdown: a new session here would never be closed
+            raise _Unreachable
         try:
             response = await self._session_now().request(method, self._base + path, data=content, headers=sent,
                                                          proxy=self._proxy)
@@ -226,6 +229,7 @@ class _DirectTransport:
         return _Answer(response.headers, body)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
