@@ -274,3 +274,25 @@ async def test_a_call_after_shutdown_fails_as_unreachable_and_opens_nothing(raw)
     assert refused.value.code == "upstream_unreachable"
     assert len(raw.heads) == 1
     gc.collect()  # an unclosed session warns when collected (an error here: pytestmark)
+
+
+async def test_more_concurrent_streams_than_pooled_connections_all_finish_with_usage(fake_openai):
+    # The pool (max_connections) queues streams beyond it; each stream gives its connection
+    # back when it ends, so every one of them finishes, with its own usage.
+    p = OpenAiLlmProvider(api_base=fake_openai, max_connections=4, client_share=1.0)
+
+    async def one(n: int) -> tuple[str, StreamDone]:
+        items = [item async for item in p.stream(UpstreamRequest(
+            UpstreamApi.CHAT_COMPLETIONS, "gpt-4o-mini", [{"role": "user", "content": f"stream {n}"}],
+            client=f"client-{n}"), "sk-test-wire")]
+        done = items[-1]
+        assert isinstance(done, StreamDone)
+        return "".join(i.text_delta for i in items if isinstance(i, StreamData)), done
+
+    try:
+        results = await asyncio.gather(*(one(n) for n in range(24)))
+    finally:
+        await p.aclose()
+    for n, (text, done) in enumerate(results):
+        assert text == f"fake reply to: stream {n}"
+        assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
