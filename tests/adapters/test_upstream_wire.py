@@ -296,3 +296,22 @@ async def test_more_concurrent_streams_than_pooled_connections_all_finish_with_u
     for n, (text, done) in enumerate(results):
         assert text == f"fake reply to: stream {n}"
         assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
+
+
+async def test_an_https_upstream_through_a_proxy_tunnels_with_the_proxy_credentials_only(raw, monkeypatch):
+    # CONNECT carries the proxy's credentials and never the upstream key; a proxy that
+    # refuses the tunnel is an unreachable upstream (502), not a crash.
+    monkeypatch.setenv("HTTPS_PROXY", f"http://gw:s3cret@127.0.0.1:{raw.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    raw.answers.append(http(b"", status="403 Forbidden"))
+    p = OpenAiLlmProvider(api_base="https://upstream.example/v1", max_retries=0)
+    try:
+        with pytest.raises(UpstreamError) as refused:
+            await p.complete(chat(), KEY)
+    finally:
+        await p.aclose()
+    assert refused.value.code == "upstream_unreachable"
+    head = raw.heads[0].decode().lower()
+    assert head.startswith("connect upstream.example:443 ")
+    assert "proxy-authorization: basic z3c6cznjcmv0" in head and KEY not in head
