@@ -228,6 +228,23 @@ async def test_turns_written_concurrently_get_consecutive_indexes(db_url, writer
         engine.dispose()
 
 
+async def test_one_batch_with_turns_of_several_conversations_numbers_each_its_own(engine):
+    """The batch finds its conversations with one statement over every (owner, name) pair:
+    the same name under two owners, and an anonymous owner, stay apart."""
+    alice, bob, conv, other = uid(), uid(), "batch-" + uid(), "batch-" + uid()
+    batch = [a_record(owner=alice, conversation_id=conv, prompt="a1"), a_record(owner=bob, conversation_id=conv,
+             prompt="b1"), a_record(owner=alice, conversation_id=other, prompt="o1"),
+             a_record(owner=None, conversation_id=conv, prompt="n1"), a_record(owner=alice, conversation_id=conv,
+             prompt="a2"), a_record(owner=alice)]
+    assert write_records(engine, batch) == [1, 1, 1, 1, 2, None]
+    assert write_records(engine, [a_record(owner=bob, conversation_id=conv, prompt="b2")]) == [2]
+    repo = SqlConversationRepository(engine)
+    assert [(t.prompt, t.turn_index) for t in await repo.recent_turns(alice, conv, 50)] == [("a1", 1), ("a2", 2)]
+    assert [(t.prompt, t.turn_index) for t in await repo.recent_turns(bob, conv, 50)] == [("b1", 1), ("b2", 2)]
+    assert [t.prompt for t in await repo.recent_turns(alice, other, 50)] == ["o1"]
+    assert [t.prompt for t in await repo.recent_turns(None, conv, 50)] == ["n1"]
+
+
 async def test_started_ledger_writes_from_its_thread_and_close_drains(engine, tmp_path):
     ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.sqlite3", retry_seconds=0.05)
     ledger.start()

@@ -23,7 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlmodel import col
 
-from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
+from domain.adapters.sql.repositories import apply_deltas, close_reservations
 from domain.adapters.sql.spool import SqliteSpool, encode
 from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
@@ -129,12 +129,21 @@ def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecor
     named = {(r.client_key_id or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
     if not named:
         return {}
-    conn.execute(upsert_ignore(engine)(ConversationRow).values([
-        {"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
-        for (owner, ext), at in sorted(named.items())]).on_conflict_do_nothing())
-    rows = conn.execute(select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
-        tuple_(ConversationRow.owner, ConversationRow.external_id).in_(list(named))))
+    create, find = _conversation_statements(engine.dialect.name)
+    conn.execute(create, [{"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
+                          for (owner, ext), at in sorted(named.items())])
+    rows = conn.execute(find, {"keys": list(named)})
     return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
+
+
+@functools.cache
+def _conversation_statements(dialect: str) -> tuple[Any, Any]:
+    """The conversations' create-if-missing (run as executemany) and their ids by (owner,
+    external id) (an expanding IN): built once, not per batch, like ``_insert_spend``."""
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    find = select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
+        tuple_(ConversationRow.owner, ConversationRow.external_id).in_(bindparam("keys", expanding=True)))
+    return ins(ConversationRow).on_conflict_do_nothing(), find
 
 
 def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) -> list[int | None]:
