@@ -468,3 +468,17 @@ def test_sdk_users_can_say_anonymous_where_anonymous_use_is_allowed(chat_api):
     anonymous = openai.OpenAI(base_url=chat_api.url + "/v1", api_key="anonymous", max_retries=0)
     reply = anonymous.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=USER)
     assert reply.parse().choices[0].message.content == "fake reply to: 안녕하세요"
+
+
+def test_hot_chat_paths_with_a_query_string_another_method_or_a_trailing_slash(chat_api, client_key):
+    # The chat routes served straight from ASGI match the exact method and path: a query
+    # string is still the route, HEAD gets OpenAI's 405 from the router, a trailing slash is
+    # the router's redirect to the route, never a 500.
+    auth = {"Authorization": f"Bearer {client_key}"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    queried = httpx.post(chat_api.url + "/v1/chat/completions?trace=1", json=body, headers=auth)
+    assert queried.status_code == 200 and queried.json()["object"] == "chat.completion"
+    head = httpx.head(chat_api.url + "/v1/chat/completions", headers=auth)
+    assert head.status_code == 405 and "POST" in head.headers["allow"]
+    slashed = httpx.post(chat_api.url + "/v1/chat/completions/", json=body, headers=auth, follow_redirects=True)
+    assert slashed.status_code == 200 and slashed.json()["object"] == "chat.completion"

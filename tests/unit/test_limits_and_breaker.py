@@ -166,3 +166,59 @@ def test_each_opening_is_reported_once_with_its_scope():
     with pytest.raises(UpstreamError):
         breaker.admit("sk-server", "c")
     assert opened == ["client", "key"]
+
+
+def _spend(quota, client: str, times: int) -> int:
+    """How many of ``times`` single requests the quota lets through."""
+    from domain.errors import RateLimited
+
+    allowed = 0
+    for _ in range(times):
+        try:
+            quota.take(client)
+            allowed += 1
+        except RateLimited:
+            pass
+    return allowed
+
+
+def test_the_minute_allowance_cannot_be_doubled_across_a_minute_boundary():
+    """A fixed window let 100 requests through at 0:59 and 100 more at 1:00; the sliding
+    window counts the previous minute's use by its share still inside the last 60 s."""
+    from chat_api.limits import MinuteQuota
+
+    clock = Clock()
+    clock.now = 60 * 100 + 59.0  # one second before a minute boundary
+    quota = MinuteQuota(100, clock=clock)
+    assert _spend(quota, "a", 150) == 100
+    clock.now += 2  # one second into the next minute: 59/60 of the previous still counts
+    assert _spend(quota, "a", 100) == 1
+    clock.now += 30  # 31 s in: 29/60 of the previous minute's 100 (48.3) and the 1 above count
+    assert _spend(quota, "a", 100) == 50
+    clock.now += 60  # the next minute: 29/60 of those 51 (24.7) still count
+    assert _spend(quota, "a", 150) == 75
+    clock.now += 120  # a quiet minute later, the whole allowance again
+    assert _spend(quota, "a", 150) == 100
+    assert _spend(quota, "b", 150) == 100  # clients are counted apart
+
+
+def test_a_refusal_says_when_the_request_fits_and_it_does_then():
+    from chat_api.limits import MinuteQuota
+    from domain.errors import RateLimited
+
+    clock = Clock()
+    clock.now = 60 * 200 + 30.0
+    quota = MinuteQuota(10, "tokens", clock=clock)
+    quota.take("a", 10)
+    with pytest.raises(RateLimited) as refused:
+        quota.take("a", 4)
+    retry = refused.value.retry_after
+    assert 0 < retry <= 60
+    clock.now += retry - 0.5
+    with pytest.raises(RateLimited):
+        quota.take("a", 4)
+    clock.now += 0.5
+    quota.take("a", 4)  # fits exactly when it was told
+    with pytest.raises(RateLimited) as too_big:
+        quota.take("a", 11)  # more than a minute's allowance never fits
+    assert too_big.value.retry_after == 60

@@ -126,3 +126,30 @@ def test_prices_per_upstream_override_the_catalogue_where_they_serve():
     # priced only at an upstream: known to the catalogue, and priced for admission
     assert table.price_of("solar-pro") == solar and "solar-pro" in set(table.models())
     assert table.family_of("solar-pro") == "solar-pro" and table.price_of("nobody") is None
+
+
+@pytest.mark.parametrize("bad", ["sk-inner\nline-secret", "sk-with space-secret", "sk-한글-secret"])
+def test_a_key_a_header_cannot_carry_is_refused_at_start_without_showing_it(bad):
+    """Such a key would fail every upstream call (aiohttp refuses it in a header); it is
+    refused when the file is read, naming the variable, never the value."""
+    with pytest.raises(UpstreamConfigError) as raised:
+        parse_upstreams(GOOD, {**ENV, "OA_KEY": bad})
+    message = str(raised.value)
+    assert "upstream openai: environment variable OA_KEY holds a space, a control character" in message
+    assert bad not in message and "secret" not in message
+
+
+def test_surrounding_whitespace_of_a_key_is_dropped():
+    _, oa, _ = parse_upstreams(GOOD, {**ENV, "OA_KEY": " sk-secret-value-2\n"})
+    assert oa.api_key == "sk-secret-value-2"
+
+
+def test_openai_api_key_setting_is_stripped_and_a_bad_one_refused_without_showing_it():
+    from pydantic import ValidationError
+
+    from chat_api.settings import ChatApiSettings
+
+    assert ChatApiSettings(openai_api_key="sk-from-a-file\n").openai_api_key == "sk-from-a-file"
+    with pytest.raises(ValidationError) as raised:
+        ChatApiSettings(openai_api_key="sk-inner\nline-secret")
+    assert "HTTP header cannot carry" in str(raised.value) and "line-secret" not in str(raised.value)

@@ -69,12 +69,17 @@ class DefaultKeyPolicy:
 MAX_USER_KEY_CHARS = 512
 
 
+def header_safe(value: str) -> bool:
+    """Whether a key can travel in an HTTP header as it is: visible ASCII, no spaces."""
+    return value.isascii() and value.isprintable() and " " not in value
+
+
 def user_api_key(value: str | None, field: str) -> str | None:
     """A caller's own OpenAI key as given (None when absent or blank). It travels upstream in
     an HTTP header, so it must be visible ASCII without spaces; anything else is refused here
     rather than failing at the upstream call (the message never repeats the value)."""
     if not value:
         return None
-    if len(value) > MAX_USER_KEY_CHARS or not (value.isascii() and value.isprintable()) or " " in value:
+    if len(value) > MAX_USER_KEY_CHARS or not header_safe(value):
         raise InvalidInput("invalid_user_api_key", field=field, max=MAX_USER_KEY_CHARS)
     return value

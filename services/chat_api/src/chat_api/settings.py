@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.key_policy import header_safe
 from domain.periods import budget_timezone
 from domain.pii import PiiPolicy
 
@@ -15,7 +16,8 @@ _PLACEHOLDERS = {"your_api_key_here", "changeme", "change-me", "sk-your-api-key"
 
 
 class ChatApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused secret must not be printed in the startup error
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     database_url: str | None = None
     openai_api_key: str | None = Field(default=None, repr=False)
@@ -102,6 +104,17 @@ class ChatApiSettings(BaseSettings):
     def _reject_placeholders(cls, value: str | None) -> str | None:
         if value is not None and value.strip().lower() in _PLACEHOLDERS:
             raise ValueError("a placeholder is not a secret: set a real value or leave it unset")
+        return value or None
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: str | None) -> str | None:
+        # A key read with `$(cat file)` or pasted may end in a newline: surrounding whitespace
+        # goes; anything left that a header cannot carry is refused at start, not per request.
+        value = value.strip() if value else value
+        if value and not header_safe(value):
+            raise ValueError("the key holds a space, a control character or a non-ASCII character, "
+                             "which an HTTP header cannot carry")
         return value or None
 
     @field_validator("pii_policy", mode="before")

@@ -38,6 +38,7 @@ _PATHS = {UpstreamApi.RESPONSES: "/responses", UpstreamApi.CHAT_COMPLETIONS: "/c
 _ITEMS = {UpstreamApi.RESPONSES: "input", UpstreamApi.CHAT_COMPLETIONS: "messages"}
 _FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+_MAX_HEADER_BYTES = 16 * 1024  # h11's limit for an answer's headers, which the SDK's client used
 
 
 def usage_from(api: UpstreamApi, usage: Any) -> TokenUsage | None:
@@ -184,6 +185,7 @@ class _DirectTransport:
         self._proxy = _proxy_for(self._base)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False  # by aclose: for good, as the SDK's closed client was
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -192,13 +194,19 @@ class _DirectTransport:
                 connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
                 # The environment's proxy is read once (``_proxy_for``): aiohttp's trust_env
                 # would read it, and ~/.netrc, in a thread on every request.
-                timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"})
+                timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"},
+                # aiohttp's default stops at an 8 KiB header line, which it reports as a broken
+                # connection (so the POST would be sent again); the SDK's client (h11) read up
+                # to 16 KiB of headers, and proxies in front of an upstream send long cookies.
+                max_line_size=_MAX_HEADER_BYTES, max_field_size=_MAX_HEADER_BYTES)
             self._loop = loop
         return self._session
 
     async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
                        stream: bool) -> _Answer:
         sent = {**headers, "Content-Type": "application/json"} if content is not None else headers
+        if self._closed:  # a late call at shutdown: a new session here would never be closed
+            raise _Unreachable
         try:
             response = await self._session_now().request(method, self._base + path, data=content, headers=sent,
                                                          proxy=self._proxy)
@@ -221,19 +229,21 @@ class _DirectTransport:
         return _Answer(response.headers, body)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
 
 def _proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY), as
-    the SDK's client would use it; None for none."""
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, else ALL_PROXY;
+    NO_PROXY), as the SDK's client (httpx) would use it; None for none."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
     if urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]  # not in typeshed
             host.rsplit(":", 1)[0] if not host.endswith("]") else host):
         return None
-    return urllib.request.getproxies_environment().get(scheme.lower())
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(scheme.lower()) or proxies.get("all")
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:

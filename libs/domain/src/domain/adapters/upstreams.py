@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from domain.key_policy import header_safe
+
 DEFAULT_UPSTREAM = "default"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -196,10 +198,13 @@ def parse_upstreams(text: str, env: Mapping[str, str], source: str = "UPSTREAMS_
         if entry.name in seen:
             problems.append(f"upstream {entry.name}: the name is used twice")
         seen.add(entry.name)
-        key = env.get(entry.api_key_env) or None
+        key = (env.get(entry.api_key_env) or "").strip() or None
         if key is None:
             problems.append(f"upstream {entry.name}: environment variable {entry.api_key_env} "
                             "(its api_key_env) is not set")
+        elif not header_safe(key):  # named, never shown: it is a secret
+            problems.append(f"upstream {entry.name}: environment variable {entry.api_key_env} holds a space, "
+                            "a control character or a non-ASCII character, which an HTTP header cannot carry")
         kind = UpstreamKind(entry.kind)
         models = dict(entry.models) if isinstance(entry.models, dict) else {m: m for m in entry.models}
         accepts = entry.accepts_user_keys if entry.accepts_user_keys is not None else kind is UpstreamKind.OPENAI
