@@ -18,6 +18,7 @@ saturation and latency measurements and every req/s is also given as a ratio to 
 
     .venv/bin/python bench/run.py [--compare] [--seconds 8] [--conc 32] [--soak-requests 20000]
     .venv/bin/python bench/run.py --profile      # py-spy on /v1/chat/completions only
+    .venv/bin/python bench/run.py --profile --profile-route original   # /api/v1/chat, 10 stored turns
     .venv/bin/python bench/run.py --quick        # saturation rows only (comparing levers), no file written
 
 Writes bench/results/<date>.json (<date>-compare.json with --compare).
@@ -391,20 +392,26 @@ def profile(args: argparse.Namespace, db: Database, stamp: str) -> None:
     up, up_port = start_upstream(0, 0)
     gw, port = start_gateway(db, up_port)
     headers = {"Authorization": f"Bearer {db.client_key}"}
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    if args.profile_route == "original":
+        # the /api/v1/chat row of the bench: one conversation seeded to 10 stored turns, then replayed
+        conversation = f"bench-conv-{uuid.uuid4().hex[:8]}"
+        seed_history(port, db.client_key, conversation, 10)
+        url, body, label = f"http://127.0.0.1:{port}/api/v1/chat", history_body(conversation), "original"
+    else:
+        url, body, label = f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_BODY, "openai"
     try:
-        wrk(url, OPENAI_BODY, headers, args.conc, 3)
-        out = RESULTS / f"{stamp}-profile-openai.txt"
+        wrk(url, body, headers, args.conc, 3)
+        out = RESULTS / f"{stamp}-profile-{label}.txt"
         rec = subprocess.Popen([str(spy), "record", "--pid", str(gw.pid), "--subprocesses", "--format", "raw",
                                 "--rate", "250", "--gil", "--duration", str(round(args.seconds) + 1), "--nonblocking", "-o", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        r = wrk(url, OPENAI_BODY, headers, args.conc, args.seconds)
+        r = wrk(url, body, headers, args.conc, args.seconds)
         rec.wait(timeout=60)
         # frames name files by absolute path; keep the results free of this machine's paths
         text = re.sub(r"\S*?/site-packages/", "", out.read_text()).replace(str(ROOT) + "/", "")
         out.write_text(re.sub(r"/\S*?/lib/python3\.\d+/", "", text))
-        print(f"profiled /v1/chat/completions: {r['rps']:.0f} req/s under py-spy, {r['errors']} errors; "
+        print(f"profiled {url.split(str(port), 1)[1]}: {r['rps']:.0f} req/s under py-spy, {r['errors']} errors; "
               f"collapsed stacks in {out.relative_to(ROOT)}")
         own, incl = top_frames(out.read_text())
         print("\n(samples of the thread holding the GIL: Python CPU, not time spent waiting)")
@@ -670,6 +677,8 @@ def main() -> None:
     ap.add_argument("--soak-max-seconds", type=float, default=45, help="stop the soak early (keeps make bench short)")
     ap.add_argument("--stream-requests", type=int, default=40)
     ap.add_argument("--profile", action="store_true", help="py-spy the /v1/chat/completions path, then stop")
+    ap.add_argument("--profile-route", choices=("openai", "original"), default="openai",
+                    help="--profile: /v1/chat/completions (openai) or /api/v1/chat with 10 stored turns (original)")
     ap.add_argument("--quick", action="store_true", help="saturation rows of the gateway only, nothing written")
     ap.add_argument("--repeat", type=int, default=2, help="--quick: how many times to measure each row")
     ap.add_argument("--keep-db", action="store_true")

@@ -13,11 +13,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from domain.adapters.sql.database import make_engine
 from domain.adapters.sql.ledger import SqlSpendLedger, write_records
 from domain.adapters.sql.repositories import SqlBudgetStore, SqlClientKeyRepository, SqlConversationRepository
+from domain.adapters.sql.tables import ConversationRow
 from domain.budgets import budget_lines
 from domain.client_keys import BudgetLimits, ClientKey, hash_client_key
 from domain.conversations import Turn
@@ -226,6 +227,31 @@ async def test_turns_written_concurrently_get_consecutive_indexes(db_url, writer
         assert {t.prompt: t.turn_index for t in turns} == by_prompt
     finally:
         engine.dispose()
+
+
+async def test_one_batch_with_turns_of_several_conversations_numbers_each_its_own(engine):
+    """The batch finds its conversations with one statement over every (owner, name) pair:
+    the same name under two owners, and an anonymous owner, stay apart."""
+    alice, bob, conv, other = uid(), uid(), "batch-" + uid(), "batch-" + uid()
+    batch = [a_record(owner=alice, conversation_id=conv, prompt="a1"), a_record(owner=bob, conversation_id=conv,
+             prompt="b1"), a_record(owner=alice, conversation_id=other, prompt="o1"),
+             a_record(owner=None, conversation_id=conv, prompt="n1"), a_record(owner=alice, conversation_id=conv,
+             prompt="a2"), a_record(owner=alice)]
+    assert write_records(engine, batch) == [1, 1, 1, 1, 2, None]
+    assert write_records(engine, [a_record(owner=bob, conversation_id=conv, prompt="b2")]) == [2]
+    repo = SqlConversationRepository(engine)
+    assert [(t.prompt, t.turn_index) for t in await repo.recent_turns(alice, conv, 50)] == [("a1", 1), ("a2", 2)]
+    assert [(t.prompt, t.turn_index) for t in await repo.recent_turns(bob, conv, 50)] == [("b1", 1), ("b2", 2)]
+    assert [t.prompt for t in await repo.recent_turns(alice, other, 50)] == ["o1"]
+    assert [t.prompt for t in await repo.recent_turns(None, conv, 50)] == ["n1"]
+    # a later turn moves the conversation's updated_at, never its created_at
+    later = T0 + timedelta(hours=1)
+    assert write_records(engine, [a_record(owner=alice, conversation_id=conv, prompt="a3", at=later)]) == [3]
+    with engine.connect() as conn:
+        created, updated, count = conn.execute(
+            select(ConversationRow.created_at, ConversationRow.updated_at, ConversationRow.turn_count)
+            .where(ConversationRow.owner == alice, ConversationRow.external_id == conv)).one()
+    assert same_instant(created, T0) and same_instant(updated, later) and count == 3
 
 
 async def test_started_ledger_writes_from_its_thread_and_close_drains(engine, tmp_path):

@@ -478,8 +478,14 @@ def _narrowed(text: str) -> str:
     return text
 
 
+# The pre-filter's digit test: one scan in C. (Ten ``in`` tests from a generator cost a
+# Python frame switch each: ~0.8 µs per text against ~0.2 µs, and a replayed conversation
+# sends every stored turn's two texts through here on every request.)
+_ANY_DIGIT = re.compile("[0-9]")
+
+
 def _has_digit(text: str) -> bool:
-    return any(digit in text for digit in "0123456789")
+    return _ANY_DIGIT.search(text) is not None
 
 
 def find_pii(text: str) -> list[PiiFinding]:

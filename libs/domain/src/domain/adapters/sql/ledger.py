@@ -16,14 +16,14 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlmodel import col
 
-from domain.adapters.sql.repositories import apply_deltas, close_reservations, upsert_ignore
+from domain.adapters.sql.repositories import apply_deltas, close_reservations
 from domain.adapters.sql.spool import SqliteSpool, encode
 from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
@@ -109,16 +109,41 @@ def _insert_spend(dialect: str) -> Any:
             .returning(col(SpendRow.request_id)))
 
 
+# A turn's two statements, built once with bound parameters: every awaited turn is its own
+# small transaction (it is stored before the answer goes out), and building an UPDATE/INSERT
+# with literal values cost SQLAlchemy its construction and cache-key walk per turn (~9 % of
+# the gateway's samples on /api/v1/chat with a replayed conversation, bench/README.md).
+@functools.cache
+def _count_turn() -> Any:
+    return (update(ConversationRow).where(col(ConversationRow.id) == bindparam("pk"))
+            .values(turn_count=ConversationRow.turn_count + 1, updated_at=bindparam("at"))
+            .returning(col(ConversationRow.turn_count)))
+
+
+@functools.cache
+def _insert_turn() -> Any:
+    return insert(TurnRow)
+
+
 def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
     named = {(r.client_key_id or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
     if not named:
         return {}
-    conn.execute(upsert_ignore(engine)(ConversationRow).values([
-        {"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
-        for (owner, ext), at in sorted(named.items())]).on_conflict_do_nothing())
-    rows = conn.execute(select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
-        tuple_(ConversationRow.owner, ConversationRow.external_id).in_(list(named))))
+    create, find = _conversation_statements(engine.dialect.name)
+    conn.execute(create, [{"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
+                          for (owner, ext), at in sorted(named.items())])
+    rows = conn.execute(find, {"keys": list(named)})
     return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
+
+
+@functools.cache
+def _conversation_statements(dialect: str) -> tuple[Any, Any]:
+    """The conversations' create-if-missing (run as executemany) and their ids by (owner,
+    external id) (an expanding IN): built once, not per batch, like ``_insert_spend``."""
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    find = select(col(ConversationRow.id), col(ConversationRow.owner), col(ConversationRow.external_id)).where(
+        tuple_(ConversationRow.owner, ConversationRow.external_id).in_(bindparam("keys", expanding=True)))
+    return ins(ConversationRow).on_conflict_do_nothing(), find
 
 
 def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) -> list[int | None]:
@@ -153,15 +178,13 @@ def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) 
                 # The counter update takes the conversation's row lock, so two turns racing on
                 # one conversation get distinct, consecutive indexes.
                 turns[r.request_id] = conn.execute(
-                    update(ConversationRow).where(col(ConversationRow.id) == pk)
-                    .values(turn_count=ConversationRow.turn_count + 1, updated_at=r.created_at)
-                    .returning(col(ConversationRow.turn_count))).scalar_one()
+                    _count_turn(), {"pk": pk, "at": r.created_at}).scalar_one()
                 t, junk = r.turn, set[str]()
-                conn.execute(insert(TurnRow).values(
-                    conversation_id=pk, turn_index=turns[r.request_id],
-                    request_id=bounded(t.request_id, ID_LIMIT, junk), created_at=t.created_at,
-                    system_prompt=clean(t.system_prompt, junk), prompt=clean(t.prompt, junk),
-                    reply=clean(t.reply, junk), model=bounded(t.model, NAME_LIMIT, junk)))
+                conn.execute(_insert_turn(), {
+                    "conversation_id": pk, "turn_index": turns[r.request_id],
+                    "request_id": bounded(t.request_id, ID_LIMIT, junk), "created_at": t.created_at,
+                    "system_prompt": clean(t.system_prompt, junk), "prompt": clean(t.prompt, junk),
+                    "reply": clean(t.reply, junk), "model": bounded(t.model, NAME_LIMIT, junk)})
         apply_deltas(conn, deltas)
     seen: set[str] = set()
     indexes = []
