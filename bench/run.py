@@ -194,7 +194,10 @@ def start_gateway(db: Database, upstream_port: int, cpu: str | None = GATEWAY_CP
                   log: Path | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**db.env, "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1", "CHAT_API_PORT": str(port),
-           "CHAT_API_HOST": "127.0.0.1", "LEDGER_SPOOL_PATH": str(db.data_dir / f"spool-{port}.sqlite3")}
+           "CHAT_API_HOST": "127.0.0.1", "LEDGER_SPOOL_PATH": str(db.data_dir / f"spool-{port}.sqlite3"),
+           # every measured /api/v1/chat request adds a turn to the one bench conversation: the
+           # replay is held at the 10 turns the history row is about (the default cap is 50)
+           "HISTORY_MAX_TURNS": "10"}
     p = spawn([str(BIN / "chat-api")], env=env, cpu=cpu, log=log)
     wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=p)
     return p, port

@@ -195,3 +195,25 @@ def test_prompts_are_normalised_to_nfc(chat_api, client_key):
                json={"user_prompt": decomposed})
     (seen,) = chat_api.fake_requests()
     assert seen["body"]["input"][-1]["content"] == "한국어 질문"
+
+
+def test_history_max_turns_caps_the_replay(pg_url, tmp_path):
+    """HISTORY_MAX_TURNS: only the newest N stored turns are replayed, whatever the token budget."""
+    from tests.services.conftest import start_chat_api
+    from tests.support.processes import start_fake_openai, stop
+
+    fake, fake_url = start_fake_openai()
+    proc, api = start_chat_api(pg_url, fake_url, tmp_path, HISTORY_MAX_TURNS="2")
+    try:
+        headers = {"Authorization": f"Bearer {api.issue_key('max-turns')}"}
+        for n in range(1, 4):
+            r = httpx.post(api.url + "/api/v1/chat", headers=headers,
+                           json={"request_id": "capped", "user_prompt": f"질문 {n}"})
+            assert r.json()["conversation_turn"] == n
+        api.clear_fake()
+        httpx.post(api.url + "/api/v1/chat", headers=headers, json={"request_id": "capped", "user_prompt": "질문 4"})
+        (seen,) = api.fake_requests()
+        assert [m["content"] for m in seen["body"]["input"] if m["role"] == "user"] == ["질문 2", "질문 3", "질문 4"]
+    finally:
+        stop(proc)
+        stop(fake)

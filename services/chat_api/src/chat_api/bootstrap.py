@@ -189,7 +189,8 @@ def bootstrap(settings: ChatApiSettings | None = None, *, engine: Engine | None 
     chat = HandleChatTurn(
         provider=provider, conversations=conversations, ledger=ledger, budgets=budgets, models=models,
         policy=policy, clock=clock, owners=ledger, background=pending,
-        settings=ChatSettings(history_token_budget=settings.history_token_budget, global_limits=global_limits,
+        settings=ChatSettings(history_token_budget=settings.history_token_budget,
+                              history_max_turns=settings.history_max_turns, global_limits=global_limits,
                               tz=settings.tz))
     use_cases = UseCases(chat=chat,
                          stored_responses=HandleStoredResponse(owners=ledger, provider=provider, policy=policy,

@@ -42,6 +42,7 @@ class ChatApiSettings(BaseSettings):
     global_daily_usd: Decimal | None = None
     global_monthly_usd: Decimal | None = None
     history_token_budget: int = 3000
+    history_max_turns: int = Field(default=50, ge=1)  # at most this many stored turns replayed
     upstream_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2
     # Upstream connections per replica, and the share of them one client may hold at once
