@@ -502,18 +502,14 @@ class SqlSpendLedger:
 
     def _next_batch(self, batch: list[_Item], taken: list[int]) -> tuple[bool, bool]:
         """Fills ``batch``; (stop asked, spool replay asked by ``flush``)."""
-        replay_now = False
         try:
             item = self._queue.get(timeout=self._retry)
         except queue.Empty:
             return False, False
         taken[0] += 1
-        if item is None:
+        stop, replay_now = self._sort(item, batch)
+        if stop:
             return True, False
-        if item is _FLUSH:
-            replay_now = True
-        elif isinstance(item, tuple):
-            batch.append(item)
         if self._linger > 0 and not replay_now and all(f is None for _, f in batch):
             # Linger unless the batch holds an awaited record or a flush; one is queued meanwhile: stop.
             self._urgent.wait(self._linger)
@@ -524,13 +520,22 @@ class SqlSpendLedger:
             except queue.Empty:
                 return False, replay_now
             taken[0] += 1
-            if nxt is None:
+            stop, flush = self._sort(nxt, batch)
+            if stop:
                 return True, replay_now
-            if nxt is _FLUSH:
-                replay_now = True
-            elif isinstance(nxt, tuple):
-                batch.append(nxt)
+            replay_now = replay_now or flush
         return False, replay_now
+
+    @staticmethod
+    def _sort(item: object, batch: list[_Item]) -> tuple[bool, bool]:
+        """One queued item: (stop asked, flush asked); a record joins ``batch``."""
+        if item is None:
+            return True, False
+        if item is _FLUSH:
+            return False, True
+        if isinstance(item, tuple):
+            batch.append(item)
+        return False, False
 
     def _rescue(self, batch: list[_Item]) -> None:
         try:
