@@ -136,27 +136,10 @@ else:
 
 # -- export (the current filters, newest first) --------------------------------------------------
 st.divider()
-export_sig = (status, client, range_choice)
-prepared: exports.Prepared | None = st.session_state.get("_req_export")
-if prepared is not None and prepared.signature[:3] != export_sig:
-    st.session_state.pop("_req_export")
-    prepared = None
-    st.caption(t("export.stale"))
-if st.button(t("export.prepare"), key="req_export_prepare"):
-    body = widgets.call(api.requests_csv, status=status or None, client_key_id=client, since=since,
-                        limit=exports.PART_ROWS)
-    if body is not None:
-        prepared = exports.prepare((*export_sig, None), body, "requests", since, None)
-        st.session_state["_req_export"] = prepared
-if prepared is not None:
-    if prepared.truncated and st.button(t("export.next"), key="req_export_next"):
-        until = prepared.oldest
-        body = widgets.call(api.requests_csv, status=status or None, client_key_id=client, since=since, until=until,
-                            limit=exports.PART_ROWS)
-        if body is not None:
-            prepared = exports.prepare((*export_sig, until), body, "requests", since, until)
-            st.session_state["_req_export"] = prepared
-    st.caption(t("export.ready", rows=prepared.rows, name=prepared.filename))
-    if prepared.truncated:
-        st.warning(t("export.truncated", limit=exports.PART_ROWS))
-    st.iframe(exports.download_frame(prepared, t("export.download")), height=48)
+widgets.export_panel(
+    state_key="_req_export", signature=(status, client, range_choice),
+    fetch=lambda part_until: widgets.call(api.requests_csv, status=status or None, client_key_id=client, since=since,
+                                          until=part_until, limit=exports.PART_ROWS),
+    name="requests", since=since, until=None, prepare_label=t("export.prepare"),
+    ready=lambda prepared: t("export.ready", rows=prepared.rows, name=prepared.filename),
+    download_label=t("export.download"), button_key="req_export")

@@ -74,25 +74,9 @@ else:
 st.divider()
 range_key = (st.session_state.get("spend_range"),
              until if st.session_state.get("spend_range") == "custom" else None)
-export_sig = (range_key, client_key_id, model)
-prepared: exports.Prepared | None = st.session_state.get("_spend_export")
-if prepared is not None and prepared.signature[:3] != export_sig:
-    st.session_state.pop("_spend_export")
-    prepared = None
-    st.caption(t("export.stale"))
-if st.button(t("spend.csv_prepare"), key="spend_csv_prepare"):
-    body = widgets.call(api.ledger_csv, **filters, limit=exports.PART_ROWS)
-    if body is not None:
-        prepared = exports.prepare((*export_sig, None), body, "ledger", since, until)
-        st.session_state["_spend_export"] = prepared
-if prepared is not None:
-    if prepared.truncated and st.button(t("export.next"), key="spend_csv_next"):
-        part_until = prepared.oldest
-        body = widgets.call(api.ledger_csv, **{**filters, "until": part_until}, limit=exports.PART_ROWS)
-        if body is not None:
-            prepared = exports.prepare((*export_sig, part_until), body, "ledger", since, part_until)
-            st.session_state["_spend_export"] = prepared
-    st.caption(t("spend.csv_ready", rows=prepared.rows) + " · " + prepared.filename)
-    if prepared.truncated:
-        st.warning(t("export.truncated", limit=exports.PART_ROWS))
-    st.iframe(exports.download_frame(prepared, t("spend.csv_download")), height=48)
+widgets.export_panel(
+    state_key="_spend_export", signature=(range_key, client_key_id, model),
+    fetch=lambda part_until: widgets.call(api.ledger_csv, **{**filters, "until": part_until}, limit=exports.PART_ROWS),
+    name="ledger", since=since, until=until, prepare_label=t("spend.csv_prepare"),
+    ready=lambda prepared: t("spend.csv_ready", rows=prepared.rows) + " · " + prepared.filename,
+    download_label=t("spend.csv_download"), button_key="spend_csv")
