@@ -157,3 +157,12 @@ def test_the_token_estimate_counts_each_hangul_kana_and_ideograph_and_a_quarter_
     assert estimate_tokens("안녕하세요") == 5
     # 2 syllables + 2 jamo + 1 compatibility jamo + 2 kana + 1 ideograph, then 9 others -> 3
     assert estimate_tokens("한국" + "\u1100\u11ff" + "\u3131" + "あア" + "中" + "Python 3!") == 8 + 3
+
+
+@pytest.mark.parametrize("odd_type", [[], ["input_text"], {"a": 1}, 7, None])
+def test_an_item_or_part_whose_type_is_not_a_name_counts_as_text(odd_type) -> None:
+    """A `type` that is a list or an object (hostile bodies; the stateful fuzz run found the
+    unhashable one as a 500) names no kind: the whole is counted, never looked up."""
+    item = {"type": odd_type, "role": "user", "content": [{"type": odd_type, "text": BIG}]}
+    est = tokens([item])
+    assert est.tokens >= BIG_TOKENS and est.unbounded == ()

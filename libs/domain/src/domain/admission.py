@@ -105,7 +105,7 @@ class _Counter:
         if not isinstance(part, dict):
             self.text(part)
             return
-        kind = part.get("type")
+        kind = _kind_of(part)
         if kind in _TEXT_PARTS:
             self.text(part.get(_TEXT_PARTS[kind]))
         elif kind in _IMAGE_PARTS:
@@ -132,7 +132,7 @@ class _Counter:
         if not isinstance(item, dict):
             self.text(item)
             return
-        kind = item.get("type")
+        kind = _kind_of(item)
         if kind in _UNBOUNDED_PARTS:
             self.unbounded.add(_UNBOUNDED_PARTS[kind])
             return
@@ -194,3 +194,10 @@ def output_worst_case(params: Mapping[str, Any], model_cap: int, limit: int | No
         counter.text(prediction.get("content") if isinstance(prediction, dict) else prediction)
         predicted = counter.tokens
     return per_choice * choices(params) + predicted
+
+
+def _kind_of(obj: dict[Any, Any]) -> str | None:
+    """An item's or part's ``type`` when it is a name; any other value (a list, an object)
+    names no kind, and the whole is counted as text (the safe side), never looked up."""
+    kind = obj.get("type")
+    return kind if isinstance(kind, str) else None
