@@ -184,8 +184,8 @@ def test_a_non_ascii_own_key_is_refused_not_sent(strict_api, case):
 @by_dialect
 def test_the_per_minute_allowance_answers_429_with_retry_after(strict_api, case):
     key = strict_api.new_key()
-    # The allowance is a fixed calendar minute, so a run may cross one boundary: then up to
-    # twice the allowance passes before the first 429, never less than the allowance.
+    # The allowance is a sliding minute: a run that crosses a minute boundary may pass a little
+    # more than the allowance before the first 429 (the previous minute's use decays), never less.
     served = 0
     for i in range(2 * RATE_LIMIT + 1):
         r = _post(strict_api, case, key, case.body(f"한도 {i}"))
@@ -194,7 +194,9 @@ def test_the_per_minute_allowance_answers_429_with_retry_after(strict_api, case)
         served += 1
     assert RATE_LIMIT <= served <= 2 * RATE_LIMIT
     assert r.status_code == 429 and case.error_code(r) == "rate_limited"
-    assert 1 <= int(r.headers["retry-after"]) <= 61
+    # Used up early in a minute, the wait runs past that minute's end until enough of its use
+    # has decayed: at most two minutes, never zero.
+    assert 1 <= int(r.headers["retry-after"]) <= 120
     other = strict_api.new_key()
     assert _post(strict_api, case, other, case.body("다른 키")).status_code == 200, "the allowance is per key"
 

@@ -222,3 +222,26 @@ def test_a_refusal_says_when_the_request_fits_and_it_does_then():
     with pytest.raises(RateLimited) as too_big:
         quota.take("a", 11)  # more than a minute's allowance never fits
     assert too_big.value.retry_after == 60
+
+
+def test_an_allowance_used_up_early_in_a_minute_is_waited_for_past_that_minute():
+    """Four of four requests at 0:05: the fifth fits once the sliding window holds three of
+    them, 15 s into the next minute, so the client is told 70 s, not the 55 s to the boundary
+    (where all four would still count)."""
+    from chat_api.limits import MinuteQuota
+    from domain.errors import RateLimited
+
+    clock = Clock()
+    clock.now = 60 * 300 + 5.0
+    quota = MinuteQuota(4, clock=clock)
+    for _ in range(4):
+        quota.take("a")
+    with pytest.raises(RateLimited) as refused:
+        quota.take("a")
+    retry = refused.value.retry_after
+    assert retry == pytest.approx(70)
+    clock.now += 56  # past the boundary: the previous minute's four still weigh 59/60 of 4
+    with pytest.raises(RateLimited):
+        quota.take("a")
+    clock.now = 60 * 300 + 5.0 + retry
+    quota.take("a")
