@@ -117,3 +117,26 @@ def test_n_choices_are_billed_and_reserved(chat_api) -> None:
         output = conn.execute("SELECT output_tokens FROM spend_ledger WHERE client_key_id = %s",
                               (key_id,)).fetchone()
     assert output == (36,)
+
+
+def test_a_chained_response_reserves_the_context_it_is_billed_for(chat_api) -> None:
+    """OpenAI bills a ``previous_response_id`` chain's whole context as input again: a
+    one-word turn on a 47,500-token response costs as much as that response's input. The
+    hold must count it, or every chained turn gets past the cap for the price of "hi"."""
+    # A 190,000-character first turn: ~47,500 tokens × $0.15/1M ≈ $0.0071; 16 output tokens.
+    key, key_id = chat_api.new_key_and_id("bypass-chain")
+    r = httpx.put(chat_api.url + f"/admin/v1/keys/{key_id}/budget", json={"daily_limit_usd": "0.01", "monthly_limit_usd": None},
+                  headers={"Authorization": f"Bearer {chat_api.admin_token}"})
+    assert r.status_code == 200, r.text
+    first = _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "x" * 190_000,
+                                                    "max_output_tokens": 16})
+    assert first.status_code == 200, first.text
+    chat_api.clear_fake()
+    # ~$0.0029 left: "hi" alone fits, "hi" on top of the chain (another ~$0.0071) does not.
+    r = _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 16,
+                                                "previous_response_id": first.json()["id"]})
+    assert r.status_code == 402, r.text
+    assert r.json()["error"]["code"] == "budget_exceeded"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "hi",
+                                                  "max_output_tokens": 16}).status_code == 200

@@ -36,6 +36,8 @@ Behaviour is deterministic so callers can assert on it:
   * misbehaving on purpose, when the request's text holds a marker: "fake:not-json" answers
     200 with an HTML page, "fake:array" a JSON array, "fake:bad-usage" a usage that is a
     string, and "fake:drop" sends its headers then drops the connection before the body
+  * like OpenAI, a Responses request with a ``previous_response_id`` it knows is billed the
+    whole chain as input: that response's input and output tokens are added to the prompt's
   * like OpenAI, answers name the dated snapshot that served the request
     (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
   * a last user text containing "fake:long-ids" gets a ~450-character response id and a
@@ -385,6 +387,10 @@ async def app(scope, receive, send):
         reply, words, served = "널\x00바이트", ["널\x00바이트"], served + "\x00"
     if "fake:negative-usage" in last_user:
         prompt, completion = -5, -7
+    previous = body.get("previous_response_id")
+    chained = RESPONSES.get(previous) if responses_api and isinstance(previous, str) else None
+    if chained is not None and isinstance(chained.get("usage"), dict):
+        prompt += chained["usage"]["input_tokens"] + chained["usage"]["output_tokens"]
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},

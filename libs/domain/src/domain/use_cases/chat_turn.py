@@ -171,11 +171,15 @@ class HandleChatTurn:
         _check_output_cap(cmd, price)
         return price
 
-    async def _check_references(self, cmd: ChatTurnCommand) -> None:
+    async def _check_references(self, cmd: ChatTurnCommand) -> int | None:
         """Objects a request names upstream (``previous_response_id``, ``conversation``) carry
         someone's context: only the client that created them through the gateway may name
         them. For anyone else, and for anonymous callers (who cannot be told apart), they do
-        not exist: 404, and nothing is sent upstream."""
+        not exist: 404, and nothing is sent upstream.
+
+        Returns the context they bring, in tokens: the upstream bills it as input again, so
+        admission counts it (None: not known yet, so the request cannot be estimated)."""
+        context: int | None = 0
         for name in ("previous_response_id", "conversation"):
             value = cmd.params.get(name)
             if value is None:
@@ -185,9 +189,11 @@ class HandleChatTurn:
                 raise InvalidInput("invalid_field", field=name, reason="string")
             if cmd.client.key_id is None:
                 raise NotFound("response_not_found", field=name)
-            found, owner = await self._owners.response_owner(object_id) if self._owners else (False, None)
-            if not found or owner != cmd.client.key_id:
+            found = await self._owners.response_reference(object_id) if self._owners else None
+            if found is None or found.owner != cmd.client.key_id:
                 raise NotFound("response_not_found", field=name)
+            context = None if context is None or found.context_tokens is None else context + found.context_tokens
+        return context
 
     async def _history(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.client.key_id is None and cmd.history is None:
@@ -231,7 +237,8 @@ class HandleChatTurn:
                        prompt=prompt if prompt is not None else scanner.process(cmd.prompt, counted=False))
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
-                     messages: list[Any]) -> Reservation | None:
+                     messages: list[Any], chained: int | None = 0) -> Reservation | None:
+        """``chained``: the tokens of the stored context the request names (None: unknown)."""
         client = cmd.client
         tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
         if choice.source is KeySource.USER:
@@ -244,9 +251,10 @@ class HandleChatTurn:
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now(), self._settings.tz))
         sent = estimate_input(messages, cmd.params, cmd.model)
-        if sent.unbounded and lines:  # counting it as 0 would let it past the budget for free
-            raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(sent.unbounded))
-        worst = price.worst_case(sent.tokens, output_worst_case(cmd.params, price.max_output_tokens,
+        unbounded = sent.unbounded if chained is not None else (*sent.unbounded, "previous_response")
+        if unbounded and lines:  # counting it as 0 would let it past the budget for free
+            raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(unbounded))
+        worst = price.worst_case(sent.tokens + (chained or 0), output_worst_case(cmd.params, price.max_output_tokens,
                                                                    cmd.max_output_tokens))
         return await self._budgets.reserve(lines, worst, tag) if lines else await self._write_ahead(tag, worst)
 
@@ -333,15 +341,15 @@ class HandleChatTurn:
         budget hold."""
         started = self._clock.monotonic()
         price = self.validate(cmd)
-        await self._check_references(cmd)
+        chained = await self._check_references(cmd)
         cmd = self._guarded(cmd, await self._history(cmd))
         messages = [*cmd.system, *(cmd.history or []), *cmd.new_messages]
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
-        reservation = await self._admit(cmd, choice, price, messages)
+        reservation = await self._admit(cmd, choice, price, messages, chained)
         request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, client=cmd.client.key_id,
                                   retries=cmd.retries)
-        return _Plan(cmd, started, price, messages, request, choice, reservation)
+        return _Plan(cmd, started, price, messages, request, choice, reservation, chained)
 
     async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
         """``call`` with the chosen key; if the upstream refuses the caller's own key, once
@@ -354,7 +362,7 @@ class HandleChatTurn:
                 self._record_failure(cmd, plan.choice, plan.started, plan.reservation, error)
                 raise
             plan.choice = self._fall_back(cmd, plan.choice, plan.started, error, plan.reservation)
-            plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages)
+            plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages, plan.chained)
             try:
                 return await call(plan.choice.api_key)
             except UpstreamError as second:
@@ -412,7 +420,7 @@ class HandleChatTurn:
             model = (done.model if done else None) or cmd.model
             estimated = usage is None
             if usage is None:  # cut short before the upstream reported usage
-                prompt = estimate_message_tokens(messages)
+                prompt = estimate_message_tokens(messages) + (plan.chained or 0)  # a chain's context is billed too
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
             # a stream cut short is still costed where it was served
             upstream, attempts = (done.upstream, done.attempts) if done else (first.upstream, first.attempts)
@@ -465,6 +473,7 @@ class _Plan:
     request: UpstreamRequest
     choice: KeyChoice
     reservation: Reservation | None
+    chained: int | None = 0  # the stored context the request names, in tokens (None: unknown)
 
 
 def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:
