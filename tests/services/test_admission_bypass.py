@@ -140,3 +140,17 @@ def test_a_chained_response_reserves_the_context_it_is_billed_for(chat_api) -> N
     assert chat_api.fake_requests() == []
     assert _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "hi",
                                                   "max_output_tokens": 16}).status_code == 200
+
+
+def test_a_stored_prompt_template_is_refused_on_a_budgeted_key_only(chat_api, client_key) -> None:
+    """A Responses ``prompt`` names a template stored upstream: its text (any length) is
+    billed as input, and the body says nothing of its size."""
+    budgeted = chat_api.issue_key("bypass-prompt-template", daily_usd="5")
+    body = {"model": "gpt-4o-mini", "input": "hi", "prompt": {"id": "pmpt_abc123", "version": "2",
+                                                             "variables": {"name": "x"}}}
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, "/v1/responses", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "input_not_estimable"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200

@@ -4,7 +4,7 @@ Budget admission reserves the worst case, so the estimate must lean *up*: every 
 input counts (message text and content parts of every type, tool and function definitions,
 tool-call arguments, Responses function-call outputs, ``instructions``, ``prediction``,
 structured-output schemas), and the output worst case is multiplied by ``n``. What cannot be
-bounded from the body alone (files, audio, references to stored items) is reported as
+bounded from the body alone (files, audio, references to stored items or prompt templates) is reported as
 *unbounded*: the use case refuses it on a budgeted key instead of counting it as 0.
 """
 from __future__ import annotations
@@ -160,6 +160,8 @@ def estimate_input(items: Iterable[Any], params: Mapping[str, Any], model: str) 
     for name in _BILLABLE_PARAMS:
         if params.get(name) is not None:
             counter.text(params[name])
+    if params.get("prompt") is not None:  # a prompt template stored upstream: its text is billed, its size unknown
+        counter.unbounded.add("prompt")
     return InputEstimate(counter.tokens, tuple(sorted(counter.unbounded)))
 
 
