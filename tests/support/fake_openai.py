@@ -35,7 +35,8 @@ Behaviour is deterministic so callers can assert on it:
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
   * misbehaving on purpose, when the request's text holds a marker: "fake:not-json" answers
     200 with an HTML page, "fake:array" a JSON array, "fake:bad-usage" a usage that is a
-    string, and "fake:drop" sends its headers then drops the connection before the body
+    string, "fake:drop" sends its headers then drops the connection before the body, and
+    "fake:cut-json" sends a 200 and half of its JSON body, then drops the connection
   * like OpenAI, a Responses request with a ``previous_response_id`` it knows is billed the
     whole chain as input: that response's input and output tokens are added to the prompt's
   * like OpenAI, answers name the dated snapshot that served the request
@@ -353,6 +354,13 @@ async def app(scope, receive, send):
                                 [(b"content-type", b"text/html")])
     if b"fake:array" in raw:
         return await _send_json(send, 200, b"[1, 2, 3]")
+    if b"fake:cut-json" in raw:  # a 200 whose JSON body stops halfway: the upstream has billed it
+        whole = orjson.dumps({"id": "chatcmpl-cut", "object": "chat.completion", "choices": [], "usage": {
+            "prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}, "padding": "x" * 200})
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(whole)).encode())]})
+        await send({"type": "http.response.body", "body": whole[:len(whole) // 2], "more_body": True})
+        raise ConnectionAbortedError("fake-cut-json: the connection goes away mid-body")
     if b"fake:drop" in raw:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream" if body.get("stream") else b"application/json")]})

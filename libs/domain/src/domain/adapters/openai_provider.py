@@ -132,6 +132,11 @@ class _Unreachable(Exception):
     """The connection failed or broke before the answer's body was read."""
 
 
+class _BrokenAnswer(Exception):
+    """A 2xx whose body broke on the way: the upstream did (and billed) the work, so this is
+    an unreadable answer, never a connection failure to retry."""
+
+
 class _Transport(Protocol):
     async def exchange(self, method: str, path: str, headers: Mapping[str, str], content: bytes | None,
                        stream: bool) -> _Answer: ...
@@ -218,10 +223,10 @@ class _DirectTransport:
             return _Answer(response.headers, lines=_aiohttp_lines(response), close=_releaser(response))
         try:
             body = await response.read()
-        except TimeoutError:
-            raise _TimedOut from None
-        except (aiohttp.ClientError, OSError):
-            raise _Unreachable from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as broke:
+            if response.status < 400:
+                raise _BrokenAnswer from None
+            raise (_TimedOut() if isinstance(broke, TimeoutError) else _Unreachable()) from None
         finally:
             response.release()
         if response.status >= 400:
@@ -342,6 +347,9 @@ class OpenAiLlmProvider:
                                                      self._max_retries if retries else 0)
             verdict = True
             return response
+        except UpstreamBadResponse:
+            verdict = True  # it answered: the circuit counts failures to answer, as for an unreadable body
+            raise
         except UpstreamError as error:
             verdict = (error.upstream_status or 500) < 500
             raise
@@ -368,6 +376,10 @@ class OpenAiLlmProvider:
                 reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
             except _TimedOut:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
+            except _BrokenAnswer:
+                broken = UpstreamBadResponse("upstream_bad_response", upstream_status=502)
+                broken.attempts = attempt + 1
+                raise broken from None
             except _Unreachable:
                 if attempt >= max_retries:
                     unreachable = UpstreamError("upstream_unreachable", upstream_status=502)

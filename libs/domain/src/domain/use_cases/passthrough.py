@@ -10,7 +10,7 @@ from typing import Any
 
 from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
-from domain.errors import InvalidInput, ServiceUnavailable, UpstreamError
+from domain.errors import InvalidInput, ServiceUnavailable, UpstreamBadResponse, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -164,12 +164,17 @@ class HandlePassThrough:
                 error: UpstreamError | None = None, reply: UpstreamReply | None = None,
                 pii_counted: bool = True) -> None:
         """``pii_counted`` False for the refused own-key attempt of a fallback: the request's
-        personal-data counts go on one row only, so sums over the ledger count each value once."""
+        personal-data counts go on one row only, so sums over the ledger count each value once.
+        A failed call is free, unless the upstream answered unreadably: it may have billed the
+        call, so the row is charged its hold (estimated), as a chat turn's is."""
         served = reply or error
+        billed = isinstance(error, UpstreamBadResponse) and reservation is not None
+        if billed and reservation is not None:
+            cost = reservation.amount
         self._ledger.submit(UsageRecord(
             request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
             route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
-            key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
+            key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK, estimated=billed,
             latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
             reservation=reservation, error_code=error.code if error else None,
             upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1,
