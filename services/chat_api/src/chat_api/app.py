@@ -12,6 +12,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_api import openai_edge
 from chat_api.admin import routes as admin
@@ -100,7 +101,8 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
-    app.add_middleware(HotRoutes)  # added first: inside the edge's middleware (request ids, CORS)
+    app.add_middleware(LastResort)  # inside HotRoutes: the chat routes' pipeline has its own
+    app.add_middleware(HotRoutes)  # inside the edge's middleware (request ids, CORS)
     openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
                         else container.settings.cors_allow_origins)
 
@@ -121,13 +123,37 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         body = {"detail": {"code": invalid.code, "message": message_of(invalid, language(request)), "field": field}}
         return Response(orjson.dumps(body), status_code=422, media_type="application/json")
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> Response:
-        """The last resort for routes outside the pipeline (admin, ops): one log line, and
-        the OpenAI error shape with no detail."""
-        log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
-        body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
-                          "param": None, "code": "internal_error"}}
-        return Response(orjson.dumps(body), status_code=500, media_type="application/json")
-
     return app
+
+
+class LastResort:
+    """The last resort for routes outside the pipeline (admin, ops): an error nobody planned
+    for is answered in the OpenAI error shape with no detail (unless the answer had started)
+    and logged in one line. A middleware, not an exception handler: Starlette hands an
+    ``Exception`` handler's error back to the server after answering, and uvicorn logs its
+    whole traceback, with whatever the failed call held (a statement's parameters)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            request = Request(scope)
+            log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
+            if started:
+                return
+            body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
+                              "param": None, "code": "internal_error"}}
+            await Response(orjson.dumps(body), status_code=500, media_type="application/json")(scope, receive, send)
