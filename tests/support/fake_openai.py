@@ -24,7 +24,8 @@ OpenAI: the key comes in the ``api-key`` header (missing: 401), ``api-version`` 
 (missing: 404, as Azure answers), and the reply's model is the deployment name.
 
 Behaviour is deterministic so callers can assert on it:
-  * a bearer key must start with "sk-" and must not contain "invalid", else 401; a key
+  * a bearer key must start with "sk-" and must not contain "invalid", else 401 (whose message
+    quotes the key masked as OpenAI's does: its first 7 and last 4 characters); a key
     containing "quota" gets 429 insufficient_quota (no Retry-After)
   * the reply text is "fake reply to: <first 40 chars of the last user text>"
   * prompt tokens = ceil(chars of all input text / 4); completion tokens =
@@ -304,7 +305,11 @@ async def app(scope, receive, send):
         return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
     # Azure keys are not OpenAI keys: there any non-empty key passes unless it says "invalid"
     if (azure_path is None and not key.startswith("sk-")) or "invalid" in key:
-        return await _send_json(send, *_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+        # as OpenAI words it: the refused key is quoted, masked but for its start and its end
+        masked = f"{key[:7]}{'*' * 20}{key[-4:]}" if len(key) > 11 else "*" * len(key)
+        return await _send_json(send, *_error(401, f"Incorrect API key provided: {masked}. You can find your API "
+                                                   "key at https://platform.openai.com/account/api-keys.",
+                                              "invalid_request_error", "invalid_api_key"))
     if "quota" in key:
         body = orjson.dumps({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
                                        "param": None, "code": "insufficient_quota"}})

@@ -143,6 +143,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                 "A request with this Idempotency-Key is still in progress."),
     # the upstream and the system
     "upstream_error": ("OpenAI 오류 ({status}): {message}", "OpenAI error ({status}): {message}"),
+    "upstream_key_refused": ("AI 서비스가 서버의 API 키를 거부했습니다. 운영자에게 알려 주세요.",
+                             "The AI service refused the server's API key; please tell the operator."),
     "upstream_circuit_open": ("OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.", "Calls to OpenAI keep failing; paused briefly."),
     "upstream_timeout": ("OpenAI 응답 시간이 초과되었습니다.", "OpenAI did not answer in time."),
     "upstream_unreachable": ("OpenAI 서버에 연결할 수 없습니다.", "Could not connect to OpenAI."),
