@@ -158,11 +158,12 @@ class HandleChatTurn:
 
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
-        """The model (or, for a dated snapshot, its family) must be allowed; its price may be
-        None (an operator-allowed model outside the catalogue)."""
+        """The model (or, for a dated snapshot, its family) must be allowed; its price for
+        admission (the dearest of the upstreams that may serve it) may be None (an
+        operator-allowed model outside the catalogue)."""
         if not self._models.allows(model):
             raise _unknown_model(model)
-        return self._models.price_of(model)
+        return self._models.worst_price_of(model)
 
     def validate(self, cmd: ChatTurnCommand) -> ModelPrice | None:
         """Refusals that need no I/O (model, output cap), so that an invalid request is a

@@ -133,7 +133,7 @@ class HandlePassThrough:
         tag = HoldTag(cmd.request_id, cmd.client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
         if choice.source is KeySource.USER or not self._priced(cmd):
             return await self._write_ahead(tag, Money.zero())
-        price = self._models.price_of(cmd.model)
+        price = self._models.worst_price_of(cmd.model)  # the dearest upstream that may serve it
         budgeted = cmd.client.limits.applies or self._settings.global_limits.applies
         if price is None:
             if budgeted:
