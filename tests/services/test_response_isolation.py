@@ -94,3 +94,23 @@ def test_a_client_with_a_key_still_gets_its_own_history(chat_api) -> None:
     assert r.status_code == 200
     [sent] = chat_api.fake_requests()
     assert "파란 우산" in str(sent["body"])
+
+
+def test_two_anonymous_callers_with_one_idempotency_key_do_not_share_answers(chat_api) -> None:
+    """Anonymous callers cannot be told apart but by their address: an Idempotency-Key one of
+    them used neither replays its answer to a caller at another address nor refuses that
+    caller's own body as the key's reuse."""
+    idempotency = "anon-" + uuid.uuid4().hex
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "내 비밀은 파란 우산"}]}
+
+    def post(address: str, sent: dict) -> httpx.Response:
+        return httpx.post(chat_api.url + "/v1/chat/completions", json=sent, timeout=30,
+                          headers={"Idempotency-Key": idempotency, "X-Forwarded-For": address})
+
+    first = post("203.0.113.1", body)
+    assert first.status_code == 200, first.text
+    assert post("203.0.113.1", body).headers.get("Idempotent-Replayed") == "true"  # the same caller's retry
+    other = post("203.0.113.2", body)
+    assert other.status_code == 200 and other.headers.get("Idempotent-Replayed") is None
+    mine = post("203.0.113.3", {**body, "messages": [{"role": "user", "content": "다른 질문"}]})
+    assert mine.status_code == 200, mine.text
