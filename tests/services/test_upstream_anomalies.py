@@ -110,3 +110,38 @@ def test_an_unreadable_embeddings_answer_is_charged_its_hold(chat_api, marker: s
     assert _upstream_calls(chat_api, "/v1/embeddings") == 1
     [(outcome, error_code, cost, estimated)] = _rows(chat_api, key_id)
     assert (outcome, error_code, estimated, cost > 0) == ("error", "upstream_bad_response", True, True)
+
+
+@pytest.fixture(scope="module")
+def slow_upstream(pg_url, tmp_path_factory):
+    """A fake upstream of its own that can be told to think for longer than the gateway
+    waits (UPSTREAM_TIMEOUT_SECONDS=1), and a chat-api process in front of it."""
+    from tests.services.conftest import start_chat_api
+    from tests.support.processes import start_fake_openai, stop
+
+    fake_proc, fake_url = start_fake_openai()
+    proc, api = start_chat_api(pg_url, fake_url, tmp_path_factory.mktemp("slow-upstream"),
+                               UPSTREAM_TIMEOUT_SECONDS="1", UPSTREAM_MAX_RETRIES="0")
+    yield api
+    stop(proc)
+    stop(fake_proc)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings"])
+def test_a_call_the_upstream_took_but_did_not_answer_in_time_is_charged_its_hold(slow_upstream, path: str) -> None:
+    """The upstream got the request and is still working on it (and will bill it) when the
+    gateway stops waiting: a 504, and the row is charged the hold (estimated), not released
+    for free. Otherwise a long generation, asked for again and again, is never paid for."""
+    api = slow_upstream
+    key, key_id = _held_key(api, "anomaly-read-timeout")
+    body = ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "긴 답을 써 줘"}]}
+            if path == "/v1/chat/completions" else {"model": "text-embedding-3-small", "input": "긴 글"})
+    behaviour = api.fake_url.rsplit("/v1", 1)[0] + "/_fake/behaviour"
+    httpx.put(behaviour, json={"first_byte_delay_ms": 3000}).raise_for_status()
+    try:
+        r = httpx.post(api.url + path, json=body, timeout=30, headers={"Authorization": f"Bearer {key}"})
+    finally:
+        httpx.delete(behaviour)
+    assert r.status_code == 504, r.text
+    [(outcome, error_code, cost, estimated)] = _rows(api, key_id)
+    assert (outcome, error_code, estimated, cost > 0) == ("error", "upstream_timeout", True, True)

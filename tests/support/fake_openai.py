@@ -14,7 +14,7 @@ Serves, on loopback:
   PUT  /_fake/behaviour       misbehave until told otherwise (JSON, every field optional):
                               {"status": 503 or 429 (every chat/responses/models call answers
                                so), "retry_after": seconds (with status), "first_byte_delay_ms":
-                               N (wait before the response starts), "cut_stream_after": N
+                               N (wait before the response starts; embeddings too), "cut_stream_after": N
                                (streams: drop the connection after N content chunks)}
   DELETE /_fake/behaviour     behave again
 
@@ -285,9 +285,10 @@ async def app(scope, receive, send):
         path = azure_path
         if isinstance(body, dict) and deployment:
             body = {**body, "model": deployment}  # Azure answers with the deployment's model
+    if BEHAVIOUR.get("first_byte_delay_ms") and (path.startswith(("/v1/chat/", "/v1/responses", "/v1/embeddings"))
+                                                 or path == "/v1/models"):
+        await asyncio.sleep(BEHAVIOUR["first_byte_delay_ms"] / 1000)
     if BEHAVIOUR and (path.startswith("/v1/chat/") or path.startswith("/v1/responses") or path == "/v1/models"):
-        if BEHAVIOUR.get("first_byte_delay_ms"):
-            await asyncio.sleep(BEHAVIOUR["first_byte_delay_ms"] / 1000)
         if BEHAVIOUR.get("status"):
             status = int(BEHAVIOUR["status"])
             headers = [(b"content-type", b"application/json")]

@@ -125,7 +125,12 @@ class _Refused(Exception):
 
 
 class _TimedOut(Exception):
-    """Connecting, waiting for a pooled connection, or a read took longer than allowed."""
+    """Connecting, waiting for a pooled connection, or a read took longer than allowed.
+    ``sent``: the request had gone out (a read timed out, not the connection)."""
+
+    def __init__(self, sent: bool = False) -> None:
+        super().__init__(sent)
+        self.sent = sent
 
 
 class _Unreachable(Exception):
@@ -163,8 +168,9 @@ class _SdkTransport:
                                                    stream=stream)
         except openai.APIStatusError as exc:
             raise _Refused(exc.status_code, exc.body, exc.response.headers) from None
-        except openai.APITimeoutError:
-            raise _TimedOut from None
+        except openai.APITimeoutError as timed_out:
+            raise _TimedOut(sent=not isinstance(timed_out.__cause__, httpx2.ConnectTimeout | httpx2.PoolTimeout)) \
+                from None
         except openai.APIConnectionError:
             raise _Unreachable from None
         if stream:
@@ -215,8 +221,8 @@ class _DirectTransport:
         try:
             response = await self._session_now().request(method, self._base + path, data=content, headers=sent,
                                                          proxy=self._proxy)
-        except TimeoutError:
-            raise _TimedOut from None
+        except TimeoutError as timed_out:  # a read timing out (not the connection): the request had gone out
+            raise _TimedOut(sent=isinstance(timed_out, aiohttp.SocketTimeoutError)) from None
         except (aiohttp.ClientError, OSError):
             raise _Unreachable from None
         if stream and response.status < 400:
@@ -374,8 +380,10 @@ class OpenAiLlmProvider:
                     error.attempts = attempt + 1
                     raise error from None
                 reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
-            except _TimedOut:
-                raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
+            except _TimedOut as timed_out:
+                late = UpstreamTimeout("upstream_timeout", upstream_status=504)
+                late.sent, late.attempts = timed_out.sent, attempt + 1
+                raise late from None
             except _BrokenAnswer:
                 broken = UpstreamBadResponse("upstream_bad_response", upstream_status=502)
                 broken.attempts = attempt + 1

@@ -10,7 +10,7 @@ from domain.admission import choices, estimate_input, output_worst_case
 from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, NotFound, ServiceUnavailable, UpstreamBadResponse, UpstreamError
+from domain.errors import InvalidInput, NotFound, ServiceUnavailable, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -300,9 +300,10 @@ class HandleChatTurn:
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
                         reservation: Reservation | None, error: UpstreamError, pii_counted: bool = True) -> None:
-        """A failed call's row. An upstream that answered unreadably may still have billed
-        the call: it is charged its hold (estimated), never released for free."""
-        billed = isinstance(error, UpstreamBadResponse) and reservation is not None
+        """A failed call's row. An upstream that answered unreadably, or had the request but
+        did not answer in time, may still have billed the call: it is charged its hold
+        (estimated), never released for free."""
+        billed = error.may_be_billed and reservation is not None
         cost = reservation.amount if billed and reservation is not None else Money.zero()
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,

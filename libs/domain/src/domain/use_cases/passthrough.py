@@ -10,7 +10,7 @@ from typing import Any
 
 from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
-from domain.errors import InvalidInput, ServiceUnavailable, UpstreamBadResponse, UpstreamError
+from domain.errors import InvalidInput, ServiceUnavailable, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -165,10 +165,11 @@ class HandlePassThrough:
                 pii_counted: bool = True) -> None:
         """``pii_counted`` False for the refused own-key attempt of a fallback: the request's
         personal-data counts go on one row only, so sums over the ledger count each value once.
-        A failed call is free, unless the upstream answered unreadably: it may have billed the
-        call, so the row is charged its hold (estimated), as a chat turn's is."""
+        A failed call is free, unless the upstream may have billed it (an unreadable answer, no
+        answer in time to a request it had): the row is charged its hold (estimated), as a chat
+        turn's is."""
         served = reply or error
-        billed = isinstance(error, UpstreamBadResponse) and reservation is not None
+        billed = error is not None and error.may_be_billed and reservation is not None
         if billed and reservation is not None:
             cost = reservation.amount
         self._ledger.submit(UsageRecord(
