@@ -154,3 +154,22 @@ def test_a_stored_prompt_template_is_refused_on_a_budgeted_key_only(chat_api, cl
     assert r.json()["error"]["code"] == "input_not_estimable"
     assert chat_api.fake_requests() == []
     assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", _chat(service_tier="priority", max_tokens=12)),
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "service_tier": "priority", "max_output_tokens": 16}),
+], ids=["chat.completions", "responses"])
+def test_a_dearer_service_tier_is_refused_on_a_budgeted_key_only(chat_api, client_key, path: str, body: dict) -> None:
+    """``service_tier: "priority"`` is billed at the priority rates (about twice the
+    standard ones), which the catalogue does not price: the hold and the row would count it
+    at half what OpenAI bills. Refused where a budget applies, as an unpriced model is."""
+    budgeted = chat_api.issue_key("bypass-priority", daily_usd="5")
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, path, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "unpriced_service_tier"
+    assert chat_api.fake_requests() == []
+    for cheaper in ("auto", "default", "flex"):
+        assert _post(chat_api, budgeted, path, {**body, "service_tier": cheaper}).status_code == 200
+    assert _post(chat_api, client_key, path, body).status_code == 200  # no budget to protect

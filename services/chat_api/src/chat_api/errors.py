@@ -88,6 +88,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_budget": ("예산은 0 이상이어야 합니다.", "A budget cannot be negative."),
     # models
     "unknown_model": ("지원하지 않는 모델입니다: {model}", "Unknown or disallowed model: {model}"),
+    "unpriced_service_tier": ("이 서비스 등급은 가격표에 없어 예산이 있는 키로 사용할 수 없습니다: {tier}",
+                              "This service tier is not priced, so keys with a budget cannot use it: {tier}"),
     "unpriced_model": ("가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
                        "Model {model} has no price, so it cannot be used on a budgeted server key."),
     "upstream_bad_response": ("AI 서비스가 읽을 수 없는 응답을 보냈습니다.", "The AI service sent an answer that could not be read."),

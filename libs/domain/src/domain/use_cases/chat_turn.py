@@ -121,6 +121,10 @@ class ChatSettings:
     tz: tzinfo = KST  # BUDGET_TIMEZONE: budget days and months are local ones
 
 
+# Service tiers billed at most at the catalogue's (standard) rates: "flex" costs less.
+_PRICED_TIERS = frozenset({"auto", "default", "flex"})
+
+
 def _unknown_model(model: str) -> InvalidInput:
     return InvalidInput("unknown_model", field="model", model=model)
 
@@ -249,6 +253,11 @@ class HandleChatTurn:
             if budgeted:
                 raise _unpriced_model(cmd.model)
             return await self._write_ahead(tag, Money.zero())
+        tier = cmd.params.get("service_tier")
+        if budgeted and tier is not None and tier not in _PRICED_TIERS:
+            # "priority" (or "scale") is billed at rates the catalogue does not have: held and
+            # recorded at the standard ones, it would cost the budget about half its bill
+            raise InvalidInput("unpriced_service_tier", field="service_tier", tier=str(tier)[:40])
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now(), self._settings.tz))
         sent = estimate_input(messages, cmd.params, cmd.model)
