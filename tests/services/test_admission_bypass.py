@@ -173,3 +173,22 @@ def test_a_dearer_service_tier_is_refused_on_a_budgeted_key_only(chat_api, clien
     for cheaper in ("auto", "default", "flex"):
         assert _post(chat_api, budgeted, path, {**body, "service_tier": cheaper}).status_code == 200
     assert _post(chat_api, client_key, path, body).status_code == 200  # no budget to protect
+
+
+@pytest.mark.parametrize("tool", [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                                  {"type": "code_interpreter", "container": {"type": "auto"}},
+                                  {"type": "mcp", "server_label": "x", "server_url": "https://mcp.example.invalid"}],
+                         ids=lambda t: t["type"])
+def test_a_tool_the_upstream_runs_is_refused_on_a_budgeted_key_only(chat_api, client_key, tool: dict) -> None:
+    """A hosted tool's results (search hits, files, a remote server's output) are billed as
+    input and its calls carry fees: nothing in the body bounds them."""
+    budgeted = chat_api.issue_key("bypass-hosted-tool", daily_usd="5")
+    body = {"model": "gpt-4o-mini", "input": "hi", "tools": [tool]}
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, "/v1/responses", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "input_not_estimable"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+    function = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+    assert _post(chat_api, budgeted, "/v1/responses", {**body, "tools": [function]}).status_code == 200
