@@ -68,6 +68,22 @@ def test_anonymous_callers_cannot_chain_even_on_an_anonymous_response(chat_api) 
     assert chat_api.fake_requests() == []
 
 
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("GET", "/input_items"), ("POST", "/cancel"),
+                                               ("DELETE", "")])
+def test_an_anonymous_caller_cannot_reach_an_anonymous_response(chat_api, method: str, suffix: str) -> None:
+    # Anonymous callers cannot be told apart: the one who asks may not be the one who
+    # created it, so no stored response is theirs, even one made anonymously.
+    created = _respond(chat_api, None, input="익명의 비밀: 초록 우체통")
+    assert created.status_code == 200, created.text
+    chat_api.flush_ledger()  # its row (the owner record) is stored: the refusal is the rule, not a miss
+    chat_api.clear_fake()
+    r = httpx.request(method, f"{chat_api.url}/v1/responses/{created.json()['id']}{suffix}", timeout=30)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "response_not_found"
+    assert "초록 우체통" not in r.text
+    assert chat_api.fake_requests() == []
+
+
 def test_two_anonymous_callers_with_one_request_id_do_not_share_context(chat_api) -> None:
     # Ordinary text, not PII: the guard masks card numbers before a turn is stored, so a
     # secret of that kind would never reach the upstream even if history were replayed.
