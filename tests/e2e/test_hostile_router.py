@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import selectors
 import socket
 import subprocess
@@ -61,6 +62,13 @@ def _wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 30
         time.sleep(0.05)
 
 
+def _request_id(r: httpx.Response) -> str:
+    """nginx's own answers carry a request id too (every /v1 answer does): its $request_id."""
+    request_id = r.headers.get("x-request-id", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), (r.status_code, dict(r.headers))
+    return request_id
+
+
 def _json_error(r: httpx.Response) -> dict:
     assert r.headers["content-type"].startswith("application/json"), (r.status_code, r.headers, r.text[:200])
     assert "<html" not in r.text.lower()
@@ -81,6 +89,8 @@ def test_rate_limited_answers_are_json_in_each_dialects_shape(router, stack):
         raise AssertionError(f"no 429 on {path}: {r.status_code}")
 
     r = until_429("GET", "/v1/models", headers=auth)
+    first_id = _request_id(r)
+    assert _request_id(until_429("GET", "/v1/models", headers=auth)) != first_id  # one per request
     error = _json_error(r)["error"]
     assert set(error) == OPENAI_ERROR_KEYS and error["code"] == "rate_limited"
     assert error["type"] == "rate_limit_error" and r.headers["retry-after"] == "1"
@@ -90,6 +100,7 @@ def test_rate_limited_answers_are_json_in_each_dialects_shape(router, stack):
     body = _json_error(r)
     assert ORIGINAL_KEYS <= set(body) and body["success"] is False and body["code"] == "rate_limited"
     assert body["error"].startswith("Rate limited: ") and r.headers["retry-after"] == "1"
+    _request_id(r)
     assert isinstance(body["created_at"], int) and body["created_at"] > 1_700_000_000
 
     r = until_429("GET", "/api/v1/system/status")
@@ -103,8 +114,10 @@ def test_an_unreachable_backend_is_a_json_502_with_retry_after(router, stack):
     assert r.status_code == 502 and r.headers["retry-after"] == "5"
     error = _json_error(r)["error"]
     assert error["code"] == "service_unreachable" and error["message"].startswith("The service cannot be reached")
+    _request_id(r)
     r = httpx.post(base + "/api/v1/chat", headers=stack.auth(), json={"user_prompt": "안녕"}, timeout=30)
     assert r.status_code == 502 and _json_error(r)["code"] == "service_unreachable"
+    _request_id(r)
     r = httpx.get(base + "/readyz", timeout=30)
     assert r.status_code == 502 and _json_error(r)["code"] == "service_unreachable"
 
@@ -114,6 +127,7 @@ def test_a_body_over_the_limit_is_a_json_413(stack):
     r = httpx.post(stack.base_url + "/v1/chat/completions", content=big, timeout=30,
                    headers={**stack.auth(), "Content-Type": "application/json"})
     assert r.status_code == 413 and _json_error(r)["error"]["code"] == "request_too_large"
+    _request_id(r)
 
 
 def test_a_chat_post_is_never_sent_to_a_second_replica(stack):
