@@ -129,7 +129,12 @@ class _TimedOut(Exception):
 
 
 class _Unreachable(Exception):
-    """The connection failed or broke before the answer's body was read."""
+    """The connection failed or broke before the answer's body was read. ``connecting``: it
+    was never made (refused, name not resolved), so nothing of the request was sent."""
+
+    def __init__(self, connecting: bool = False) -> None:
+        super().__init__()
+        self.connecting = connecting
 
 
 class _Transport(Protocol):
@@ -160,8 +165,8 @@ class _SdkTransport:
             raise _Refused(exc.status_code, exc.body, exc.response.headers) from None
         except openai.APITimeoutError:
             raise _TimedOut from None
-        except openai.APIConnectionError:
-            raise _Unreachable from None
+        except openai.APIConnectionError as exc:
+            raise _Unreachable(connecting=isinstance(exc.__cause__, httpx2.ConnectError)) from None
         if stream:
             return _Answer(response.headers, lines=_httpx_lines(response), close=response.aclose)
         return _Answer(response.headers, response.content)
@@ -212,6 +217,8 @@ class _DirectTransport:
                                                          proxy=self._proxy)
         except TimeoutError:
             raise _TimedOut from None
+        except aiohttp.ClientConnectorError:  # refused, name not resolved: nothing was sent
+            raise _Unreachable(connecting=True) from None
         except (aiohttp.ClientError, OSError):
             raise _Unreachable from None
         if stream and response.status < 400:
@@ -368,10 +375,10 @@ class OpenAiLlmProvider:
                 reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
             except _TimedOut:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
-            except _Unreachable:
+            except _Unreachable as failed:
                 if attempt >= max_retries:
                     unreachable = UpstreamError("upstream_unreachable", upstream_status=502)
-                    unreachable.attempts = attempt + 1
+                    unreachable.attempts, unreachable.connect_failed = attempt + 1, failed.connecting
                     raise unreachable from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1
