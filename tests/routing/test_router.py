@@ -424,3 +424,23 @@ async def test_a_callers_own_key_out_of_rate_never_cools_the_model_down_for_othe
     oa.normal()
     reply = await r.complete(replace(chat(), client="B"), r.server_key)
     assert reply.upstream == "oa"
+
+
+async def test_a_name_that_never_resolves_fails_over_within_the_connect_timeout(fakes, closing):
+    """A name server that never answers: the lookup is bounded by the connect timeout (not the
+    read timeout), the request moves on as after a refused connection, and the upstream cools
+    down for everyone (nothing was sent: no client's doing)."""
+    from tests.adapters.test_openai_provider import HangingResolver
+
+    oa = fakes["oa"]
+    resolver = HangingResolver()
+    hanging = json.dumps({"name": "far", "kind": "openai", "base_url": "http://upstream.invalid/v1",
+                          "api_key_env": "OA_KEY", "models": ["gpt-4o-mini"]})
+    r = router(hanging, entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), timeout=120.0,
+               clock=ManualClock(), resolver=resolver)
+    closing.append(r)
+    # (the guard only turns a regression into a failure instead of a two-minute hang)
+    reply = await asyncio.wait_for(r.complete(replace(chat(), client="A"), r.server_key), 20)
+    assert reply.upstream == "oa" and resolver.asked == 1
+    assert (await r.complete(replace(chat(), client="B"), r.server_key)).upstream == "oa"
+    assert attempts(r) == [("far", "connection"), ("oa", "ok"), ("oa", "ok")]

@@ -40,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx2
 import openai
+from aiohttp.abc import AbstractResolver
 
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
@@ -516,7 +517,7 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
                            family_of: Callable[[str], str | None] | None = None,
                            on_retry: Callable[[str], None] | None = None,
                            on_circuit_open: Callable[[str, str], None] | None = None, max_cooldown: float = 10.0,
-                           **routing: Any) -> RoutingLlmProvider:
+                           resolver: AbstractResolver | None = None, **routing: Any) -> RoutingLlmProvider:
     """One provider per upstream (per deployment for Azure); retries live in the router, so
     each provider makes a single attempt and the next one may go elsewhere. ``routing`` passes
     on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests).
@@ -524,7 +525,9 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
     Each provider keeps its circuit breaker (per client and shared, ``domain.upstream_guard``),
     paused no longer than the router's longest cooldown, so a primary that is back gets
     traffic back within that bound. A client's share of calls in flight is counted once, by
-    the router, over all upstreams."""
+    the router, over all upstreams. ``resolver`` (aiohttp's; the system's by default) looks up
+    the names of the upstreams spoken to directly, bounded by ``connect_timeout`` like the
+    connect itself (Azure's SDK client bounds its lookup the same way)."""
     guard: dict[str, Any] = {"max_connections": max_connections, "client_share": 1.0,
                              "breaker_threshold": breaker_threshold,
                              "breaker_cooldown": min(breaker_cooldown, max_cooldown),
@@ -547,7 +550,7 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
                                                                  **guard)
         else:
             providers[""] = OpenAiLlmProvider(api_base=u.base_url, timeout=timeout, connect_timeout=connect_timeout,
-                                              max_retries=0, **guard)
+                                              max_retries=0, resolver=resolver, **guard)
         routed.append(RoutedUpstream(u, providers))
     return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry,
                               max_cooldown=max_cooldown, shares=UpstreamShares(max_connections, client_share),
