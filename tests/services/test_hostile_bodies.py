@@ -82,3 +82,21 @@ def test_an_output_limit_the_dialect_does_not_read_is_no_server_error(chat_api, 
     r = httpx.post(chat_api.url + "/v1/responses", timeout=30, headers={"Authorization": f"Bearer {client_key}"},
                    json={"model": "gpt-4o-mini", "input": "한계", "max_tokens": value})
     assert r.status_code < 500, r.text[:300]
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,  # nesting far past the limit
+    b'{"model": "gpt-4o-mini", "messages": [',  # cut short
+    b"\xff\xfe\x00not utf-8",
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}',  # a good body
+], ids=["deep", "truncated", "not-utf8", "valid"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_wrong_key_is_a_401_whatever_the_body(chat_api, route: str, body: bytes) -> None:
+    """Authentication comes before the body is parsed: a key that does not exist gets 401
+    for any body (never a 400 that would tell it the body was read, never a 500), and
+    nothing reaches the upstream."""
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + route, content=body, timeout=30,
+                   headers={"Content-Type": "application/json", "Authorization": "Bearer llms-" + "x" * 43})
+    assert r.status_code == 401, r.text[:300]
+    assert chat_api.fake_requests() == []
