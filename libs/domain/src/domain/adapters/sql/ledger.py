@@ -25,14 +25,7 @@ from sqlmodel import col
 
 from domain.adapters.sql.repositories import apply_deltas, close_reservations
 from domain.adapters.sql.spool import SqliteSpool, encode
-from domain.adapters.sql.tables import (
-    BackgroundResponseRow,
-    BudgetReservationRow,
-    ClientKeyRow,
-    ConversationRow,
-    SpendRow,
-    TurnRow,
-)
+from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
@@ -254,7 +247,7 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500, tz
         # A background response still being polled keeps its hold, however old.
         waiting = select(background.c.reservation_id).where(background.c.reservation_id == table.c.id).exists()
         # with the budget its key draws on (a key rotated since: its successor's, the same)
-        keys = ClientKeyRow.__table__  # type: ignore[attr-defined]
+        keys = table.metadata.tables["client_keys"]
         holds = conn.execute(select(table, keys.c.budget_key_id).outerjoin(keys, keys.c.id == table.c.client_key_id)
                              .where(table.c.created_at < older_than, ~waiting)
                              .order_by(table.c.created_at).limit(limit)).all()
