@@ -254,11 +254,14 @@ class RoutingLlmProvider:
         the client's doing or several clients failed there (the rule in the module's doc)."""
         now = self._clock()
         own, everyone = upstream.own_health(client), upstream.health
-        for_everyone = error.connect_failed or (server and reason in ("429", "quota")) or everyone.failures > 0
-        if not for_everyone and reason not in ("429", "quota"):
-            if len(everyone.failed_clients) < self._min_clients:
-                everyone.failed_clients.add(client)
-            for_everyone = len(everyone.failed_clients) >= self._min_clients
+        if reason in ("429", "quota"):  # about the key: the server's is everyone's, a caller's is its own
+            for_everyone = server
+        else:
+            for_everyone = error.connect_failed or everyone.failures > 0
+            if not for_everyone:
+                if len(everyone.failed_clients) < self._min_clients:
+                    everyone.failed_clients.add(client)
+                for_everyone = len(everyone.failed_clients) >= self._min_clients
         for health in (own, everyone) if for_everyone else (own,):
             self._cool(health, upstream_model, reason, error, now)
 
