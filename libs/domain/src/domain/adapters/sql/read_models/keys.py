@@ -32,6 +32,7 @@ class KeyView:
     refused_today: int = 0
     last_used_at: datetime | None = None  # the key's newest request-log entry (refusals count)
     expires_at: datetime | None = None  # refused (401) from then on; None: never
+    budget_key_id: str | None = None  # whose budget it draws on (a rotation chain's first key); None: its own
 
 
 def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo = KST) -> list[KeyView]:
@@ -88,7 +89,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
                            spent_today_nanos=d_spent,
                            spent_month_nanos=m_spent, held_today_nanos=d_held, held_month_nanos=m_held,
                            refused_today=refused.get(r.id, 0), last_used_at=last_used.get(r.id),
-                           expires_at=utc(r.expires_at) if r.expires_at else None))
+                           expires_at=utc(r.expires_at) if r.expires_at else None,
+                           budget_key_id=r.budget_key_id))
     return out
 
 
