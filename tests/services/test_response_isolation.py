@@ -148,17 +148,3 @@ def test_anonymous_callers_never_get_each_others_idempotent_answers(chat_api) ->
     assert second.status_code == 200, second.text
     assert "idempotent-replayed" not in second.headers
     assert len(chat_api.fake_requests()) == 1
-
-
-@pytest.mark.parametrize("how", ["get", "cancel", "delete", "input_items"])
-def test_anonymous_callers_cannot_reach_a_stored_anonymous_response(chat_api, how: str) -> None:
-    made = _respond(chat_api, None, input="익명 응답")
-    assert made.status_code == 200, made.text
-    rid = made.json()["id"]
-    chat_api.clear_fake()
-    url = f"{chat_api.url}/v1/responses/{rid}"
-    r = {"get": lambda: httpx.get(url), "cancel": lambda: httpx.post(url + "/cancel"),
-         "delete": lambda: httpx.delete(url), "input_items": lambda: httpx.get(url + "/input_items")}[how]()
-    assert r.status_code == 404, r.text
-    assert r.json()["error"]["code"] == "response_not_found"
-    assert chat_api.fake_requests() == []
