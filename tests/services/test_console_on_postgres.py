@@ -1,7 +1,8 @@
 """The console (AppTest) against a chat-api process on real PostgreSQL.
 
 CSV exports in parts: more rows than one part holds, several of them sharing the timestamp
-where a part ends; the parts together are every row exactly once."""
+where a part ends; the parts together are every row exactly once. A key without a name is
+refused in the console, which posts nothing and keeps the rest of the form."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 import admin_ui
@@ -22,6 +24,7 @@ from domain.adapters.sql.request_log import write_entries
 from domain.key_policy import KeySource
 from domain.ledger import UsageRecord
 from domain.money import Money
+from domain.periods import KST
 from domain.request_log import RequestLogEntry
 from domain.usage import TokenUsage
 from tests.services.conftest import ChatApiProcess, start_chat_api
@@ -143,3 +146,55 @@ def test_next_part_cursor_needs_until(api: ChatApiProcess) -> None:
             r = httpx.get(api.url + path, params={"before_id": bad, "until": "2026-11-30T00:00:00Z"},
                           headers=headers)
             assert r.status_code == 422 and r.json()["detail"]["code"], (path, bad, r.text)
+
+
+def _key_rows(db_url: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM client_keys")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_key_without_a_name_is_refused_and_the_form_kept(api: ChatApiProcess, db_url: str,
+                                                           console: AppTest) -> None:
+    """A blank or whitespace-only name: "이름을 입력하세요." and nothing sent (no key in the
+    database, none in the admin API's list, nothing audited); the other fields stay as typed,
+    and with a name added the same form creates the key with them."""
+    admin = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {api.admin_token}"})
+    keys_before, rows_before = admin.get("/admin/v1/keys").json()["items"], _key_rows(db_url)
+    audit_before = admin.get("/admin/v1/audit").json()["total"]
+    through = datetime.now(KST).date() + timedelta(days=30)
+    at = console
+    at.switch_page("app_pages/keys.py").run()
+    at.text_input(key="new_key_daily").input("5")
+    at.text_input(key="new_key_monthly").input("100")
+    at.checkbox(key="new_key_server").uncheck()
+    at.selectbox(key="new_key_pii").set_value("block")
+    at.date_input(key="new_key_expires").set_value(through)
+    for blank in ("", "   \t "):
+        at.text_input(key="new_key_name").input(blank)
+        at.button(key="new_key_submit").click().run()
+        assert not at.exception, at.exception
+        assert "이름을 입력하세요." in [e.value for e in at.error], repr(blank)
+        assert not at.code  # no secret shown: no key was made
+        assert admin.get("/admin/v1/keys").json()["items"] == keys_before
+        assert _key_rows(db_url) == rows_before
+        assert admin.get("/admin/v1/audit").json()["total"] == audit_before
+        assert at.text_input(key="new_key_name").value == blank
+        assert (at.text_input(key="new_key_daily").value, at.text_input(key="new_key_monthly").value) == ("5", "100")
+        assert at.checkbox(key="new_key_server").value is False
+        assert at.selectbox(key="new_key_pii").value == "block"
+        assert at.date_input(key="new_key_expires").value == through
+
+    name = f"named-{uuid.uuid4().hex[:6]}"
+    at.text_input(key="new_key_name").input(f"  {name}  ")
+    at.button(key="new_key_submit").click().run()
+    assert not at.exception and not at.error, at.error
+    assert at.code and at.code[0].value.startswith("llms-")
+    [made] = [k for k in admin.get("/admin/v1/keys").json()["items"] if k["name"] == name]
+    assert (made["daily_limit_usd"], made["monthly_limit_usd"], made["may_use_server_key"], made["pii_policy"]) == (
+        "5.00000000", "100.00000000", False, "block")
+    assert made["expires_at"] is not None and _key_rows(db_url) == rows_before + 1
+    admin.close()
