@@ -49,7 +49,7 @@ from chat_api.dialects.base import (
     is_validating,
 )
 from chat_api.errors import ERROR_TABLE, internal_error
-from chat_api.idempotency import idempotency_key, owner_of, run_once
+from chat_api.idempotency import idempotency_key, run_once
 from chat_api.inbound import bearer, checked, language, read_json
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.metrics import GatewayMetrics
@@ -174,8 +174,8 @@ class Gateway:
                 return response
 
             if dialect.idempotent and body is not None:
-                response = await run_once(self.idempotency, self.clock, owner_of(client, call.address),
-                                          idempotency_key(request), body, answer)
+                response = await run_once(self.idempotency, self.clock, client, idempotency_key(request), body,
+                                          answer)
             else:
                 response = await answer()
             self._log(visit, response.status_code)  # a replayed answer is a request too

@@ -24,21 +24,18 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def owner_of(client: ClientIdentity, address: str | None) -> str:
-    """Whose keys these are: the client key's; an anonymous caller's address (anonymous
-    callers cannot be told apart otherwise, and one must never get another's answer), hashed
-    to fit the column."""
-    if client.key_id is not None:
-        return client.key_id
-    return "anon:" + hashlib.sha256((address or "").encode()).hexdigest()[:27]
-
-
-async def run_once(store: SqlIdempotencyStore, clock: Clock, owner: str, key: str | None,
+async def run_once(store: SqlIdempotencyStore, clock: Clock, client: ClientIdentity, key: str | None,
                    body: dict[str, Any], handler: Callable[[], Awaitable[Response]]) -> Response:
-    """Runs ``handler`` at most once per (owner, key, body): a retry gets the stored answer
-    (with ``Idempotent-Replayed: true``) and the upstream is not called again."""
-    if key is None:
+    """Runs ``handler`` at most once per (client, key, body): a retry gets the stored answer
+    (with ``Idempotent-Replayed: true``) and the upstream is not called again.
+
+    Not for anonymous callers: they cannot be told apart, so one's stored answer would be
+    handed to another who sends the same key and body (DESIGN.md "Isolation and hostile
+    input": nothing stored is replayed to an anonymous caller). Their key is ignored and
+    each request runs."""
+    if key is None or client.key_id is None:
         return await handler()
+    owner = client.key_id
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
     claimed_at = clock.now()
     stored = await store.begin(owner, key, body_hash, claimed_at)
