@@ -339,11 +339,16 @@ def close_reservations(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def delta_params(deltas: dict[tuple[str, str], tuple[int, int]]) -> list[dict[str, Any]]:
+    """The counters' changes in a fixed order, so that two writers never lock the same rows
+    in opposite orders; counters that do not change are left out."""
+    return [{"scope": sc, "period": p, "held": held, "spent": spent}
+            for (sc, p), (held, spent) in sorted(deltas.items()) if held or spent]
+
+
 def apply_deltas(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]]) -> None:
-    """Adds (held, spent) nano-USD to each counter, in a fixed order so that two writers
-    never lock the same rows in opposite orders."""
-    params = [{"scope": sc, "period": p, "held": held, "spent": spent}
-              for (sc, p), (held, spent) in sorted(deltas.items()) if held or spent]
+    """Adds (held, spent) nano-USD to each counter (in ``delta_params``' order)."""
+    params = delta_params(deltas)
     if params:
         conn.execute(_APPLY_DELTA, params)
 
