@@ -157,10 +157,16 @@ class SqlConversationRepository(SqlBase):
 
 @functools.cache
 def _recent_turns_statement(limit: int) -> Select[Any]:
+    """The newest ``limit`` turns of one conversation, read as a range of the (conversation,
+    turn index) index: a conversation's turns are numbered 1..``turn_count`` (the ledger
+    numbers them in the transaction that counts them), so the newest are those above
+    ``turn_count - limit``. Asked only for the newest by ORDER BY and LIMIT, PostgreSQL read
+    and sorted every stored turn of the conversation on every turn: a cost that grew with
+    the conversation (bench/README.md, "Levers")."""
     turns, conversations = table_of(TurnRow), table_of(ConversationRow)
     t, c = turns.c, conversations.c
     return (select(t.request_id, t.created_at, t.system_prompt, t.prompt, t.reply, t.model, t.turn_index)
-            .join_from(turns, conversations, t.conversation_id == c.id)
+            .join_from(turns, conversations, (t.conversation_id == c.id) & (t.turn_index > c.turn_count - limit))
             .where(c.owner == bindparam("owner"), c.external_id == bindparam("external_id"))
             .order_by(t.turn_index.desc()).limit(limit))
 
