@@ -18,9 +18,9 @@ from chat_api import openai_edge
 from chat_api.admin import routes as admin
 from chat_api.bootstrap import Container, bootstrap
 from chat_api.dialects.base import DialectSettings
-from chat_api.errors import error_headers, http_error, internal_error, message_of
+from chat_api.errors import error_headers, http_error, message_of
 from chat_api.gateway import Gateway, one_line
-from chat_api.hot_routes import HotRoutes
+from chat_api.hot_routes import GatewayApp, last_resort_response
 from chat_api.inbound import language
 from chat_api.limits import MinuteQuota, StreamSlots
 from chat_api.log_redaction import install_redaction
@@ -120,14 +120,13 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
 
     # No OpenTelemetry here (metrics are Prometheus, /metrics): FastAPI would otherwise ask
     # the environment for a tracer, meter and logger provider on every request.
-    app = FastAPI(title="LLM Server", version="0.1.0", lifespan=lifespan,
+    app = GatewayApp(title="LLM Server", version="0.1.0", lifespan=lifespan,
                   description="OpenAI gateway: the original /api/v1/chat dialect and the OpenAI dialect.",
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(original.router)
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
-    app.add_middleware(HotRoutes)  # added first: inside the edge's middleware (request ids, CORS)
     openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
                         else container.settings.cors_allow_origins)
 
@@ -153,8 +152,6 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         """The last resort for routes outside the pipeline (admin, ops): one log line, and
         the OpenAI error shape with no detail."""
         log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
-        body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
-                          "param": None, "code": "internal_error"}}
-        return Response(orjson.dumps(body), status_code=500, media_type="application/json")
+        return last_resort_response(request)
 
     return app
