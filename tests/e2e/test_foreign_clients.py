@@ -2,7 +2,9 @@
 gateway's address: the official SDK on the routes added for real clients, langchain-openai
 (chat, stream, tools, embeddings), Simon Willison's `llm` CLI (prompt, `-c`, streaming), the
 litellm SDK (completion, stream, embedding) and openai-agents (Runner.run / run_streamed with a
-function tool on both model APIs; OpenAIConversationsSession's clear 404)."""
+function tool on both model APIs; OpenAIConversationsSession's clear 404); structured output
+(response_format json_schema, text.format) and parallel tool calls through the SDK and
+langchain-openai."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +13,7 @@ import os
 import subprocess
 import time
 import uuid
+from typing import Literal
 
 import httpx
 import openai
@@ -26,6 +29,7 @@ from agents import (
 )
 from agents.memory import OpenAIConversationsSession
 from openai import AsyncOpenAI
+from pydantic import BaseModel
 
 from tests.support.processes import BIN, ROOT
 
@@ -145,6 +149,109 @@ def test_the_llm_cli_through_nginx(stack, tmp_path):
     assert len({entry["conversation_id"] for entry in logged}) == 1  # one conversation in llm's own log
     assert all(entry["input_tokens"] and entry["output_tokens"] for entry in logged)  # the gateway's usage
     _answered(_logged(stack, key_id, 2), ["/v1/chat/completions"] * 2)
+
+
+class Plan(BaseModel):
+    """A structured answer with the shapes clients ask for: text, a list, an enum, a flag and
+    an optional number (an anyOf with null)."""
+    title: str
+    steps: list[str]
+    priority: Literal["low", "high"]
+    done: bool
+    estimate_hours: int | None
+
+
+def test_structured_output_through_nginx(stack):
+    """response_format json_schema (chat, plain and streamed) and text.format (Responses) from
+    the SDK's parse helpers, and langchain's with_structured_output: the schema reaches the
+    upstream unchanged and its JSON answer reaches the client, parsed into the model."""
+    from langchain_openai import ChatOpenAI
+
+    key, key_id = _new_key(stack, "structured")
+    sdk = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+    expected = Plan(title="이사 계획", steps=["이사 계획"], priority="low", done=True, estimate_hours=1)
+    httpx.delete(stack.fake_root + "/_fake/requests")
+    plain = sdk.chat.completions.parse(model="gpt-4o-mini", response_format=Plan,
+                                       messages=[{"role": "user", "content": "이사 계획"}])
+    assert plain.choices[0].message.parsed == expected
+    with sdk.chat.completions.stream(model="gpt-4o-mini", response_format=Plan,
+                                     messages=[{"role": "user", "content": "이사 계획"}]) as stream:
+        assert stream.get_final_completion().choices[0].message.parsed == expected
+    assert sdk.responses.parse(model="gpt-4o-mini", input="이사 계획", text_format=Plan).output_parsed == expected
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+    assert llm.with_structured_output(Plan).invoke("이사 계획") == expected
+    seen = [r["body"] for r in _fake_seen(stack)]
+    formats = [b.get("response_format") or b["text"]["format"] for b in seen]
+    assert [f["type"] for f in formats] == ["json_schema"] * 4
+    assert all((f.get("json_schema") or f)["name"] == "Plan" for f in formats)
+    assert all((f.get("json_schema") or f)["schema"]["properties"]["priority"]["enum"] == ["low", "high"]
+               for f in formats)
+    _answered(_logged(stack, key_id, 4), ["/v1/chat/completions", "/v1/chat/completions", "/v1/responses",
+                                          "/v1/chat/completions"])
+
+
+WEATHER = {"name": "get_weather", "description": "Weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TIME = {"name": "get_time", "description": "Local time in a timezone.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}
+BOTH = "get_weather 와 get_time 을 함께 불러줘"
+
+
+def test_parallel_tool_calls_through_nginx(stack):
+    """Several tools asked for in one turn: the SDK (chat plain and streamed, Responses) and
+    langchain's bind_tools get every call in one answer, with distinct ids; the results go
+    back in one turn and the text answer follows. parallel_tool_calls=false gives one call."""
+    from langchain_core.messages import ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    key, key_id = _new_key(stack, "parallel-tools")
+    sdk = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+    tools = [{"type": "function", "function": WEATHER}, {"type": "function", "function": TIME}]
+    asked = [{"role": "user", "content": BOTH}]
+    reply = sdk.chat.completions.create(model="gpt-4o-mini", messages=asked, tools=tools)
+    calls = reply.choices[0].message.tool_calls
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": BOTH}), ("get_time", {"timezone": BOTH})]
+    assert len({c.id for c in calls}) == 2
+    with sdk.chat.completions.stream(model="gpt-4o-mini", messages=asked, tools=tools) as stream:
+        streamed = stream.get_final_completion().choices[0].message.tool_calls
+    assert [(c.function.name, c.function.arguments) for c in streamed] == [
+        (c.function.name, c.function.arguments) for c in calls]
+    assert len({c.id for c in streamed}) == 2
+    single = sdk.chat.completions.create(model="gpt-4o-mini", messages=asked, tools=tools, parallel_tool_calls=False)
+    assert [c.function.name for c in single.choices[0].message.tool_calls] == ["get_weather"]
+    results = [{"role": "tool", "tool_call_id": c.id, "content": f"{c.function.name}: ok"} for c in calls]
+    answer = sdk.chat.completions.create(model="gpt-4o-mini", tools=tools, messages=[
+        *asked, reply.choices[0].message.model_dump(exclude_none=True), *results])
+    assert answer.choices[0].message.content == f"fake reply to: {BOTH}"[:55]
+
+    responses = sdk.responses.create(model="gpt-4o-mini", input=BOTH,
+                                     tools=[{"type": "function", **WEATHER}, {"type": "function", **TIME}])
+    assert [(o.type, getattr(o, "name", None)) for o in responses.output] == [
+        ("function_call", "get_weather"), ("function_call", "get_time")]
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        return f"{city}: 맑음"
+
+    @tool
+    def get_time(timezone: str) -> str:
+        """Local time in a timezone."""
+        return f"{timezone}: 12:00"
+
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+    bound = llm.bind_tools([get_weather, get_time])
+    message = bound.invoke(BOTH)
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("get_weather", {"city": BOTH}), ("get_time", {"timezone": BOTH})]
+    outputs = [ToolMessage(content={"get_weather": get_weather, "get_time": get_time}[c["name"]].invoke(c["args"]),
+                           tool_call_id=c["id"]) for c in message.tool_calls]
+    assert bound.invoke([("user", BOTH), message, *outputs]).content == f"fake reply to: {BOTH}"[:55]
+    _answered(_logged(stack, key_id, 7), ["/v1/chat/completions"] * 4 + ["/v1/responses"]
+              + ["/v1/chat/completions"] * 2)
 
 
 LITELLM_PYTHON = ROOT / ".bench-venv" / "litellm" / "bin" / "python"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import selectors
 import socket
 import subprocess
@@ -61,6 +62,13 @@ def _wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 30
         time.sleep(0.05)
 
 
+def _request_id(r: httpx.Response) -> str:
+    """nginx's own answers carry a request id too (every /v1 answer does): its $request_id."""
+    request_id = r.headers.get("x-request-id", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), (r.status_code, dict(r.headers))
+    return request_id
+
+
 def _json_error(r: httpx.Response) -> dict:
     assert r.headers["content-type"].startswith("application/json"), (r.status_code, r.headers, r.text[:200])
     assert "<html" not in r.text.lower()
@@ -81,6 +89,8 @@ def test_rate_limited_answers_are_json_in_each_dialects_shape(router, stack):
         raise AssertionError(f"no 429 on {path}: {r.status_code}")
 
     r = until_429("GET", "/v1/models", headers=auth)
+    first_id = _request_id(r)
+    assert _request_id(until_429("GET", "/v1/models", headers=auth)) != first_id  # one per request
     error = _json_error(r)["error"]
     assert set(error) == OPENAI_ERROR_KEYS and error["code"] == "rate_limited"
     assert error["type"] == "rate_limit_error" and r.headers["retry-after"] == "1"
@@ -90,6 +100,7 @@ def test_rate_limited_answers_are_json_in_each_dialects_shape(router, stack):
     body = _json_error(r)
     assert ORIGINAL_KEYS <= set(body) and body["success"] is False and body["code"] == "rate_limited"
     assert body["error"].startswith("Rate limited: ") and r.headers["retry-after"] == "1"
+    _request_id(r)
     assert isinstance(body["created_at"], int) and body["created_at"] > 1_700_000_000
 
     r = until_429("GET", "/api/v1/system/status")
@@ -103,8 +114,10 @@ def test_an_unreachable_backend_is_a_json_502_with_retry_after(router, stack):
     assert r.status_code == 502 and r.headers["retry-after"] == "5"
     error = _json_error(r)["error"]
     assert error["code"] == "service_unreachable" and error["message"].startswith("The service cannot be reached")
+    _request_id(r)
     r = httpx.post(base + "/api/v1/chat", headers=stack.auth(), json={"user_prompt": "안녕"}, timeout=30)
     assert r.status_code == 502 and _json_error(r)["code"] == "service_unreachable"
+    _request_id(r)
     r = httpx.get(base + "/readyz", timeout=30)
     assert r.status_code == 502 and _json_error(r)["code"] == "service_unreachable"
 
@@ -114,6 +127,7 @@ def test_a_body_over_the_limit_is_a_json_413(stack):
     r = httpx.post(stack.base_url + "/v1/chat/completions", content=big, timeout=30,
                    headers={**stack.auth(), "Content-Type": "application/json"})
     assert r.status_code == 413 and _json_error(r)["error"]["code"] == "request_too_large"
+    _request_id(r)
 
 
 def test_a_chat_post_is_never_sent_to_a_second_replica(stack):
@@ -130,6 +144,64 @@ def test_a_chat_post_is_never_sent_to_a_second_replica(stack):
     sent = [s["body"]["messages"][-1]["content"] for s in seen
             if isinstance(s["body"], dict) and s["body"].get("model") == "fake-500"]
     assert all(1 <= sent.count(f"once {i}") <= 3 for i in range(4)), sent
+
+
+# --- deep nesting through the router ------------------------------------------------------
+
+NESTED_ROUTES = ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/api/v1/chat"]
+
+
+def _nested(depth: int, shape: str) -> bytes:
+    opener, closer = ("[", "]") if shape == "list" else ('{"a":', "}")
+    return (opener * depth + "1" + closer * depth).encode()
+
+
+def _error_code(route: str, r: httpx.Response) -> str:
+    body = _json_error(r)
+    return body["code"] if route.startswith("/api/") else body["error"]["code"]
+
+
+def test_deep_nesting_attacks_through_the_router_fail_no_other_user(router, stack):
+    """Issue 13's first row: JSON nested far past 64 levels, without a key, once made a
+    replica close its keep-alive connection; nginx marked replicas down and 59-61 % of other
+    users' requests got a 502. Here every attack (300 and 100,000 levels, arrays and objects,
+    four routes, with no key and with the attacker's own key) is followed by another
+    client's ordinary chat, one after the other, through both replicas: every attack is a
+    JSON 401 (no key) or 400 invalid_json (a key), and every ordinary chat a 200."""
+    base = router(rate="1000r/s", burst=1000)  # its own rate-limit zone: only nesting is tested
+    attacker, victim = stack.issue_key("nesting-attacker"), stack.issue_key("nesting-bystander")
+    attacks = [(route, depth, shape, key) for route in NESTED_ROUTES for depth in (300, 100_000)
+               for shape in ("list", "object") for key in (None, attacker)]
+    wrong_attacks: list[tuple] = []
+    victim_statuses: list[int | str] = []
+    with httpx.Client(base_url=base, timeout=60) as bad, httpx.Client(base_url=base, timeout=60) as good:
+        for round_ in range(2):  # twice: more failures than max_fails on both replicas, were they counted
+            for i, (route, depth, shape, key) in enumerate(attacks):
+                headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+                r = bad.post(route, content=_nested(depth, shape), headers=headers)
+                expected = (400, "invalid_json") if key else (401, "invalid_client_key")
+                try:
+                    answer: tuple = (r.status_code, _error_code(route, r))
+                except (AssertionError, ValueError, KeyError):
+                    answer = (r.status_code, r.text[:120])
+                if answer != expected:
+                    wrong_attacks.append((route, depth, shape, bool(key), answer))
+                try:
+                    if i % 2:
+                        ok = good.post("/api/v1/chat", headers=stack.auth(victim),
+                                       json={"user_prompt": f"평범한 질문 {round_}-{i}"})
+                    else:
+                        ok = good.post("/v1/chat/completions", headers=stack.auth(victim),
+                                       json={"model": "gpt-4o-mini",
+                                             "messages": [{"role": "user", "content": f"평범한 질문 {round_}-{i}"}]})
+                    victim_statuses.append(ok.status_code)
+                except httpx.HTTPError as exc:
+                    victim_statuses.append(type(exc).__name__)
+    failed = [s for s in victim_statuses if s != 200]
+    print(f"\nnesting attack through nginx: {2 * len(attacks)} attacks; other user's error rate "
+          f"{len(failed)}/{len(victim_statuses)} = {100 * len(failed) / len(victim_statuses):.1f} %")
+    assert not wrong_attacks, wrong_attacks[:8]
+    assert not failed, victim_statuses
 
 
 # --- connections per address ----------------------------------------------------------------

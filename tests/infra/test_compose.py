@@ -249,6 +249,8 @@ def test_nginx_holds_against_hostile_traffic(docker_conf):
     assert "limit_req zone=console_sessions" in locs["/admin/_stcore/stream"]
     for target in set(re.findall(r"error_page [\d ]+ (\S+);", docker_conf)):
         assert "internal;" in locs[target] and "application/json" in locs[target], target
+        # every /v1 answer carries a request id, nginx's own errors too
+        assert "add_header X-Request-Id $request_id always" in locs[target], target
     # a POST already sent to one replica is never re-sent to another, and a replica's own
     # 5xx (its answer) neither retries nor marks it down
     assert re.findall(r"proxy_next_upstream ([^;]+);", docker_conf) == ["error timeout"]

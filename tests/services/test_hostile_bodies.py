@@ -47,6 +47,18 @@ def bodies(draw) -> bytes:
     return json.dumps(body, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
 
 
+def _code(r: httpx.Response) -> str | None:
+    """The error code in either dialect's shape (``{"error": {"code"}}`` or ``{"code"}``)."""
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    return error.get("code") if isinstance(error, dict) else body.get("code")
+
+
 def test_no_hostile_body_gets_a_server_error(chat_api, client_key) -> None:
     failures: list[tuple[str, int, str]] = []
 
@@ -58,8 +70,11 @@ def test_no_hostile_body_gets_a_server_error(chat_api, client_key) -> None:
             if authorised:
                 headers["Authorization"] = f"Bearer {client_key}"
             r = client.post(route, content=body, headers=headers)
-            # 502/503/504 are the upstream's or the database's state, said in the dialect's shape
-            if r.status_code >= 500 and r.status_code not in (502, 503, 504):
+            # The one 5xx allowed: this session's shared process may have had its circuit
+            # opened on purpose by earlier tests (model fake-500) for the shared key or the
+            # anonymous caller. The upstream here is the fake, which answers a hostile body
+            # 200 or 400, and the database is up, so no other 502/503/504 is legitimate.
+            if r.status_code >= 500 and _code(r) != "upstream_circuit_open":
                 failures.append((route, r.status_code, r.text[:200]))
 
         run()

@@ -1,4 +1,5 @@
-"""The request pipeline, once per dialect: the same rules hold whatever shape the request has.
+"""The request pipeline, once per dialect: the same rules hold whatever shape the request has
+(the headers test adds /v1/embeddings and /v1/moderations, which go through the same pipeline).
 
 Each case names how its dialect carries a prompt, a caller's own key and an error code; every
 test below runs for each of them (pytest parametrization), against real chat_api processes
@@ -6,8 +7,11 @@ in front of the fake upstream, on real Postgres.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -272,3 +276,63 @@ def test_a_refusal_is_counted_under_its_status(strict_api, case):
     assert r.status_code == 401
     after = _requests_counter(strict_api)
     assert after[(case.path, "401", "other")] == before.get((case.path, "401", "other"), 0) + 1
+
+
+# -- headers every answer carries ---------------------------------------------------------------------
+
+def _embeddings(prompt: str) -> dict[str, Any]:
+    return {"model": "text-embedding-3-small", "input": prompt}
+
+
+def _moderations(prompt: str) -> dict[str, Any]:
+    return {"model": "omni-moderation-latest", "input": prompt}
+
+
+HEADER_CASES = [*CASES, Case("embeddings", "/v1/embeddings", _embeddings, _in_header),
+                Case("moderations", "/v1/moderations", _moderations, _in_header)]
+UPSTREAM_HEADERS = {"openai-processing-ms": "7", "x-ratelimit-limit-requests": "10000",
+                    "x-ratelimit-remaining-requests": "9999", "x-ratelimit-reset-requests": "6ms"}  # the fake's
+
+
+def _cost_sent(case: Case, r: httpx.Response) -> Decimal:
+    """The cost the answer reports: a header on a JSON answer; on an OpenAI stream, the SSE
+    comment line after the last event; on the original dialect's stream, its final event."""
+    if not case.stream:
+        return Decimal(r.headers["x-llm-cost-usd"])
+    assert "x-llm-cost-usd" not in r.headers  # not known when the headers leave
+    if case.path.startswith("/api/"):
+        final = json.loads([line for line in r.text.splitlines() if line.startswith("data: ")][-1][len("data: "):])
+        return Decimal(str(final["cost_usd"]))
+    found = re.findall(r"^: x-llm-cost-usd: (\d+\.\d{8})$", r.text, re.M)
+    assert len(found) == 1, r.text[-300:]
+    return Decimal(found[0])
+
+
+@pytest.mark.parametrize("case", HEADER_CASES, ids=lambda c: c.name)
+def test_every_answer_carries_its_request_id_key_source_and_cost(strict_api, case):
+    """Every dialect, streamed or not, and embeddings and moderations: the upstream's request
+    id and its processing and rate-limit headers pass through, the key source is a header
+    (streams too), and the cost the answer reports is the ledger row's."""
+    key, key_id = strict_api.new_key_and_id()
+    strict_api.clear_fake()
+    r = _post(strict_api, case, key, case.body("헤더"))
+    assert r.status_code == 200, r.text[:300]
+    assert len(strict_api.fake_requests()) == 1
+    assert re.fullmatch(r"req_fake_\d+", r.headers["x-request-id"])  # the upstream's, as the SDK expects
+    assert {name: r.headers.get(name) for name in UPSTREAM_HEADERS} == UPSTREAM_HEADERS
+    assert r.headers["x-llm-key-source"] == "server"
+    cost = _cost_sent(case, r)
+    strict_api.flush_ledger()
+    with psycopg.connect(strict_api.pg_url) as conn:
+        [(nanos,)] = conn.execute("SELECT cost_nanos FROM spend_ledger WHERE client_key_id = %s", (key_id,)).fetchall()
+    assert abs(cost - Decimal(nanos) / 10**9) <= Decimal("0.00000001"), (cost, nanos)
+    assert cost == 0 if case.name == "moderations" else cost > 0  # moderations are not billed
+
+
+@pytest.mark.parametrize("case", [c for c in HEADER_CASES if c.path.startswith("/v1/")], ids=lambda c: c.name)
+def test_a_refusal_carries_a_request_id_of_its_own(strict_api, case):
+    """Every /v1 answer has a request id (the contract; the original dialect names its
+    request in the body): with no upstream answer to take it from, the gateway makes one,
+    a new one each time."""
+    ids = {_post(strict_api, case, "llms-wrong", case.body("거절")).headers["x-request-id"] for _ in range(2)}
+    assert len(ids) == 2 and all(ids)

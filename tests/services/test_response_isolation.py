@@ -68,17 +68,40 @@ def test_anonymous_callers_cannot_chain_even_on_an_anonymous_response(chat_api) 
     assert chat_api.fake_requests() == []
 
 
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("GET", "/input_items"), ("POST", "/cancel"),
+                                               ("DELETE", "")])
+def test_an_anonymous_caller_cannot_reach_an_anonymous_response(chat_api, method: str, suffix: str) -> None:
+    # Anonymous callers cannot be told apart: the one who asks may not be the one who
+    # created it, so no stored response is theirs, even one made anonymously.
+    created = _respond(chat_api, None, input="익명의 비밀: 초록 우체통")
+    assert created.status_code == 200, created.text
+    chat_api.flush_ledger()  # its row (the owner record) is stored: the refusal is the rule, not a miss
+    chat_api.clear_fake()
+    r = httpx.request(method, f"{chat_api.url}/v1/responses/{created.json()['id']}{suffix}", timeout=30)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "response_not_found"
+    assert "초록 우체통" not in r.text
+    assert chat_api.fake_requests() == []
+
+
 def test_two_anonymous_callers_with_one_request_id_do_not_share_context(chat_api) -> None:
+    # Ordinary text, not PII: the guard masks card numbers before a turn is stored, so a
+    # secret of that kind would never reach the upstream even if history were replayed.
     conversation = "shared-" + uuid.uuid4().hex[:8]
     first = httpx.post(chat_api.url + "/api/v1/chat", timeout=30,
-                       json={"request_id": conversation, "user_prompt": "내 카드번호는 4111 1111 1111 1111"})
+                       json={"request_id": conversation, "user_prompt": "기억해: 노란 자전거"})
     assert first.status_code == 200, first.text
     chat_api.clear_fake()
+    second_prompt = "앞에서 기억하라고 한 게 뭐였지?"
     second = httpx.post(chat_api.url + "/api/v1/chat", timeout=30,
-                        json={"request_id": conversation, "user_prompt": "앞에서 말한 카드번호가 뭐였지?"})
+                        json={"request_id": conversation, "user_prompt": second_prompt})
     assert second.status_code == 200, second.text
     [sent] = chat_api.fake_requests()
-    assert "4111" not in str(sent["body"])
+    assert "노란 자전거" not in str(sent["body"])
+    # Exactly the second caller's own turn went upstream: no replayed user or assistant turn.
+    # The original dialect goes upstream as a Responses request (``input``).
+    assert [m for m in sent["body"]["input"] if m["role"] not in ("system", "developer")] == [
+        {"role": "user", "content": second_prompt}]
 
 
 def test_a_client_with_a_key_still_gets_its_own_history(chat_api) -> None:

@@ -54,7 +54,15 @@ Behaviour is deterministic so callers can assert on it:
     function (else the first function tool) instead of text. Its arguments fill each property
     of the function's parameters from the last user text (strings), 1 (numbers), true
     (booleans), [] or {}; finish_reason "tool_calls" (chat) or a ``function_call`` output item
-    (Responses), streamed as OpenAI streams them. Otherwise tools are ignored (plain text).
+    (Responses), streamed as OpenAI streams them. A function whose name the last user text
+    mentions is called too (tool_choice absent, "auto" or "required"): each one mentioned, in
+    one turn, unless ``parallel_tool_calls`` is false (then the first). tool_choice "none", or
+    no function mentioned and nothing required: tools are ignored (plain text).
+  * structured output, as under OpenAI's structured outputs: ``response_format`` (chat) or
+    ``text.format`` (Responses) of type "json_schema" makes the reply the JSON of a trivial
+    instance of the schema (strings from the last user text, 1, true, the first enum value,
+    one item per array, every property, $refs followed); "json_object" makes it
+    {"reply": "<the usual reply>"}
 Latency: FAKE_LATENCY_MS (default 0) before the first byte; FAKE_CHUNK_MS
 (default 0) between stream chunks. ``--name N`` (or FAKE_NAME) names this instance: chat
 completions carry ``system_fingerprint: fp_<N>`` and every answer an ``x-fake-upstream`` header,
@@ -72,6 +80,7 @@ import hashlib
 import itertools
 import math
 import os
+import re
 import struct
 import time
 
@@ -142,28 +151,99 @@ def _inputs(body: dict, responses_api: bool) -> tuple[str, str]:
     return " ".join(texts), last_user
 
 
-def _tool_call(body: dict, responses_api: bool, last_user: str) -> tuple[str, str] | None:
-    """(name, JSON arguments) of the function this turn must call, or None for a text answer.
+def _tool_calls(body: dict, responses_api: bool, last_user: str) -> list[tuple[str, str]]:
+    """(name, JSON arguments) of each function this turn calls; empty for a text answer.
 
-    Only when the request says a tool must be called (``tool_choice`` "required" or naming a
-    function) and no tool result has come back yet: a caller that loops on tool calls (an
-    agent) then gets its text answer on the next turn, as from a real model."""
+    A function is called when the request requires one (``tool_choice`` "required": the first
+    function; naming a function: that one) or when the last user text mentions its name (all
+    of those mentioned, as parallel calls, unless ``parallel_tool_calls`` is false). Never
+    once a tool result has come back: a caller that loops on tool calls (an agent) then gets
+    its text answer on the next turn, as from a real model."""
     choice = body.get("tool_choice")
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
-    if not tools or not (choice == "required" or isinstance(choice, dict)):
-        return None
+    if not tools or choice == "none":
+        return []
     items = body.get("input") if responses_api else body.get("messages")
     last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
     if last.get("type") == "function_call_output" or last.get("role") == "tool":
-        return None
+        return []
     functions = [t if responses_api else t.get("function") or {} for t in tools]
-    wanted = (choice.get("name") or (choice.get("function") or {}).get("name")) if isinstance(choice, dict) else None
-    function = next((f for f in functions if f.get("name") == wanted), functions[0])
-    params = function.get("parameters") if isinstance(function.get("parameters"), dict) else {}
+    functions = [f for f in functions if isinstance(f, dict)]
+    if isinstance(choice, dict):
+        wanted = choice.get("name") or (choice.get("function") or {}).get("name")
+        chosen = [next((f for f in functions if f.get("name") == wanted), functions[0])] if functions else []
+    else:
+        mentioned = [f for f in functions if isinstance(f.get("name"), str) and f["name"] and re.search(
+            rf"(?<![A-Za-z0-9_]){re.escape(f['name'])}(?![A-Za-z0-9_])", last_user)]
+        if mentioned:
+            chosen = mentioned if body.get("parallel_tool_calls") is not False else mentioned[:1]
+        else:
+            chosen = functions[:1] if choice == "required" else []
     filler = {"string": last_user[:40], "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
-    arguments = {name: filler.get(prop.get("type") if isinstance(prop, dict) else "string", last_user[:40])
-                 for name, prop in (params.get("properties") or {}).items()}
-    return str(function.get("name") or ""), orjson.dumps(arguments).decode()
+    calls = []
+    for function in chosen:
+        params = function.get("parameters") if isinstance(function.get("parameters"), dict) else {}
+        arguments = {name: filler.get(prop.get("type") if isinstance(prop, dict) else "string", last_user[:40])
+                     for name, prop in (params.get("properties") or {}).items()}
+        calls.append((str(function.get("name") or ""), orjson.dumps(arguments).decode()))
+    return calls
+
+
+def _nth(index: int) -> str:
+    """The suffix of a turn's second, third … call id (the first keeps the plain id)."""
+    return f"_{index}" if index else ""
+
+
+def _structured_format(body: dict, responses_api: bool) -> dict | None:
+    """The requested output format when it is structured (json_schema or json_object)."""
+    if responses_api:
+        text = body.get("text")
+        fmt = text.get("format") if isinstance(text, dict) else None
+    else:
+        fmt = body.get("response_format")
+    return fmt if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object") else None
+
+
+def _schema_instance(schema, root: dict, text: str, depth: int = 0):
+    """A trivial instance of a JSON schema (what a model under structured outputs could
+    answer): every property, strings from ``text``, 1, true, the first enum value, one item
+    per array (more when minItems says so), the first non-null option of anyOf/oneOf."""
+    if not isinstance(schema, dict) or depth > 40:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: object = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _schema_instance(target, root, text, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            chosen = next((o for o in options if not (isinstance(o, dict) and o.get("type") == "null")), options[0])
+            return _schema_instance(chosen, root, text, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        return {name: _schema_instance(prop, root, text, depth + 1)
+                for name, prop in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        count = 0 if schema.get("maxItems") == 0 else max(1, int(schema.get("minItems") or 0))
+        return [_schema_instance(schema.get("items") or {}, root, text, depth + 1) for _ in range(count)]
+    return {"string": text, "integer": 1, "number": 1, "boolean": True, "null": None}.get(str(kind), text)
+
+
+def _structured_reply(fmt: dict, responses_api: bool, reply: str, last_user: str) -> str:
+    if fmt.get("type") == "json_object":
+        return orjson.dumps({"reply": reply}).decode()
+    spec = fmt if responses_api else fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    schema = schema if isinstance(schema, dict) else {}
+    return orjson.dumps(_schema_instance(schema, schema, last_user[:40])).decode()
 
 
 def _usage(body: dict, all_text: str) -> tuple[int, int, int, int]:
@@ -368,8 +448,11 @@ async def app(scope, receive, send):
     all_text, last_user = _inputs(body, responses_api)
     prompt, completion, cached, reasoning = _usage(body, all_text)
     reply = "fake reply to: " + last_user[:40]
-    words = reply.split(" ")
-    tool_call = _tool_call(body, responses_api, last_user)
+    structured = _structured_format(body, responses_api)
+    if structured:
+        reply = _structured_reply(structured, responses_api, reply, last_user)
+    words = reply.split(" ")  # joined again with " " when streamed: the same text
+    tool_calls = _tool_calls(body, responses_api, last_user)
     chunk_delay = CHUNK
     if model == "fake-stream-slow":
         words = [f"w{i}" for i in range(20)]
@@ -394,14 +477,16 @@ async def app(scope, receive, send):
                     "model": served, "output": [{"type": "message", "id": "msg_" + rid[5:], "status": "completed",
                                                 "role": "assistant",
                                                 "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
-                    "usage": "lots" if b"fake:bad-usage" in raw else usage, "text": {"format": {"type": "text"}},
+                    "usage": "lots" if b"fake:bad-usage" in raw else usage,
+                    "text": {"format": structured or {"type": "text"}},
                     "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
                     "temperature": body.get("temperature"), "parallel_tool_calls": True, "tool_choice": "auto",
                     "tools": body.get("tools") or [], "top_p": 1.0, "error": None, "incomplete_details": None,
                     "metadata": {}}
-        if tool_call:
-            response["output"] = [{"type": "function_call", "id": "fc_" + rid[5:], "call_id": "call_" + rid[5:],
-                                   "name": tool_call[0], "arguments": tool_call[1], "status": "completed"}]
+        if tool_calls:
+            response["output"] = [{"type": "function_call", "id": f"fc_{rid[5:]}{_nth(i)}",
+                                   "call_id": f"call_{rid[5:]}{_nth(i)}", "name": name, "arguments": arguments,
+                                   "status": "completed"} for i, (name, arguments) in enumerate(tool_calls)]
         RESPONSES[rid] = response
         inp = body.get("input")
         INPUT_ITEMS[rid] = [  # as OpenAI lists them: text content becomes an input_text part
@@ -435,15 +520,15 @@ async def app(scope, receive, send):
         shell = {**response, "status": "in_progress", "output": [], "usage": None}
         item_id = "msg_" + rid[5:]
         await event("response.created", {"response": shell})
-        if tool_call:
-            item = response["output"][0]
-            await event("response.output_item.added", {"output_index": 0,
-                                                       "item": {**item, "arguments": "", "status": "in_progress"}})
-            await event("response.function_call_arguments.delta", {"item_id": item["id"], "output_index": 0,
-                                                                    "delta": item["arguments"]})
-            await event("response.function_call_arguments.done", {"item_id": item["id"], "output_index": 0,
-                                                                   "name": item["name"], "arguments": item["arguments"]})
-            await event("response.output_item.done", {"output_index": 0, "item": item})
+        if tool_calls:
+            for index, item in enumerate(response["output"]):
+                await event("response.output_item.added", {"output_index": index,
+                                                           "item": {**item, "arguments": "", "status": "in_progress"}})
+                await event("response.function_call_arguments.delta", {"item_id": item["id"], "output_index": index,
+                                                                        "delta": item["arguments"]})
+                await event("response.function_call_arguments.done", {
+                    "item_id": item["id"], "output_index": index, "name": item["name"], "arguments": item["arguments"]})
+                await event("response.output_item.done", {"output_index": index, "item": item})
             await event("response.completed", {"response": response})
             return await send({"type": "http.response.body", "body": b""})
         await event("response.output_item.added", {"output_index": 0, "item": {
@@ -474,8 +559,8 @@ async def app(scope, receive, send):
              "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": reasoning}}
     cid = "chatcmpl-" + rid[5:]
-    calls = [{"id": "call_" + rid[5:], "type": "function",
-              "function": {"name": tool_call[0], "arguments": tool_call[1]}}] if tool_call else []
+    calls = [{"id": f"call_{rid[5:]}{_nth(i)}", "type": "function", "function": {"name": name, "arguments": arguments}}
+             for i, (name, arguments) in enumerate(tool_calls)]
     message = {"role": "assistant", "content": None, "tool_calls": calls} if calls else {
         "role": "assistant", "content": reply}
     finish = "tool_calls" if calls else "stop"
@@ -498,13 +583,15 @@ async def app(scope, receive, send):
             c["usage"] = with_usage
         return b"data: " + orjson.dumps(c) + b"\n\n"
 
-    if calls:  # as OpenAI streams a call: id and name first, then the arguments in pieces
-        first = {**calls[0], "index": 0, "function": {"name": tool_call[0], "arguments": ""}}
-        await send({"type": "http.response.body", "more_body": True,
-                    "body": chunk({"role": "assistant", "content": None, "tool_calls": [first]})})
+    if calls:  # as OpenAI streams calls: for each, its id and name first, then its arguments
         words = []
-        await send({"type": "http.response.body", "more_body": True,
-                    "body": chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool_call[1]}}]})})
+        for index, call in enumerate(calls):
+            first = {**call, "index": index, "function": {"name": call["function"]["name"], "arguments": ""}}
+            delta = {"role": "assistant", "content": None, "tool_calls": [first]} if index == 0 else {
+                "tool_calls": [first]}
+            await send({"type": "http.response.body", "more_body": True, "body": chunk(delta)})
+            await send({"type": "http.response.body", "more_body": True, "body": chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]})})
     else:
         await send({"type": "http.response.body", "more_body": True,
                     "body": chunk({"role": "assistant", "content": ""})})
