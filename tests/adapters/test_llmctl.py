@@ -86,6 +86,84 @@ def test_keys_create_list_revoke_and_prices(migrated_pg, tmp_path):
     assert mini.split()[1:] == ["0.15", "0.075", "0.60"]
 
 
+def test_keys_rotate_and_expire(migrated_pg, tmp_path):
+    """``keys create --expires-at``, ``keys expire ID --at ISO|never`` and ``keys rotate ID``
+    (the new secret printed once, on the last line; the old key revoked; same name, caps and
+    lifetime; the budget carried on). Bad input is a clear error that changes nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    run = lambda *a: llmctl(*a, database_url=migrated_pg, data_dir=tmp_path / "data", cwd=tmp_path)  # noqa: E731
+
+    def stored(key_id: str) -> dict:
+        engine = make_engine(migrated_pg)
+        try:
+            with engine.connect() as conn:
+                return dict(conn.execute(text("SELECT * FROM client_keys WHERE id = :i"), {"i": key_id}).one()._mapping)
+        finally:
+            engine.dispose()
+
+    soon = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    created = run("keys", "create", "--name", "gamma-team", "--daily-usd", "3", "--expires-at", soon.isoformat())
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("llms-")
+    [line] = [ln for ln in run("keys", "list").stdout.splitlines() if "gamma-team" in ln]
+    key_id = line.split()[0]
+    assert stored(key_id)["expires_at"] == soon
+    assert soon.strftime("%Y-%m-%dT%H:%MZ") in line and line.rstrip().endswith("active")
+
+    past = run("keys", "create", "--name", "late", "--expires-at", "2020-01-01")
+    assert past.returncode == 2 and "invalid_expiry" in past.stderr and "llms-" not in past.stdout
+    garbled = run("keys", "create", "--name", "late", "--expires-at", "next tuesday")
+    assert garbled.returncode == 2 and "ISO" in garbled.stderr
+    assert "late" not in run("keys", "list").stdout  # nothing was issued
+
+    # an expiry without an offset is UTC, as in the admin API
+    later = run("keys", "expire", key_id, "--at", "2099-01-02T03:04")
+    assert later.returncode == 0, later.stderr
+    assert stored(key_id)["expires_at"] == datetime(2099, 1, 2, 3, 4, tzinfo=UTC)
+    assert "2099-01-02T03:04Z" in later.stdout
+    never = run("keys", "expire", key_id, "--at", "never")
+    assert never.returncode == 0 and stored(key_id)["expires_at"] is None
+    assert run("keys", "expire", key_id, "--at", "2020-01-01").returncode == 2
+    assert stored(key_id)["expires_at"] is None  # a refused change changes nothing
+    unknown = run("keys", "expire", "0" * 32, "--at", "never")
+    assert unknown.returncode == 2 and "client_key_not_found" in unknown.stderr
+    assert run("keys", "expire", key_id, "--at", soon.isoformat()).returncode == 0
+
+    rotated = run("keys", "rotate", key_id)
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = rotated.stdout.strip().splitlines()[-1]
+    assert new_secret.startswith("llms-") and new_secret != secret
+    assert secret not in rotated.stdout and rotated.stdout.count(new_secret) == 1
+    listed = run("keys", "list").stdout
+    assert new_secret not in listed
+    lines = [ln for ln in listed.splitlines() if "gamma-team" in ln]
+    assert len(lines) == 2
+    [old] = [ln for ln in lines if ln.split()[0] == key_id]
+    [new] = [ln for ln in lines if ln.split()[0] != key_id]
+    assert old.rstrip().endswith("revoked") and new.rstrip().endswith("active") and "3.000000" in new
+    new_row = stored(new.split()[0])
+    assert new_row["budget_key_id"] == key_id  # the budget carries on
+    lifetime = new_row["expires_at"] - datetime.now(UTC)
+    assert timedelta(days=29) < lifetime <= timedelta(days=30, minutes=1)  # the same lifetime, from now
+    again = run("keys", "rotate", key_id)
+    assert again.returncode == 2 and "client_key_revoked" in again.stderr and "llms-" not in again.stdout
+    assert run("keys", "rotate", "0" * 32).returncode == 2
+
+    # every change is in the audit log the console shows, by "llmctl", without a secret
+    engine = make_engine(migrated_pg)
+    try:
+        with engine.connect() as conn:
+            audit = conn.execute(text("SELECT actor, action, key_id, detail FROM admin_audit ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [(a.actor, a.action) for a in audit if a.key_id in (key_id, new.split()[0])] == [
+        ("llmctl", "key_created"), ("llmctl", "expiry_changed"), ("llmctl", "expiry_changed"),
+        ("llmctl", "expiry_changed"), ("llmctl", "key_rotated")]
+    assert secret not in str(audit) and new_secret not in str(audit)
+
+
 def test_migrate_creates_the_schema_in_an_empty_sqlite_file(tmp_path):
     db = tmp_path / "nested" / "llm.db"
     url = f"sqlite:///{db}"

@@ -2,12 +2,16 @@
 usage parsing, streams that always carry usage, error mapping and retries."""
 from __future__ import annotations
 
+import asyncio
+import socket
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from domain.adapters.openai_provider import OpenAiLlmProvider
-from domain.errors import UpstreamError
+from domain.errors import UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamRequest
 from domain.usage import TokenUsage
 
@@ -140,3 +144,45 @@ def test_sse_lines_end_at_lf_crlf_or_a_lone_cr():
     assert list(_split_lines(b"data: {}\r")) == ["data: {}"]
     assert list(_split_lines(b"data: a\rdata: b")) == ["data: a", "data: b"]
     assert list(_split_lines("data: 한국어".encode())) == ["data: 한국어"]
+
+
+class HangingResolver(AbstractResolver):
+    """A name server that does not answer until told to; then every name is 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.answer = asyncio.Event()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self.asked += 1
+        await self.answer.wait()
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_hanging_name_lookup_is_a_connection_error_bounded_by_the_connect_timeout(fake_openai):
+    """The lookup is part of connecting: a name server that never answers fails the request
+    as an unreachable upstream (retried as a connection error is), not after the minute-long
+    read timeout as a timeout."""
+    resolver = HangingResolver()
+    port = urlsplit(fake_openai).port
+    retries: list[str] = []
+    p = OpenAiLlmProvider(api_base=f"http://upstream.invalid:{port}/v1", timeout=120.0, connect_timeout=0.2,
+                          max_retries=1, backoff_base=0.01, max_backoff=0.05, on_retry=retries.append,
+                          resolver=resolver)
+    try:
+        # (the guard only turns a regression into a failure instead of a two-minute hang)
+        with pytest.raises(UpstreamError) as caught:
+            await asyncio.wait_for(p.complete(req(UpstreamApi.CHAT_COMPLETIONS), KEY), 20)
+        assert caught.value.code == "upstream_unreachable" and not isinstance(caught.value, UpstreamTimeout)
+        assert caught.value.upstream_status == 502 and caught.value.connect_failed
+        assert retries == ["connection"] and resolver.asked == 2  # retried as any connection error
+        resolver.answer.set()  # the name server answers again: the same provider gets through
+        reply = await p.complete(req(UpstreamApi.CHAT_COMPLETIONS, max_tokens=5), KEY)
+        assert reply.text == REPLY
+    finally:
+        await p.aclose()

@@ -362,3 +362,85 @@ async def test_a_client_retrying_itself_gets_one_round_each_upstream_once(fakes,
     with pytest.raises(UpstreamError):
         await r.complete(replace(chat(), retries=False), r.server_key)
     assert len(az.requests()) == 1 and len(oa.requests()) == 1
+
+
+# -- one client's failures cool an upstream down for that client only -------------------------
+@pytest.mark.parametrize("poison", ["fake-500", "fake-slow"])
+async def test_one_clients_failures_never_cool_an_upstream_down_for_the_others(fakes, closing, poison):
+    """Client A sends requests only the primary serves and the primary chokes on (a 500 every
+    time, or a generation longer than the timeout), again and again: A's own requests learn
+    to avoid it, but client B's next request still goes to the primary first. When several
+    clients fail there (a real outage), everyone fails over."""
+    oa, cmp = fakes["oa"], fakes["cmp"]
+    clock = ManualClock()
+    r = router(entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini", poison]),
+               entry(cmp, "cmp", "openai_compatible", "CMP_KEY", ["gpt-4o-mini"], priority=1),
+               timeout=0.5, clock=clock)
+    closing.append(r)
+    for _ in range(6):  # past the breaker's threshold too: A's own circuit opens, nobody else's
+        with pytest.raises(UpstreamError):
+            await r.complete(replace(chat(poison), client="A"), r.server_key)
+    mine = replace(chat(), client="A")
+    assert (await r.complete(mine, r.server_key)).upstream == "cmp"  # A avoids the primary for a while
+    seen = len(attempts(r))
+    reply = await r.complete(replace(chat(), client="B"), r.server_key)
+    assert (reply.upstream, reply.attempts) == ("oa", 1)
+    assert attempts(r)[seen:] == [("oa", "ok")]
+    assert {s.name: s.circuit_open for s in r.status()} == {"oa": False, "cmp": False}
+
+    # a real outage: two clients fail there, and B fails over without trying it
+    oa.behave(status=503)
+    for who in ("C", "D"):
+        assert (await r.complete(replace(chat(), client=who), r.server_key)).upstream == "cmp"
+    seen = len(attempts(r))
+    assert (await r.complete(replace(chat(), client="B"), r.server_key)).upstream == "cmp"
+    assert attempts(r)[seen:] == [("cmp", "ok")]
+    assert {s.name: s.circuit_open for s in r.status()} == {"oa": True, "cmp": False}
+
+
+async def test_a_refused_connection_cools_an_upstream_down_for_everyone_at_once(fakes, closing):
+    """Nothing of a request was sent when the connection is refused (or the name does not
+    resolve): no client's doing, so the first one that meets it spares the others."""
+    oa = fakes["oa"]
+    r = router(entry(None, "dead", "openai", "OA_KEY", ["gpt-4o-mini"]),
+               entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), clock=ManualClock())
+    closing.append(r)
+    assert (await r.complete(replace(chat(), client="A"), r.server_key)).upstream == "oa"
+    assert (await r.complete(replace(chat(), client="B"), r.server_key)).upstream == "oa"
+    assert attempts(r) == [("dead", "connection"), ("oa", "ok"), ("oa", "ok")]
+
+
+async def test_a_callers_own_key_out_of_rate_never_cools_the_model_down_for_others(fakes, closing):
+    """A 429 for a caller's own key is about that key: the server key's traffic still goes
+    to the primary."""
+    oa, cmp = fakes["oa"], fakes["cmp"]
+    clock = ManualClock()
+    r = router(entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"]),
+               entry(cmp, "cmp", "openai_compatible", "CMP_KEY", ["gpt-4o-mini"], priority=1,
+                     accepts_user_keys=True), clock=clock)
+    closing.append(r)
+    oa.behave(status=429, retry_after=30)
+    assert (await r.complete(replace(chat(), client="A"), USER_KEY)).upstream == "cmp"
+    oa.normal()
+    reply = await r.complete(replace(chat(), client="B"), r.server_key)
+    assert reply.upstream == "oa"
+
+
+async def test_a_name_that_never_resolves_fails_over_within_the_connect_timeout(fakes, closing):
+    """A name server that never answers: the lookup is bounded by the connect timeout (not the
+    read timeout), the request moves on as after a refused connection, and the upstream cools
+    down for everyone (nothing was sent: no client's doing)."""
+    from tests.adapters.test_openai_provider import HangingResolver
+
+    oa = fakes["oa"]
+    resolver = HangingResolver()
+    hanging = json.dumps({"name": "far", "kind": "openai", "base_url": "http://upstream.invalid/v1",
+                          "api_key_env": "OA_KEY", "models": ["gpt-4o-mini"]})
+    r = router(hanging, entry(oa, "oa", "openai", "OA_KEY", ["gpt-4o-mini"], priority=1), timeout=120.0,
+               clock=ManualClock(), resolver=resolver)
+    closing.append(r)
+    # (the guard only turns a regression into a failure instead of a two-minute hang)
+    reply = await asyncio.wait_for(r.complete(replace(chat(), client="A"), r.server_key), 20)
+    assert reply.upstream == "oa" and resolver.asked == 1
+    assert (await r.complete(replace(chat(), client="B"), r.server_key)).upstream == "oa"
+    assert attempts(r) == [("far", "connection"), ("oa", "ok"), ("oa", "ok")]

@@ -97,3 +97,56 @@ def test_an_output_limit_the_dialect_does_not_read_is_no_server_error(chat_api, 
     r = httpx.post(chat_api.url + "/v1/responses", timeout=30, headers={"Authorization": f"Bearer {client_key}"},
                    json={"model": "gpt-4o-mini", "input": "한계", "max_tokens": value})
     assert r.status_code < 500, r.text[:300]
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,  # nesting far past the limit
+    b'{"model": "gpt-4o-mini", "messages": [',  # cut short
+    b"\xff\xfe\x00not utf-8",
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}',  # a good body
+], ids=["deep", "truncated", "not-utf8", "valid"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_wrong_key_is_a_401_whatever_the_body(chat_api, route: str, body: bytes) -> None:
+    """Authentication comes before the body is parsed: a key that does not exist gets 401
+    for any body (never a 400 that would tell it the body was read, never a 500), and
+    nothing reaches the upstream."""
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + route, content=body, timeout=30,
+                   headers={"Content-Type": "application/json", "Authorization": "Bearer llms-" + "x" * 43})
+    assert r.status_code == 401, r.text[:300]
+    assert chat_api.fake_requests() == []
+
+
+HEADER_NAMES = ["Authorization", "X-OpenAI-Api-Key", "X-Session-Id", "Idempotency-Key", "Accept-Language",
+                "Content-Type", "X-Request-Id", "Origin", "Content-Encoding", "Accept"]
+# raw bytes as a hostile client sends them: any octet HTTP lets through to the application
+# (visible ASCII, spaces and tabs inside, and every byte from 0x80: Latin-1, broken UTF-8);
+# control characters never get past the server's HTTP parser, so they are not tried here
+HEADER_BYTES = st.binary(max_size=60).map(
+    lambda b: bytes(c for c in b if c in (9, 32) or 0x21 <= c <= 0x7E or c >= 0x80).strip(b" \t")) | \
+    st.sampled_from([b"\xea\xb0\x80", b"Bearer \xff\xfe", "가나다".encode(), b"x" * 4000, b"Bearer", b"",
+                     b"ko-KR,ko;q=\xff", b"gzip", b"application/json; charset=\xff"])
+
+
+def test_no_hostile_header_gets_a_server_error(chat_api, client_key) -> None:
+    """Header values of any octets (Korean UTF-8, Latin-1, very long, empty) on every chat
+    route, with a valid key or with the key itself hostile: a clear 4xx or an answer, never
+    a 5xx other than the shared process's open circuit."""
+    failures: list[tuple[str, dict, int, str]] = []
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user_prompt": "hi", ' \
+           b'"input": "hi", "max_tokens": 5}'
+
+    with httpx.Client(base_url=chat_api.url, timeout=30) as client:
+        @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(route=st.sampled_from(ROUTES),
+               hostile=st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_BYTES, min_size=1, max_size=4))
+        def run(route: str, hostile: dict[str, bytes]) -> None:
+            headers: dict[str, bytes] = {"Content-Type": b"application/json",
+                                         "Authorization": f"Bearer {client_key}".encode(), **hostile}
+            r = client.post(route, content=body, headers=headers)
+            if r.status_code >= 500 and _code(r) != "upstream_circuit_open":
+                failures.append((route, {k: v[:40] for k, v in hostile.items()}, r.status_code, r.text[:200]))
+
+        run()
+    assert not failures, failures[:5]
+    assert httpx.get(chat_api.url + "/healthz").status_code == 200

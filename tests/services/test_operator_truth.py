@@ -238,10 +238,10 @@ def test_budget_alerts_reach_the_webhook_once_per_period(api: ChatApiProcess, we
                                                          db_url: str) -> None:
     """The chat-api process checks every 0.2 s. A key at 90 % of its daily cap alerts once;
     a second key crossing later alerts once too, and the first is not repeated (the process
-    re-checked it in the round that sent the second)."""
+    re-checked it in the round that sent the second) — not even as the key it was rotated
+    into, which carries on the same budget."""
     with _admin(api) as admin:
         first = admin.post("/admin/v1/keys", json={"name": "알림 키 1", "daily_limit_usd": "1"}).json()["item"]
-        second = admin.post("/admin/v1/keys", json={"name": "알림 키 2", "daily_limit_usd": "1"}).json()["item"]
     engine = make_engine(db_url)
     day = day_key(datetime.now(UTC))
 
@@ -257,12 +257,18 @@ def test_budget_alerts_reach_the_webhook_once_per_period(api: ChatApiProcess, we
     try:
         spend(first["id"], "0.9")
         got = webhook.wait_for(lambda r: len(budget_alerts(r)) >= 1)
+        with _admin(api) as admin:
+            successor = admin.post(f"/admin/v1/keys/{first['id']}/rotate").json()["item"]
+            # made after the successor, so each round checks the successor first
+            second = admin.post("/admin/v1/keys", json={"name": "알림 키 2", "daily_limit_usd": "1"}).json()["item"]
+        assert Decimal(successor["spent_today_usd"]) == Decimal("0.9")
         spend(second["id"], "0.95")
         got = webhook.wait_for(lambda r: any(a.get("key_id") == second["id"] for a in r))
     finally:
         engine.dispose()
     alerts = budget_alerts(got)
     assert [a["key_name"] for a in alerts] == ["알림 키 1", "알림 키 2"]
+    assert not any(a.get("key_id") == successor["id"] for a in alerts)
     assert alerts[0]["period"] == day and alerts[0]["percent"] == 90 and "알림 키 1" in alerts[0]["text"]
     with _admin(api) as admin:
         listed = admin.get("/admin/v1/alerts").json()["items"]

@@ -117,3 +117,34 @@ def test_a_client_with_a_key_still_gets_its_own_history(chat_api) -> None:
     assert r.status_code == 200
     [sent] = chat_api.fake_requests()
     assert "파란 우산" in str(sent["body"])
+
+
+def test_another_clients_idempotency_key_replays_nothing_of_theirs(chat_api) -> None:
+    """Client B sends A's Idempotency-Key with A's very body: B's own request runs (upstream
+    called, B's own answer); A's stored answer is never handed to B."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "A의 멱등 요청"}]}
+    idem = "shared-idem-" + uuid.uuid4().hex[:8]
+    a, b = chat_api.new_key("idem-a"), chat_api.new_key("idem-b")
+    first = httpx.post(chat_api.url + "/v1/chat/completions", json=body, timeout=30,
+                       headers={"Authorization": f"Bearer {a}", "Idempotency-Key": idem})
+    assert first.status_code == 200, first.text
+    chat_api.clear_fake()
+    theirs = httpx.post(chat_api.url + "/v1/chat/completions", json=body, timeout=30,
+                        headers={"Authorization": f"Bearer {b}", "Idempotency-Key": idem})
+    assert theirs.status_code == 200, theirs.text
+    assert "idempotent-replayed" not in theirs.headers
+    assert len(chat_api.fake_requests()) == 1
+
+
+def test_anonymous_callers_never_get_each_others_idempotent_answers(chat_api) -> None:
+    """Anonymous callers cannot be told apart: an Idempotency-Key one of them used must not
+    hand another the stored answer (the original dialect, which anonymous callers use)."""
+    idem = "anon-idem-" + uuid.uuid4().hex[:8]
+    body = {"user_prompt": "익명 멱등: 내 주문 메모는 '초록 대문 집'"}
+    first = httpx.post(chat_api.url + "/api/v1/chat", json=body, headers={"Idempotency-Key": idem}, timeout=30)
+    assert first.status_code == 200, first.text
+    chat_api.clear_fake()
+    second = httpx.post(chat_api.url + "/api/v1/chat", json=body, headers={"Idempotency-Key": idem}, timeout=30)
+    assert second.status_code == 200, second.text
+    assert "idempotent-replayed" not in second.headers
+    assert len(chat_api.fake_requests()) == 1

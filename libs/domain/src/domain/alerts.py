@@ -60,9 +60,12 @@ class AlertClaims(Protocol):
 
 
 def budget_alert(*, key_id: str, key_name: str, period: str, spent: Money, cap: Money | None,
-                 threshold_pct: Decimal = DEFAULT_BUDGET_PCT, now: datetime, tz: tzinfo = KST) -> Alert | None:
+                 threshold_pct: Decimal = DEFAULT_BUDGET_PCT, now: datetime, tz: tzinfo = KST,
+                 budget_key_id: str | None = None) -> Alert | None:
     """A key's spend in its current day ("day") or month ("month") at or over
-    ``threshold_pct`` of that cap. Uncapped keys never alert; a zero cap is always full."""
+    ``threshold_pct`` of that cap. Uncapped keys never alert; a zero cap is always full.
+    Once per budget and period: a key rotated into carries on its predecessor's budget
+    (``budget_key_id``, ``ClientKey.budget_owner``), and with it the alert already raised."""
     if cap is None:
         return None
     if cap.nanos > 0 and Decimal(spent.nanos) * 100 < threshold_pct * cap.nanos:
@@ -73,7 +76,7 @@ def budget_alert(*, key_id: str, key_name: str, period: str, spent: Money, cap: 
     spent_s, cap_s = spent.usd_rounded(2), cap.usd_rounded(2)
     text = (f"[예산] 클라이언트 키 '{key_name}'이(가) {which} 예산의 {pct}%를 사용했습니다 "
             f"(${spent_s} / ${cap_s}). / Client key '{key_name}' used {pct}% of its {which_en} budget.")
-    return Alert(AlertKind.BUDGET, f"key:{key_id}:{period}", key, text,
+    return Alert(AlertKind.BUDGET, f"key:{budget_key_id or key_id}:{period}", key, text,
                  {"key_id": key_id, "key_name": key_name, "period": key, "percent": int(pct),
                   "spent_usd": str(spent_s), "cap_usd": str(cap_s)})
 

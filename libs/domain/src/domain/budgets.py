@@ -66,10 +66,11 @@ def capped(lines: tuple[BudgetLine, ...]) -> tuple[BudgetLine, ...]:
     return tuple(line for line in lines if line.limit is not None)
 
 
-def spend_lines(client_key_id: str | None, at: datetime, tz: tzinfo = KST) -> tuple[BudgetLine, ...]:
-    """Where a stored ledger row's charge is counted: its client's and the global day and
-    month (budget time zone) of the moment it was recorded."""
-    return budget_lines(scope_of(client_key_id), BudgetLimits(), BudgetLimits(), at, tz)
+def spend_lines(budget_key_id: str | None, at: datetime, tz: tzinfo = KST) -> tuple[BudgetLine, ...]:
+    """Where a stored ledger row's charge is counted: its client's budget (the key's own, or
+    its rotation chain's: ``ClientKey.budget_owner``) and the global day and month (budget
+    time zone) of the moment it was recorded."""
+    return budget_lines(scope_of(budget_key_id), BudgetLimits(), BudgetLimits(), at, tz)
 
 
 def budget_exceeded(line: BudgetLine) -> BudgetExceeded:

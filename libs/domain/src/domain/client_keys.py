@@ -49,10 +49,18 @@ class ClientKey:
     revoked_at: datetime | None = None
     pii_policy: PiiPolicy | None = None  # None: the server's PII_POLICY
     expires_at: datetime | None = None  # None: never
+    # Whose budget counters the key draws on: the first key of its rotation chain (a rotated
+    # key carries on its predecessors' spend); None: its own.
+    budget_key_id: str | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def budget_owner(self) -> str:
+        """The key id naming this key's budget counters (``scope_of``)."""
+        return self.budget_key_id or self.id
 
     def expired(self, now: datetime) -> bool:
         """From ``expires_at`` on, the key is refused (401 ``client_key_expired``)."""
@@ -69,10 +77,13 @@ class ClientIdentity:
     may_use_server_key: bool = True
     pii_policy: PiiPolicy | None = None  # the key's own personal-data policy; None: the server's
     expires_at: datetime | None = None  # so a cached identity stops being valid at that moment
+    budget_key_id: str | None = None  # ClientKey.budget_owner; None: its own key's (or anonymous)
 
     @property
     def budget_scope(self) -> str:
-        return scope_of(self.key_id)
+        """The counters this caller's requests are held and charged on: its key's budget,
+        shared by every key of a rotation chain."""
+        return scope_of(self.budget_key_id or self.key_id)
 
 
 def expires(expires_at: datetime | None, now: datetime) -> bool:

@@ -104,6 +104,9 @@ class UpstreamError(DomainError):
     kind = ErrorKind.UPSTREAM
     upstream: str | None = None  # the upstream that answered so (set by the router)
     attempts: int = 1  # upstream calls made before giving up
+    # No connection could be made (refused, name not resolved): nothing of the request was
+    # sent, so it says something about the upstream, never about the request or its client.
+    connect_failed: bool = False
 
     def __init__(self, code: str, *, reason: str | None = None, upstream_status: int | None = None,
                  upstream_code: str | None = None, retry_after: float | None = None,

@@ -52,6 +52,14 @@ class UsageRecord:
     upstream: str | None = None  # the name of the upstream that served (or last refused) it
     upstream_attempts: int = 1  # calls it took (a failover is still one row, charged once)
     pii_counts: Mapping[str, int] = field(default_factory=dict)  # personal data found per kind (never values)
+    # The key whose budget counters are charged (ClientIdentity.budget_key_id: a rotated key
+    # shares its chain's); None: client_key_id's own.
+    budget_key_id: str | None = None
+
+    @property
+    def budget_owner(self) -> str | None:
+        """The key id whose budget the charge counts on (``budgets.spend_lines``)."""
+        return self.budget_key_id or self.client_key_id
 
     @property
     def priced(self) -> bool:

@@ -69,7 +69,7 @@ class AlertWatch:
                                        ("month", k.spent_month_nanos, k.monthly_limit_nanos)):
                 found = budget_alert(key_id=k.id, key_name=k.name, period=period, spent=Money(spent),
                                      cap=None if cap is None else Money(cap), threshold_pct=self._budget_pct,
-                                     now=now, tz=self._tz)
+                                     now=now, tz=self._tz, budget_key_id=k.budget_key_id)
                 if found is not None:
                     out.append(found)
         rate = error_rate_alert(requests=window[0], errors=window[1], threshold=self._error_rate, now=now)

@@ -18,14 +18,16 @@ from domain.adapters.routing_provider import probe_upstream
 from domain.adapters.secret_files import load_or_create_secret
 from domain.adapters.sql.database import default_database_url, make_engine, normalize_url
 from domain.adapters.sql.ledger import sweep_stale_holds
+from domain.adapters.sql.operator_records import SqlAuditLog
 from domain.adapters.sql.reconcile import reconcile
 from domain.adapters.sql.repositories import SqlClientKeyRepository
 from domain.adapters.upstreams import UpstreamConfigError
+from domain.audit import AuditAction, AuditEntry
 from domain.client_keys import BudgetLimits
 from domain.errors import DomainError
 from domain.money import Money
 from domain.pii import PiiPolicy
-from domain.use_cases.client_keys import IssueClientKey, RevokeClientKey
+from domain.use_cases.client_keys import IssueClientKey, RevokeClientKey, RotateClientKey, SetClientKeyExpiry
 
 
 def find_alembic_ini() -> Path:
@@ -64,29 +66,101 @@ def _fmt(money: Money | None) -> str:
     return "-" if money is None else f"${money.usd_rounded(6)}"
 
 
+NEVER = "never"
+
+
+def _expiry(value: str) -> datetime | None:
+    """An expiry typed on the command line: an ISO date or time (UTC when no offset is
+    given, as in the admin API), or ``never``."""
+    if value.strip().lower() == NEVER:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date or time (e.g. 2026-12-31T15:00+09:00) or '{NEVER}': {value}") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _when(at: datetime | None) -> str:
+    """A moment as UTC to the minute (``-`` for none)."""
+    if at is None:
+        return "-"
+    return (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _expiry_line(at: datetime | None, settings: ChatApiSettings) -> str:
+    if at is None:
+        return "it never expires"
+    local = at.astimezone(settings.tz)
+    return f"it expires at {_when(at)} ({local:%Y-%m-%d %H:%M} {settings.budget_timezone})"
+
+
+ACTOR = "llmctl"  # the audit log's actor for changes made here
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 async def _keys(args: argparse.Namespace, settings: ChatApiSettings) -> None:
     engine = make_engine(settings.database_url)
     repo = SqlClientKeyRepository(engine)
     clock = SystemClock()
+
+    def audit(action: AuditAction, key_id: str, detail: dict[str, str | None]) -> None:
+        # the same log the admin API writes: the console shows changes made here too
+        SqlAuditLog(engine, None).append_now(AuditEntry(clock.now(), ACTOR, action, key_id, detail))  # type: ignore[arg-type]
+
     try:
         if args.keys_cmd == "create":
             secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret)
             issued = await IssueClientKey(repo, clock, secret.encode()).execute(
                 args.name, BudgetLimits.from_usd(_budget_usd(args.daily_usd), _budget_usd(args.monthly_usd)),
                 may_use_server_key=not args.no_server_key,
-                pii_policy=PiiPolicy(args.pii_policy) if args.pii_policy else None)
+                pii_policy=PiiPolicy(args.pii_policy) if args.pii_policy else None, expires_at=args.expires_at)
+            audit(AuditAction.KEY_CREATED, issued.key.id, {
+                "name": issued.key.name, "daily_limit_usd": args.daily_usd, "monthly_limit_usd": args.monthly_usd,
+                "may_use_server_key": str(not args.no_server_key).lower(), "pii_policy": args.pii_policy,
+                "expires_at": _iso(args.expires_at)})
+            if args.expires_at is not None:
+                print(_expiry_line(args.expires_at, settings))
             print(f"created client key {issued.key.short_id} ({issued.key.name}); it is shown once:")
             print(issued.secret)
         elif args.keys_cmd == "list":
-            print(f"{'id':<34}{'short_id':<10}{'name':<24}{'daily':>14}{'monthly':>14}  {'pii':<9}state")
+            now = clock.now()
+            print(f"{'id':<34}{'short_id':<10}{'name':<24}{'daily':>14}{'monthly':>14}  {'pii':<9}"
+                  f"{'expires (UTC)':<19}state")
             for k in await repo.list():
-                state = "revoked" if k.revoked else "active"
+                state = "revoked" if k.revoked else "expired" if k.expired(now) else "active"
                 pii = k.pii_policy.value if k.pii_policy else "server"  # server: PII_POLICY applies
                 print(f"{k.id:<34}{k.short_id:<10}{k.name[:23]:<24}{_fmt(k.limits.daily):>14}"
-                      f"{_fmt(k.limits.monthly):>14}  {pii:<9}{state}")
+                      f"{_fmt(k.limits.monthly):>14}  {pii:<9}{_when(k.expires_at):<19}{state}")
         elif args.keys_cmd == "revoke":
             await RevokeClientKey(repo, clock).execute(args.key_id)
+            revoked = await repo.get(args.key_id)
+            audit(AuditAction.KEY_REVOKED, args.key_id, {"name": revoked.name if revoked else None})
             print(f"revoked {args.key_id}")
+        elif args.keys_cmd == "expire":
+            before = await repo.get(args.key_id)
+            await SetClientKeyExpiry(repo, clock).execute(args.key_id, args.at)
+            audit(AuditAction.EXPIRY_CHANGED, args.key_id, {
+                "name": before.name if before else None,
+                "expires_at_before": _iso(before.expires_at) if before else None, "expires_at": _iso(args.at)})
+            print(f"{args.key_id}: {_expiry_line(args.at, settings)} "
+                  f"(running replicas apply it within AUTH_CACHE_SECONDS)")
+        elif args.keys_cmd == "rotate":
+            secret = load_or_create_secret(settings.secret_file("key_hash_secret"), settings.key_hash_secret)
+            rotated = await RotateClientKey(repo, clock, secret.encode()).execute(args.key_id)
+            new = rotated.issued.key
+            audit(AuditAction.KEY_ROTATED, new.id, {"name": new.name, "previous_key_id": rotated.previous.id,
+                                                    "previous_short_id": rotated.previous.short_id})
+            print(f"revoked {rotated.previous.id} ({rotated.previous.short_id}); running replicas refuse it "
+                  f"within AUTH_CACHE_SECONDS")
+            print(f"its budget carries on: today's and this month's spend count against the new key's caps; "
+                  f"{_expiry_line(new.expires_at, settings)}")
+            print(f"created client key {new.short_id} ({new.name}) in its place; it is shown once:")
+            print(rotated.issued.secret)
     finally:
         engine.dispose()
 
@@ -139,9 +213,20 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--no-server-key", action="store_true", help="the key may only use callers' own OpenAI keys")
     create.add_argument("--pii-policy", choices=[p.value for p in PiiPolicy],
                         help="personal data in this key's requests: off, mask or block (default: PII_POLICY)")
+    create.add_argument("--expires-at", type=_expiry, default=None, metavar="ISO",
+                        help="refused (401 client_key_expired) from this moment on; ISO date or time, "
+                             "UTC when no offset is given (default: never)")
     keys_sub.add_parser("list", help="list keys (never their secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    rotate = keys_sub.add_parser("rotate", help="replace a key by a new one with the same name, caps, permission, "
+                                                "PII policy, lifetime and budget; the old key is revoked "
+                                                "(the new key is printed once, on the last line)")
+    rotate.add_argument("key_id")
+    expire = keys_sub.add_parser("expire", help="set when a key stops working")
+    expire.add_argument("key_id")
+    expire.add_argument("--at", type=_expiry, required=True, metavar="ISO|never",
+                        help="ISO date or time (UTC when no offset is given), or 'never'")
     sub.add_parser("prices", help="show the price catalogue in force")
     ups = sub.add_parser("upstreams", help="list the upstreams in force (UPSTREAMS_FILE) with their health")
     ups.add_argument("--no-probe", action="store_true", help="do not call the upstreams")

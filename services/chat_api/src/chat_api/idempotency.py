@@ -27,10 +27,15 @@ def idempotency_key(request: Request) -> str | None:
 async def run_once(store: SqlIdempotencyStore, clock: Clock, client: ClientIdentity, key: str | None,
                    body: dict[str, Any], handler: Callable[[], Awaitable[Response]]) -> Response:
     """Runs ``handler`` at most once per (client, key, body): a retry gets the stored answer
-    (with ``Idempotent-Replayed: true``) and the upstream is not called again."""
-    if key is None:
+    (with ``Idempotent-Replayed: true``) and the upstream is not called again.
+
+    Not for anonymous callers: they cannot be told apart, so one's stored answer would be
+    handed to another who sends the same key and body (DESIGN.md "Isolation and hostile
+    input": nothing stored is replayed to an anonymous caller). Their key is ignored and
+    each request runs."""
+    if key is None or client.key_id is None:
         return await handler()
-    owner = client.key_id or ""
+    owner = client.key_id
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
     claimed_at = clock.now()
     stored = await store.begin(owner, key, body_hash, claimed_at)

@@ -146,7 +146,7 @@ class InMemoryConversationStore:
             return None
         self.records[record.request_id] = record
         if self.budgets:
-            lines = spend_lines(record.client_key_id, record.created_at)
+            lines = spend_lines(record.budget_owner, record.created_at)
             if record.reservation and record.reservation.id in self.budgets.open:
                 self.budgets.settle_now(record.reservation, record.charged, spent_on=lines)
             else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -27,6 +28,7 @@ import aiohttp
 import httpx2
 import openai
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from domain.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from domain.ports import StreamData, StreamDone, UpstreamApi, UpstreamReply, UpstreamRequest, passed_through
@@ -129,7 +131,12 @@ class _TimedOut(Exception):
 
 
 class _Unreachable(Exception):
-    """The connection failed or broke before the answer's body was read."""
+    """The connection failed or broke before the answer's body was read. ``connecting``: it
+    was never made (refused, name not resolved), so nothing of the request was sent."""
+
+    def __init__(self, connecting: bool = False) -> None:
+        super().__init__()
+        self.connecting = connecting
 
 
 class _Transport(Protocol):
@@ -160,8 +167,8 @@ class _SdkTransport:
             raise _Refused(exc.status_code, exc.body, exc.response.headers) from None
         except openai.APITimeoutError:
             raise _TimedOut from None
-        except openai.APIConnectionError:
-            raise _Unreachable from None
+        except openai.APIConnectionError as exc:
+            raise _Unreachable(connecting=isinstance(exc.__cause__, httpx2.ConnectError)) from None
         if stream:
             return _Answer(response.headers, lines=_httpx_lines(response), close=response.aclose)
         return _Answer(response.headers, response.content)
@@ -170,20 +177,48 @@ class _SdkTransport:
         await self._client.close()
 
 
+class _BoundedResolver(AbstractResolver):
+    """A name lookup bounded by the connect timeout. aiohttp's ``sock_connect`` bounds the
+    TCP/TLS connect only, and its ``connect`` (which includes the lookup) is also the wait for
+    a pooled connection, kept at the long read timeout; so a name server that never answers
+    would hold a request for the whole read timeout. Past the bound the lookup fails as a
+    name that does not resolve does: a connection error (``upstream_unreachable``, retried
+    and failed over like one)."""
+
+    def __init__(self, inner: AbstractResolver, timeout: float) -> None:
+        self._inner, self._timeout = inner, timeout
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._inner.resolve(host, port, family)
+        except TimeoutError:
+            # an errno, so aiohttp reports a DNS failure (ClientConnectorDNSError), not a timeout
+            raise socket.gaierror(socket.EAI_AGAIN, f"no answer to the name lookup in {self._timeout:g} s") from None
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class _DirectTransport:
     """HTTP/1.1 with keep-alive to ``api_base`` on aiohttp: the request is the bytes given
     and the Authorization header; the answer is the upstream's bytes. One session per event
     loop (made on first use: aiohttp binds a session to the loop that runs it)."""
 
-    def __init__(self, api_base: str, timeout: float, connect_timeout: float, max_connections: int) -> None:
+    def __init__(self, api_base: str, timeout: float, connect_timeout: float, max_connections: int,
+                 resolver: AbstractResolver | None = None) -> None:
         self._base = api_base.rstrip("/")
+        self._resolver, self._connect_timeout = resolver, connect_timeout
         # httpx's Timeout(timeout, connect=...) in aiohttp's terms: ``connect`` bounds the wait
-        # for a pooled connection, ``sock_connect`` the TCP/TLS connect, ``sock_read`` each read.
+        # for a pooled connection, ``sock_connect`` the TCP/TLS connect, ``sock_read`` each read;
+        # the name lookup is bounded by the connect timeout too (_BoundedResolver).
         self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect_timeout,
                                               sock_read=timeout)
         self._max_connections = max_connections
         self._proxy = _proxy_for(self._base)
         self._session: aiohttp.ClientSession | None = None
+        self._lookups: list[AbstractResolver] = []  # resolvers made here (a connector closes only its own)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False  # by aclose: for good, as the SDK's closed client was
 
@@ -191,7 +226,8 @@ class _DirectTransport:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                               resolver=self._bounded_resolver()),
                 # The environment's proxy is read once (``_proxy_for``): aiohttp's trust_env
                 # would read it, and ~/.netrc, in a thread on every request.
                 timeout=self._timeout, trust_env=False, headers={"Accept": "application/json"},
@@ -212,6 +248,8 @@ class _DirectTransport:
                                                          proxy=self._proxy)
         except TimeoutError:
             raise _TimedOut from None
+        except aiohttp.ClientConnectorError:  # refused, name not resolved: nothing was sent
+            raise _Unreachable(connecting=True) from None
         except (aiohttp.ClientError, OSError):
             raise _Unreachable from None
         if stream and response.status < 400:
@@ -228,10 +266,20 @@ class _DirectTransport:
             raise _Refused(response.status, _sdk_error_body(body), response.headers)
         return _Answer(response.headers, body)
 
+    def _bounded_resolver(self) -> AbstractResolver:
+        if self._resolver is not None:
+            return _BoundedResolver(self._resolver, self._connect_timeout)
+        made = aiohttp.DefaultResolver()
+        self._lookups.append(made)
+        return _BoundedResolver(made, self._connect_timeout)
+
     async def aclose(self) -> None:
         self._closed = True
         if self._session is not None:
             await self._session.close()
+        for made in self._lookups:
+            await made.close()
+        self._lookups.clear()
 
 
 def _proxy_for(url: str) -> str | None:
@@ -296,10 +344,10 @@ class OpenAiLlmProvider:
                  breaker_cooldown: float = 30.0, breaker_min_clients: int = 2,
                  on_retry: Callable[[str], None] | None = None,
                  on_circuit_open: Callable[[str], None] | None = None,
-                 client: openai.AsyncOpenAI | None = None) -> None:
+                 client: openai.AsyncOpenAI | None = None, resolver: AbstractResolver | None = None) -> None:
         # A prebuilt client (an Azure deployment's) keeps the SDK's own URL and auth rules.
         self._transport: _Transport = _SdkTransport(client) if client is not None else _DirectTransport(
-            api_base, timeout, connect_timeout, max_connections)
+            api_base, timeout, connect_timeout, max_connections, resolver)
         self._max_retries, self._backoff_base, self._max_backoff = max_retries, backoff_base, max_backoff
         self._on_retry = on_retry or (lambda reason: None)
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, min_clients=breaker_min_clients,
@@ -368,10 +416,10 @@ class OpenAiLlmProvider:
                 reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
             except _TimedOut:
                 raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
-            except _Unreachable:
+            except _Unreachable as failed:
                 if attempt >= max_retries:
                     unreachable = UpstreamError("upstream_unreachable", upstream_status=502)
-                    unreachable.attempts = attempt + 1
+                    unreachable.attempts, unreachable.connect_failed = attempt + 1, failed.connecting
                     raise unreachable from None
                 reason, delay = "connection", self._delay(attempt, None)
             attempt += 1

@@ -14,6 +14,14 @@ The rules of one request (DESIGN.md "Upstream routing"):
 * a failed upstream cools down (a 429 for that model only, for its ``Retry-After``; other
   failures for the whole upstream, growing with consecutive failures up to a bound); when
   every candidate failed, the round is retried after a backoff, ``max_retries`` times;
+* one client's failures never cool an upstream down for the others (DESIGN.md "Isolation
+  and hostile input"; the circuit breaker's rule, ``domain.upstream_guard``): a timeout, 5xx
+  or open circuit cools it down for that client only, and for everyone once failures since
+  its last success come from ``min_clients`` distinct clients. What no request can cause
+  cools it down for everyone at once: a connection that could not be made (refused, name not
+  resolved: nothing was sent), and the server key's 429 or exhausted quota there (the key
+  is everyone's). A caller's own key's 429 or quota is that caller's alone. Once everyone's
+  cooldown is on, any failure there (a probe's) renews it; any success ends it;
 * the server's key is never a real key here: the key policy is given ``server_key`` (an
   opaque token), and each upstream then gets its own key. Any other key is the caller's and
   goes only to upstreams that accept user keys (an ``openai_compatible`` upstream never sees
@@ -32,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx2
 import openai
+from aiohttp.abc import AbstractResolver
 
 from domain.adapters.openai_provider import OpenAiLlmProvider
 from domain.adapters.upstreams import Upstream, UpstreamKind, served_models
@@ -45,10 +54,11 @@ from domain.errors import (
     no_api_key,
 )
 from domain.ports import StreamData, StreamDone, UpstreamReply, UpstreamRequest
-from domain.upstream_guard import UpstreamShares
+from domain.upstream_guard import ANONYMOUS, UpstreamShares
 
 T = TypeVar("T")
 _REMEMBERED_RESPONSES = 10_000
+_REMEMBERED_CLIENTS = 10_000  # per upstream, clients with a cooldown of their own (least recent dropped)
 
 
 class UpstreamObserver(Protocol):
@@ -74,6 +84,13 @@ class _Health:
     open_until: float = 0.0
     model_open_until: dict[str, float] = field(default_factory=dict)
     probing: bool = False  # after a cooldown, one request at a time finds out whether it is back
+    # everyone's health only: distinct clients that failed there since its last success (up to
+    # min_clients), the evidence that it is the upstream and not one client's requests
+    failed_clients: set[str] = field(default_factory=set)
+
+    def cooling(self, upstream_model: str, now: float) -> bool:
+        return (self.open_until > now or self.model_open_until.get(upstream_model, 0.0) > now
+                or (self.failures > 0 and self.probing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +115,22 @@ class RoutedUpstream:
         self.config = config
         self._providers = providers
         self._any = next(iter(providers.values()))
-        self.health = _Health()
+        self.health = _Health()  # everyone's
+        self.client_health: collections.OrderedDict[str, _Health] = collections.OrderedDict()  # one client's
+
+    def healths(self, client: str) -> tuple[_Health, ...]:
+        """What a request of ``client`` is routed by: everyone's health and its own, if any."""
+        own = self.client_health.get(client) if self.client_health else None
+        return (self.health,) if own is None else (self.health, own)
+
+    def own_health(self, client: str) -> _Health:
+        health = self.client_health.get(client)
+        if health is None:
+            health = self.client_health[client] = _Health()
+            while len(self.client_health) > _REMEMBERED_CLIENTS:
+                self.client_health.popitem(last=False)
+        self.client_health.move_to_end(client)
+        return health
 
     @property
     def name(self) -> str:
@@ -146,7 +178,8 @@ class RoutingLlmProvider:
                  max_backoff: float = 8.0, cooldown_base: float = 1.0, max_cooldown: float = 10.0,
                  max_retry_after: float = 300.0, family_of: Callable[[str], str | None] | None = None,
                  on_retry: Callable[[str], None] | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic, shares: UpstreamShares | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, shares: UpstreamShares | None = None,
+                 min_clients: int = 2) -> None:
         if not upstreams:
             raise ValueError("at least one upstream")
         self.upstreams = list(upstreams)
@@ -156,6 +189,7 @@ class RoutingLlmProvider:
         self._on_retry = on_retry or (lambda reason: None)
         self._rng = rng or random.Random()
         self._clock = clock
+        self._min_clients = max(1, min_clients)
         self.observer: UpstreamObserver | None = None
         # One client's share of upstream calls in flight, over all upstreams (the providers'
         # own shares are off): a client over it is refused before any upstream is tried, so
@@ -198,9 +232,10 @@ class RoutingLlmProvider:
             raise no_api_key() if server else _user_key_not_accepted(model)
         return usable
 
-    def _order(self, candidates: list[tuple[RoutedUpstream, str]]) -> list[tuple[RoutedUpstream, str]]:
+    def _order(self, candidates: list[tuple[RoutedUpstream, str]], client: str) -> list[tuple[RoutedUpstream, str]]:
         """Priority ascending; weighted random among equals (Efraimidis-Spirakis keys); those
-        cooling down (as a whole, or for this model) after the rest, in the same order."""
+        cooling down (as a whole, or for this model; for everyone, or for this client) after
+        the rest, in the same order."""
         if len(candidates) == 1:  # the usual single upstream: nothing to choose
             return candidates
         now = self._clock()
@@ -208,15 +243,29 @@ class RoutingLlmProvider:
                                                   -(self._rng.random() ** (1.0 / c[0].config.weight))))
 
         def cooling(c: tuple[RoutedUpstream, str]) -> bool:
-            health = c[0].health
-            return (health.open_until > now or health.model_open_until.get(c[1], 0.0) > now
-                    or (health.failures > 0 and health.probing))
+            return any(h.cooling(c[1], now) for h in c[0].healths(client))
 
         return [c for c in keyed if not cooling(c)] + [c for c in keyed if cooling(c)]
 
     # -- health ---------------------------------------------------------------------------
-    def _failed(self, upstream: RoutedUpstream, upstream_model: str, reason: str, error: UpstreamError) -> None:
-        health, now = upstream.health, self._clock()
+    def _failed(self, upstream: RoutedUpstream, upstream_model: str, reason: str, error: UpstreamError,
+                client: str, server: bool) -> None:
+        """Cools the upstream down for ``client``, and for everyone when the failure cannot be
+        the client's doing or several clients failed there (the rule in the module's doc)."""
+        now = self._clock()
+        own, everyone = upstream.own_health(client), upstream.health
+        if reason in ("429", "quota"):  # about the key: the server's is everyone's, a caller's is its own
+            for_everyone = server
+        else:
+            for_everyone = error.connect_failed or everyone.failures > 0
+            if not for_everyone:
+                if len(everyone.failed_clients) < self._min_clients:
+                    everyone.failed_clients.add(client)
+                for_everyone = len(everyone.failed_clients) >= self._min_clients
+        for health in (own, everyone) if for_everyone else (own,):
+            self._cool(health, upstream_model, reason, error, now)
+
+    def _cool(self, health: _Health, upstream_model: str, reason: str, error: UpstreamError, now: float) -> None:
         if reason == "429":
             wait = error.retry_after if error.retry_after is not None else self._cooldown_base
             health.model_open_until[upstream_model] = now + min(max(wait, 0.0), self._max_retry_after)
@@ -229,12 +278,18 @@ class RoutingLlmProvider:
         health.open_until = max(health.open_until, now + wait)
 
     @staticmethod
-    def _succeeded(upstream: RoutedUpstream, upstream_model: str) -> None:
+    def _succeeded(upstream: RoutedUpstream, upstream_model: str, client: str) -> None:
+        """It answered: everyone's cooldown ends, and this client's. Another client's own
+        stays: its requests may be what fails there."""
         health = upstream.health
         if health.failures or health.open_until:
             health.failures, health.open_until = 0, 0.0
+        if health.failed_clients:
+            health.failed_clients.clear()
         if health.model_open_until:
             health.model_open_until.pop(upstream_model, None)
+        if upstream.client_health:
+            upstream.client_health.pop(client, None)
 
     def _observe(self, upstream: str, outcome: str, started: float) -> None:
         if self.observer is not None:
@@ -253,6 +308,7 @@ class RoutingLlmProvider:
         the number of calls it took."""
         server = self._is_server_key(api_key)
         candidates = self._candidates(request.model, server)
+        client = request.client or ANONYMOUS  # anonymous callers cannot be told apart: one client
         last: UpstreamError | None = None
         attempts = 0
         spent: set[str] = set()  # timed out, circuit open or out of quota: not tried in later rounds
@@ -260,7 +316,7 @@ class RoutingLlmProvider:
         # once, no backoff, so its own retry count still bounds the calls to any one upstream.
         rounds = self._max_retries + 1 if request.retries else 1
         for round_ in range(rounds):
-            order = [c for c in self._order(candidates) if c[0].name not in spent]
+            order = [c for c in self._order(candidates, client) if c[0].name not in spent]
             if not order:
                 break
             for upstream, upstream_model in order:
@@ -271,9 +327,9 @@ class RoutingLlmProvider:
                 started = time.perf_counter()
                 # Half-open: a failed upstream whose cooldown is over gets one request at a
                 # time (the others go elsewhere), so a hanging one delays one caller, not all.
-                probe = upstream.health.failures > 0 and not upstream.health.probing
-                if probe:
-                    upstream.health.probing = True
+                probes = [h for h in upstream.healths(client) if h.failures > 0 and not h.probing]
+                for health in probes:
+                    health.probing = True
                 attempts += 1
                 try:
                     result = await call(upstream.provider_for(upstream_model),
@@ -286,19 +342,19 @@ class RoutingLlmProvider:
                         raise
                     if reason is None or (not server and error.rejects_key):
                         # The upstream is alive and refused this request (or the caller's key).
-                        self._succeeded(upstream, upstream_model)
+                        self._succeeded(upstream, upstream_model, client)
                         self._observe(upstream.name, "client_error", started)
                         raise
                     self._observe(upstream.name, reason, started)
-                    self._failed(upstream, upstream_model, reason, error)
+                    self._failed(upstream, upstream_model, reason, error, client, server)
                     if reason in ("timeout", "circuit_open", "quota"):
                         spent.add(upstream.name)  # trying it again within this request cannot help
                     last = error
                     continue
                 finally:
-                    if probe:
-                        upstream.health.probing = False
-                self._succeeded(upstream, upstream_model)
+                    for health in probes:
+                        health.probing = False
+                self._succeeded(upstream, upstream_model, client)
                 self._observe(upstream.name, "ok", started)
                 return result, upstream, attempts
             if round_ < rounds - 1 and last is not None:
@@ -464,7 +520,7 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
                            family_of: Callable[[str], str | None] | None = None,
                            on_retry: Callable[[str], None] | None = None,
                            on_circuit_open: Callable[[str, str], None] | None = None, max_cooldown: float = 10.0,
-                           **routing: Any) -> RoutingLlmProvider:
+                           resolver: AbstractResolver | None = None, **routing: Any) -> RoutingLlmProvider:
     """One provider per upstream (per deployment for Azure); retries live in the router, so
     each provider makes a single attempt and the next one may go elsewhere. ``routing`` passes
     on to ``RoutingLlmProvider`` (cooldowns, backoff, a clock or random source for tests).
@@ -472,7 +528,9 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
     Each provider keeps its circuit breaker (per client and shared, ``domain.upstream_guard``),
     paused no longer than the router's longest cooldown, so a primary that is back gets
     traffic back within that bound. A client's share of calls in flight is counted once, by
-    the router, over all upstreams."""
+    the router, over all upstreams. ``resolver`` (aiohttp's; the system's by default) looks up
+    the names of the upstreams spoken to directly, bounded by ``connect_timeout`` like the
+    connect itself (Azure's SDK client bounds its lookup the same way)."""
     guard: dict[str, Any] = {"max_connections": max_connections, "client_share": 1.0,
                              "breaker_threshold": breaker_threshold,
                              "breaker_cooldown": min(breaker_cooldown, max_cooldown),
@@ -495,11 +553,11 @@ def build_routing_provider(upstreams: Sequence[Upstream], *, timeout: float = 60
                                                                  **guard)
         else:
             providers[""] = OpenAiLlmProvider(api_base=u.base_url, timeout=timeout, connect_timeout=connect_timeout,
-                                              max_retries=0, **guard)
+                                              max_retries=0, resolver=resolver, **guard)
         routed.append(RoutedUpstream(u, providers))
     return RoutingLlmProvider(routed, max_retries=max_retries, family_of=family_of, on_retry=on_retry,
                               max_cooldown=max_cooldown, shares=UpstreamShares(max_connections, client_share),
-                              **routing)
+                              min_clients=breaker_min_clients, **routing)
 
 
 async def probe_upstream(upstream: Upstream, timeout: float = 5.0) -> str:

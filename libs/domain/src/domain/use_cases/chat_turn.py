@@ -281,8 +281,8 @@ class HandleChatTurn:
             turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt,
                         cmd.pii.stored(text), model)
         return UsageRecord(
-            request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id, route=cmd.route,
-            model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
+            request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id,
+            budget_key_id=cmd.client.budget_key_id, route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version, key_source=choice.source,
             outcome=outcome, estimated=estimated, latency_ms=int((self._clock.monotonic() - started) * 1000),
             fallback_reason=choice.fallback_reason, conversation_id=cmd.conversation_id, reservation=reservation,
             turn=turn, error_code=error_code, response_id=response_id, upstream=upstream,

@@ -34,7 +34,8 @@ class IssueClientKey:
         self._keys, self._clock, self._secret = keys, clock, hash_secret
 
     async def execute(self, name: str, limits: BudgetLimits = BudgetLimits(), may_use_server_key: bool = True,
-                      pii_policy: PiiPolicy | None = None, expires_at: datetime | None = None) -> IssuedKey:
+                      pii_policy: PiiPolicy | None = None, expires_at: datetime | None = None,
+                      *, budget_key_id: str | None = None) -> IssuedKey:
         name = name.strip()
         if not name or len(name) > 100:
             raise InvalidInput("invalid_key_name", field="name")
@@ -45,7 +46,7 @@ class IssueClientKey:
         key = ClientKey(id=uuid.uuid4().hex, short_id=short_id_of(secret), name=name,
                         key_hash=hash_client_key(self._secret, secret), created_at=now,
                         limits=limits, may_use_server_key=may_use_server_key, pii_policy=pii_policy,
-                        expires_at=expires_at)
+                        expires_at=expires_at, budget_key_id=budget_key_id)
         await self._keys.add(key)
         return IssuedKey(key, secret)
 
@@ -80,7 +81,7 @@ class AuthenticateClient:
         if key.expires_at is not None and key.expired(self._clock.now() if self._clock else datetime.now(UTC)):
             raise Unauthorized("client_key_expired")
         return ClientIdentity(key.id, key.short_id, key.limits, key.may_use_server_key, key.pii_policy,
-                              key.expires_at)
+                              key.expires_at, key.budget_owner)
 
 
 class RevokeClientKey:
@@ -106,8 +107,12 @@ class RotateClientKey:
 
     A key with an expiry gets the same lifetime from now (a 90-day key rotated on day 80 is
     good for another 90 days). A revoked key cannot be rotated (``client_key_revoked``): it
-    was stopped on purpose. Spend is counted per key: the new key's budget periods start
-    from what it spends."""
+    was stopped on purpose.
+
+    Rotation never resets a budget: the new key draws on the same budget counters as the old
+    one (``ClientKey.budget_key_id``, the chain's first key), so its daily and monthly caps
+    count what its predecessors spent and hold in the same periods — a request still in
+    flight on the old key settles there too. Ledger rows keep the key that made them."""
 
     def __init__(self, keys: ClientKeyRepository, clock: Clock, hash_secret: bytes) -> None:
         self._keys, self._clock = keys, clock
@@ -121,7 +126,8 @@ class RotateClientKey:
             raise Conflict("client_key_revoked")
         lifetime = None if old.expires_at is None else old.expires_at - old.created_at
         expires_at = None if lifetime is None else self._clock.now() + lifetime
-        issued = await self._issue.execute(old.name, old.limits, old.may_use_server_key, old.pii_policy, expires_at)
+        issued = await self._issue.execute(old.name, old.limits, old.may_use_server_key, old.pii_policy, expires_at,
+                                           budget_key_id=old.budget_owner)
         await self._keys.revoke(old.id, self._clock.now())
         return RotatedKey(old, issued)
 

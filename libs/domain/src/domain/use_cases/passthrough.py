@@ -168,7 +168,7 @@ class HandlePassThrough:
         served = reply or error
         self._ledger.submit(UsageRecord(
             request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
-            route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
+            budget_key_id=cmd.client.budget_key_id, route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
             key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
             latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
             reservation=reservation, error_code=error.code if error else None,

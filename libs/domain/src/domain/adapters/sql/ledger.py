@@ -231,7 +231,7 @@ def _settlement(records: list[UsageRecord], released: set[str],
     that was still open taken off its own lines."""
     deltas: dict[tuple[str, str], tuple[int, int]] = {}
     for r in records:
-        for line in spend_lines(r.client_key_id, r.created_at, tz):
+        for line in spend_lines(r.budget_owner, r.created_at, tz):
             held, spent = deltas.get((line.scope, line.period), (0, 0))
             deltas[(line.scope, line.period)] = (held, spent + r.charged.nanos)
         if r.reservation and r.reservation.id in released:
@@ -277,7 +277,10 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500, tz
         background = BackgroundResponseRow.__table__  # type: ignore[attr-defined]
         # A background response still being polled keeps its hold, however old.
         waiting = select(background.c.reservation_id).where(background.c.reservation_id == table.c.id).exists()
-        holds = conn.execute(select(table).where(table.c.created_at < older_than, ~waiting)
+        # with the budget its key draws on (a key rotated since: its successor's, the same)
+        keys = table.metadata.tables["client_keys"]
+        holds = conn.execute(select(table, keys.c.budget_key_id).outerjoin(keys, keys.c.id == table.c.client_key_id)
+                             .where(table.c.created_at < older_than, ~waiting)
                              .order_by(table.c.created_at).limit(limit)).all()
         if not holds:
             return 0
@@ -303,7 +306,7 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500, tz
                 deltas[(scope, period)] = (held - h.amount_nanos, spent)
             if rid[h.id] in inserted and first_hold[rid[h.id]] is h:
                 charged += 1
-                for line in spend_lines(h.client_key_id, h.created_at, tz):
+                for line in spend_lines(h.budget_key_id or h.client_key_id, h.created_at, tz):
                     held, spent = deltas.get((line.scope, line.period), (0, 0))
                     deltas[(line.scope, line.period)] = (held, spent + _orphan_charge(h))
         apply_deltas(conn, deltas)
@@ -359,7 +362,7 @@ def record_from_json(d: dict[str, Any]) -> UsageRecord:
         fallback_reason=FallbackReason(d["fallback_reason"]) if d["fallback_reason"] else None,
         conversation_id=d["conversation_id"], error_code=d.get("error_code"), response_id=d.get("response_id"),
         upstream=d.get("upstream"), upstream_attempts=d.get("upstream_attempts", 1),
-        pii_counts=d.get("pii_counts") or {},
+        pii_counts=d.get("pii_counts") or {}, budget_key_id=d.get("budget_key_id"),
         reservation=Reservation(res["id"], tuple(BudgetLine(sc, p, None) for sc, p in res["lines"]),
                                 Money(res["amount"])) if res else None,
         turn=Turn(**{**turn, "created_at": datetime.fromisoformat(turn["created_at"])}) if turn else None)

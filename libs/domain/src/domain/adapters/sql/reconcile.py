@@ -15,7 +15,7 @@ from datetime import datetime, tzinfo
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from domain.adapters.sql.tables import BudgetCounterRow, BudgetReservationRow, SpendRow
+from domain.adapters.sql.tables import BudgetCounterRow, BudgetReservationRow, ClientKeyRow, SpendRow
 from domain.budgets import spend_lines
 from domain.periods import DAY_PREFIX, KST, MONTH_PREFIX, day_key, is_day_key, month_key
 from domain.periods import month_start as local_month_start
@@ -60,11 +60,15 @@ def reconcile(engine: Engine, since: datetime | None = None, tz: tzinfo = KST) -
     counters: dict[tuple[str, str], tuple[int, int]] = {}
     month_start = None if since is None else local_month_start(since, tz)
     with engine.connect() as conn:
+        # a rotated key's rows count on its chain's budget (ClientKey.budget_owner)
+        budget_of: dict[str | None, str] = dict(conn.execute(  # type: ignore[arg-type]
+            select(col(ClientKeyRow.id), col(ClientKeyRow.budget_key_id))
+            .where(col(ClientKeyRow.budget_key_id).is_not(None))).all())
         rows = select(col(SpendRow.client_key_id), col(SpendRow.created_at), col(SpendRow.charged_nanos))
         if month_start is not None:
             rows = rows.where(col(SpendRow.created_at) >= month_start)
         for client_key_id, created_at, charged in conn.execution_options(yield_per=20_000).execute(rows):
-            for line in spend_lines(client_key_id, created_at, tz):
+            for line in spend_lines(budget_of.get(client_key_id, client_key_id), created_at, tz):
                 ledger[(line.scope, line.period)] += charged
         for lines, amount in conn.execute(select(col(BudgetReservationRow.lines), col(BudgetReservationRow.amount_nanos))):
             for part in lines.split(";"):

@@ -88,7 +88,7 @@ def _key_from_row(row: ClientKeyRow) -> ClientKey:
                      may_use_server_key=row.may_use_server_key, revoked_at=row.revoked_at,
                      pii_policy=PiiPolicy(row.pii_policy) if row.pii_policy else None,
                      expires_at=row.expires_at.replace(tzinfo=UTC) if row.expires_at and row.expires_at.tzinfo is None
-                     else row.expires_at)
+                     else row.expires_at, budget_key_id=row.budget_key_id)
 
 
 class SqlClientKeyRepository(SqlBase):
@@ -101,7 +101,7 @@ class SqlClientKeyRepository(SqlBase):
                                    may_use_server_key=key.may_use_server_key, created_at=key.created_at,
                                    revoked_at=key.revoked_at,
                                    pii_policy=key.pii_policy.value if key.pii_policy else None,
-                                   expires_at=key.expires_at))
+                                   expires_at=key.expires_at, budget_key_id=key.budget_key_id))
         await self._run(run)
 
     def _one(self, clause: ColumnElement[bool]) -> ClientKey | None:

@@ -29,6 +29,9 @@ class ClientKeyRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))  # refused (401) from then on
+    # The key whose budget counters this one draws on (the first of its rotation chain, so a
+    # rotation never resets a budget); NULL: its own.
+    budget_key_id: str | None = Field(default=None, max_length=32)
 
 
 class ConversationRow(SQLModel, table=True):

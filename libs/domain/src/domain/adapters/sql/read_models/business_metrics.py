@@ -113,7 +113,7 @@ def _utilisation(conn: Connection, period: str, window: str, limit_col: ColumnEl
     """Spent / cap of every live key with a cap in this period, the fullest first."""
     spent = func.coalesce(counters.c.spent_nanos, 0)
     ratio = (cast(spent, Float) / cast(limit_col, Float)).label("ratio")
-    joined = keys.outerjoin(counters, (counters.c.scope == key_scope_sql(keys.c.id)) & (counters.c.period == period))
+    joined = keys.outerjoin(counters, (counters.c.scope == key_scope_sql(func.coalesce(keys.c.budget_key_id, keys.c.id))) & (counters.c.period == period))
     rows = conn.execute(
         select(keys.c.short_id, ratio).select_from(joined)
         .where(keys.c.revoked_at.is_(None), limit_col.is_not(None), limit_col > 0)

@@ -32,12 +32,14 @@ class KeyView:
     refused_today: int = 0
     last_used_at: datetime | None = None  # the key's newest request-log entry (refusals count)
     expires_at: datetime | None = None  # refused (401) from then on; None: never
+    budget_key_id: str | None = None  # whose budget it draws on (a rotation chain's first key); None: its own
 
 
 def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo = KST) -> list[KeyView]:
     """Client keys (never their hashes) with what each spent and holds (open reservations)
-    today and this month, read from the budget counters by primary key (the key's scope,
-    ``domain.client_keys.scope_of``, in the day and month periods of ``domain.budgets``), and
+    today and this month, read from the budget counters by primary key (the scope of the key's
+    budget, ``domain.client_keys.scope_of`` of ``ClientKey.budget_owner`` — shared by a
+    rotation chain — in the day and month periods of ``domain.budgets``), and
     how many of today's requests were refused for budget (402, from the request log) and when
     each key last made a request (any answer, refusals included): a correlated ``max`` per
     key, one backward probe of ``ix_request_log_client_created`` each, so 1,000 keys cost
@@ -46,11 +48,14 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
     day, month = day_key(now, tz), month_key(now, tz)
     q = select(keys_c.id, keys_c.short_id, keys_c.name, keys_c.created_at, keys_c.revoked_at,
                keys_c.daily_limit_nanos, keys_c.monthly_limit_nanos, keys_c.may_use_server_key, keys_c.pii_policy,
-               keys_c.expires_at)
+               keys_c.expires_at, keys_c.budget_key_id)
     q = q.where(keys_c.id == key_id) if key_id is not None else q.order_by(keys_c.created_at, keys_c.id)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
-        scopes = [scope_of(r.id) for r in rows]
+        # a rotated key's budget is its chain's (ClientKey.budget_owner): every key of the
+        # chain shows what the chain spent and holds
+        scope = {r.id: scope_of(r.budget_key_id or r.id) for r in rows}
+        scopes = sorted(set(scope.values()))
         ids = [r.id for r in rows]
         latest = (select(func.max(requests_c.created_at)).where(requests_c.client_key_id == keys_c.id)
                   .correlate(KEYS).scalar_subquery())
@@ -75,8 +80,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
         refused = {r.client_key_id: as_int(r.n) for r in conn.execute(refused_q.group_by(requests_c.client_key_id))}
     out = []
     for r in rows:
-        d_spent, d_held = spent.get((scope_of(r.id), day), (0, 0))
-        m_spent, m_held = spent.get((scope_of(r.id), month), (0, 0))
+        d_spent, d_held = spent.get((scope[r.id], day), (0, 0))
+        m_spent, m_held = spent.get((scope[r.id], month), (0, 0))
         out.append(KeyView(id=r.id, short_id=r.short_id, name=r.name, created_at=utc(r.created_at),
                            revoked_at=utc(r.revoked_at) if r.revoked_at else None,
                            daily_limit_nanos=r.daily_limit_nanos, monthly_limit_nanos=r.monthly_limit_nanos,
@@ -84,7 +89,8 @@ def keys(engine: Engine, now: datetime, *, key_id: str | None = None, tz: tzinfo
                            spent_today_nanos=d_spent,
                            spent_month_nanos=m_spent, held_today_nanos=d_held, held_month_nanos=m_held,
                            refused_today=refused.get(r.id, 0), last_used_at=last_used.get(r.id),
-                           expires_at=utc(r.expires_at) if r.expires_at else None))
+                           expires_at=utc(r.expires_at) if r.expires_at else None,
+                           budget_key_id=r.budget_key_id))
     return out
 
 
