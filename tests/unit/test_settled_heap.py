@@ -31,3 +31,14 @@ def test_startup_objects_are_frozen_while_serving_and_collectable_after() -> Non
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
     gc.collect()
     assert alive() is None
+
+
+def test_overlapping_apps_restore_the_collector_when_the_last_one_stops() -> None:
+    before = gc.get_threshold()
+    first, second = settled_heap(), settled_heap()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first app stops while the second still serves
+    assert gc.get_threshold() == (GC_GEN0_THRESHOLD, *before[1:]) and gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

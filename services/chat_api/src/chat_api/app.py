@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -57,22 +58,35 @@ async def sweep_stale_holds(c: Container) -> None:
 GC_GEN0_THRESHOLD = 20_000
 
 
+@dataclass
+class _Settled:
+    apps: int = 0  # serving in this process (tests run several)
+    threshold: tuple[int, int, int] = (700, 10, 10)  # the collector's before the first
+
+
+_SETTLED = _Settled()
+
+
 @contextmanager
 def settled_heap() -> Iterator[None]:
     """While the app serves: what startup built (modules, the app, the container) is moved
     out of the collector's sight (``gc.freeze``: a full collection then walks only what was
     allocated since, not ~200,000 objects), and the first generation is collected less often.
-    Undone on shutdown, so the objects of an app that stops (tests start many) can be
-    collected again."""
-    before = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *before[1:])
+    Undone when the last app of the process stops, so the objects of an app that stopped
+    (tests start many) can be collected again."""
+    if _SETTLED.apps == 0:
+        _SETTLED.threshold = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *_SETTLED.threshold[1:])
+    _SETTLED.apps += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
+        _SETTLED.apps -= 1
+        if _SETTLED.apps == 0:
+            gc.set_threshold(*_SETTLED.threshold)
+            gc.unfreeze()
 
 
 async def supervise_ledger_writer(c: Container, metrics: GatewayMetrics, every: float = 1.0) -> None:
