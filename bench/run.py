@@ -69,6 +69,7 @@ OPENAI_BODY = {"model": MODEL, "max_tokens": 100,
                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]}
 UPSTREAM_LATENCY_MS = 50
 CHUNK_MS = 20
+SOAK_TARGET = 200_000  # issue 18: flat memory over this many requests (make soak)
 
 # -- processes ---------------------------------------------------------------------------
 
@@ -503,13 +504,19 @@ def run(args: argparse.Namespace, db: Database) -> dict[str, Any]:
             rss0, soaked, errors, t0 = tree_rss_mb(gw.pid), 0, 0, time.monotonic()
             while soaked < args.soak_requests and time.monotonic() - t0 < args.soak_max_seconds:
                 left = args.soak_requests - soaked
-                secs = max(2.0, min(30.0, left / max(sat["gateway /v1/chat/completions"]["rps"], 1)))
+                # chunks of at most 30 s, none past the time cap
+                time_left = args.soak_max_seconds - (time.monotonic() - t0)
+                secs = max(2.0, min(30.0, time_left, left / max(sat["gateway /v1/chat/completions"]["rps"], 1)))
                 r = wrk(f"{base}/v1/chat/completions", OPENAI_BODY, key, args.conc, secs)
                 soaked, errors = soaked + r["requests"], errors + r["errors"]
             rss1 = tree_rss_mb(gw.pid)
             res["memory"] = {"requests": soaked, "errors": errors, "seconds": round(time.monotonic() - t0, 1),
                              "rss_before_mb": round(rss0, 1), "rss_after_mb": round(rss1, 1),
-                             "growth_pct": round(100 * (rss1 - rss0) / rss0, 1)}
+                             "growth_pct": round(100 * (rss1 - rss0) / rss0, 1),
+                             "asked": args.soak_requests, "cut_by_time": soaked < args.soak_requests}
+            print(f"      {soaked} requests in {res['memory']['seconds']} s, {errors} errors, RSS {rss0:.1f} -> "
+                  f"{rss1:.1f} MB" + (f" (stopped by --soak-max-seconds {args.soak_max_seconds:g} before "
+                                      f"{args.soak_requests})" if soaked < args.soak_requests else ""))
         finally:
             stop(gw)
         if args.compare:
@@ -657,8 +664,9 @@ def report(res: dict[str, Any], m: dict[str, Any], args: argparse.Namespace) -> 
         dg = abs(st["gateway /v1/chat/completions"]["gap_p50_ms"] - st["direct-upstream"]["gap_p50_ms"])
         checks.append(("streaming TTFB adds <= 2 ms p50", dt <= 2, f"{dt:+.2f} ms"))
         checks.append(("chunk inter-arrival within 1 ms (p50)", dg <= 1, f"{dg:.2f} ms"))
-    checks.append((f"RSS growth <= 10% ({mem['requests']} requests, scaled down from 200,000)", mem["growth_pct"] <= 10,
-                   f"{mem['growth_pct']:+.1f}%"))
+    over = (f"over {mem['requests']:,} requests" if mem["requests"] >= SOAK_TARGET
+            else f"{mem['requests']:,} requests, short of {SOAK_TARGET:,}: make soak runs the full one")
+    checks.append((f"RSS growth <= 10% ({over})", mem["growth_pct"] <= 10, f"{mem['growth_pct']:+.1f}%"))
     checks.append(("2 replicas >= 1.8x one (2 shared cores: see README)", two["rps"] >= 1.8 * one["rps"],
                    f"{two['rps'] / max(one['rps'], 1):.2f}x"))
     if "monitor" in res:
@@ -676,8 +684,10 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="add LiteLLM Proxy (scripts/litellm-venv.sh) to the table")
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--conc", type=int, default=32)
-    ap.add_argument("--soak-requests", type=int, default=20000, help="memory soak (the full target is 200000)")
-    ap.add_argument("--soak-max-seconds", type=float, default=45, help="stop the soak early (keeps make bench short)")
+    ap.add_argument("--soak-requests", type=int, default=20000,
+                    help=f"memory soak (the full target is {SOAK_TARGET}: make soak)")
+    ap.add_argument("--soak-max-seconds", type=float, default=45,
+                    help="stop the soak after this long even if short of --soak-requests (keeps make bench short)")
     ap.add_argument("--stream-requests", type=int, default=40)
     ap.add_argument("--profile", action="store_true", help="py-spy the /v1/chat/completions path, then stop")
     ap.add_argument("--profile-route", choices=("openai", "original"), default="openai",

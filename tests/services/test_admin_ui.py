@@ -2,6 +2,7 @@
 and monitor served over real HTTP on loopback (canned data shaped like docs/admin-api.md)."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -693,10 +694,79 @@ def test_chat_api_down_shows_a_message_on_every_page(env: FakeAdmin, monkeypatch
     monkeypatch.setenv("CHAT_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     at = signed_in_app()
     assert [e.value for e in at.error] == ["관리 API에 연결할 수 없습니다."]
-    for page in ("requests", "keys", "audit", "spend"):
+    for page in ALL_PAGES:
         at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, page
         assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error], page
+
+
+class FrozenServers:
+    """chat-apis that accept connections and never answer (frozen, or an event loop stuck):
+    every connection is accepted and held open; nothing is read or sent."""
+
+    def __init__(self) -> None:
+        self._listeners: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._held: list[socket.socket] = []
+        self.accepted: dict[str, int] = {}  # connections accepted, by URL
+
+    def new(self) -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        self.accepted[url] = 0
+
+        def accept_forever() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # the listener was closed: the test is over
+                    return
+                self._held.append(conn)
+                self.accepted[url] += 1
+
+        thread = threading.Thread(target=accept_forever, daemon=True)
+        thread.start()
+        self._listeners.append(listener)
+        self._threads.append(thread)
+        return url
+
+    def close(self) -> None:
+        for listener in self._listeners:
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for thread in self._threads:
+            thread.join(10)
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenServers]:
+    servers = FrozenServers()
+    yield servers
+    servers.close()
+
+
+ALL_PAGES = ("overview", "requests", "conversations", "spend", "keys", "audit", "host", "prices")
+
+
+def test_chat_api_frozen_shows_a_message_on_every_page(env: FakeAdmin, frozen: FrozenServers, monkeypatch) -> None:
+    """chat-api accepts but never answers (the monitor is fine): each page says so instead of
+    staying blank while its calls wait (the AppTest run would time out first). Each page gets
+    a chat-api of its own, so none is helped by an earlier page's timeout; and each waits on
+    one call only (the rest fail at once), not on every call it makes in turn."""
+    monkeypatch.setenv("CHAT_API_URL", frozen.new())
+    at = signed_in_app()
+    assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error]
+    for page in ALL_PAGES:
+        url = frozen.new()
+        monkeypatch.setenv("CHAT_API_URL", url)
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        assert "관리 API에 연결할 수 없습니다." in [e.value for e in at.error], page
+        assert frozen.accepted[url] == 1, (page, frozen.accepted[url])
 
 
 def test_tables_offer_no_unescaped_csv_of_their_own() -> None:

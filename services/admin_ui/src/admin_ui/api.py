@@ -7,6 +7,7 @@ The token is sent as a bearer header and never returned to, or shown by, the con
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,32 @@ from domain.adapters.secret_files import configured_secret
 
 DEFAULT_CHAT_API_URL = "http://127.0.0.1:8001"
 DEFAULT_MONITOR_URL = "http://127.0.0.1:8002"
+# A page's data is read in a few calls, one after another: each may wait this long for an
+# answer before the page says the service cannot be reached. Exports and changes (a key's
+# creation must not be reported as failed while it is being made) wait longer.
+READ_TIMEOUT = 3.0
+LONG_TIMEOUT = 15.0
+
+
+class _Silent:
+    """Services that let a call time out: for as long as one call may wait, further calls to
+    them fail at once, so a page with several calls is not blank for the sum of their
+    timeouts (shared by every session of this process; a refused connection is instant and
+    is not remembered)."""
+
+    def __init__(self, window: float) -> None:
+        self._window, self._until, self._lock = window, dict[str, float](), threading.Lock()
+
+    def silent(self, base_url: str) -> bool:
+        with self._lock:
+            return self._until.get(base_url, 0.0) > time.monotonic()
+
+    def timed_out(self, base_url: str) -> None:
+        with self._lock:
+            self._until[base_url] = time.monotonic() + self._window
+
+
+_silent = _Silent(window=READ_TIMEOUT)
 
 
 class ApiError(Exception):
@@ -49,23 +76,29 @@ class AdminApi:
 
     base_url: str
     token: str | None = field(repr=False)
-    timeout: float = 15.0
+    timeout: float = READ_TIMEOUT  # page data
+    long_timeout: float = LONG_TIMEOUT  # exports (CSV) and changes
 
-    def _client(self) -> httpx.Client:
+    def _client(self, timeout: float) -> httpx.Client:
         # Audit entries name the console as the actor (one operator password: no user names).
         headers = {"Accept-Language": "ko", "X-Admin-Actor": "console"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout)
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               json: dict[str, Any] | None = None) -> Any:
         if not self.token:
             raise ApiError(None, "no_admin_token")
+        if _silent.silent(self.base_url):
+            raise ApiError(None, "unreachable", "timed out just before")
+        timeout = self.timeout if method == "GET" and not path.endswith(".csv") else self.long_timeout
         try:
-            with self._client() as client:
+            with self._client(timeout) as client:
                 r = client.request(method, path, params=_clean(params), json=json)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and timeout == self.timeout:
+                _silent.timed_out(self.base_url)  # a short read: not a long export still running
             raise ApiError(None, "unreachable", type(exc).__name__) from None
         if r.status_code >= 400:
             code, message = f"http_{r.status_code}", ""
@@ -166,7 +199,7 @@ class MonitorApi:
 
     base_url: str
     chat_api_url: str
-    timeout: float = 5.0
+    timeout: float = READ_TIMEOUT
 
     def system(self, part: str) -> dict[str, Any]:
         try:
@@ -189,9 +222,13 @@ class MonitorApi:
             status: int | None = None
             body: Any = None
             try:
-                r = httpx.get(base + path, timeout=self.timeout)
-                status = r.status_code
-                body = r.json() if path == "/readyz" else None
+                if not _silent.silent(base):  # else: down, as it timed out just before
+                    r = httpx.get(base + path, timeout=self.timeout)
+                    status = r.status_code
+                    body = r.json() if path == "/readyz" else None
+            except httpx.TimeoutException:
+                if path == "/healthz":  # liveness does no work: not answering it is frozen
+                    _silent.timed_out(base)
             except (httpx.HTTPError, ValueError):
                 pass
             latency = round((time.perf_counter() - started) * 1000)

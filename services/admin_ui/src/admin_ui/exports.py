@@ -13,12 +13,19 @@ import csv
 import html
 import io
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 
 from admin_ui import formatting
 
 PART_ROWS = 20_000  # per file; the rest comes as the next part (older rows)
+
+
+def part_rows() -> int:
+    """Rows per part: CONSOLE_EXPORT_PART_ROWS (a smaller file per download), else PART_ROWS."""
+    value = os.environ.get("CONSOLE_EXPORT_PART_ROWS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else PART_ROWS
 
 
 @dataclass(frozen=True)
@@ -28,21 +35,26 @@ class Prepared:
     rows: int
     filename: str
     oldest: str | None  # created_at (UTC ISO) of the last (oldest) row
+    oldest_id: int | None  # and its row_id: the next part starts after (oldest, oldest_id)
+    limit: int  # the part's size: a part this full was cut
 
     @property
     def truncated(self) -> bool:
-        return self.rows >= PART_ROWS
+        return self.rows >= self.limit
 
 
-def prepare(signature: tuple[object, ...], body: bytes, name: str, since: str | None, until: str | None) -> Prepared:
+def prepare(signature: tuple[object, ...], body: bytes, name: str, since: str | None, until: str | None,
+            limit: int) -> Prepared:
     text = body.decode("utf-8-sig")
     lines = text.splitlines()
     rows = max(0, len(lines) - 1)
-    oldest = None
+    oldest, oldest_id = None, None
     if rows:
         last = list(csv.DictReader(io.StringIO(text)))[-1]
         oldest = last.get("created_at") or None
-    return Prepared(signature, body, rows, filename(name, since, until), oldest)
+        row_id = (last.get("row_id") or "").strip()
+        oldest_id = int(row_id) if row_id.isdigit() else None
+    return Prepared(signature, body, rows, filename(name, since, until), oldest, oldest_id, limit)
 
 
 def filename(name: str, since: str | None, until: str | None) -> str:

@@ -148,31 +148,35 @@ def cost_or_unpriced(usd: object, krw: object, currency: str = "KRW") -> str:
     return formatting.money(usd, krw, currency)
 
 
-def export_panel(*, state_key: str, signature: tuple[object, ...], fetch: Callable[[str | None], bytes | None],
-                 name: str, since: str | None, until: str | None, prepare_label: str,
-                 ready: Callable[[exports.Prepared], str], download_label: str, button_key: str) -> None:
-    """A CSV export of the filters on screen, fetched only when asked: ``fetch(until)`` gets
-    one part (newest first); a part that was cut offers the next (older) one. A prepared file
-    is dropped as soon as the filters (``signature``) change, so it always matches the screen."""
+def export_panel(*, state_key: str, signature: tuple[object, ...],
+                 fetch: Callable[[str | None, int | None], bytes | None], name: str, since: str | None,
+                 until: str | None, prepare_label: str, ready: Callable[[exports.Prepared], str], download_label: str,
+                 button_key: str) -> None:
+    """A CSV export of the filters on screen, fetched only when asked: ``fetch(until,
+    before_id)`` gets one part (newest first); a part that was cut offers the next (older)
+    one, which starts after the cut part's last row (its time and ``row_id``: rows sharing
+    that time are neither skipped nor repeated). A prepared file is dropped as soon as the
+    filters (``signature``) change, so it always matches the screen."""
     prepared: exports.Prepared | None = st.session_state.get(state_key)
     if prepared is not None and prepared.signature[:len(signature)] != signature:
         st.session_state.pop(state_key)
         prepared = None
         st.caption(t("export.stale"))
     if st.button(prepare_label, key=f"{button_key}_prepare"):
-        body = fetch(until)
+        body = fetch(until, None)
         if body is not None:
-            prepared = exports.prepare((*signature, None), body, name, since, until)
+            prepared = exports.prepare((*signature, None), body, name, since, until, exports.part_rows())
             st.session_state[state_key] = prepared
     if prepared is None:
         return
     if prepared.truncated and st.button(t("export.next"), key=f"{button_key}_next"):
-        part_until = prepared.oldest
-        body = fetch(part_until)
+        part_until, after_id = prepared.oldest, prepared.oldest_id
+        body = fetch(part_until, after_id)
         if body is not None:
-            prepared = exports.prepare((*signature, part_until), body, name, since, part_until)
+            prepared = exports.prepare((*signature, (part_until, after_id)), body, name, since, part_until,
+                                       exports.part_rows())
             st.session_state[state_key] = prepared
     st.caption(ready(prepared))
     if prepared.truncated:
-        st.warning(t("export.truncated", limit=exports.PART_ROWS))
+        st.warning(t("export.truncated", limit=prepared.limit))
     st.iframe(exports.download_frame(prepared, download_label), height=48)

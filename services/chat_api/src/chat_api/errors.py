@@ -66,6 +66,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_field/status_filter": ("{field} 값이 올바르지 않습니다 (예: 402, 4xx, error).",
                                     "Invalid {field} filter (e.g. 402, 4xx, error)."),
     "invalid_field/invalid": ("{field} 값이 올바르지 않습니다: {detail}", "Invalid value for {field}: {detail}"),
+    "invalid_field/with_until": ("{field}은(는) until과 함께 보내야 합니다.", "{field} must be sent with until."),
     "invalid_field/embedding_input": ("{field}은(는) 비어 있지 않은 문자열, 문자열 배열(최대 {max}개) 또는 토큰 배열이어야 합니다.",
                                       "{field} must be a non-empty string, or an array (at most {max} items) of "
                                       "non-empty strings or of token arrays."),

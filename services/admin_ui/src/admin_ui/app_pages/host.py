@@ -76,8 +76,10 @@ def upstreams() -> None:
     """Each upstream's circuit as one chat-api replica sees it (the admin API's view)."""
     try:
         items = api.admin_api().upstreams()["items"]
-    except api.ApiError:
-        return  # an older chat-api, or unreachable: the services table already says so
+    except api.ApiError as exc:
+        if exc.code == "unreachable":  # said as on every other page; an older chat-api: nothing
+            st.error(t("error.unreachable"))
+        return
     st.subheader(t("host.upstreams"))
     state_col = t("keys.status")
     ok_text = t("host.ok")

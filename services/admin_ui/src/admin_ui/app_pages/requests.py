@@ -138,8 +138,9 @@ else:
 st.divider()
 widgets.export_panel(
     state_key="_req_export", signature=(status, client, range_choice),
-    fetch=lambda part_until: widgets.call(api.requests_csv, status=status or None, client_key_id=client, since=since,
-                                          until=part_until, limit=exports.PART_ROWS),
+    fetch=lambda part_until, before_id: widgets.call(api.requests_csv, status=status or None, client_key_id=client,
+                                                     since=since, until=part_until, before_id=before_id,
+                                                     limit=exports.part_rows()),
     name="requests", since=since, until=None, prepare_label=t("export.prepare"),
     ready=lambda prepared: t("export.ready", rows=prepared.rows, name=prepared.filename),
     download_label=t("export.download"), button_key="req_export")

@@ -76,7 +76,8 @@ range_key = (st.session_state.get("spend_range"),
              until if st.session_state.get("spend_range") == "custom" else None)
 widgets.export_panel(
     state_key="_spend_export", signature=(range_key, client_key_id, model),
-    fetch=lambda part_until: widgets.call(api.ledger_csv, **{**filters, "until": part_until}, limit=exports.PART_ROWS),
+    fetch=lambda part_until, before_id: widgets.call(api.ledger_csv, **{**filters, "until": part_until},
+                                                     before_id=before_id, limit=exports.part_rows()),
     name="ledger", since=since, until=until, prepare_label=t("spend.csv_prepare"),
     ready=lambda prepared: t("spend.csv_ready", rows=prepared.rows) + " · " + prepared.filename,
     download_label=t("spend.csv_download"), button_key="spend_csv")

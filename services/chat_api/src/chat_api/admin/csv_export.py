@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from chat_api.admin.money_text import krw_formatter, usd_8
-from domain.adapters.sql.read_models.exports import ExportBatch, ledger_batches, request_log_batches
+from domain.adapters.sql.read_models.exports import Cursor, ExportBatch, ledger_batches, request_log_batches
 from domain.adapters.sql.read_models.request_log import RequestFilter
 from domain.adapters.sql.read_models.shared import LedgerFilter, utc
 from domain.periods import KST
@@ -24,12 +24,12 @@ LEDGER_CSV_COLUMNS = (
     "created_at_local", "created_at", "request_id", "client_key_id", "client_key_name", "conversation_id", "route",
     "model", "key_source", "fallback_reason", "outcome", "error_code", "input_tokens", "cached_input_tokens",
     "output_tokens", "reasoning_tokens", "cost_usd", "cost_krw", "charged_usd", "priced", "estimated",
-    "catalog_version", "latency_ms",
+    "catalog_version", "latency_ms", "row_id",
 )
 REQUESTS_CSV_COLUMNS = (
     "created_at_local", "created_at", "request_id", "route", "status", "error_code", "client_key_id",
     "client_key_name", "model", "key_source", "fallback_reason", "upstream", "latency_ms", "cost_usd", "cost_krw",
-    "ttft_ms", "pii_counts",
+    "ttft_ms", "pii_counts", "row_id",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_COLUMNS = frozenset({"request_id", "client_key_id", "route", "model", "key_source", "fallback_reason",
@@ -47,27 +47,29 @@ def csv_cell(value: Any) -> Any:
 
 
 def ledger_csv(engine: Engine, flt: LedgerFilter, *, limit: int = 100_000, chunk_rows: int = 5_000,
-               tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400)) -> Iterator[str]:
+               tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400), after: Cursor | None = None) -> Iterator[str]:
     """The ledger rows under ``flt`` as CSV text chunks (header first, then one chunk per
-    batch), newest first, at most ``limit`` rows."""
+    batch), newest first, at most ``limit`` rows, after ``after`` (a previous part's last
+    row: its ``created_at`` and ``row_id``) when given."""
     plain = ("request_id", "client_key_id", "conversation_id", "route", "model", "key_source", "fallback_reason",
              "outcome", "error_code", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
     tail = ("priced", "estimated", "catalog_version", "latency_ms")
     row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, True, tail)
     batches = ledger_batches(engine, flt, [*plain, "cost_nanos", "charged_nanos", *tail], limit=limit,
-                             chunk_rows=chunk_rows)
+                             chunk_rows=chunk_rows, after=after)
     return _csv_chunks(batches, LEDGER_CSV_COLUMNS, row_out)
 
 
 def requests_csv(engine: Engine, flt: RequestFilter, *, limit: int = 100_000, chunk_rows: int = 5_000,
-                 tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400)) -> Iterator[str]:
+                 tz: tzinfo = KST, krw_rate: Decimal = Decimal(1400), after: Cursor | None = None) -> Iterator[str]:
     """The request log under ``flt`` as CSV, newest first, like ``ledger_csv``."""
     plain = ("request_id", "route", "status", "error_code", "client_key_id", "model", "key_source",
              "fallback_reason", "upstream", "latency_ms")
     # pii_counts: the per-kind counts as the request log keeps them (JSON text, never values)
     tail = ("ttft_ms", "pii_counts")
     row_out = _row_writer(plain, _TEXT_COLUMNS, plain.index("client_key_id"), tz, krw_rate, False, tail)
-    batches = request_log_batches(engine, flt, [*plain, "cost_nanos", *tail], limit=limit, chunk_rows=chunk_rows)
+    batches = request_log_batches(engine, flt, [*plain, "cost_nanos", *tail], limit=limit, chunk_rows=chunk_rows,
+                                  after=after)
     return _csv_chunks(batches, REQUESTS_CSV_COLUMNS, row_out)
 
 
@@ -90,7 +92,8 @@ def _local_text(value: datetime, tz: tzinfo) -> str:
 def _row_writer(plain: Sequence[str], text: frozenset[str], key_at: int, tz: tzinfo, krw_rate: Decimal,
                 with_charged: bool, tail: Sequence[str]) -> RowWriter:
     """Formats one selected row (id, created_at, *plain, cost_nanos, [charged_nanos], *tail)
-    by position: exports run this per row, so no per-row lookups by name."""
+    by position: exports run this per row, so no per-row lookups by name. The row's id
+    goes last (``row_id``): with ``created_at`` it says where the next part starts."""
     krw = krw_formatter(krw_rate)
     is_text = [c in text for c in plain]
     tail_text = [c in text for c in tail]
@@ -113,6 +116,7 @@ def _row_writer(plain: Sequence[str], text: frozenset[str], key_at: int, tz: tzi
         for j, flag in enumerate(tail_text):
             v = r[at + j]
             out.append("" if v is None else (csv_cell(v) if flag else v))
+        out.append(r[0])
         return out
 
     return row_out

@@ -32,6 +32,7 @@ from domain.adapters.sql.read_models import (
     shared,
     spend,
 )
+from domain.adapters.sql.read_models.exports import Cursor
 from domain.audit import AuditAction, AuditEntry, actor_name
 from domain.client_keys import BudgetLimits
 from domain.errors import InvalidInput, NotFound
@@ -321,18 +322,33 @@ async def get_pii(container: ContainerDep, since: Since = None, until: Until = N
                         "blocked": k.blocked} for k in found.by_key]}
 
 
+BeforeId = Annotated[int | None, Query(ge=1, description="with until: the previous part's last row_id")]
+
+
+def _part(until: datetime | None, before_id: int | None) -> tuple[datetime | None, Cursor | None]:
+    """(the filter's exclusive ``until``, the keyset cursor): with ``before_id`` the export
+    continues after the row (``until``, ``before_id``), its time's other rows included."""
+    if before_id is None:
+        return until, None
+    if until is None:
+        raise InvalidInput("invalid_field", field="before_id", reason="with_until")
+    return None, (until, before_id)
+
+
 @router.get("/spend/ledger.csv")
 async def ledger_csv(
     container: ContainerDep, since: Since = None, until: Until = None, client_key_id: ClientKeyId = None,
     model: ModelName = None, key_source: KeySourceParam | None = None,
-    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000, before_id: BeforeId = None,
 ) -> StreamingResponse:
     """Newest first; at most ``limit`` rows (a full export has exactly ``limit`` data rows:
-    ask again with ``until`` = the oldest row's time for the rest)."""
+    ask again with ``until`` = the last row's ``created_at`` and ``before_id`` = its
+    ``row_id`` for the rest)."""
     _range(since, until)
-    flt = shared.LedgerFilter(since, until, client_key_id or None, model or None, key_source)
+    bound, after = _part(until, before_id)
+    flt = shared.LedgerFilter(since, bound, client_key_id or None, model or None, key_source)
     chunks = csv_export.ledger_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
-                                krw_rate=container.settings.usd_krw_rate)
+                                krw_rate=container.settings.usd_krw_rate, after=after)
     return _csv_response(container, chunks, "ledger", since, until, limit)
 
 
@@ -366,11 +382,14 @@ async def list_requests(
 async def requests_csv(
     container: ContainerDep, status: StatusParam = None, client_key_id: ClientKeyId = None,
     since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
+    before_id: BeforeId = None,
 ) -> StreamingResponse:
+    """As ``/spend/ledger.csv``: the next part with ``until`` and ``before_id``."""
     _range(since, until)
-    flt = request_log.RequestFilter(_status(status), client_key_id or None, since, until)
+    bound, after = _part(until, before_id)
+    flt = request_log.RequestFilter(_status(status), client_key_id or None, since, bound)
     chunks = csv_export.requests_csv(container.engine, flt, limit=limit, tz=container.settings.tz,
-                                  krw_rate=container.settings.usd_krw_rate)
+                                  krw_rate=container.settings.usd_krw_rate, after=after)
     return _csv_response(container, chunks, "requests", since, until, limit)
 
 
