@@ -291,6 +291,35 @@ async def test_a_writer_thread_that_dies_is_noticed_and_restarted(engine, tmp_pa
         ledger.close()
 
 
+async def test_a_batch_on_a_connection_the_server_dropped_is_spooled_and_stored_once_on_a_fresh_one(pg_url, tmp_path):
+    """The PostgreSQL batch runs on the raw psycopg connection under SQLAlchemy's: a
+    connection PostgreSQL closed while it sat in the pool fails the batch as SQLAlchemy's
+    OperationalError (so the writer spools it, holds and all), and is never handed out
+    again: the replay stores the row, settles the hold and counts the charge exactly once."""
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        owner = uid()
+        reservation, _ = await a_hold(engine, owner, 100_000)
+        with engine.connect() as conn:  # the pool's one connection, then back in the pool
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with make_engine(pg_url).connect() as admin:
+            assert admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar() is True
+        ledger = SqlSpendLedger(engine, spool_path=tmp_path / "s.sqlite3")
+        record = replace(a_record(owner=owner), reservation=reservation)
+        assert await ledger.record(record) is None  # spooled, not stored
+        assert ledger.db_healthy is False and ledger.spool_size() == 1
+        assert ledger_rows(engine, record.request_id) == []
+        ledger._replay_spool()
+        ledger._replay_spool()
+        assert ledger.db_healthy is True and ledger.spool_size() == 0
+        assert len(ledger_rows(engine, record.request_id)) == 1
+        assert counters(engine, f"key:{owner}") == {"d:2026-11-23": (8_700, 0), "m:2026-11": (8_700, 0)}
+        assert_reconciled(engine, f"key:{owner}")
+        ledger.spool.close()
+    finally:
+        engine.dispose()
+
+
 # -- idempotency ------------------------------------------------------------------------------
 async def test_an_in_progress_idempotency_key_expires_and_one_retry_takes_it_over(engine):
     store = SqlIdempotencyStore(engine, pending_seconds=120)

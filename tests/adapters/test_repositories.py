@@ -5,6 +5,7 @@ The PostgreSQL database is shared by every test of the run: each test uses its o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import uuid
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import psycopg.sql
 import pytest
 from sqlalchemy import select, text
 
@@ -285,6 +287,43 @@ async def test_recent_turns_are_scoped_by_owner_and_limited_to_the_newest(engine
     assert await repo.recent_turns(uid(), conv, 50) == []
     assert await repo.recent_turns(None, conv, 50) == []
     assert all(t.owner == alice for t in await repo.recent_turns(alice, conv, 50))
+
+
+def _nodes(plan: dict) -> list[dict]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "force_custom_plan"])
+async def test_replaying_a_long_conversation_reads_only_its_newest_turns(pg_url, plan_cache_mode):
+    """The history read of every turn must not grow with the conversation: whatever plan
+    PostgreSQL picks (the generic one psycopg's prepared statement ends up with, or a
+    custom one), it reads the newest turns only, not every stored turn to sort them."""
+    from domain.adapters.sql.psycopg_history import _psycopg_sql
+
+    engine = make_engine(pg_url)
+    owner, conv = uid(), "long-" + uid()
+    try:
+        write_records(engine, [a_record(owner=owner, conversation_id=conv, prompt=f"q{i}") for i in range(300)])
+        sql, bound = _psycopg_sql(10)
+        raw = engine.raw_connection()
+        try:
+            with raw.driver_connection.cursor() as cur:
+                cur.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+                given = {**{k: str(v) for k, v in bound.items()}, "owner": "$1", "external_id": "$2"}
+                cur.execute("PREPARE recent AS " + re.sub(r"%\((\w+)\)s", lambda m: given[m[1]], sql))
+                cur.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE recent({}, {})").format(
+                    psycopg.sql.Literal(owner), psycopg.sql.Literal(conv)))
+                [plan] = cur.fetchone()[0]
+                cur.execute("DEALLOCATE recent")
+        finally:
+            raw.close()
+        read = [n["Actual Rows"] for n in _nodes(plan["Plan"]) if n.get("Relation Name") == "turns"]
+        assert read and max(read) <= 10, plan
+        turns = await SqlConversationRepository(engine).recent_turns(owner, conv, 10)
+        assert [t.prompt for t in turns] == [f"q{i}" for i in range(290, 300)]
+        assert [t.turn_index for t in turns] == list(range(291, 301))
+    finally:
+        engine.dispose()
 
 
 async def test_anonymous_conversations_are_their_own_owner(engine, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -482,3 +483,25 @@ def test_hot_chat_paths_with_a_query_string_another_method_or_a_trailing_slash(c
     assert head.status_code == 405 and "POST" in head.headers["allow"]
     slashed = httpx.post(chat_api.url + "/v1/chat/completions/", json=body, headers=auth, follow_redirects=True)
     assert slashed.status_code == 200 and slashed.json()["object"] == "chat.completion"
+
+
+# -- the chat routes answered before the middleware stack (chat_api.hot_routes) -------------------
+def test_a_chat_route_answer_no_upstream_gave_an_id_gets_one_of_its_own(chat_api, client_key):
+    """The /v1 chat routes are served ahead of the edge's middleware: their answers still carry
+    a fresh ``x-request-id`` when no upstream sent one (here: refused before any upstream);
+    the original dialect's routes get none, as before."""
+    body = {"model": "gpt-4o-mini", "messages": USER}
+    ids = set()
+    for url in ("/v1/chat/completions", "/v1/chat/completions", "/v1/responses"):
+        r = httpx.post(chat_api.url + url, json=body if "chat" in url else {"model": "gpt-4o-mini", "input": "x"},
+                       headers={"Authorization": "Bearer llms-not-a-key"})
+        assert r.status_code == 401
+        assert re.fullmatch(r"req_[0-9a-f]{32}", r.headers["x-request-id"]), r.headers
+        ids.add(r.headers["x-request-id"])
+    assert len(ids) == 3
+    original = httpx.post(chat_api.url + "/api/v1/chat", json={"user_prompt": "안녕"},
+                          headers={"Authorization": "Bearer llms-not-a-key"})
+    assert original.status_code == 401 and "x-request-id" not in original.headers
+    served = httpx.post(chat_api.url + "/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {client_key}"})
+    assert served.status_code == 200 and served.headers["x-request-id"].startswith("req_fake_")  # the upstream's

@@ -305,20 +305,23 @@ class Gateway:
                  upstream_seconds: float | None = None) -> None:
         total = time.perf_counter() - started
         # Label values are the catalogue's families: a caller cannot mint series.
-        self.metrics.requests.labels(route, str(status), self.models.label(model)).inc()
-        self.metrics.duration.labels(route).observe(total)
+        requests, duration, upstream, overhead = self.metrics.answered(route, status, self.models.label(model))
+        requests.inc()
+        duration.observe(total)
         if upstream_seconds is not None:
-            self.metrics.upstream.labels(route).observe(upstream_seconds)
-            self.metrics.overhead.labels(route).observe(max(0.0, total - upstream_seconds))
+            upstream.observe(upstream_seconds)
+            overhead.observe(max(0.0, total - upstream_seconds))
 
     def _count_usage(self, result: Metered) -> None:
-        model, m, usage = self.models.label(result.model), self.metrics, result.usage
-        m.tokens.labels("input", model).inc(usage.input_tokens)
-        m.tokens.labels("cached_input", model).inc(usage.cached_input_tokens)
-        m.tokens.labels("output", model).inc(usage.output_tokens)
-        m.tokens.labels("reasoning", model).inc(usage.reasoning_tokens)
+        usage = result.usage
+        inp, cached, out, reasoning, cost = self.metrics.usage(self.models.label(result.model),
+                                                               result.key_source.value)
+        inp.inc(usage.input_tokens)
+        cached.inc(usage.cached_input_tokens)
+        out.inc(usage.output_tokens)
+        reasoning.inc(usage.reasoning_tokens)
         if result.cost is not None:
-            m.cost.labels(model, result.key_source.value).inc(float(result.cost.usd))
+            cost.inc(float(result.cost.usd))
 
 
 def _slot(call: Call) -> str:

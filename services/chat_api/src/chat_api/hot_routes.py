@@ -1,29 +1,53 @@
-"""The chat routes served straight from ASGI.
+"""The chat routes served straight from ASGI, before any middleware.
 
 Every request of these routes goes to ``Gateway.serve`` and nothing else: no path
 parameters, no dependencies, no FastAPI validation (the dialect reads the body), and
 ``serve`` renders every error itself. Going through the router costs, per request, the
 match against every route, FastAPI's request wrapper and dependency resolution and its
-exception middleware: about a tenth of the gateway's CPU on /v1/chat/completions
-(bench/README.md, "Levers"). This middleware sits inside the edge's (request ids, CORS),
-so what a client gets is the same; the routes stay declared in the router for the OpenAPI
-document and are reached there whenever the path or method differs.
+exception middleware; going through Starlette's middleware stack (error guard, FastAPI's
+telemetry and body-limit layers, the edge's request ids) costs a coroutine frame per layer,
+resumed at every await of the request, and a ``send`` wrapper per layer (bench/README.md,
+"Levers"). So ``GatewayApp`` answers them itself, first, doing here what those layers would
+have done for them:
+
+* the ``x-request-id`` of the /v1 edge (``openai_edge.RequestIdMiddleware``): the
+  upstream's when the answer relays one, else a new one;
+* the last-resort error guard (Starlette's ``ServerErrorMiddleware`` with the app's
+  ``Exception`` handler): ``serve`` answers every failure of its own, so this is for one
+  while sending the answer: logged in one line and, if nothing was sent yet, answered with
+  ``last_resort_response`` (else the server closes the connection);
+* the body limit is ``serve``'s own (``MAX_BODY_BYTES``, ``inbound.read_json``); FastAPI's
+  is not configured.
+
+A request with an ``Origin`` header (a browser: CORS, when configured, must see it), a
+mounted app (``root_path``) or another path or method takes the whole stack; the routes
+stay declared in the router for the OpenAPI document and are reached there.
 """
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
+import orjson
+from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from chat_api.dialects.base import Dialect
 from chat_api.dialects.chat_completions import CHAT_COMPLETIONS
 from chat_api.dialects.original import CHAT, CHAT_STREAM
 from chat_api.dialects.responses import RESPONSES
-from chat_api.gateway import Gateway
+from chat_api.errors import internal_error, message_of
+from chat_api.gateway import Gateway, one_line
+from chat_api.inbound import language
 
+log = logging.getLogger("chat_api")
 _Route = tuple[Dialect[Any, Any], Callable[[Gateway], Any]]
+OPENAI_PREFIX = "/v1"
 
 
 def _chat(gw: Gateway) -> Any:
@@ -38,17 +62,46 @@ HOT: dict[tuple[str, str], _Route] = {
 }
 
 
-class HotRoutes:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def new_request_id() -> str:
+    """An id for a /v1 answer the upstream gave none: ``req_`` and 32 hex digits (random)."""
+    return "req_" + os.urandom(16).hex()
+
+
+def last_resort_response(request: Request) -> Response:
+    """A failure nobody planned for: the OpenAI error shape, no detail."""
+    body = {"error": {"message": message_of(internal_error(), language(request)), "type": "api_error",
+                      "param": None, "code": "internal_error"}}
+    return Response(orjson.dumps(body), status_code=500, media_type="application/json")
+
+
+def _hot(scope: Scope) -> _Route | None:
+    if scope["type"] != "http" or scope.get("root_path"):
+        return None
+    route = HOT.get((scope["method"], scope["path"]))
+    if route is None or any(name == b"origin" for name, _ in scope["headers"]):
+        return None
+    return route
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app, with the chat routes answered before its middleware stack."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = HOT.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" \
-            and not scope.get("root_path") else None
+        route = _hot(scope)
         if route is None:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
             return
-        gateway: Gateway = scope["app"].state.gateway
-        dialect, use_case = route
-        response = await gateway.serve(Request(scope, receive), dialect, use_case(gateway))
-        await response(scope, receive, send)
+        scope["app"] = self
+        request = Request(scope, receive)
+        try:
+            gateway: Gateway = self.state.gateway
+            dialect, use_case = route
+            response = await gateway.serve(request, dialect, use_case(gateway))
+            if scope["path"].startswith(OPENAI_PREFIX) and not any(
+                    name == b"x-request-id" for name, _ in response.raw_headers):
+                response.raw_headers.append((b"x-request-id", new_request_id().encode()))
+            await response(scope, receive, send)
+        except Exception as unexpected:
+            log.error("%s %s failed: %s", scope["method"], scope["path"], one_line(unexpected))
+            with suppress(RuntimeError):  # an answer had started: the server closes the connection
+                await last_resort_response(request)(scope, receive, send)

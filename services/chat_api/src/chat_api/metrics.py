@@ -58,11 +58,46 @@ class GatewayMetrics:
                                           "Time to an upstream's answer (streams: to the first event), per attempt",
                                           ["upstream"], buckets=_LATENCY_BUCKETS, registry=r)
 
+        # Children resolved once per label values (``labels`` takes a lock and checks and
+        # converts its values on every call: ~10 calls per request). Every label value here is
+        # bounded (routes, HTTP statuses, the catalogue's families, key sources, upstream names
+        # from the configuration), so these stay as small as the series themselves.
+        self._answers: dict[tuple[str, int, str], tuple[Counter, Histogram, Histogram, Histogram]] = {}
+        self._usage: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter, Counter]] = {}
+        self._attempts: dict[str, tuple[Counter, Histogram]] = {}
+
+    def answered(self, route: str, status: int, model: str) -> tuple[Counter, Histogram, Histogram, Histogram]:
+        """(requests, duration, upstream, overhead) children for an answer on ``route`` with
+        ``status`` for the model family ``model``."""
+        key = (route, status, model)
+        children = self._answers.get(key)
+        if children is None:
+            children = self._answers[key] = (self.requests.labels(route, str(status), model),
+                                             self.duration.labels(route), self.upstream.labels(route),
+                                             self.overhead.labels(route))
+        return children
+
+    def usage(self, model: str, key_source: str) -> tuple[Counter, Counter, Counter, Counter, Counter]:
+        """(input, cached input, output, reasoning tokens, cost) children for the model family
+        ``model`` paid by ``key_source``."""
+        key = (model, key_source)
+        children = self._usage.get(key)
+        if children is None:
+            children = self._usage[key] = (
+                self.tokens.labels("input", model), self.tokens.labels("cached_input", model),
+                self.tokens.labels("output", model), self.tokens.labels("reasoning", model),
+                self.cost.labels(model, key_source))
+        return children
+
     def attempt(self, upstream: str, outcome: str, seconds: float) -> None:
         """The router's ``UpstreamObserver``: one attempt at one upstream."""
-        self.upstream_requests.labels(upstream).inc()
+        children = self._attempts.get(upstream)
+        if children is None:
+            children = self._attempts[upstream] = (self.upstream_requests.labels(upstream),
+                                                   self.upstream_latency.labels(upstream))
+        children[0].inc()
         if outcome == "ok":
-            self.upstream_latency.labels(upstream).observe(seconds)
+            children[1].observe(seconds)
         else:
             self.upstream_errors.labels(upstream, outcome).inc()
 

@@ -23,7 +23,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlmodel import col
 
-from domain.adapters.sql.repositories import apply_deltas, close_reservations
+from domain.adapters.sql.pg_batches import PgLedgerStatements, uses_psycopg
+from domain.adapters.sql.repositories import _APPLY_DELTA, apply_deltas, close_reservations, delta_params
 from domain.adapters.sql.spool import SqliteSpool, encode
 from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
 from domain.budgets import BudgetLine, Reservation, spend_lines
@@ -126,15 +127,50 @@ def _insert_turn() -> Any:
     return insert(TurnRow)
 
 
-def _conversation_ids(conn: Connection, engine: Engine, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
+class _CoreStatements:
+    """The batch's statements through SQLAlchemy Core (SQLite; PostgreSQL has its own in
+    ``pg_batches``, with the same methods)."""
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self._conn, self._dialect = conn, dialect
+
+    def conversations(self, named: dict[tuple[str, str], datetime]) -> dict[tuple[str, str], int]:
+        create, find = _conversation_statements(self._dialect)
+        self._conn.execute(create, [{"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at,
+                                     "updated_at": at} for (owner, ext), at in sorted(named.items())])
+        rows = self._conn.execute(find, {"keys": list(named)})
+        return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
+
+    def insert_spend(self, rows: list[dict[str, Any]]) -> set[str]:
+        # One cached statement run as executemany ("insertmanyvalues" batches it into
+        # multi-row INSERTs); a literal multi-row VALUES would be recompiled per batch size.
+        return {row[0] for row in self._conn.execute(_insert_spend(self._dialect), rows)}
+
+    def close_reservations(self, ids: list[str]) -> set[str]:
+        return close_reservations(self._conn, ids)
+
+    def add_turn(self, conversation_pk: int, at: datetime, turn: dict[str, Any]) -> int:
+        index: int = self._conn.execute(_count_turn(), {"pk": conversation_pk, "at": at}).scalar_one()
+        self._conn.execute(_insert_turn(), {**turn, "conversation_id": conversation_pk, "turn_index": index})
+        return index
+
+    def apply_deltas(self, params: list[dict[str, Any]]) -> None:
+        if params:
+            self._conn.execute(_APPLY_DELTA, params)
+
+
+_Statements = _CoreStatements | PgLedgerStatements
+
+
+def _statements(conn: Connection, engine: Engine) -> _Statements:
+    if uses_psycopg(conn):
+        return PgLedgerStatements(conn)
+    return _CoreStatements(conn, engine.dialect.name)
+
+
+def _conversation_ids(statements: _Statements, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
     named = {(r.client_key_id or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
-    if not named:
-        return {}
-    create, find = _conversation_statements(engine.dialect.name)
-    conn.execute(create, [{"owner": owner, "external_id": ext, "turn_count": 0, "created_at": at, "updated_at": at}
-                          for (owner, ext), at in sorted(named.items())])
-    rows = conn.execute(find, {"keys": list(named)})
-    return {(owner, ext): pk for pk, owner, ext in rows if pk is not None}
+    return statements.conversations(named) if named else {}
 
 
 @functools.cache
@@ -155,22 +191,20 @@ def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) 
     A record whose request id is already in the ledger is skipped whole (its hold included:
     whoever stored that row settled it), so replaying a spool twice, or a row racing the
     stale-hold sweep, changes nothing. Statements are per batch, not per record (one
-    multi-row insert, one delete of reservations, one update per counter), so the writer
-    holds the hot counter rows only briefly.
+    multi-row insert, one delete of reservations, one upsert of the counters), so the
+    writer holds the hot counter rows only briefly.
     """
     first: dict[str, UsageRecord] = {}
     for r in records:
         first.setdefault(stored_request_id(r.request_id), r)
     given, records = records, list(first.values())
     with engine.begin() as conn:
-        conversations = _conversation_ids(conn, engine, records)
+        statements = _statements(conn, engine)
+        conversations = _conversation_ids(statements, records)
         pk_of = {r.request_id: conversations.get((r.client_key_id or "", r.conversation_id or "")) for r in records}
-        # One cached statement run as executemany ("insertmanyvalues" batches it into
-        # multi-row INSERTs); a literal multi-row VALUES would be recompiled per batch size.
-        stored = {row[0] for row in conn.execute(
-            _insert_spend(engine.dialect.name), [_spend_row(r, pk_of[r.request_id]) for r in records])}
+        stored = statements.insert_spend([_spend_row(r, pk_of[r.request_id]) for r in records])
         fresh = [r for r in records if stored_request_id(r.request_id) in stored]
-        released = close_reservations(conn, [r.reservation.id for r in fresh if r.reservation])
+        released = statements.close_reservations([r.reservation.id for r in fresh if r.reservation])
         deltas = _settlement(fresh, released, tz)
         turns: dict[str, int] = {}
         for r in fresh:
@@ -178,15 +212,12 @@ def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) 
             if r.turn is not None and pk is not None:
                 # The counter update takes the conversation's row lock, so two turns racing on
                 # one conversation get distinct, consecutive indexes.
-                turns[r.request_id] = conn.execute(
-                    _count_turn(), {"pk": pk, "at": r.created_at}).scalar_one()
                 t, junk = r.turn, set[str]()
-                conn.execute(_insert_turn(), {
-                    "conversation_id": pk, "turn_index": turns[r.request_id],
+                turns[r.request_id] = statements.add_turn(pk, r.created_at, {
                     "request_id": bounded(t.request_id, ID_LIMIT, junk), "created_at": t.created_at,
                     "system_prompt": clean(t.system_prompt, junk), "prompt": clean(t.prompt, junk),
                     "reply": clean(t.reply, junk), "model": bounded(t.model, NAME_LIMIT, junk)})
-        apply_deltas(conn, deltas)
+        statements.apply_deltas(delta_params(deltas))
     seen: set[str] = set()
     indexes = []
     for r in given:  # a request id repeated within the batch is a duplicate too

@@ -157,10 +157,16 @@ class SqlConversationRepository(SqlBase):
 
 @functools.cache
 def _recent_turns_statement(limit: int) -> Select[Any]:
+    """The newest ``limit`` turns of one conversation, read as a range of the (conversation,
+    turn index) index: a conversation's turns are numbered 1..``turn_count`` (the ledger
+    numbers them in the transaction that counts them), so the newest are those above
+    ``turn_count - limit``. Asked only for the newest by ORDER BY and LIMIT, PostgreSQL read
+    and sorted every stored turn of the conversation on every turn: a cost that grew with
+    the conversation (bench/README.md, "Levers")."""
     turns, conversations = table_of(TurnRow), table_of(ConversationRow)
     t, c = turns.c, conversations.c
     return (select(t.request_id, t.created_at, t.system_prompt, t.prompt, t.reply, t.model, t.turn_index)
-            .join_from(turns, conversations, t.conversation_id == c.id)
+            .join_from(turns, conversations, (t.conversation_id == c.id) & (t.turn_index > c.turn_count - limit))
             .where(c.owner == bindparam("owner"), c.external_id == bindparam("external_id"))
             .order_by(t.turn_index.desc()).limit(limit))
 
@@ -339,11 +345,16 @@ def close_reservations(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def delta_params(deltas: dict[tuple[str, str], tuple[int, int]]) -> list[dict[str, Any]]:
+    """The counters' changes in a fixed order, so that two writers never lock the same rows
+    in opposite orders; counters that do not change are left out."""
+    return [{"scope": sc, "period": p, "held": held, "spent": spent}
+            for (sc, p), (held, spent) in sorted(deltas.items()) if held or spent]
+
+
 def apply_deltas(conn: Connection, deltas: dict[tuple[str, str], tuple[int, int]]) -> None:
-    """Adds (held, spent) nano-USD to each counter, in a fixed order so that two writers
-    never lock the same rows in opposite orders."""
-    params = [{"scope": sc, "period": p, "held": held, "spent": spent}
-              for (sc, p), (held, spent) in sorted(deltas.items()) if held or spent]
+    """Adds (held, spent) nano-USD to each counter (in ``delta_params``' order)."""
+    params = delta_params(deltas)
     if params:
         conn.execute(_APPLY_DELTA, params)
 
