@@ -252,3 +252,17 @@ def test_llmctl_upstreams_lists_them_with_health(pg_url, fakes, tmp_path):
     assert "ok (" in lines["oa"] and " yes " in lines["oa"]
     assert "HTTP 503" in lines["cmp"] and " no " in lines["cmp"]
     assert not any(v in done.stdout for v in KEYS.values())
+
+
+def test_admission_holds_at_the_dearest_price_the_request_may_be_served_at(routed, fakes):
+    """gpt-4o-mini goes to ``az`` first, at twice the catalogue's price: the hold must cover
+    that price, or a key near its cap is admitted for half of what it is then charged."""
+    name = f"routing-dear-{uuid.uuid4().hex[:8]}"
+    key = routed.issue_key(name, daily_usd="0.002")
+    body = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "x" * 40_000}]}
+    # ~10,000 input tokens: $0.0015 at the catalogue's price (under the cap), $0.003 at az's (over it)
+    fakes["az"].clear()
+    fakes["oa"].clear()
+    r = httpx.post(routed.url + "/v1/chat/completions", json=body, timeout=30, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 402, (r.status_code, r.text[:200], rows(routed, name, 1))
+    assert fakes["az"].requests() == [] and fakes["oa"].requests() == []

@@ -117,3 +117,78 @@ def test_n_choices_are_billed_and_reserved(chat_api) -> None:
         output = conn.execute("SELECT output_tokens FROM spend_ledger WHERE client_key_id = %s",
                               (key_id,)).fetchone()
     assert output == (36,)
+
+
+def test_a_chained_response_reserves_the_context_it_is_billed_for(chat_api) -> None:
+    """OpenAI bills a ``previous_response_id`` chain's whole context as input again: a
+    one-word turn on a 47,500-token response costs as much as that response's input. The
+    hold must count it, or every chained turn gets past the cap for the price of "hi"."""
+    # A 190,000-character first turn: ~47,500 tokens × $0.15/1M ≈ $0.0071; 16 output tokens.
+    key, key_id = chat_api.new_key_and_id("bypass-chain")
+    r = httpx.put(chat_api.url + f"/admin/v1/keys/{key_id}/budget", json={"daily_limit_usd": "0.01", "monthly_limit_usd": None},
+                  headers={"Authorization": f"Bearer {chat_api.admin_token}"})
+    assert r.status_code == 200, r.text
+    first = _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "x" * 190_000,
+                                                    "max_output_tokens": 16})
+    assert first.status_code == 200, first.text
+    chat_api.clear_fake()
+    # ~$0.0029 left: "hi" alone fits, "hi" on top of the chain (another ~$0.0071) does not.
+    r = _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 16,
+                                                "previous_response_id": first.json()["id"]})
+    assert r.status_code == 402, r.text
+    assert r.json()["error"]["code"] == "budget_exceeded"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, key, "/v1/responses", {"model": "gpt-4o-mini", "input": "hi",
+                                                  "max_output_tokens": 16}).status_code == 200
+
+
+def test_a_stored_prompt_template_is_refused_on_a_budgeted_key_only(chat_api, client_key) -> None:
+    """A Responses ``prompt`` names a template stored upstream: its text (any length) is
+    billed as input, and the body says nothing of its size."""
+    budgeted = chat_api.issue_key("bypass-prompt-template", daily_usd="5")
+    body = {"model": "gpt-4o-mini", "input": "hi", "prompt": {"id": "pmpt_abc123", "version": "2",
+                                                             "variables": {"name": "x"}}}
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, "/v1/responses", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "input_not_estimable"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", _chat(service_tier="priority", max_tokens=12)),
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "service_tier": "priority", "max_output_tokens": 16}),
+], ids=["chat.completions", "responses"])
+def test_a_dearer_service_tier_is_refused_on_a_budgeted_key_only(chat_api, client_key, path: str, body: dict) -> None:
+    """``service_tier: "priority"`` is billed at the priority rates (about twice the
+    standard ones), which the catalogue does not price: the hold and the row would count it
+    at half what OpenAI bills. Refused where a budget applies, as an unpriced model is."""
+    budgeted = chat_api.issue_key("bypass-priority", daily_usd="5")
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, path, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "unpriced_service_tier"
+    assert chat_api.fake_requests() == []
+    for cheaper in ("auto", "default", "flex"):
+        assert _post(chat_api, budgeted, path, {**body, "service_tier": cheaper}).status_code == 200
+    assert _post(chat_api, client_key, path, body).status_code == 200  # no budget to protect
+
+
+@pytest.mark.parametrize("tool", [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                                  {"type": "code_interpreter", "container": {"type": "auto"}},
+                                  {"type": "mcp", "server_label": "x", "server_url": "https://mcp.example.invalid"}],
+                         ids=lambda t: t["type"])
+def test_a_tool_the_upstream_runs_is_refused_on_a_budgeted_key_only(chat_api, client_key, tool: dict) -> None:
+    """A hosted tool's results (search hits, files, a remote server's output) are billed as
+    input and its calls carry fees: nothing in the body bounds them."""
+    budgeted = chat_api.issue_key("bypass-hosted-tool", daily_usd="5")
+    body = {"model": "gpt-4o-mini", "input": "hi", "tools": [tool]}
+    chat_api.clear_fake()
+    r = _post(chat_api, budgeted, "/v1/responses", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "input_not_estimable"
+    assert chat_api.fake_requests() == []
+    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+    function = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+    assert _post(chat_api, budgeted, "/v1/responses", {**body, "tools": [function]}).status_code == 200

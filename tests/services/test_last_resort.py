@@ -92,3 +92,24 @@ def test_an_unexpected_error_mid_stream_ends_it_with_an_error_event(client, capl
     assert "secret" not in r.text
     lines = [rec for rec in caplog.records if rec.name == "chat_api.gateway"]
     assert len(lines) == 1 and "KeyError" in lines[0].getMessage()
+
+
+def test_an_unexpected_error_outside_the_pipeline_never_reaches_the_server(pg_url, tmp_path, caplog):
+    """An admin or ops route that fails unexpectedly: a 500 in the OpenAI error shape and one
+    log line. Nothing is raised to the server: uvicorn would log the whole traceback, with
+    whatever the failed call held (statement parameters, a key's name and hash)."""
+    settings = ChatApiSettings(database_url=pg_url, openai_api_key="sk-server-very-secret",
+                               admin_token="admin-" + "b" * 40, key_hash_secret="k" * 40, data_dir=tmp_path)
+    container = bootstrap(settings, provider=BrokenProvider())
+
+    def broken() -> list[Any]:
+        raise AttributeError(SECRET_DETAIL)
+
+    container.upstream_status = broken  # type: ignore[method-assign]  # a bug nobody planned for
+    caplog.set_level(logging.DEBUG)
+    with TestClient(make_app(settings, container)) as c:  # raises whatever the app raises to the server
+        r = c.get("/admin/v1/upstreams", headers={"Authorization": "Bearer admin-" + "b" * 40})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "secret" not in r.text
+    lines = [rec for rec in caplog.records if rec.name == "chat_api" and "failed" in rec.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None and "AttributeError" in lines[0].getMessage()

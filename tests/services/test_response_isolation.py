@@ -148,3 +148,31 @@ def test_anonymous_callers_never_get_each_others_idempotent_answers(chat_api) ->
     assert second.status_code == 200, second.text
     assert "idempotent-replayed" not in second.headers
     assert len(chat_api.fake_requests()) == 1
+
+
+def test_a_key_issued_again_under_a_revoked_keys_name_reaches_none_of_its_objects(chat_api) -> None:
+    """A name is a label, not an identity: a key revoked and issued again under the same name
+    (a departed team member's, say) is another client. It neither gets the revoked key's
+    history replayed nor reaches its stored responses, on any route that takes an id."""
+    admin = {"Authorization": f"Bearer {chat_api.admin_token}"}
+    name = "team-" + uuid.uuid4().hex[:8]
+    old = httpx.post(chat_api.url + "/admin/v1/keys", json={"name": name}, headers=admin).json()
+    session = "s-" + uuid.uuid4().hex[:8]
+    headers = {"Authorization": f"Bearer {old['key']}", "X-Session-Id": session}
+    r = httpx.post(chat_api.url + "/v1/chat/completions", headers=headers, timeout=30,
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "비밀: 초록 고양이"}]})
+    assert r.status_code == 200, r.text
+    response_id = _respond(chat_api, old["key"], input="저장된 응답").json()["id"]
+    assert httpx.post(chat_api.url + f"/admin/v1/keys/{old['item']['id']}/revoke", headers=admin).status_code == 200
+    new = httpx.post(chat_api.url + "/admin/v1/keys", json={"name": name}, headers=admin).json()
+    bearer = {"Authorization": f"Bearer {new['key']}"}
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + "/v1/chat/completions", headers={**bearer, "X-Session-Id": session}, timeout=30,
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "비밀이 뭐였지?"}]})
+    assert r.status_code == 200 and "초록 고양이" not in str(chat_api.fake_requests())
+    chat_api.clear_fake()
+    for method, suffix in (("GET", ""), ("GET", "/input_items"), ("POST", "/cancel"), ("DELETE", "")):
+        r = httpx.request(method, chat_api.url + f"/v1/responses/{response_id}{suffix}", headers=bearer, timeout=30)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "response_not_found")
+    assert _respond(chat_api, new["key"], input="이어서", previous_response_id=response_id).status_code == 404
+    assert chat_api.fake_requests() == []

@@ -73,3 +73,75 @@ def test_without_a_budget_nothing_is_held_and_the_row_is_still_there(chat_api) -
                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fake:array"}]})
     assert r.status_code == 502
     assert [row[:2] for row in _rows(chat_api, key_id)] == [("error", "upstream_bad_response")]
+
+
+def _upstream_calls(api, path: str) -> int:
+    return sum(1 for seen in api.fake_requests() if seen["path"] == path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("marker", ["fake:drop", "fake:cut-json"])
+def test_a_200_whose_body_breaks_is_charged_once_and_never_sent_again(chat_api, case: str, marker: str) -> None:
+    """The upstream said 200: it has done (and billed) the work, whatever happened to the
+    body on the way. That is an unreadable answer (502, the hold charged), not a broken
+    connection to retry for free: a retry would pay the upstream twice."""
+    key, key_id = _held_key(chat_api, f"anomaly-cut-{marker}")
+    path, body = CASES[case]
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + path, json=body(f"{marker} 안녕", False), timeout=30,
+                   headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 502, r.text
+    assert _code(case, r) == "upstream_bad_response"
+    assert _upstream_calls(chat_api, "/v1/responses") + _upstream_calls(chat_api, "/v1/chat/completions") == 1
+    [(outcome, error_code, cost, estimated)] = _rows(chat_api, key_id)
+    assert (outcome, error_code, estimated, cost > 0) == ("error", "upstream_bad_response", True, True)
+
+
+@pytest.mark.parametrize("marker", [*MARKERS[:2], "fake:drop", "fake:cut-json"])
+def test_an_unreadable_embeddings_answer_is_charged_its_hold(chat_api, marker: str) -> None:
+    """As for a chat turn: an embeddings call the upstream answered unreadably may have been
+    billed, so its row is charged the hold (estimated), never released for free."""
+    key, key_id = _held_key(chat_api, f"anomaly-embeddings-{marker}")
+    chat_api.clear_fake()
+    r = httpx.post(chat_api.url + "/v1/embeddings", timeout=30, headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "text-embedding-3-small", "input": f"{marker} 안녕"})
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["code"] == "upstream_bad_response"
+    assert _upstream_calls(chat_api, "/v1/embeddings") == 1
+    [(outcome, error_code, cost, estimated)] = _rows(chat_api, key_id)
+    assert (outcome, error_code, estimated, cost > 0) == ("error", "upstream_bad_response", True, True)
+
+
+@pytest.fixture(scope="module")
+def slow_upstream(pg_url, tmp_path_factory):
+    """A fake upstream of its own that can be told to think for longer than the gateway
+    waits (UPSTREAM_TIMEOUT_SECONDS=1), and a chat-api process in front of it."""
+    from tests.services.conftest import start_chat_api
+    from tests.support.processes import start_fake_openai, stop
+
+    fake_proc, fake_url = start_fake_openai()
+    proc, api = start_chat_api(pg_url, fake_url, tmp_path_factory.mktemp("slow-upstream"),
+                               UPSTREAM_TIMEOUT_SECONDS="1", UPSTREAM_MAX_RETRIES="0")
+    yield api
+    stop(proc)
+    stop(fake_proc)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings"])
+def test_a_call_the_upstream_took_but_did_not_answer_in_time_is_charged_its_hold(slow_upstream, path: str) -> None:
+    """The upstream got the request and is still working on it (and will bill it) when the
+    gateway stops waiting: a 504, and the row is charged the hold (estimated), not released
+    for free. Otherwise a long generation, asked for again and again, is never paid for."""
+    api = slow_upstream
+    key, key_id = _held_key(api, "anomaly-read-timeout")
+    body = ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "긴 답을 써 줘"}]}
+            if path == "/v1/chat/completions" else {"model": "text-embedding-3-small", "input": "긴 글"})
+    behaviour = api.fake_url.rsplit("/v1", 1)[0] + "/_fake/behaviour"
+    httpx.put(behaviour, json={"first_byte_delay_ms": 3000}).raise_for_status()
+    try:
+        r = httpx.post(api.url + path, json=body, timeout=30, headers={"Authorization": f"Bearer {key}"})
+    finally:
+        httpx.delete(behaviour)
+    assert r.status_code == 504, r.text
+    [(outcome, error_code, cost, estimated)] = _rows(api, key_id)
+    assert (outcome, error_code, estimated, cost > 0) == ("error", "upstream_timeout", True, True)

@@ -14,7 +14,7 @@ Serves, on loopback:
   PUT  /_fake/behaviour       misbehave until told otherwise (JSON, every field optional):
                               {"status": 503 or 429 (every chat/responses/models call answers
                                so), "retry_after": seconds (with status), "first_byte_delay_ms":
-                               N (wait before the response starts), "cut_stream_after": N
+                               N (wait before the response starts; embeddings too), "cut_stream_after": N
                                (streams: drop the connection after N content chunks)}
   DELETE /_fake/behaviour     behave again
 
@@ -24,7 +24,8 @@ OpenAI: the key comes in the ``api-key`` header (missing: 401), ``api-version`` 
 (missing: 404, as Azure answers), and the reply's model is the deployment name.
 
 Behaviour is deterministic so callers can assert on it:
-  * a bearer key must start with "sk-" and must not contain "invalid", else 401; a key
+  * a bearer key must start with "sk-" and must not contain "invalid", else 401 (whose message
+    quotes the key masked as OpenAI's does: its first 7 and last 4 characters); a key
     containing "quota" gets 429 insufficient_quota (no Retry-After)
   * the reply text is "fake reply to: <first 40 chars of the last user text>"
   * prompt tokens = ceil(chars of all input text / 4); completion tokens =
@@ -35,7 +36,10 @@ Behaviour is deterministic so callers can assert on it:
     the next, "fake-slow" waits 30 s, "fake-stream-slow" streams 20 words 50 ms apart
   * misbehaving on purpose, when the request's text holds a marker: "fake:not-json" answers
     200 with an HTML page, "fake:array" a JSON array, "fake:bad-usage" a usage that is a
-    string, and "fake:drop" sends its headers then drops the connection before the body
+    string, "fake:drop" sends its headers then drops the connection before the body, and
+    "fake:cut-json" sends a 200 and half of its JSON body, then drops the connection
+  * like OpenAI, a Responses request with a ``previous_response_id`` it knows is billed the
+    whole chain as input: that response's input and output tokens are added to the prompt's
   * like OpenAI, answers name the dated snapshot that served the request
     (gpt-4o-mini → gpt-4o-mini-2024-07-18, see SNAPSHOTS); other names are echoed
   * a last user text containing "fake:long-ids" gets a ~450-character response id and a
@@ -361,9 +365,10 @@ async def app(scope, receive, send):
         path = azure_path
         if isinstance(body, dict) and deployment:
             body = {**body, "model": deployment}  # Azure answers with the deployment's model
+    if BEHAVIOUR.get("first_byte_delay_ms") and (path.startswith(("/v1/chat/", "/v1/responses", "/v1/embeddings"))
+                                                 or path == "/v1/models"):
+        await asyncio.sleep(BEHAVIOUR["first_byte_delay_ms"] / 1000)
     if BEHAVIOUR and (path.startswith("/v1/chat/") or path.startswith("/v1/responses") or path == "/v1/models"):
-        if BEHAVIOUR.get("first_byte_delay_ms"):
-            await asyncio.sleep(BEHAVIOUR["first_byte_delay_ms"] / 1000)
         if BEHAVIOUR.get("status"):
             status = int(BEHAVIOUR["status"])
             headers = [(b"content-type", b"application/json")]
@@ -381,7 +386,11 @@ async def app(scope, receive, send):
         return await _send_json(send, *_error(404, f"no route {method} {path}", "invalid_request_error")[:2])
     # Azure keys are not OpenAI keys: there any non-empty key passes unless it says "invalid"
     if (azure_path is None and not key.startswith("sk-")) or "invalid" in key:
-        return await _send_json(send, *_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+        # as OpenAI words it: the refused key is quoted, masked but for its start and its end
+        masked = f"{key[:7]}{'*' * 20}{key[-4:]}" if len(key) > 11 else "*" * len(key)
+        return await _send_json(send, *_error(401, f"Incorrect API key provided: {masked}. You can find your API "
+                                                   "key at https://platform.openai.com/account/api-keys.",
+                                              "invalid_request_error", "invalid_api_key"))
     if "quota" in key:
         body = orjson.dumps({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
                                        "param": None, "code": "insufficient_quota"}})
@@ -431,6 +440,13 @@ async def app(scope, receive, send):
                                 [(b"content-type", b"text/html")])
     if b"fake:array" in raw:
         return await _send_json(send, 200, b"[1, 2, 3]")
+    if b"fake:cut-json" in raw:  # a 200 whose JSON body stops halfway: the upstream has billed it
+        whole = orjson.dumps({"id": "chatcmpl-cut", "object": "chat.completion", "choices": [], "usage": {
+            "prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}, "padding": "x" * 200})
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(whole)).encode())]})
+        await send({"type": "http.response.body", "body": whole[:len(whole) // 2], "more_body": True})
+        raise ConnectionAbortedError("fake-cut-json: the connection goes away mid-body")
     if b"fake:drop" in raw:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream" if body.get("stream") else b"application/json")]})
@@ -468,6 +484,10 @@ async def app(scope, receive, send):
         reply, words, served = "널\x00바이트", ["널\x00바이트"], served + "\x00"
     if "fake:negative-usage" in last_user:
         prompt, completion = -5, -7
+    previous = body.get("previous_response_id")
+    chained = RESPONSES.get(previous) if responses_api and isinstance(previous, str) else None
+    if chained is not None and isinstance(chained.get("usage"), dict):
+        prompt += chained["usage"]["input_tokens"] + chained["usage"]["output_tokens"]
 
     if responses_api:
         usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},

@@ -4,8 +4,9 @@ Budget admission reserves the worst case, so the estimate must lean *up*: every 
 input counts (message text and content parts of every type, tool and function definitions,
 tool-call arguments, Responses function-call outputs, ``instructions``, ``prediction``,
 structured-output schemas), and the output worst case is multiplied by ``n``. What cannot be
-bounded from the body alone (files, audio, references to stored items) is reported as
-*unbounded*: the use case refuses it on a budgeted key instead of counting it as 0.
+bounded from the body alone (files, audio, references to stored items or prompt templates,
+tools the upstream runs itself) is reported as *unbounded*: the use case refuses it on a
+budgeted key instead of counting it as 0.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ _OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_token
 
 _TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
 _IMAGE_PARTS = {"image_url", "input_image"}
+# Tools the caller runs (the model only writes their call): billed as the definition's text.
+_CALLER_RUN_TOOLS = frozenset({"function", "custom"})
 _UNBOUNDED_PARTS = {"file": "file", "input_file": "file", "input_audio": "audio", "audio": "audio",
                     "item_reference": "item_reference"}
 
@@ -160,6 +163,16 @@ def estimate_input(items: Iterable[Any], params: Mapping[str, Any], model: str) 
     for name in _BILLABLE_PARAMS:
         if params.get(name) is not None:
             counter.text(params[name])
+    if params.get("prompt") is not None:  # a prompt template stored upstream: its text is billed, its size unknown
+        counter.unbounded.add("prompt")
+    tools = params.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        kind = _kind_of(tool) if isinstance(tool, dict) else None
+        if kind is not None and kind not in _CALLER_RUN_TOOLS:
+            # A tool the upstream runs itself (web or file search, code interpreter, image
+            # generation, a remote MCP server, ...): what it adds to the input (results, files,
+            # screenshots) and its per-call fees are billed, and the body bounds neither.
+            counter.unbounded.add("hosted_tool")
     return InputEstimate(counter.tokens, tuple(sorted(counter.unbounded)))
 
 

@@ -124,9 +124,23 @@ class UpstreamError(DomainError):
         """The key itself was refused (bad, revoked, or out of quota) rather than the request."""
         return self.upstream_status in (401, 403) or self.upstream_code == "insufficient_quota"
 
+    @property
+    def may_be_billed(self) -> bool:
+        """Whether the upstream may have done (and billed) the work: its failed call is then
+        charged its hold, never released for free. A refusal or an unreachable upstream did not."""
+        return False
+
 
 class UpstreamTimeout(UpstreamError):
+    """No answer in time. ``sent``: the upstream had the request (the wait for its answer
+    timed out, not the connection), so it may be generating, and billing, still."""
+
     kind = ErrorKind.UPSTREAM_TIMEOUT
+    sent: bool = False
+
+    @property
+    def may_be_billed(self) -> bool:
+        return self.sent
 
 
 class UserKeyNotAccepted(UpstreamError):
@@ -143,6 +157,10 @@ class UpstreamBadResponse(UpstreamError):
     turn is charged its hold rather than released for free."""
 
     kind = ErrorKind.UPSTREAM_BAD_RESPONSE
+
+    @property
+    def may_be_billed(self) -> bool:
+        return True
 
 
 class UpstreamBusy(UpstreamError):

@@ -46,6 +46,10 @@ class ModelCatalog:
     def price_of(self, model: str, upstream: str | None = None) -> ModelPrice | None:
         return self._prices.price_of(model, upstream)
 
+    def worst_price_of(self, model: str) -> ModelPrice | None:
+        """The price admission holds at: the dearest the request may be served at."""
+        return self._prices.worst_price_of(model)
+
     def family_of(self, model: str) -> str | None:
         family = model if model in self._extra else self._prices.family_of(model)
         return family if family in self._allowed else None

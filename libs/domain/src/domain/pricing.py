@@ -87,6 +87,18 @@ class PriceTable:
             return max(found, key=lambda p: (p.input + p.output, p.max_output_tokens)) if found else None
         return price
 
+    def worst_price_of(self, model: str) -> ModelPrice | None:
+        """What admission may hold at: each rate at its dearest over the catalogue's price and
+        every upstream's override, so the worst case covers whichever upstream serves the
+        request (the router picks it after admission). None: unpriced everywhere."""
+        found = [p for table in (self.prices, *self.upstream_prices.values())
+                 if (p := self._lookup(table, model)) is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        cached = [p.input if p.cached_input is None else p.cached_input for p in found]
+        return ModelPrice(input=max(p.input for p in found), output=max(p.output for p in found),
+                          cached_input=max(cached), max_output_tokens=max(p.max_output_tokens for p in found))
+
     def family_of(self, model: str) -> str | None:
         for table in (self.prices, *self.upstream_prices.values()):
             family = self._family_in(table, model)

@@ -37,11 +37,16 @@ def estimate_tokens(text: str) -> int:
 
     BPE tokenisers spend roughly one token per Hangul syllable (often less with o200k) but
     about one per four characters of English; counting Hangul at the Latin rate would
-    under-reserve Korean prompts four-fold.
+    under-reserve Korean prompts four-fold. Any other non-ASCII character (emoji, symbols,
+    Thai, Cyrillic, rare ideographs) counts its UTF-8 bytes: a byte-level tokeniser never
+    makes more tokens than that, and at the Latin rate emoji were admitted for a tenth of
+    their tokens.
     """
-    cjk = 0 if text.isascii() else len(text) - len(_CJK.sub("", text))
-    other = len(text) - cjk
-    return cjk + math.ceil(other / 4)
+    if text.isascii():
+        return math.ceil(len(text) / 4)
+    rest = _CJK.sub("", text)
+    ascii_chars = len(rest.encode("ascii", "ignore"))  # in C: what is left is the other scripts' bytes
+    return len(text) - len(rest) + math.ceil(ascii_chars / 4) + len(rest.encode("utf-8", "surrogatepass")) - ascii_chars
 
 
 def contains_hangul(text: str) -> bool:

@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_api import openai_edge
 from chat_api.admin import routes as admin
@@ -141,6 +142,7 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.add_middleware(LastResort)  # innermost; the chat routes (answered before the stack) have their own
     openai_edge.install(app, (settings or ChatApiSettings()).cors_allow_origins if container is None
                         else container.settings.cors_allow_origins)
 
@@ -161,11 +163,34 @@ def make_app(settings: ChatApiSettings | None = None, container: Container | Non
         body = {"detail": {"code": invalid.code, "message": message_of(invalid, language(request)), "field": field}}
         return Response(orjson.dumps(body), status_code=422, media_type="application/json")
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> Response:
-        """The last resort for routes outside the pipeline (admin, ops): one log line, and
-        the OpenAI error shape with no detail."""
-        log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
-        return last_resort_response(request)
-
     return app
+
+
+class LastResort:
+    """The last resort for routes outside the pipeline (admin, ops): an error nobody planned
+    for is answered in the OpenAI error shape with no detail (unless the answer had started)
+    and logged in one line. A middleware, not an exception handler: Starlette hands an
+    ``Exception`` handler's error back to the server after answering, and uvicorn logs its
+    whole traceback, with whatever the failed call held (a statement's parameters)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            request = Request(scope)
+            log.error("%s %s failed: %s", request.method, request.url.path, one_line(error))
+            if not started:
+                await last_resort_response(request)(scope, receive, send)

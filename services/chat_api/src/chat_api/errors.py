@@ -89,6 +89,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_budget": ("예산은 0 이상이어야 합니다.", "A budget cannot be negative."),
     # models
     "unknown_model": ("지원하지 않는 모델입니다: {model}", "Unknown or disallowed model: {model}"),
+    "unpriced_service_tier": ("이 서비스 등급은 가격표에 없어 예산이 있는 키로 사용할 수 없습니다: {tier}",
+                              "This service tier is not priced, so keys with a budget cannot use it: {tier}"),
     "unpriced_model": ("가격이 정해지지 않은 모델은 서버 키 예산으로 사용할 수 없습니다: {model}",
                        "Model {model} has no price, so it cannot be used on a budgeted server key."),
     "upstream_bad_response": ("AI 서비스가 읽을 수 없는 응답을 보냈습니다.", "The AI service sent an answer that could not be read."),
@@ -144,6 +146,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                 "A request with this Idempotency-Key is still in progress."),
     # the upstream and the system
     "upstream_error": ("OpenAI 오류 ({status}): {message}", "OpenAI error ({status}): {message}"),
+    "upstream_key_refused": ("AI 서비스가 서버의 API 키를 거부했습니다. 운영자에게 알려 주세요.",
+                             "The AI service refused the server's API key; please tell the operator."),
     "upstream_circuit_open": ("OpenAI 호출이 잇따라 실패해 잠시 중단했습니다.", "Calls to OpenAI keep failing; paused briefly."),
     "upstream_timeout": ("OpenAI 응답 시간이 초과되었습니다.", "OpenAI did not answer in time."),
     "upstream_unreachable": ("OpenAI 서버에 연결할 수 없습니다.", "Could not connect to OpenAI."),

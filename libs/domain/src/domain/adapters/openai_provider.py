@@ -127,7 +127,12 @@ class _Refused(Exception):
 
 
 class _TimedOut(Exception):
-    """Connecting, waiting for a pooled connection, or a read took longer than allowed."""
+    """Connecting, waiting for a pooled connection, or a read took longer than allowed.
+    ``sent``: the request had gone out (a read timed out, not the connection)."""
+
+    def __init__(self, sent: bool = False) -> None:
+        super().__init__(sent)
+        self.sent = sent
 
 
 class _Unreachable(Exception):
@@ -137,6 +142,11 @@ class _Unreachable(Exception):
     def __init__(self, connecting: bool = False) -> None:
         super().__init__()
         self.connecting = connecting
+
+
+class _BrokenAnswer(Exception):
+    """A 2xx whose body broke on the way: the upstream did (and billed) the work, so this is
+    an unreadable answer, never a connection failure to retry."""
 
 
 class _Transport(Protocol):
@@ -165,8 +175,9 @@ class _SdkTransport:
                                                    stream=stream)
         except openai.APIStatusError as exc:
             raise _Refused(exc.status_code, exc.body, exc.response.headers) from None
-        except openai.APITimeoutError:
-            raise _TimedOut from None
+        except openai.APITimeoutError as timed_out:
+            raise _TimedOut(sent=not isinstance(timed_out.__cause__, httpx2.ConnectTimeout | httpx2.PoolTimeout)) \
+                from None
         except openai.APIConnectionError as exc:
             raise _Unreachable(connecting=isinstance(exc.__cause__, httpx2.ConnectError)) from None
         if stream:
@@ -246,8 +257,8 @@ class _DirectTransport:
         try:
             response = await self._session_now().request(method, self._base + path, data=content, headers=sent,
                                                          proxy=self._proxy)
-        except TimeoutError:
-            raise _TimedOut from None
+        except TimeoutError as timed_out:  # a read timing out (not the connection): the request had gone out
+            raise _TimedOut(sent=isinstance(timed_out, aiohttp.SocketTimeoutError)) from None
         except aiohttp.ClientConnectorError:  # refused, name not resolved: nothing was sent
             raise _Unreachable(connecting=True) from None
         except (aiohttp.ClientError, OSError):
@@ -256,10 +267,10 @@ class _DirectTransport:
             return _Answer(response.headers, lines=_aiohttp_lines(response), close=_releaser(response))
         try:
             body = await response.read()
-        except TimeoutError:
-            raise _TimedOut from None
-        except (aiohttp.ClientError, OSError):
-            raise _Unreachable from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as broke:
+            if response.status < 400:
+                raise _BrokenAnswer from None
+            raise (_TimedOut() if isinstance(broke, TimeoutError) else _Unreachable()) from None
         finally:
             response.release()
         if response.status >= 400:
@@ -390,6 +401,9 @@ class OpenAiLlmProvider:
                                                      self._max_retries if retries else 0)
             verdict = True
             return response
+        except UpstreamBadResponse:
+            verdict = True  # it answered: the circuit counts failures to answer, as for an unreadable body
+            raise
         except UpstreamError as error:
             verdict = (error.upstream_status or 500) < 500
             raise
@@ -414,8 +428,14 @@ class OpenAiLlmProvider:
                     error.attempts = attempt + 1
                     raise error from None
                 reason, delay = str(refused.status), self._delay(attempt, error.retry_after)
-            except _TimedOut:
-                raise UpstreamTimeout("upstream_timeout", upstream_status=504) from None
+            except _TimedOut as timed_out:
+                late = UpstreamTimeout("upstream_timeout", upstream_status=504)
+                late.sent, late.attempts = timed_out.sent, attempt + 1
+                raise late from None
+            except _BrokenAnswer:
+                broken = UpstreamBadResponse("upstream_bad_response", upstream_status=502)
+                broken.attempts = attempt + 1
+                raise broken from None
             except _Unreachable as failed:
                 if attempt >= max_retries:
                     unreachable = UpstreamError("upstream_unreachable", upstream_status=502)

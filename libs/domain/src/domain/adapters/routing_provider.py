@@ -156,6 +156,8 @@ def _failover_reason(error: UpstreamError) -> str | None:
         return "circuit_open"
     if error.code == "upstream_unreachable":
         return "connection"
+    if error.code == "upstream_key_refused":  # a refusal (of the server's key), not an outage
+        return None
     status = error.upstream_status or 0
     if status == 429:
         # the server's key is out of quota there: another upstream may still answer
@@ -163,6 +165,19 @@ def _failover_reason(error: UpstreamError) -> str | None:
     if status >= 500 or status in (408, 409):
         return "5xx" if status >= 500 else str(status)
     return None
+
+
+def _server_side(error: UpstreamError, server: bool) -> UpstreamError:
+    """A refusal of the server's own key (401/403) is the operator's to read, not the
+    caller's: OpenAI's message quotes the refused key (masked but for its start and end) and
+    its 401 would tell the SDK that the caller's credentials failed. The caller gets
+    ``upstream_key_refused`` (no body, nothing quoted). Not failed over, as before: the
+    request itself reached an upstream that is up."""
+    if not server or error.upstream_status not in (401, 403):
+        return error
+    refused = UpstreamError("upstream_key_refused", upstream_status=502)
+    refused.upstream, refused.attempts = error.upstream, error.attempts
+    return refused
 
 
 def _user_key_not_accepted(model: str) -> UserKeyNotAccepted:
@@ -334,17 +349,18 @@ class RoutingLlmProvider:
                 try:
                     result = await call(upstream.provider_for(upstream_model),
                                         replace(request, model=upstream_model), key)
-                except UpstreamError as error:
-                    error.upstream, error.attempts = upstream.name, attempts
+                except UpstreamError as raised:
+                    raised.upstream, raised.attempts = upstream.name, attempts
+                    error = _server_side(raised, server)
                     reason = _failover_reason(error)
                     if isinstance(error, UpstreamBadResponse):
                         self._observe(upstream.name, "bad_response", started)
-                        raise
+                        raise error from None
                     if reason is None or (not server and error.rejects_key):
                         # The upstream is alive and refused this request (or the caller's key).
                         self._succeeded(upstream, upstream_model, client)
                         self._observe(upstream.name, "client_error", started)
-                        raise
+                        raise error from None
                     self._observe(upstream.name, reason, started)
                     self._failed(upstream, upstream_model, reason, error, client, server)
                     if reason in ("timeout", "circuit_open", "quota"):
@@ -451,10 +467,11 @@ class RoutingLlmProvider:
             assert key is not None
             try:
                 return await call(upstream.provider_for(None), key)
-            except UpstreamError as error:
-                error.upstream = upstream.name
+            except UpstreamError as raised:
+                raised.upstream = upstream.name
+                error = _server_side(raised, server)
                 if error.upstream_status != 404 and _failover_reason(error) is None:
-                    raise
+                    raise error from None
                 last = error
         assert last is not None
         raise last
@@ -497,7 +514,8 @@ class RoutingLlmProvider:
                 names.update(await upstream.provider_for(None).list_models(key))
                 answered = True
             except UpstreamError as error:
-                error.upstream, last = upstream.name, error
+                error.upstream = upstream.name
+                last = _server_side(error, server)
         if not answered:
             raise last if last is not None else (no_api_key() if server else _user_key_not_accepted("*"))
         return sorted(names)

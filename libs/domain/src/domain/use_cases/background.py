@@ -30,7 +30,7 @@ def settle_background(template: UsageRecord, *, status: str, usage: TokenUsage |
     outcome = Outcome.OK if status == "completed" else Outcome.ERROR
     turn = replace(template.turn, reply=PiiScanner(pii_policy).stored(text), created_at=now) if template.turn is not None else None
     if usage is not None and usage.anomaly is None:
-        price = prices.price_of(model) or prices.price_of(template.model)
+        price = prices.price_of(model, template.upstream) or prices.price_of(template.model, template.upstream)
         return replace(template, created_at=now, model=model, usage=usage,
                        cost=None if price is None else price.cost(usage), outcome=outcome, turn=turn,
                        error_code=None if status == "completed" else f"background_{status}")

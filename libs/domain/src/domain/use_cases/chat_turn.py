@@ -10,7 +10,7 @@ from domain.admission import choices, estimate_input, output_worst_case
 from domain.budgets import HoldTag, Reservation, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.conversations import Turn, trim_to_budget
-from domain.errors import InvalidInput, NotFound, ServiceUnavailable, UpstreamBadResponse, UpstreamError
+from domain.errors import InvalidInput, NotFound, ServiceUnavailable, UpstreamError
 from domain.key_policy import DefaultKeyPolicy, FallbackReason, KeyChoice, KeySource
 from domain.ledger import Outcome, UsageRecord
 from domain.model_catalog import ModelCatalog
@@ -121,6 +121,10 @@ class ChatSettings:
     tz: tzinfo = KST  # BUDGET_TIMEZONE: budget days and months are local ones
 
 
+# Service tiers billed at most at the catalogue's (standard) rates: "flex" costs less.
+_PRICED_TIERS = frozenset({"auto", "default", "flex"})
+
+
 def _unknown_model(model: str) -> InvalidInput:
     return InvalidInput("unknown_model", field="model", model=model)
 
@@ -158,11 +162,12 @@ class HandleChatTurn:
 
     # -- admission -------------------------------------------------------------------
     def check_model(self, model: str) -> ModelPrice | None:
-        """The model (or, for a dated snapshot, its family) must be allowed; its price may be
-        None (an operator-allowed model outside the catalogue)."""
+        """The model (or, for a dated snapshot, its family) must be allowed; its price for
+        admission (the dearest of the upstreams that may serve it) may be None (an
+        operator-allowed model outside the catalogue)."""
         if not self._models.allows(model):
             raise _unknown_model(model)
-        return self._models.price_of(model)
+        return self._models.worst_price_of(model)
 
     def validate(self, cmd: ChatTurnCommand) -> ModelPrice | None:
         """Refusals that need no I/O (model, output cap), so that an invalid request is a
@@ -171,11 +176,15 @@ class HandleChatTurn:
         _check_output_cap(cmd, price)
         return price
 
-    async def _check_references(self, cmd: ChatTurnCommand) -> None:
+    async def _check_references(self, cmd: ChatTurnCommand) -> int | None:
         """Objects a request names upstream (``previous_response_id``, ``conversation``) carry
         someone's context: only the client that created them through the gateway may name
         them. For anyone else, and for anonymous callers (who cannot be told apart), they do
-        not exist: 404, and nothing is sent upstream."""
+        not exist: 404, and nothing is sent upstream.
+
+        Returns the context they bring, in tokens: the upstream bills it as input again, so
+        admission counts it (None: not known yet, so the request cannot be estimated)."""
+        context: int | None = 0
         for name in ("previous_response_id", "conversation"):
             value = cmd.params.get(name)
             if value is None:
@@ -185,9 +194,11 @@ class HandleChatTurn:
                 raise InvalidInput("invalid_field", field=name, reason="string")
             if cmd.client.key_id is None:
                 raise NotFound("response_not_found", field=name)
-            found, owner = await self._owners.response_owner(object_id) if self._owners else (False, None)
-            if not found or owner != cmd.client.key_id:
+            found = await self._owners.response_reference(object_id) if self._owners else None
+            if found is None or found.owner != cmd.client.key_id:
                 raise NotFound("response_not_found", field=name)
+            context = None if context is None or found.context_tokens is None else context + found.context_tokens
+        return context
 
     async def _history(self, cmd: ChatTurnCommand) -> list[Any]:
         if cmd.client.key_id is None and cmd.history is None:
@@ -231,7 +242,8 @@ class HandleChatTurn:
                        prompt=prompt if prompt is not None else scanner.process(cmd.prompt, counted=False))
 
     async def _admit(self, cmd: ChatTurnCommand, choice: KeyChoice, price: ModelPrice | None,
-                     messages: list[Any]) -> Reservation | None:
+                     messages: list[Any], chained: int | None = 0) -> Reservation | None:
+        """``chained``: the tokens of the stored context the request names (None: unknown)."""
         client = cmd.client
         tag = HoldTag(cmd.request_id, client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
         if choice.source is KeySource.USER:
@@ -241,12 +253,18 @@ class HandleChatTurn:
             if budgeted:
                 raise _unpriced_model(cmd.model)
             return await self._write_ahead(tag, Money.zero())
+        tier = cmd.params.get("service_tier")
+        if budgeted and tier is not None and tier not in _PRICED_TIERS:
+            # "priority" (or "scale") is billed at rates the catalogue does not have: held and
+            # recorded at the standard ones, it would cost the budget about half its bill
+            raise InvalidInput("unpriced_service_tier", field="service_tier", tier=str(tier)[:40])
         lines = capped(budget_lines(client.budget_scope, client.limits, self._settings.global_limits,
                                     self._clock.now(), self._settings.tz))
         sent = estimate_input(messages, cmd.params, cmd.model)
-        if sent.unbounded and lines:  # counting it as 0 would let it past the budget for free
-            raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(sent.unbounded))
-        worst = price.worst_case(sent.tokens, output_worst_case(cmd.params, price.max_output_tokens,
+        unbounded = sent.unbounded if chained is not None else (*sent.unbounded, "previous_response")
+        if unbounded and lines:  # counting it as 0 would let it past the budget for free
+            raise InvalidInput("input_not_estimable", field="messages", kinds=", ".join(unbounded))
+        worst = price.worst_case(sent.tokens + (chained or 0), output_worst_case(cmd.params, price.max_output_tokens,
                                                                    cmd.max_output_tokens))
         return await self._budgets.reserve(lines, worst, tag) if lines else await self._write_ahead(tag, worst)
 
@@ -291,9 +309,10 @@ class HandleChatTurn:
 
     def _record_failure(self, cmd: ChatTurnCommand, choice: KeyChoice, started: float,
                         reservation: Reservation | None, error: UpstreamError, pii_counted: bool = True) -> None:
-        """A failed call's row. An upstream that answered unreadably may still have billed
-        the call: it is charged its hold (estimated), never released for free."""
-        billed = isinstance(error, UpstreamBadResponse) and reservation is not None
+        """A failed call's row. An upstream that answered unreadably, or had the request but
+        did not answer in time, may still have billed the call: it is charged its hold
+        (estimated), never released for free."""
+        billed = error.may_be_billed and reservation is not None
         cost = reservation.amount if billed and reservation is not None else Money.zero()
         self._ledger.submit(self._record(cmd, choice=choice, usage=TokenUsage(), cost=cost, model=cmd.model,
                                          text="", started=started, reservation=reservation,
@@ -333,15 +352,15 @@ class HandleChatTurn:
         budget hold."""
         started = self._clock.monotonic()
         price = self.validate(cmd)
-        await self._check_references(cmd)
+        chained = await self._check_references(cmd)
         cmd = self._guarded(cmd, await self._history(cmd))
         messages = [*cmd.system, *(cmd.history or []), *cmd.new_messages]
         choice = self._policy.choose(use_user_key=cmd.use_user_key, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)
-        reservation = await self._admit(cmd, choice, price, messages)
+        reservation = await self._admit(cmd, choice, price, messages, chained)
         request = UpstreamRequest(cmd.api, cmd.model, messages, cmd.params, client=cmd.client.key_id,
                                   retries=cmd.retries)
-        return _Plan(cmd, started, price, messages, request, choice, reservation)
+        return _Plan(cmd, started, price, messages, request, choice, reservation, chained)
 
     async def _call(self, cmd: ChatTurnCommand, plan: _Plan, call: Callable[[str], Awaitable[T]]) -> T:
         """``call`` with the chosen key; if the upstream refuses the caller's own key, once
@@ -354,7 +373,7 @@ class HandleChatTurn:
                 self._record_failure(cmd, plan.choice, plan.started, plan.reservation, error)
                 raise
             plan.choice = self._fall_back(cmd, plan.choice, plan.started, error, plan.reservation)
-            plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages)
+            plan.reservation = await self._admit(cmd, plan.choice, plan.price, plan.messages, plan.chained)
             try:
                 return await call(plan.choice.api_key)
             except UpstreamError as second:
@@ -412,7 +431,7 @@ class HandleChatTurn:
             model = (done.model if done else None) or cmd.model
             estimated = usage is None
             if usage is None:  # cut short before the upstream reported usage
-                prompt = estimate_message_tokens(messages)
+                prompt = estimate_message_tokens(messages) + (plan.chained or 0)  # a chain's context is billed too
                 usage = TokenUsage(input_tokens=prompt, output_tokens=estimate_tokens(reply_text) + len(text))
             # a stream cut short is still costed where it was served
             upstream, attempts = (done.upstream, done.attempts) if done else (first.upstream, first.attempts)
@@ -465,6 +484,7 @@ class _Plan:
     request: UpstreamRequest
     choice: KeyChoice
     reservation: Reservation | None
+    chained: int | None = 0  # the stored context the request names, in tokens (None: unknown)
 
 
 def _check_output_cap(cmd: ChatTurnCommand, price: ModelPrice | None) -> None:

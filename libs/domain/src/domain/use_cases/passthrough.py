@@ -133,7 +133,7 @@ class HandlePassThrough:
         tag = HoldTag(cmd.request_id, cmd.client.key_id, cmd.route, cmd.model, self._models.version, choice.source)
         if choice.source is KeySource.USER or not self._priced(cmd):
             return await self._write_ahead(tag, Money.zero())
-        price = self._models.price_of(cmd.model)
+        price = self._models.worst_price_of(cmd.model)  # the dearest upstream that may serve it
         budgeted = cmd.client.limits.applies or self._settings.global_limits.applies
         if price is None:
             if budgeted:
@@ -164,12 +164,18 @@ class HandlePassThrough:
                 error: UpstreamError | None = None, reply: UpstreamReply | None = None,
                 pii_counted: bool = True) -> None:
         """``pii_counted`` False for the refused own-key attempt of a fallback: the request's
-        personal-data counts go on one row only, so sums over the ledger count each value once."""
+        personal-data counts go on one row only, so sums over the ledger count each value once.
+        A failed call is free, unless the upstream may have billed it (an unreadable answer, no
+        answer in time to a request it had): the row is charged its hold (estimated), as a chat
+        turn's is."""
         served = reply or error
+        billed = error is not None and error.may_be_billed and reservation is not None
+        if billed and reservation is not None:
+            cost = reservation.amount
         self._ledger.submit(UsageRecord(
             request_id=request_id or cmd.request_id, created_at=self._clock.now(), client_key_id=cmd.client.key_id,
             budget_key_id=cmd.client.budget_key_id, route=cmd.route, model=model, usage=usage, cost=cost, catalog_version=self._models.version,
-            key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK,
+            key_source=choice.source, outcome=Outcome.ERROR if error else Outcome.OK, estimated=billed,
             latency_ms=int((self._clock.monotonic() - started) * 1000), fallback_reason=choice.fallback_reason,
             reservation=reservation, error_code=error.code if error else None,
             upstream=served.upstream if served else None, upstream_attempts=served.attempts if served else 1,

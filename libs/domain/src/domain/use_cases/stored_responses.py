@@ -13,10 +13,24 @@ from domain.key_policy import DefaultKeyPolicy
 from domain.ports import LlmProvider
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseReference:
+    """What naming a stored response in a request means: whose it is, and the context it
+    brings. OpenAI bills a ``previous_response_id`` chain's whole context as input again, so
+    ``context_tokens`` is that response's input plus its output (reasoning included: the
+    safe side); None while it is unknown (a background response still running)."""
+
+    owner: str | None
+    context_tokens: int | None
+
+
 class ResponseOwnership(Protocol):
-    """Who created an upstream response through the gateway: ``(found, client key id)``."""
+    """Who created an upstream response through the gateway: ``(found, client key id)``;
+    and, for a request that names one, its ``ResponseReference`` (None: no such response)."""
 
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
+
+    async def response_reference(self, response_id: str) -> ResponseReference | None: ...
 
 
 class FinishedResponses(Protocol):

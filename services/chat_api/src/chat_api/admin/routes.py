@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from chat_api.admin import csv_export, money_text
 from chat_api.bootstrap import Container
@@ -41,10 +41,38 @@ from domain.pii import PiiPolicy
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(require_admin)])
+async def refuse_nul(request: Request) -> None:
+    """PostgreSQL text cannot hold NUL: one in a path or query value is refused here, once
+    for every route, rather than failing the query (a 500)."""
+    if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+        raise InvalidInput("nul_character")
+
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(require_admin), Depends(refuse_nul)])
 
 KeySourceParam = Literal["user", "server"]
 UsdAmount = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=9)]
+_DAY = timedelta(days=1)
+
+
+def _within_calendar(value: datetime | None) -> datetime | None:
+    """A moment the read models can shift by a day and a time zone either way (year 1 or
+    9999 overflows there: a 500), refused as invalid input instead."""
+    if value is None:
+        return None
+    try:
+        moment = shared.utc(value)
+    except OverflowError:
+        moment = None
+    if moment is None or not datetime(1, 1, 3, tzinfo=UTC) <= moment <= datetime(9999, 12, 29, tzinfo=UTC):
+        raise ValueError("out of the supported range (years 1-9999)")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL character")
+    return value
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -52,7 +80,7 @@ UsdAmount = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=9)]
 class CreateKeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, AfterValidator(_no_nul)] = Field(min_length=1, max_length=100)
     daily_limit_usd: UsdAmount | None = None
     monthly_limit_usd: UsdAmount | None = None
     may_use_server_key: bool = True
@@ -180,8 +208,11 @@ def _now(container: Container) -> datetime:
 
 # -- reads ----------------------------------------------------------------------------------------
 
-Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 (UTC if no offset)")]
-Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601 (UTC if no offset)")]
+Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 (UTC if no offset)"),
+                  AfterValidator(_within_calendar)]
+Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601 (UTC if no offset)"),
+                  AfterValidator(_within_calendar)]
+ConversationId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the table's integer key
 ClientKeyId = Annotated[str | None, Query(max_length=32)]
 ModelName = Annotated[str | None, Query(max_length=100)]
 
@@ -255,7 +286,7 @@ async def list_conversations(
 
 
 @router.get("/conversations/{conversation_id}/turns")
-async def conversation_turns(container: ContainerDep, conversation_id: int) -> dict[str, Any]:
+async def conversation_turns(container: ContainerDep, conversation_id: ConversationId) -> dict[str, Any]:
     detail = await _db(container, conversations.conversation_turns, container.engine, conversation_id)
     if detail is None:
         raise NotFound("conversation_not_found")

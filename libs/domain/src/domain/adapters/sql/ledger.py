@@ -34,6 +34,7 @@ from domain.ledger import Outcome, UsageRecord
 from domain.money import Money
 from domain.periods import KST
 from domain.usage import TokenUsage
+from domain.use_cases.stored_responses import ResponseReference
 
 log = logging.getLogger(__name__)
 
@@ -482,6 +483,24 @@ class SqlSpendLedger:
                     row = conn.execute(select(col(BackgroundResponseRow.client_key_id))
                                        .where(col(BackgroundResponseRow.response_id) == key)).first()
                 return (row is not None, row[0] if row else None)
+        return await asyncio.get_running_loop().run_in_executor(None, run)
+
+    async def response_reference(self, response_id: str) -> ResponseReference | None:
+        """Whose the response is and the context it brings to a request that chains on it
+        (its row's input and output tokens); a background response still running is known
+        by its owner only."""
+        key = bounded(response_id, ID_LIMIT)
+
+        def run() -> ResponseReference | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(col(SpendRow.client_key_id), col(SpendRow.input_tokens),
+                                          col(SpendRow.output_tokens))
+                                   .where(col(SpendRow.response_id) == key).limit(1)).first()
+                if row is not None:
+                    return ResponseReference(row[0], max(0, row[1]) + max(0, row[2]))
+                pending = conn.execute(select(col(BackgroundResponseRow.client_key_id))
+                                       .where(col(BackgroundResponseRow.response_id) == key)).first()
+                return ResponseReference(pending[0], None) if pending is not None else None
         return await asyncio.get_running_loop().run_in_executor(None, run)
 
     def pending(self) -> int:
