@@ -22,7 +22,7 @@ DEFAULT_MONITOR_URL = "http://127.0.0.1:8002"
 # A page's data is read in a few calls, one after another: each may wait this long for an
 # answer before the page says the service cannot be reached. Exports and changes (a key's
 # creation must not be reported as failed while it is being made) wait longer.
-READ_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
 LONG_TIMEOUT = 15.0
 
 
