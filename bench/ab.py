@@ -11,6 +11,15 @@ wrk (32 connections) runs against A, then B, then A... so the machine's load mov
 columns alike. Prints each run and the medians of CPU per request (the gateway's process
 tree) and PostgreSQL backend CPU per request. On a shared machine, these medians, not req/s,
 are the figure to compare. Take the bench lock around it when others measure too.
+
+    .venv/bin/python bench/ab.py . . --server uvicorn granian:uvloop --extra-path DIR [--stream-requests 40]
+
+compares the servers instead: one tree served by uvicorn (``chat-api``) and by granian's ASGI
+interface (one worker), granian installed with ``pip install --target DIR granian`` outside the
+project's venv (it is not a dependency). ``GRANIAN_*`` variables in the environment reach
+granian (e.g. ``GRANIAN_RUNTIME_MODE=st``). The CPU is the whole process tree's, so granian's
+worker process and its Rust threads are counted. ``--stream-requests`` adds TTFB and chunk gaps
+(A, B and direct, in both orders).
 """
 from __future__ import annotations
 
@@ -25,15 +34,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench
 
 
-def start(db: bench.Database, tree: Path, upstream_port: int) -> tuple[object, int]:
+def server_cmd(server: str, host: str, port: int) -> list[str]:
+    """The command serving the app: the project's ``chat-api`` (uvicorn, httptools, uvloop), or
+    granian's ASGI interface with one worker on the loop named after the colon
+    (``granian:uvloop``, ``granian:rloop``, ``granian:asyncio``). granian is not a dependency of
+    the project: it must be importable from the ``--extra-path`` directory."""
+    if server == "uvicorn":
+        return [str(bench.BIN / "chat-api")]
+    loop = server.partition(":")[2] or "uvloop"
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", host, "--port", str(port),
+            "--workers", "1", "--loop", loop, "--http", "1", "--no-ws", "--log-level", "warning",
+            "chat_api.app:make_app"]
+
+
+def start(db: bench.Database, tree: Path, upstream_port: int, server: str = "uvicorn",
+          extra_path: str = "") -> tuple[object, int]:
     port = bench.free_port()
     env = {**db.env, "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1", "CHAT_API_PORT": str(port),
            "CHAT_API_HOST": "127.0.0.1", "LEDGER_SPOOL_PATH": str(db.data_dir / f"spool-{port}.sqlite3"),
            "HISTORY_MAX_TURNS": "10",
-           "PYTHONPATH": f"{tree / 'services/chat_api/src'}:{tree / 'libs/domain/src'}"}
-    p = bench.spawn([str(bench.BIN / "chat-api")], env=env, cpu=bench.GATEWAY_CPU)
+           "PYTHONPATH": ":".join(filter(None, (str(tree / "services/chat_api/src"), str(tree / "libs/domain/src"),
+                                                 extra_path)))}
+    p = bench.spawn(server_cmd(server, "127.0.0.1", port), env=env, cpu=bench.GATEWAY_CPU)
     bench.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=p)
     return p, port
+
+
+def streams(args: argparse.Namespace, targets: dict[str, tuple[object, int, str]], key: dict[str, str],
+            up_port: int) -> None:
+    """Streaming through each target and direct, in both orders: TTFB and content-chunk gaps."""
+    direct = (f"http://127.0.0.1:{up_port}/v1/chat/completions", {"Authorization": f"Bearer {bench.SERVER_KEY}"})
+    urls = {name: (f"http://127.0.0.1:{port}/v1/chat/completions", key) for name, (_p, port, _c) in targets.items()}
+    urls["direct"] = direct
+    print(f"\nstreaming ({args.stream_requests} streams per pass, upstream {args.upstream_ms} ms to first byte, "
+          f"a chunk every {bench.CHUNK_MS} ms):")
+    for i, order in enumerate((("A", "B", "direct"), ("direct", "B", "A"))):
+        for name in order:
+            r = bench.stream_probe(*urls[name], args.stream_requests)
+            print(f"  pass {i + 1} {name:<6} TTFB p50 {r['ttfb_p50_ms']:.2f} ms, gap p50 {r['gap_p50_ms']:.2f} ms, "
+                  f"p99 {r['gap_p99_ms']:.2f} ms ({r['gaps']} gaps)", flush=True)
 
 
 def main() -> None:
@@ -46,15 +85,21 @@ def main() -> None:
     ap.add_argument("--route", choices=("openai", "original", "both"), default="openai")
     ap.add_argument("--upstream-ms", type=float, default=0,
                     help="the fake upstream's latency: with --conc 1, compare added latency (p50/p99 over direct)")
+    ap.add_argument("--server", nargs=2, metavar=("A_SERVER", "B_SERVER"), default=("uvicorn", "uvicorn"),
+                    help="what serves A and B: uvicorn, or granian[:uvloop|rloop|asyncio] (the same tree twice "
+                         "compares the servers)")
+    ap.add_argument("--extra-path", default="", help="a directory added to PYTHONPATH (where granian is installed)")
+    ap.add_argument("--stream-requests", type=int, default=0,
+                    help="after the rounds: this many sequential streams per target, TTFB and chunk gaps")
     args = ap.parse_args()
     os.sched_setaffinity(0, {int(bench.LOAD_CPU)})
     db = bench.Database()
     key = {"Authorization": f"Bearer {db.client_key}"}
     try:
-        _up, up_port = bench.start_upstream(args.upstream_ms, 0)
+        _up, up_port = bench.start_upstream(args.upstream_ms, bench.CHUNK_MS if args.stream_requests else 0)
         targets = {}
-        for name, tree in (("A", args.a.resolve()), ("B", args.b.resolve())):
-            proc, port = start(db, tree, up_port)
+        for name, tree, server in (("A", args.a.resolve(), args.server[0]), ("B", args.b.resolve(), args.server[1])):
+            proc, port = start(db, tree, up_port, server, args.extra_path)
             conversation = f"bench-conv-{uuid.uuid4().hex[:8]}"
             bench.seed_history(port, db.client_key, conversation, 10)
             targets[name] = (proc, port, conversation)
@@ -86,7 +131,7 @@ def main() -> None:
                           f"p99 {r['p99_ms']:.2f} ms {r['errors']} errors", flush=True)
         print(f"\nmedians of {args.rounds} rounds (load average now {os.getloadavg()[0]:.1f}):")
         for (route, name), runs in sorted(figures.items()):
-            print(f"  {route:<9}{name} ({[args.a, args.b][name == 'B']}): "
+            print(f"  {route:<9}{name} ({[args.a, args.b][name == 'B']}, {args.server[name == 'B']}): "
                   f"{statistics.median(c for c, _ in runs):>7.0f} us CPU/req, "
                   f"{statistics.median(d for _, d in runs):>6.0f} us PostgreSQL/req, "
                   f"p50 {statistics.median(p for p, _ in latency[(route, name)]):.2f} ms, "
@@ -95,6 +140,8 @@ def main() -> None:
             if name == "direct":
                 print(f"  {route:<9}direct upstream: p50 {statistics.median(p for p, _ in runs):.2f} ms, "
                       f"p99 {statistics.median(q for _, q in runs):.2f} ms")
+        if args.stream_requests:
+            streams(args, targets, key, up_port)
     finally:
         for p in list(bench._started):
             bench.stop(p)
