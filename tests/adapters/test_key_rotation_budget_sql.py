@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.adapters.clock import SystemClock
-from domain.adapters.sql.ledger import sweep_stale_holds, write_records
+from domain.adapters.sql.ledger import SqlSpendLedger, sweep_stale_holds, write_records
 from domain.adapters.sql.read_models.keys import key as key_view
 from domain.adapters.sql.reconcile import reconcile
-from domain.adapters.sql.repositories import SqlBudgetStore, SqlClientKeyRepository
+from domain.adapters.sql.repositories import SqlBudgetStore, SqlClientKeyRepository, SqlConversationRepository
 from domain.budgets import HoldTag, budget_lines, capped
 from domain.client_keys import BudgetLimits, ClientIdentity
 from domain.errors import BudgetExceeded
@@ -92,3 +92,42 @@ async def test_a_stale_hold_of_the_old_key_is_charged_to_the_successors_budget(e
     assert view is not None and (view.spent_today_nanos, view.held_today_nanos) == (Money.from_usd("0.0003").nanos, 0)
     drifts = [d for d in reconcile(engine) if d.scope == old.budget_scope]
     assert drifts and all(d.spent_drift == 0 and d.held_drift == 0 for d in drifts), drifts
+
+
+def _stored(who: ClientIdentity, conversation: str | None = None, response_id: str | None = None) -> UsageRecord:
+    # as ChatTurn builds it: the caller's key on the row, its chain on the turn and the budget
+    record = replace(a_record(request_id="req_" + uid(), owner=who.key_id, conversation_id=conversation),
+                     budget_key_id=who.budget_key_id, response_id=response_id)
+    if record.turn is not None:
+        record = replace(record, turn=replace(record.turn, owner=who.owner))
+    return record
+
+
+async def test_a_rotation_chain_owns_what_any_of_its_keys_stored(engine, tmp_path):
+    """Conversations and stored responses are the chain's: a successor two rotations on
+    reads its first key's turns and owns its responses (rows written before any rotation
+    too: the first key's own id is the chain's); a key of another chain owns none."""
+    keys, first, _ = await _issue_and_auth(engine)
+    rotate = RotateClientKey(keys, SystemClock(), SECRET)
+    second = await AuthenticateClient(keys, SECRET, None).execute(
+        (await rotate.execute(first.key_id or "")).issued.secret)
+    third = await AuthenticateClient(keys, SECRET, None).execute(
+        (await rotate.execute(second.key_id or "")).issued.secret)
+    _, stranger, _ = await _issue_and_auth(engine)
+    assert first.owner == second.owner == third.owner == first.key_id != stranger.owner
+
+    conversation, earlier, later, theirs = "c-" + uid(), "resp_" + uid(), "resp_" + uid(), "resp_" + uid()
+    write_records(engine, [_stored(first, conversation, earlier), _stored(second, conversation, later),
+                           _stored(stranger, conversation, theirs)])
+    ledger = SqlSpendLedger(engine, spool_path=tmp_path / "spool.db")
+    try:
+        for response_id in (earlier, later):
+            reference = await ledger.response_reference(response_id)
+            assert reference is not None and reference.owner == third.owner
+            assert await ledger.response_owner(response_id) == (True, third.owner)
+        assert await ledger.response_owner(theirs) == (True, stranger.owner)
+    finally:
+        ledger.close()
+    history = SqlConversationRepository(engine)
+    assert len(await history.recent_turns(third.owner, conversation, 10)) == 2
+    assert len(await history.recent_turns(stranger.owner, conversation, 10)) == 1

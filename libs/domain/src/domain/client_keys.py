@@ -85,6 +85,15 @@ class ClientIdentity:
         shared by every key of a rotation chain."""
         return scope_of(self.budget_key_id or self.key_id)
 
+    @property
+    def owner(self) -> str | None:
+        """Whose stored objects this caller reaches (conversations, stored responses,
+        Idempotency-Keys): its key's rotation chain, named by the chain's first key id. A
+        rotated key carries on what its predecessors made; a key merely issued under the same
+        name starts a chain of its own. A chain's first key's own id is the chain id, so what
+        it stored before it was ever rotated stays its chain's. None: anonymous (no one)."""
+        return None if self.key_id is None else self.budget_key_id or self.key_id
+
 
 def expires(expires_at: datetime | None, now: datetime) -> bool:
     """Whether a key with this expiry is expired at ``now`` (a naive time is UTC, as SQLite

@@ -62,6 +62,13 @@ class UsageRecord:
         return self.budget_key_id or self.client_key_id
 
     @property
+    def owner(self) -> str | None:
+        """Whose conversation the request's turn belongs to (``ClientIdentity.owner``): the
+        rotation chain of its key, named by the chain's first key id, the same id as the
+        budget's. None: anonymous."""
+        return self.budget_owner
+
+    @property
     def priced(self) -> bool:
         return self.cost is not None
 

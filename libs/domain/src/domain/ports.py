@@ -123,7 +123,8 @@ class LlmProvider(Protocol):
 
 
 class ConversationRepository(Protocol):
-    """Stored turns, scoped by owner: a client never reads another client's conversation."""
+    """Stored turns, scoped by owner (``ClientIdentity.owner``: the key's rotation chain): a
+    client never reads another client's conversation, and a rotated key continues its own."""
 
     async def recent_turns(self, owner: str | None, conversation_id: str, limit: int) -> Sequence[Turn]: ...
 

@@ -33,9 +33,9 @@ async def run_once(store: SqlIdempotencyStore, clock: Clock, client: ClientIdent
     handed to another who sends the same key and body (DESIGN.md "Isolation and hostile
     input": nothing stored is replayed to an anonymous caller). Their key is ignored and
     each request runs."""
-    if key is None or client.key_id is None:
+    owner = client.owner  # the key's rotation chain: a retry sent on the rotated key replays too
+    if key is None or owner is None:
         return await handler()
-    owner = client.key_id
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
     claimed_at = clock.now()
     stored = await store.begin(owner, key, body_hash, claimed_at)

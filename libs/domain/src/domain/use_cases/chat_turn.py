@@ -178,8 +178,8 @@ class HandleChatTurn:
 
     async def _check_references(self, cmd: ChatTurnCommand) -> int | None:
         """Objects a request names upstream (``previous_response_id``, ``conversation``) carry
-        someone's context: only the client that created them through the gateway may name
-        them. For anyone else, and for anonymous callers (who cannot be told apart), they do
+        someone's context: only the client that created them through the gateway (any key of
+        the creating key's rotation chain, ``ClientIdentity.owner``) may name them. For anyone else, and for anonymous callers (who cannot be told apart), they do
         not exist: 404, and nothing is sent upstream.
 
         Returns the context they bring, in tokens: the upstream bills it as input again, so
@@ -195,7 +195,7 @@ class HandleChatTurn:
             if cmd.client.key_id is None:
                 raise NotFound("response_not_found", field=name)
             found = await self._owners.response_reference(object_id) if self._owners else None
-            if found is None or found.owner != cmd.client.key_id:
+            if found is None or found.owner != cmd.client.owner:
                 raise NotFound("response_not_found", field=name)
             context = None if context is None or found.context_tokens is None else context + found.context_tokens
         return context
@@ -207,7 +207,7 @@ class HandleChatTurn:
             return []
         if cmd.history is not None or not cmd.conversation_id:
             return cmd.history or []
-        turns = await self._conversations.recent_turns(cmd.client.key_id, cmd.conversation_id,
+        turns = await self._conversations.recent_turns(cmd.client.owner, cmd.conversation_id,
                                                        self._settings.history_max_turns)
         return [m for t in trim_to_budget(turns, self._settings.history_token_budget) for m in t.as_messages()]
 
@@ -296,7 +296,7 @@ class HandleChatTurn:
         if cmd.conversation_id and outcome is not Outcome.ERROR:
             system_text = " ".join(str(m.get("content", "")) for m in cmd.system if isinstance(m, dict))
             # The reply is stored as it will be replayed: masked like the request.
-            turn = Turn(cmd.conversation_id, cmd.client.key_id, cmd.request_id, now, system_text, cmd.prompt,
+            turn = Turn(cmd.conversation_id, cmd.client.owner, cmd.request_id, now, system_text, cmd.prompt,
                         cmd.pii.stored(text), model)
         return UsageRecord(
             request_id=cmd.request_id, created_at=now, client_key_id=cmd.client.key_id,

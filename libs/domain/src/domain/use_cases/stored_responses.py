@@ -20,13 +20,15 @@ class ResponseReference:
     ``context_tokens`` is that response's input plus its output (reasoning included: the
     safe side); None while it is unknown (a background response still running)."""
 
-    owner: str | None
+    owner: str | None  # ClientIdentity.owner of its creator: its key's rotation chain
     context_tokens: int | None
 
 
 class ResponseOwnership(Protocol):
-    """Who created an upstream response through the gateway: ``(found, client key id)``;
-    and, for a request that names one, its ``ResponseReference`` (None: no such response)."""
+    """Who created an upstream response through the gateway: ``(found, owner)``, the owner
+    being the rotation chain of the key that created it (``ClientIdentity.owner``: the chain's
+    first key id; None for an anonymous creator); and, for a request that names one, its
+    ``ResponseReference`` (None: no such response)."""
 
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
 
@@ -67,7 +69,9 @@ class HandleStoredResponse:
     """The rules for a stored response:
 
     * only the client that created it (through the gateway) may fetch, cancel, delete it or
-      list its input items; for anyone else it does not exist (404, nothing is sent upstream);
+      list its input items — any key of the creating key's rotation chain, so a rotated key
+      keeps its predecessors' responses; for anyone else it does not exist (404, nothing is
+      sent upstream);
     * anonymous callers cannot be told apart, so they can do none of these;
     * the key policy picks the key, as for a chat turn (the caller's own key when it sends
       one, else the server key if this client may use it);
@@ -84,7 +88,7 @@ class HandleStoredResponse:
         if cmd.client.key_id is None:
             raise response_not_found()
         found, owner = await self._owners.response_owner(cmd.response_id)
-        if not found or owner != cmd.client.key_id:
+        if not found or owner != cmd.client.owner:
             raise response_not_found()
         choice = self._policy.choose(use_user_key=cmd.user_api_key is not None, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)

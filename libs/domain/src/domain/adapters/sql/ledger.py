@@ -16,17 +16,25 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from domain.adapters.sql.pg_batches import PgLedgerStatements, uses_psycopg
 from domain.adapters.sql.repositories import _APPLY_DELTA, apply_deltas, close_reservations, delta_params
 from domain.adapters.sql.spool import SqliteSpool, encode
-from domain.adapters.sql.tables import BackgroundResponseRow, BudgetReservationRow, ConversationRow, SpendRow, TurnRow
+from domain.adapters.sql.tables import (
+    BackgroundResponseRow,
+    BudgetReservationRow,
+    ClientKeyRow,
+    ConversationRow,
+    SpendRow,
+    TurnRow,
+    table_of,
+)
 from domain.budgets import BudgetLine, Reservation, spend_lines
 from domain.conversations import Turn
 from domain.key_policy import FallbackReason, KeySource
@@ -70,6 +78,20 @@ def bounded(value: str, limit: int, anomalies: set[str] | None = None) -> str:
     seen.add("id_shortened")
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return f"{out[:limit - 25]}~{digest}"
+
+
+def _with_key(row: type[SQLModel], creator: Any) -> Any:
+    """A row joined to the client key that created it (none for an anonymous creator)."""
+    keys = table_of(ClientKeyRow)
+    return table_of(row).outerjoin(keys, keys.c.id == creator)
+
+
+def _chain_of(creator: Any) -> Any:
+    """The rotation chain of the creating key, as ``ClientIdentity.owner`` names it: its
+    ``budget_key_id`` (a rotated key's chain's first key), else its own id. Read from the key
+    row joined in the same statement, so the ownership check costs no extra query, and rows
+    stored before any rotation (the first key's own id) stay the chain's."""
+    return func.coalesce(table_of(ClientKeyRow).c.budget_key_id, creator)
 
 
 def _opt(value: str | None, limit: int, anomalies: set[str]) -> str | None:
@@ -169,7 +191,7 @@ def _statements(conn: Connection, engine: Engine) -> _Statements:
 
 
 def _conversation_ids(statements: _Statements, records: list[UsageRecord]) -> dict[tuple[str, str], int]:
-    named = {(r.client_key_id or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
+    named = {(r.owner or "", r.conversation_id): r.created_at for r in records if r.conversation_id}
     return statements.conversations(named) if named else {}
 
 
@@ -201,7 +223,7 @@ def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) 
     with engine.begin() as conn:
         statements = _statements(conn, engine)
         conversations = _conversation_ids(statements, records)
-        pk_of = {r.request_id: conversations.get((r.client_key_id or "", r.conversation_id or "")) for r in records}
+        pk_of = {r.request_id: conversations.get((r.owner or "", r.conversation_id or "")) for r in records}
         stored = statements.insert_spend([_spend_row(r, pk_of[r.request_id]) for r in records])
         fresh = [r for r in records if stored_request_id(r.request_id) in stored]
         released = statements.close_reservations([r.reservation.id for r in fresh if r.reservation])
@@ -472,33 +494,29 @@ class SqlSpendLedger:
                     raise TimeoutError("the ledger writer did not catch up in time")
 
     async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
-        """(found, client key id) of the request that produced an upstream response."""
-        key = bounded(response_id, ID_LIMIT)
-
-        def run() -> tuple[bool, str | None]:
-            with self.engine.connect() as conn:
-                row = conn.execute(select(col(SpendRow.client_key_id)).where(col(SpendRow.response_id) == key)
-                                   .limit(1)).first()
-                if row is None:  # a background response still running has no row yet
-                    row = conn.execute(select(col(BackgroundResponseRow.client_key_id))
-                                       .where(col(BackgroundResponseRow.response_id) == key)).first()
-                return (row is not None, row[0] if row else None)
-        return await asyncio.get_running_loop().run_in_executor(None, run)
+        """(found, owner) of an upstream response: the rotation chain of the key whose
+        request produced it (``ClientIdentity.owner``)."""
+        reference = await self.response_reference(response_id)
+        return (reference is not None, reference.owner if reference else None)
 
     async def response_reference(self, response_id: str) -> ResponseReference | None:
-        """Whose the response is and the context it brings to a request that chains on it
-        (its row's input and output tokens); a background response still running is known
-        by its owner only."""
+        """Whose the response is (the rotation chain of the key that created it, read from
+        that key's row in the same statement) and the context it brings to a request that
+        chains on it (its row's input and output tokens); a background response still running
+        is known by its owner only."""
         key = bounded(response_id, ID_LIMIT)
 
         def run() -> ResponseReference | None:
             with self.engine.connect() as conn:
-                row = conn.execute(select(col(SpendRow.client_key_id), col(SpendRow.input_tokens),
+                row = conn.execute(select(_chain_of(col(SpendRow.client_key_id)), col(SpendRow.input_tokens),
                                           col(SpendRow.output_tokens))
+                                   .select_from(_with_key(SpendRow, col(SpendRow.client_key_id)))
                                    .where(col(SpendRow.response_id) == key).limit(1)).first()
                 if row is not None:
                     return ResponseReference(row[0], max(0, row[1]) + max(0, row[2]))
-                pending = conn.execute(select(col(BackgroundResponseRow.client_key_id))
+                pending = conn.execute(select(_chain_of(col(BackgroundResponseRow.client_key_id)))
+                                       .select_from(_with_key(BackgroundResponseRow,
+                                                              col(BackgroundResponseRow.client_key_id)))
                                        .where(col(BackgroundResponseRow.response_id) == key)).first()
                 return ResponseReference(pending[0], None) if pending is not None else None
         return await asyncio.get_running_loop().run_in_executor(None, run)

@@ -99,7 +99,11 @@ def _conversation_conditions(flt: ConversationFilter) -> list[ColumnElement[bool
     if flt.until is not None:
         conds.append(convs_c.updated_at < utc(flt.until))
     if flt.client_key_id is not None:
-        conds.append(convs_c.owner == flt.client_key_id)
+        # A rotated key's conversations are its chain's (``ClientIdentity.owner``): the
+        # chain's first key id. Its own id too, for rows stored before it was rotated into.
+        chain = (select(func.coalesce(keys_c.budget_key_id, keys_c.id)).where(keys_c.id == flt.client_key_id)
+                 .scalar_subquery())
+        conds.append(convs_c.owner.in_([flt.client_key_id, chain]))
     # The EXISTS probes below are per-conversation lookups on uq_turns_conversation_turn_index
     # and ix_spend_conversation, so they cost one index probe per candidate conversation.
     if flt.model is not None:
