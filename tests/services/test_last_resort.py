@@ -113,3 +113,25 @@ def test_an_unexpected_error_outside_the_pipeline_never_reaches_the_server(pg_ur
     assert "secret" not in r.text
     lines = [rec for rec in caplog.records if rec.name == "chat_api" and "failed" in rec.getMessage()]
     assert len(lines) == 1 and lines[0].exc_info is None and "AttributeError" in lines[0].getMessage()
+
+
+def test_an_error_escaping_the_pipeline_on_a_v1_route_is_a_500_with_a_request_id(client, caplog):
+    """The chat routes are served before Starlette's middleware (``GatewayApp``), so the request
+    id the middleware would add must come with the last-resort answer too (every /v1 answer
+    carries one). The gateway itself is swapped for one that fails outside its own guard."""
+    caplog.set_level(logging.DEBUG)
+
+    class ExplodingGateway:
+        async def serve(self, *args: object) -> None:
+            raise RuntimeError(SECRET_DETAIL)
+
+    app = client.app
+    gateway, app.state.gateway = app.state.gateway, ExplodingGateway()
+    try:
+        r = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+        original = client.post("/api/v1/chat", json={"user_prompt": "x"})
+    finally:
+        app.state.gateway = gateway
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error" and "secret" not in r.text
+    assert len(r.headers["x-request-id"]) >= 16
+    assert original.status_code == 500 and "x-request-id" not in original.headers  # /v1 only, as the contract says

@@ -44,10 +44,10 @@ from chat_api.dialects.responses import RESPONSES
 from chat_api.errors import internal_error, message_of
 from chat_api.gateway import Gateway, one_line
 from chat_api.inbound import language
+from chat_api.openai_edge import OPENAI_PREFIX
 
 log = logging.getLogger("chat_api")
 _Route = tuple[Dialect[Any, Any], Callable[[Gateway], Any]]
-OPENAI_PREFIX = "/v1"
 
 
 def _chat(gw: Gateway) -> Any:
@@ -103,5 +103,8 @@ class GatewayApp(FastAPI):
             await response(scope, receive, send)
         except Exception as unexpected:
             log.error("%s %s failed: %s", scope["method"], scope["path"], one_line(unexpected))
+            fallback = last_resort_response(request)
+            if scope["path"].startswith(OPENAI_PREFIX):  # every /v1 answer carries one, a 500 too
+                fallback.raw_headers.append((b"x-request-id", new_request_id().encode()))
             with suppress(RuntimeError):  # an answer had started: the server closes the connection
-                await last_resort_response(request)(scope, receive, send)
+                await fallback(scope, receive, send)
