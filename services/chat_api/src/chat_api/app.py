@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
@@ -63,6 +64,7 @@ GC_GEN0_THRESHOLD = 20_000
 class _Settled:
     apps: int = 0  # serving in this process (tests run several)
     threshold: tuple[int, int, int] = (700, 10, 10)  # the collector's before the first
+    lock: threading.Lock = field(default_factory=threading.Lock)  # TestClient runs lifespans in threads
 
 
 _SETTLED = _Settled()
@@ -75,19 +77,21 @@ def settled_heap() -> Iterator[None]:
     allocated since, not ~200,000 objects), and the first generation is collected less often.
     Undone when the last app of the process stops, so the objects of an app that stopped
     (tests start many) can be collected again."""
-    if _SETTLED.apps == 0:
-        _SETTLED.threshold = gc.get_threshold()
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_GEN0_THRESHOLD, *_SETTLED.threshold[1:])
-    _SETTLED.apps += 1
+    with _SETTLED.lock:
+        if _SETTLED.apps == 0:
+            _SETTLED.threshold = gc.get_threshold()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(GC_GEN0_THRESHOLD, *_SETTLED.threshold[1:])
+        _SETTLED.apps += 1
     try:
         yield
     finally:
-        _SETTLED.apps -= 1
-        if _SETTLED.apps == 0:
-            gc.set_threshold(*_SETTLED.threshold)
-            gc.unfreeze()
+        with _SETTLED.lock:
+            _SETTLED.apps -= 1
+            if _SETTLED.apps == 0:
+                gc.set_threshold(*_SETTLED.threshold)
+                gc.unfreeze()
 
 
 async def supervise_ledger_writer(c: Container, metrics: GatewayMetrics, every: float = 1.0) -> None:

@@ -301,7 +301,7 @@ def sweep_stale_holds(engine: Engine, older_than: datetime, limit: int = 500, tz
         # A background response still being polled keeps its hold, however old.
         waiting = select(background.c.reservation_id).where(background.c.reservation_id == table.c.id).exists()
         # with the budget its key draws on (a key rotated since: its successor's, the same)
-        keys = table.metadata.tables["client_keys"]
+        keys = table_of(ClientKeyRow)
         holds = conn.execute(select(table, keys.c.budget_key_id).outerjoin(keys, keys.c.id == table.c.client_key_id)
                              .where(table.c.created_at < older_than, ~waiting)
                              .order_by(table.c.created_at).limit(limit)).all()
