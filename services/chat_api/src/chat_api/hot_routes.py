@@ -26,7 +26,6 @@ stay declared in the router for the OpenAPI document and are reached there.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -44,7 +43,7 @@ from chat_api.dialects.responses import RESPONSES
 from chat_api.errors import internal_error, message_of
 from chat_api.gateway import Gateway, one_line
 from chat_api.inbound import language
-from chat_api.openai_edge import OPENAI_PREFIX
+from chat_api.openai_edge import add_request_id
 
 log = logging.getLogger("chat_api")
 _Route = tuple[Dialect[Any, Any], Callable[[Gateway], Any]]
@@ -60,11 +59,6 @@ HOT: dict[tuple[str, str], _Route] = {
     ("POST", "/api/v1/chat"): (CHAT, _chat),
     ("POST", "/api/v1/chat/stream"): (CHAT_STREAM, _chat),
 }
-
-
-def new_request_id() -> str:
-    """An id for a /v1 answer the upstream gave none: ``req_`` and 32 hex digits (random)."""
-    return "req_" + os.urandom(16).hex()
 
 
 def last_resort_response(request: Request) -> Response:
@@ -97,14 +91,11 @@ class GatewayApp(FastAPI):
             gateway: Gateway = self.state.gateway
             dialect, use_case = route
             response = await gateway.serve(request, dialect, use_case(gateway))
-            if scope["path"].startswith(OPENAI_PREFIX) and not any(
-                    name == b"x-request-id" for name, _ in response.raw_headers):
-                response.raw_headers.append((b"x-request-id", new_request_id().encode()))
+            add_request_id(scope["path"], response.raw_headers)
             await response(scope, receive, send)
         except Exception as unexpected:
             log.error("%s %s failed: %s", scope["method"], scope["path"], one_line(unexpected))
             fallback = last_resort_response(request)
-            if scope["path"].startswith(OPENAI_PREFIX):  # every /v1 answer carries one, a 500 too
-                fallback.raw_headers.append((b"x-request-id", new_request_id().encode()))
+            add_request_id(scope["path"], fallback.raw_headers)  # every /v1 answer carries one, a 500 too
             with suppress(RuntimeError):  # an answer had started: the server closes the connection
                 await fallback(scope, receive, send)

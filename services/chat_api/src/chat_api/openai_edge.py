@@ -2,7 +2,7 @@
 for routes and methods that do not exist, and CORS for the operator's browser origins."""
 from __future__ import annotations
 
-import uuid
+import os
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -33,6 +33,15 @@ EXPOSED_HEADERS = [*PASSED_THROUGH_HEADERS, "x-ratelimit-limit-requests", "x-rat
                    "x-llm-cost-usd"]
 
 
+def add_request_id(path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Gives a /v1 answer's headers an ``x-request-id`` when they have none (the upstream's is
+    kept): ``req_`` and 32 random hex digits. True when it added one."""
+    if not path.startswith(OPENAI_PREFIX) or any(name.lower() == b"x-request-id" for name, _ in headers):
+        return False
+    headers.append((b"x-request-id", ("req_" + os.urandom(16).hex()).encode()))
+    return True
+
+
 class RequestIdMiddleware:
     """Every /v1 response carries ``x-request-id``: the upstream's when the answer relayed
     one, else a new one for this request."""
@@ -48,8 +57,7 @@ class RequestIdMiddleware:
         async def with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                    headers.append((b"x-request-id", ("req_" + uuid.uuid4().hex).encode()))
+                if add_request_id(scope["path"], headers):
                     message = {**message, "headers": headers}
             await send(message)
 
