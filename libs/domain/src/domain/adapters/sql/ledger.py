@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as SqlTimeout
 from sqlmodel import SQLModel, col
 
 from domain.adapters.sql.pg_batches import PgLedgerStatements, uses_psycopg
-from domain.adapters.sql.repositories import _APPLY_DELTA, apply_deltas, close_reservations, delta_params
+from domain.adapters.sql.repositories import apply_deltas, close_reservations
 from domain.adapters.sql.spool import SqliteSpool, encode
 from domain.adapters.sql.tables import (
     BackgroundResponseRow,
@@ -176,9 +176,8 @@ class _CoreStatements:
         self._conn.execute(_insert_turn(), {**turn, "conversation_id": conversation_pk, "turn_index": index})
         return index
 
-    def apply_deltas(self, params: list[dict[str, Any]]) -> None:
-        if params:
-            self._conn.execute(_APPLY_DELTA, params)
+    def apply_deltas(self, deltas: dict[tuple[str, str], tuple[int, int]]) -> None:
+        apply_deltas(self._conn, deltas)
 
 
 _Statements = _CoreStatements | PgLedgerStatements
@@ -239,7 +238,7 @@ def write_records(engine: Engine, records: list[UsageRecord], tz: tzinfo = KST) 
                     "request_id": bounded(t.request_id, ID_LIMIT, junk), "created_at": t.created_at,
                     "system_prompt": clean(t.system_prompt, junk), "prompt": clean(t.prompt, junk),
                     "reply": clean(t.reply, junk), "model": bounded(t.model, NAME_LIMIT, junk)})
-        statements.apply_deltas(delta_params(deltas))
+        statements.apply_deltas(deltas)
     seen: set[str] = set()
     indexes = []
     for r in given:  # a request id repeated within the batch is a duplicate too

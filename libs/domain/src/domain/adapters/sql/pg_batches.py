@@ -28,6 +28,8 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from domain.adapters.sql.repositories import delta_params
+
 # spend_ledger's columns as ``ledger._spend_row`` names them, with the type each is read
 # as from the batch's JSON (then assigned to its column's own type).
 SPEND_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -153,7 +155,9 @@ class PgLedgerStatements:
             cur.execute(_INSERT_TURN, [conversation_pk, index, *(turn[name] for name in TURN_COLUMNS[2:])])
             return index
 
-    def apply_deltas(self, params: Sequence[Mapping[str, Any]]) -> None:
+    def apply_deltas(self, deltas: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """Adds (held, spent) nano-USD to each counter, in ``delta_params``' order."""
+        params = delta_params(deltas)
         if params:
             with self._cursor(_APPLY_DELTAS) as cur:
                 cur.execute(_APPLY_DELTAS, (json_batch(params),))
