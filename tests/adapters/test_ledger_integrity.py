@@ -164,9 +164,10 @@ async def test_ids_names_and_codes_of_any_length_are_stored(engine, tmp_path):
     mine = [s for s in stored if s[1] in (long_id,) or s[0].startswith("req_rrr")]
     assert mine and mine[0][1] == long_id and mine[0][2] == "m" * 150 and len(mine[0][0]) <= 512
     assert "id_shortened" in mine[0][4]
-    assert await ledger.response_owner(long_id) == (True, None)
-    assert (await ledger.response_owner(twin))[0] and (await ledger.response_owner(twin2))[0]
-    assert await ledger.response_owner(twin + "c") == (False, None)
+    found = await ledger.response_reference(long_id)
+    assert found is not None and found.owner is None
+    assert await ledger.response_reference(twin) is not None and await ledger.response_reference(twin2) is not None
+    assert await ledger.response_reference(twin + "c") is None
     assert write_records(engine, rows) == [None, None, None]  # the shortened id still dedups
 
 

@@ -25,12 +25,10 @@ class ResponseReference:
 
 
 class ResponseOwnership(Protocol):
-    """Who created an upstream response through the gateway: ``(found, owner)``, the owner
-    being the rotation chain of the key that created it (``ClientIdentity.owner``: the chain's
-    first key id; None for an anonymous creator); and, for a request that names one, its
-    ``ResponseReference`` (None: no such response)."""
-
-    async def response_owner(self, response_id: str) -> tuple[bool, str | None]: ...
+    """Who created an upstream response through the gateway, and the context it brings: its
+    ``ResponseReference``, whose owner is the rotation chain of the key that created it
+    (``ClientIdentity.owner``: the chain's first key id; None for an anonymous creator);
+    None when the gateway never saw that response."""
 
     async def response_reference(self, response_id: str) -> ResponseReference | None: ...
 
@@ -87,8 +85,8 @@ class HandleStoredResponse:
     async def execute(self, cmd: StoredResponseCommand) -> dict[str, Any]:
         if cmd.client.key_id is None:
             raise response_not_found()
-        found, owner = await self._owners.response_owner(cmd.response_id)
-        if not found or owner != cmd.client.owner:
+        reference = await self._owners.response_reference(cmd.response_id)
+        if reference is None or reference.owner != cmd.client.owner:
             raise response_not_found()
         choice = self._policy.choose(use_user_key=cmd.user_api_key is not None, user_key=cmd.user_api_key,
                                      may_use_server_key=cmd.client.may_use_server_key)

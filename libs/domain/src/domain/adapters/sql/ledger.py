@@ -492,12 +492,6 @@ class SqlSpendLedger:
                 if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError("the ledger writer did not catch up in time")
 
-    async def response_owner(self, response_id: str) -> tuple[bool, str | None]:
-        """(found, owner) of an upstream response: the rotation chain of the key whose
-        request produced it (``ClientIdentity.owner``)."""
-        reference = await self.response_reference(response_id)
-        return (reference is not None, reference.owner if reference else None)
-
     async def response_reference(self, response_id: str) -> ResponseReference | None:
         """Whose the response is (the rotation chain of the key that created it, read from
         that key's row in the same statement) and the context it brings to a request that
