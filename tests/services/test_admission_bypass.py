@@ -19,6 +19,19 @@ def _chat(**extra) -> dict:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **extra}
 
 
+def _refused_on_a_budgeted_key_only(api, client_key: str, name: str, path: str, body: dict, code: str) -> str:
+    """``body`` on a key with a daily budget: 400 ``code``, nothing sent upstream; on a key
+    without a budget (nothing to protect) it goes through. Returns the budgeted key."""
+    budgeted = api.issue_key(name, daily_usd="5")
+    api.clear_fake()
+    r = _post(api, budgeted, path, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == code
+    assert api.fake_requests() == []
+    assert _post(api, client_key, path, body).status_code == 200
+    return budgeted
+
+
 ATTACKS = {
     "tools": ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {
         "name": "f", "description": BIG, "parameters": {"type": "object"}}}])),
@@ -95,15 +108,9 @@ AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format
 
 @pytest.mark.parametrize("part", [FILE_PART, AUDIO_PART], ids=["file", "audio"])
 def test_unboundable_input_is_refused_on_a_budgeted_key_only(chat_api, client_key, part: dict) -> None:
-    budgeted = chat_api.issue_key("bypass-file", daily_usd="5")
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, part]}]}
-    chat_api.clear_fake()
-    r = _post(chat_api, budgeted, "/v1/chat/completions", body)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["code"] == "input_not_estimable"
-    assert chat_api.fake_requests() == []
-    # a key without a budget has nothing to protect: the request goes through
-    assert _post(chat_api, client_key, "/v1/chat/completions", body).status_code == 200
+    _refused_on_a_budgeted_key_only(chat_api, client_key, "bypass-file", "/v1/chat/completions", body,
+                                    "input_not_estimable")
 
 
 def test_n_choices_are_billed_and_reserved(chat_api) -> None:
@@ -145,15 +152,10 @@ def test_a_chained_response_reserves_the_context_it_is_billed_for(chat_api) -> N
 def test_a_stored_prompt_template_is_refused_on_a_budgeted_key_only(chat_api, client_key) -> None:
     """A Responses ``prompt`` names a template stored upstream: its text (any length) is
     billed as input, and the body says nothing of its size."""
-    budgeted = chat_api.issue_key("bypass-prompt-template", daily_usd="5")
     body = {"model": "gpt-4o-mini", "input": "hi", "prompt": {"id": "pmpt_abc123", "version": "2",
                                                              "variables": {"name": "x"}}}
-    chat_api.clear_fake()
-    r = _post(chat_api, budgeted, "/v1/responses", body)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["code"] == "input_not_estimable"
-    assert chat_api.fake_requests() == []
-    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+    _refused_on_a_budgeted_key_only(chat_api, client_key, "bypass-prompt-template", "/v1/responses", body,
+                                    "input_not_estimable")
 
 
 @pytest.mark.parametrize(("path", "body"), [
@@ -164,15 +166,10 @@ def test_a_dearer_service_tier_is_refused_on_a_budgeted_key_only(chat_api, clien
     """``service_tier: "priority"`` is billed at the priority rates (about twice the
     standard ones), which the catalogue does not price: the hold and the row would count it
     at half what OpenAI bills. Refused where a budget applies, as an unpriced model is."""
-    budgeted = chat_api.issue_key("bypass-priority", daily_usd="5")
-    chat_api.clear_fake()
-    r = _post(chat_api, budgeted, path, body)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["code"] == "unpriced_service_tier"
-    assert chat_api.fake_requests() == []
+    budgeted = _refused_on_a_budgeted_key_only(chat_api, client_key, "bypass-priority", path, body,
+                                               "unpriced_service_tier")
     for cheaper in ("auto", "default", "flex"):
         assert _post(chat_api, budgeted, path, {**body, "service_tier": cheaper}).status_code == 200
-    assert _post(chat_api, client_key, path, body).status_code == 200  # no budget to protect
 
 
 @pytest.mark.parametrize("tool", [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
@@ -182,13 +179,8 @@ def test_a_dearer_service_tier_is_refused_on_a_budgeted_key_only(chat_api, clien
 def test_a_tool_the_upstream_runs_is_refused_on_a_budgeted_key_only(chat_api, client_key, tool: dict) -> None:
     """A hosted tool's results (search hits, files, a remote server's output) are billed as
     input and its calls carry fees: nothing in the body bounds them."""
-    budgeted = chat_api.issue_key("bypass-hosted-tool", daily_usd="5")
     body = {"model": "gpt-4o-mini", "input": "hi", "tools": [tool]}
-    chat_api.clear_fake()
-    r = _post(chat_api, budgeted, "/v1/responses", body)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["code"] == "input_not_estimable"
-    assert chat_api.fake_requests() == []
-    assert _post(chat_api, client_key, "/v1/responses", body).status_code == 200
+    budgeted = _refused_on_a_budgeted_key_only(chat_api, client_key, "bypass-hosted-tool", "/v1/responses", body,
+                                               "input_not_estimable")
     function = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
     assert _post(chat_api, budgeted, "/v1/responses", {**body, "tools": [function]}).status_code == 200
